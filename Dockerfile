@@ -1,0 +1,10 @@
+# The billing CLI against a real MongoDB (see docker-compose.yml); no embedded extra here.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY billing ./billing
+RUN pip install . && useradd --create-home billing
+USER billing
+CMD ["billing", "--help"]

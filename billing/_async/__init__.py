@@ -1,0 +1,1 @@
+"""The async services: the source from which billing/_sync is generated (tools/synchro.py)."""

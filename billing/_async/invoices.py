@@ -1,0 +1,143 @@
+"""Invoices: billing a period's conversations, finalising, voiding, reading."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+
+from billing import faults, plans, runs
+from billing._async.context import AsyncContext
+from billing._async.unit_of_work import AsyncTransaction
+from billing.adapters import ids, queries, schema
+from billing.domain.models import Invoice
+from billing.domain.periods import Period
+from billing.errors import BillingError
+
+
+async def read_invoice(txn: AsyncTransaction, org_id: ObjectId, invoice_id: ObjectId) -> Invoice:
+    """The org's invoice with its line items, in one command; InvoiceNotFound otherwise."""
+    doc = await txn.aggregate_one(schema.INVOICES, [
+        {"$match": {"_id": invoice_id, "org_id": org_id}}, queries.with_items(org_id)])
+    return plans.require_invoice(doc, org_id, invoice_id)
+
+
+class AsyncInvoices:
+    def __init__(self, ctx: AsyncContext) -> None:
+        self._ctx = ctx
+
+    async def create_for_period(
+        self, org_id: Any, period_start: Any, period_end: Any, *, finalize: bool = True
+    ) -> Invoice:
+        """Bill the org's unbilled conversations that ended in [period_start, period_end).
+
+        Guarantees: each transaction is all or nothing; at most `max_docs_per_transaction`
+        conversations per transaction, collected onto a draft that is finalised (numbered and
+        opened) only once every conversation is on it; idempotent and race-safe (a unique index
+        allows one invoice per org and period: every caller gets that invoice); a call after a
+        crash resumes the draft. Server round trips per transaction are constant: one snapshot
+        read, one write, the commit.
+
+        Raises InvalidPeriod / PeriodNotClosed / InvalidInput for bad arguments, OrgNotFound,
+        NothingToBill (no unbilled conversations and no invoice yet), CurrencyMismatch, and
+        TransientDatabaseError (retry). Nothing is written when an error is raised.
+        """
+        oid = ids.object_id(org_id, name="org_id")
+        period = Period.of(period_start, period_end, now=self._ctx.now())
+        return await self._bill(oid, period, supplement=0, finalize=bool(finalize))
+
+    async def run_period(
+        self, period: Period, *, org_id: Any = None, progress: runs.Progress | None = None
+    ) -> runs.RunSummary:
+        """Invoice every org (or one) for a closed period, one org at a time.
+
+        An org's failure is recorded in the summary and the run goes on; re-running is safe
+        (orgs already invoiced come back as `already_invoiced`). Errors that stop the whole run
+        (database unreachable, bad configuration) are raised.
+        """
+        period = Period.of(period.start, period.end, now=self._ctx.now())
+        scope = {} if org_id is None else {"_id": ids.object_id(org_id, name="org_id")}
+        await self._ctx.uow.check_server()
+        orgs = self._ctx.uow.db[schema.ORGS]
+        summary = runs.RunSummary(period, self._ctx.now(), await orgs.count_documents(scope))
+        if org_id is not None and summary.total_orgs == 0:
+            plans.require_org(None, scope["_id"])
+        async for doc in orgs.find(scope, {"_id": 1}).sort("_id", 1):
+            oid = doc["_id"]
+            try:
+                invoice = await self._bill(oid, period, supplement=0, finalize=True)
+                result = runs.result_of(str(oid), summary.started_at, invoice=invoice)
+            except BillingError as exc:
+                if not isinstance(exc, runs.ORG_LEVEL_ERRORS):
+                    raise
+                result = runs.result_of(str(oid), summary.started_at, error=exc)
+            summary.results.append(result)
+            if progress is not None:
+                progress(len(summary.results), summary.total_orgs, result)
+        summary.finished_at = self._ctx.now()
+        return summary
+
+    async def _bill(
+        self, org_id: ObjectId, period: Period, *, supplement: int, finalize: bool
+    ) -> Invoice:
+        async def step(txn: AsyncTransaction) -> plans.Plan[Invoice]:
+            snap = await txn.aggregate_one(schema.ORGS, queries.billing_snapshot(
+                org_id, period, supplement=supplement, limit=self._ctx.max_docs_per_transaction))
+            plan = plans.bill_chunk(
+                snap, org_id=org_id, period=period, supplement=supplement,
+                limit=self._ctx.max_docs_per_transaction, finalize=finalize, now=self._ctx.now(),
+            )
+            faults.hit("invoice.chunk.before_write")
+            await txn.write(plan.writes, fault="invoice.chunk")
+            faults.hit("invoice.chunk.after_write")
+            return plan
+
+        while True:
+            plan = await self._ctx.uow.run(step)
+            if plan.done:
+                return plan.result
+            faults.hit("invoice.between_chunks")
+
+    async def get(self, org_id: Any, invoice_id: Any) -> Invoice:
+        """The invoice with its line items, read from one snapshot."""
+        oid = ids.object_id(org_id, name="org_id")
+        iid = ids.object_id(invoice_id, name="invoice_id")
+
+        async def read(txn: AsyncTransaction) -> Invoice:
+            return await read_invoice(txn, oid, iid)
+
+        return await self._ctx.uow.run(read)
+
+    async def finalize(self, org_id: Any, invoice_id: Any) -> Invoice:
+        """Open a draft with the org's next gapless number. A draft whose billing was interrupted
+        is first completed, so a finalised invoice never misses conversations. Idempotent."""
+        oid = ids.object_id(org_id, name="org_id")
+        iid = ids.object_id(invoice_id, name="invoice_id")
+        invoice = await self.get(oid, iid)
+        if plans.resumable(invoice):
+            return await self._bill(oid, Period(invoice.period_start, invoice.period_end),
+                                    supplement=invoice.supplement, finalize=True)
+
+        async def work(txn: AsyncTransaction) -> Invoice:
+            current = await read_invoice(txn, oid, iid)
+            org = await txn.find_one(schema.ORGS, {"_id": oid})
+            plan = plans.finalize(org, current, now=self._ctx.now())
+            await txn.write(plan.writes)
+            faults.hit("invoice.finalize.after_write")
+            return plan.result
+
+        return await self._ctx.uow.run(work)
+
+    async def void(self, org_id: Any, invoice_id: Any) -> Invoice:
+        """Void a draft, open or uncollectible invoice (paid ones cannot be). Its conversations
+        stay billed by it: a conversation is billed once, ever. Idempotent."""
+        oid = ids.object_id(org_id, name="org_id")
+        iid = ids.object_id(invoice_id, name="invoice_id")
+
+        async def work(txn: AsyncTransaction) -> Invoice:
+            plan = plans.void(await read_invoice(txn, oid, iid))
+            await txn.write(plan.writes)
+            faults.hit("invoice.void.after_write")
+            return plan.result
+
+        return await self._ctx.uow.run(work)

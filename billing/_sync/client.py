@@ -1,0 +1,108 @@
+# Generated from billing/_async by tools/synchro.py: do not edit.
+"""AsyncBilling: the entry point, wiring the services to one MongoDB client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure, PyMongoError
+
+from billing._sync.context import Context
+from billing._sync.conversations import Conversations
+from billing._sync.invoices import Invoices
+from billing._sync.line_items import LineItems
+from billing._sync.orgs import Orgs
+from billing._sync.unit_of_work import UnitOfWork
+from billing.adapters.mongo_errors import translate
+from billing.adapters.schema import COLLECTIONS
+from billing.domain.periods import utc
+from billing.errors import ConfigurationError, InvalidInput
+
+_INDEX_CONFLICT = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict
+_NAMESPACE_EXISTS = 48
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _milliseconds(clock: Callable[[], datetime]) -> Callable[[], datetime]:
+    """Timestamps at BSON's precision, so what a call returns equals what it stored."""
+    return lambda: utc(clock(), name="clock()")
+
+
+class Billing:
+    """Usage billing on one MongoDB database.
+
+    `client` must reach a replica set or sharded cluster (transactions). The instance is cheap,
+    holds no connections of its own and is safe to share between tasks.
+
+    Options: `max_docs_per_transaction` bounds the conversations one transaction bills (MongoDB's
+    guidance is 1,000); `transaction_retry_seconds` bounds retries of conflicting transactions;
+    `client_bulk_write` forces (True) or forbids (False) one `bulkWrite` command across
+    collections, detected from the server by default (MongoDB 8.0+); `clock` is for tests.
+    """
+
+    def __init__(
+        self,
+        client: MongoClient[dict[str, Any]],
+        *,
+        database: str = "billing",
+        max_docs_per_transaction: int = 1000,
+        transaction_retry_seconds: float = 120.0,
+        client_bulk_write: bool | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if isinstance(max_docs_per_transaction, bool) or not isinstance(
+            max_docs_per_transaction, int
+        ) or not 1 <= max_docs_per_transaction <= 100_000:
+            raise InvalidInput("max_docs_per_transaction must be an int from 1 to 100000")
+        self._uow = UnitOfWork(client, database, retry_seconds=transaction_retry_seconds,
+                                    client_bulk_write=client_bulk_write)
+        ctx = Context(self._uow, _milliseconds(clock), max_docs_per_transaction)
+        self.orgs = Orgs(ctx)
+        self.conversations = Conversations(ctx)
+        self.invoices = Invoices(ctx)
+        self.line_items = LineItems(ctx)
+
+    @property
+    def database(self) -> Any:
+        """The pymongo database (timezone-aware), for tools and tests."""
+        return self._uow.db
+
+    def setup(self) -> None:
+        """Create the collections, validators and indexes of the data contract. Idempotent.
+
+        Raises ConfigurationError if an index of the same name exists with other keys or options
+        (drop it, then run setup again) or the server has no transactions.
+        """
+        self._uow.check_server()
+        db = self._uow.db
+        try:
+            existing = set(db.list_collection_names())
+            for spec in COLLECTIONS:
+                if spec.name not in existing:
+                    try:
+                        options: dict[str, Any] = {}
+                        if spec.validator:
+                            options["validator"] = spec.validator
+                        db.create_collection(spec.name, **options)
+                    except OperationFailure as exc:
+                        if exc.code != _NAMESPACE_EXISTS:  # created concurrently
+                            raise
+                elif spec.validator:
+                    db.command("collMod", spec.name, validator=spec.validator)
+                for index in spec.indexes:
+                    db[spec.name].create_index(index.keys, **index.options())
+        except OperationFailure as exc:
+            if exc.code in _INDEX_CONFLICT:
+                raise ConfigurationError(
+                    f"an existing index conflicts with billing's data contract ({exc}): "
+                    "drop that index, then run setup() again"
+                ) from exc
+            raise translate(exc) from exc
+        except PyMongoError as exc:
+            raise translate(exc) from exc

@@ -1,0 +1,46 @@
+# Generated from billing/_async by tools/synchro.py: do not edit.
+"""Orgs (tenants): their currency, prices and invoice counter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+
+from billing._sync.context import Context
+from billing._sync.unit_of_work import Transaction
+from billing.adapters import documents, ids, schema
+from billing.adapters.writes import insert
+from billing.domain.inputs import NewOrg
+from billing.domain.models import Org, Prices
+from billing.plans import require_org
+
+
+class Orgs:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def create(
+        self, *, name: Any, currency: Any, per_conversation: Any, per_started_minute: Any
+    ) -> Org:
+        """Create an org billed in `currency` at the given prices (integer minor units)."""
+        data = NewOrg.parse(name=name, currency=currency, per_conversation=per_conversation,
+                            per_started_minute=per_started_minute)
+        org = Org(
+            id=str(ObjectId()), name=data.name, currency=data.currency,
+            prices=Prices(per_conversation=data.per_conversation,
+                          per_started_minute=data.per_started_minute),
+            created_at=self._ctx.now(),
+        )
+
+        def work(txn: Transaction) -> None:
+            txn.write([insert(schema.ORGS, documents.org_doc(org))])
+
+        self._ctx.uow.run(work)
+        return org
+
+    def get(self, org_id: Any) -> Org:
+        """The org, or OrgNotFound."""
+        oid = ids.object_id(org_id, name="org_id")
+        self._ctx.uow.check_server()
+        return require_org(self._ctx.uow.db[schema.ORGS].find_one({"_id": oid}), oid)

@@ -1,0 +1,163 @@
+# Generated from billing/_async by tools/synchro.py: do not edit.
+"""The one transaction seam: sessions, `with_transaction`, retries and error translation."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from typing import Any, TypeVar
+
+from bson.codec_options import CodecOptions
+from pymongo import MongoClient, ReadPreference
+from pymongo.errors import BulkWriteError, ClientBulkWriteException, DuplicateKeyError, PyMongoError
+from pymongo.read_concern import ReadConcern
+from pymongo.synchronous.client_session import ClientSession
+from pymongo.write_concern import WriteConcern
+
+from billing import faults
+from billing._sync._io import sleep
+from billing.adapters.mongo_errors import translate
+from billing.adapters.writes import (
+    DUPLICATE_KEY,
+    StaleRead,
+    Write,
+    check_counts,
+    client_models,
+    collection_models,
+)
+from billing.errors import ConfigurationError, TransientDatabaseError
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+CLIENT_BULK_WRITE_WIRE_VERSION = 25  # MongoDB 8.0
+
+
+class Transaction:
+    """Reads and writes bound to one session inside `with_transaction`."""
+
+    def __init__(self, uow: UnitOfWork, session: ClientSession) -> None:
+        self._uow = uow
+        self.session = session
+        self._has_read = False
+
+    def _read(self) -> ClientSession:
+        self._has_read = True
+        return self.session
+
+    def aggregate_one(self, collection: str, pipeline: list[Doc]) -> Doc | None:
+        cursor = self._uow.db[collection].aggregate(pipeline, session=self._read())
+        docs = cursor.to_list(1)
+        return docs[0] if docs else None
+
+    def find_one(self, collection: str, filter: Doc) -> Doc | None:
+        return self._uow.db[collection].find_one(filter, session=self._read())
+
+    def write(self, writes: list[Write], *, fault: str | None = None) -> None:
+        """Apply the writes; check every guard. One `bulkWrite` command where the server has it."""
+        if not writes:
+            return
+        # One command across collections needs bulkWrite (MongoDB 8.0). SecantusDB 0.7.0b3 also
+        # refuses the readConcern a transaction's first command carries on bulkWrite (MongoDB
+        # accepts it), so it is used after a read; a single collection needs no bulkWrite.
+        spread = len({w.collection for w in writes}) > 1
+        try:
+            if self._uow.client_bulk_write and spread and self._has_read:
+                result = self._uow.client.bulk_write(
+                    client_models(writes, self._uow.db.name), session=self.session, ordered=True
+                )
+                check_counts(writes, matched=result.matched_count, deleted=result.deleted_count)
+            else:
+                for collection, models in collection_models(writes).items():
+                    res = self._uow.db[collection].bulk_write(
+                        models, session=self.session, ordered=True
+                    )
+                    check_counts([w for w in writes if w.collection == collection],
+                                 matched=res.matched_count, deleted=res.deleted_count)
+                    if fault:
+                        faults.hit(f"{fault}.after_{collection}")
+        except ClientBulkWriteException as exc:
+            # pymongo wraps a whole-command failure (e.g. WriteConflict) without its error
+            # labels; re-raise the inner error so with_transaction sees TransientTransactionError.
+            if isinstance(exc.error, PyMongoError):
+                raise exc.error from exc
+            _raise_stale_on_duplicate(exc.write_errors or [], exc)
+            raise
+        except BulkWriteError as exc:
+            _raise_stale_on_duplicate(exc.details.get("writeErrors", []), exc)
+            raise
+
+
+def _raise_stale_on_duplicate(errors: Sequence[Any], exc: Exception) -> None:
+    if any(e.get("code") == DUPLICATE_KEY for e in errors):
+        raise StaleRead("duplicate key") from exc
+
+
+class UnitOfWork:
+    """Runs work in a transaction with `with_transaction`, retrying what is safe to retry.
+
+    The work callback may run several times: it must only read and write through the
+    transaction it is given (no Stripe calls, no counters, nothing outside the database).
+    """
+
+    def __init__(
+        self, client: MongoClient[Doc], database: str, *, retry_seconds: float = 120.0,
+        client_bulk_write: bool | None = None,
+    ) -> None:
+        self.client = client
+        self.db = client.get_database(
+            database, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC)
+        )
+        self.retry_seconds = retry_seconds
+        self._prefer_client_bulk_write = client_bulk_write
+        self.client_bulk_write = False
+        self._checked = False
+
+    def check_server(self) -> None:
+        """Once per instance: transactions need a replica set; `bulkWrite` needs MongoDB 8.0."""
+        if self._checked:
+            return
+        try:
+            hello = self.client.admin.command("hello")
+        except PyMongoError as exc:
+            raise translate(exc) from exc
+        if "setName" not in hello and hello.get("msg") != "isdbgrid":
+            raise ConfigurationError(
+                "MongoDB is a standalone server: billing needs transactions, so use a replica "
+                "set (add ?replicaSet=NAME) or a sharded cluster; docker-compose.yml starts one"
+            )
+        wire = int(hello.get("maxWireVersion", 0))
+        supported = wire >= CLIENT_BULK_WRITE_WIRE_VERSION
+        self.client_bulk_write = supported and self._prefer_client_bulk_write is not False
+        self._checked = True
+
+    def run(self, work: Callable[[Transaction], T]) -> T:
+        """Run `work` in one transaction (snapshot reads, majority commit) and return its result.
+
+        Write conflicts and commit uncertainty are retried by `with_transaction`; stale reads
+        (a guard or unique index tripped) by this loop, with a fresh snapshot each time, until
+        `retry_seconds` have passed. Raises TransientDatabaseError after that.
+        """
+        self.check_server()
+        deadline = time.monotonic() + self.retry_seconds
+        attempt = 0
+        while True:
+            try:
+                with self.client.start_session() as session:
+                    return session.with_transaction(
+                        lambda s: work(Transaction(self, s)),
+                        read_concern=ReadConcern("snapshot"),
+                        write_concern=WriteConcern("majority"),
+                        read_preference=ReadPreference.PRIMARY,
+                    )
+            except (StaleRead, DuplicateKeyError) as exc:
+                attempt += 1
+                if time.monotonic() >= deadline:
+                    raise TransientDatabaseError(
+                        f"gave up after {attempt} attempts: the documents kept changing under "
+                        "concurrent writers; nothing was written, retry the call"
+                    ) from exc
+                sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
+            except PyMongoError as exc:
+                raise translate(exc) from exc

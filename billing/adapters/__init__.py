@@ -1,0 +1,1 @@
+"""The edge: MongoDB documents, queries and errors (Stripe joins here later)."""

@@ -1,0 +1,58 @@
+"""Mapping between MongoDB documents and the public models (ObjectId <-> 24-hex string)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+
+from billing.domain.models import Conversation, Invoice, LineItem, Org
+
+Doc = dict[str, Any]
+
+
+def _ids(doc: Doc, *names: str) -> Doc:
+    out = dict(doc)
+    out["id"] = str(out.pop("_id"))
+    for name in names:
+        if isinstance(out.get(name), ObjectId):
+            out[name] = str(out[name])
+    return out
+
+
+def org(doc: Doc) -> Org:
+    return Org.model_validate(_ids(doc))
+
+
+def conversation(doc: Doc) -> Conversation:
+    return Conversation.model_validate(_ids(doc, "org_id", "line_item_id"))
+
+
+def line_item(doc: Doc) -> LineItem:
+    return LineItem.model_validate(_ids(doc, "org_id", "invoice_id"))
+
+
+def invoice(doc: Doc, items: list[Doc] | None = None) -> Invoice:
+    data = _ids(doc, "org_id")
+    data["line_items"] = tuple(line_item(d) for d in sorted(items or [], key=lambda d: d["_id"]))
+    return Invoice.model_validate(data)
+
+
+def org_doc(value: Org) -> Doc:
+    doc = value.model_dump(exclude={"id"})
+    doc["_id"] = ObjectId(value.id)
+    return doc
+
+
+def line_item_doc(value: LineItem) -> Doc:
+    doc = value.model_dump(mode="python", exclude={"id"})
+    doc.update(_id=ObjectId(value.id), org_id=ObjectId(value.org_id),
+               invoice_id=ObjectId(value.invoice_id), kind=value.kind.value)
+    return doc
+
+
+def invoice_doc(value: Invoice) -> Doc:
+    """The invoice's own fields; its line items live in their own collection."""
+    doc = value.model_dump(mode="python", exclude={"id", "line_items"})
+    doc.update(_id=ObjectId(value.id), org_id=ObjectId(value.org_id), status=value.status.value)
+    return doc

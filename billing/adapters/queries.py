@@ -1,0 +1,75 @@
+"""Query and pipeline builders: pure functions from ids and periods to MongoDB filters.
+
+The chunk read and the chunk write use the same filter (`unbilled`), so within one snapshot they
+select exactly the same conversations.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+
+from billing.adapters import schema
+from billing.domain.periods import Period
+
+Doc = dict[str, Any]
+
+# A conversation billing can price: both ends are dates and it does not end before it starts.
+WELL_FORMED: Doc = {
+    "started_at": {"$type": "date"},
+    "$expr": {"$lte": ["$started_at", "$ended_at"]},
+}
+
+
+def unbilled(org_id: ObjectId, period: Period) -> Doc:
+    """Unbilled conversations that ended in the period (ended_at is compared as a date)."""
+    return {
+        "org_id": org_id,
+        "line_item_id": None,
+        "ended_at": {"$gte": period.start, "$lt": period.end},
+    }
+
+
+def up_to(last_ended_at: datetime, last_id: ObjectId) -> Doc:
+    """Everything at or before (ended_at, _id) in the billing index order."""
+    return {"$or": [
+        {"ended_at": {"$lt": last_ended_at}},
+        {"ended_at": last_ended_at, "_id": {"$lte": last_id}},
+    ]}
+
+
+def invoice_key(org_id: ObjectId, period: Period, supplement: int) -> Doc:
+    return {"org_id": org_id, "period_start": period.start, "period_end": period.end,
+            "supplement": supplement}
+
+
+def with_items(org_id: ObjectId) -> Doc:
+    """$lookup stage attaching an invoice's line items (scoped to the org) as `items`."""
+    return {"$lookup": {
+        "from": schema.LINE_ITEMS, "localField": "_id", "foreignField": "invoice_id",
+        "pipeline": [{"$match": {"org_id": org_id}}], "as": "items",
+    }}
+
+
+def billing_snapshot(org_id: ObjectId, period: Period, *, supplement: int, limit: int) -> list[Doc]:
+    """One aggregate on `orgs` returning the org, its invoice for the period with line items,
+    the next `limit + 1` well-formed unbilled conversations, and the count of malformed ones."""
+    base = unbilled(org_id, period)
+    return [
+        {"$match": {"_id": org_id}},
+        {"$lookup": {"from": schema.INVOICES, "as": "invoice", "pipeline": [
+            {"$match": invoice_key(org_id, period, supplement)}, with_items(org_id)]}},
+        {"$lookup": {"from": schema.CONVERSATIONS, "as": "chunk", "pipeline": [
+            {"$match": {**base, **WELL_FORMED}},
+            {"$sort": {"ended_at": 1, "_id": 1}},
+            {"$limit": limit + 1},
+            {"$project": {"started_at": 1, "ended_at": 1}},
+        ]}},
+        {"$lookup": {"from": schema.CONVERSATIONS, "as": "malformed", "pipeline": [
+            {"$match": {**base, "$nor": [WELL_FORMED]}},
+            # $group, not $count: SecantusDB 0.7.0b3 rejects $count inside $lookup.
+            {"$group": {"_id": None, "n": {"$sum": 1}}},
+        ]}},
+    ]

@@ -1,0 +1,120 @@
+"""The data contract: collection names, indexes and validators that `setup()` installs.
+
+Every index leads with `org_id`, so every tenant query is served by an index and scoped to one org.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ORGS = "orgs"
+CONVERSATIONS = "conversations"
+INVOICES = "invoices"
+LINE_ITEMS = "line_items"
+
+
+@dataclass(frozen=True)
+class Index:
+    keys: list[tuple[str, int]]
+    name: str
+    unique: bool = False
+    partial: dict[str, Any] | None = None
+
+    def options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"name": self.name, "unique": self.unique}
+        if self.partial is not None:
+            opts["partialFilterExpression"] = self.partial
+        return opts
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    indexes: tuple[Index, ...] = ()
+    validator: dict[str, Any] | None = field(default=None)
+
+
+_INT = {"bsonType": ["int", "long"]}
+_MONEY = {"bsonType": ["int", "long"], "minimum": 0}
+_DATE = {"bsonType": "date"}
+_OID = {"bsonType": "objectId"}
+_CURRENCY = {"bsonType": "string", "pattern": "^[a-z]{3}$"}
+
+
+def _schema(required: list[str], **props: Any) -> dict[str, Any]:
+    return {"$jsonSchema": {"bsonType": "object", "required": required, "properties": props}}
+
+
+COLLECTIONS: tuple[Collection, ...] = (
+    Collection(
+        ORGS,
+        validator=_schema(
+            ["name", "currency", "prices", "invoice_seq", "created_at"],
+            name={"bsonType": "string", "minLength": 1},
+            currency=_CURRENCY,
+            prices=_schema(
+                ["per_conversation", "per_started_minute"],
+                per_conversation=_MONEY,
+                per_started_minute=_MONEY,
+            )["$jsonSchema"],
+            invoice_seq=_MONEY,
+            created_at=_DATE,
+        ),
+    ),
+    # Written by the host backend: no validator, malformed documents are skipped and reported.
+    Collection(
+        CONVERSATIONS,
+        indexes=(
+            # Unbilled conversations of an org by end time; also finds those of a line item.
+            Index([("org_id", 1), ("line_item_id", 1), ("ended_at", 1), ("_id", 1)], "billing"),
+            Index(
+                [("org_id", 1), ("external_id", 1)], "external_id", unique=True,
+                partial={"external_id": {"$type": "string"}},
+            ),
+        ),
+    ),
+    Collection(
+        INVOICES,
+        indexes=(
+            # The idempotency key of create_for_period: one invoice per org, period and supplement.
+            Index(
+                [("org_id", 1), ("period_start", 1), ("period_end", 1), ("supplement", 1)],
+                "one_per_period", unique=True,
+            ),
+            Index(
+                [("org_id", 1), ("number", 1)], "number", unique=True,
+                partial={"number": {"$type": ["int", "long"]}},
+            ),
+            Index([("org_id", 1), ("status", 1), ("complete", 1)], "status"),
+        ),
+        validator=_schema(
+            ["org_id", "status", "complete", "period_start", "period_end", "supplement",
+             "currency", "subtotal", "total", "version"],
+            org_id=_OID,
+            status={"enum": ["draft", "open", "paid", "void", "uncollectible"]},
+            complete={"bsonType": "bool"},
+            period_start=_DATE,
+            period_end=_DATE,
+            supplement=_MONEY,
+            currency=_CURRENCY,
+            subtotal=_MONEY,
+            total=_MONEY,
+            version=_INT,
+        ),
+    ),
+    Collection(
+        LINE_ITEMS,
+        indexes=(Index([("org_id", 1), ("invoice_id", 1)], "by_invoice"),),
+        validator=_schema(
+            ["org_id", "invoice_id", "kind", "quantity", "unit_amount", "amount", "currency"],
+            org_id=_OID,
+            invoice_id=_OID,
+            kind={"enum": ["conversations", "minutes", "manual"]},
+            quantity=_MONEY,
+            unit_amount=_MONEY,
+            amount=_MONEY,
+            currency=_CURRENCY,
+        ),
+    ),
+)

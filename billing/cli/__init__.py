@@ -1,0 +1,60 @@
+"""The `billing` command: parse, dispatch to a command module, map errors to exit codes.
+
+    billing [--uri URI] [--database NAME] demo [--json]
+    billing [--uri URI] [--database NAME] invoice run --period YYYY-MM [--org ID] [--json]
+
+Exit codes are listed in `billing.cli.exit_codes` and in `billing --help`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from pymongo.errors import PyMongoError
+
+from billing.adapters.mongo_errors import translate
+from billing.cli import connect, exit_codes, parser
+from billing.cli.output import emit_json
+from billing.errors import BillingError
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command in `argv` (default: sys.argv[1:]) and return its exit code.
+
+    Errors become one line on stderr (and a JSON document on stdout with --json), never a
+    traceback, and never a password from a connection string.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    secrets = connect.secrets_in([*argv, os.environ.get("MONGODB_URI", "")])
+    try:
+        args = parser.build().parse_args(argv)
+    except parser.UsageError as exc:
+        return _fail(str(exc), exit_codes.USAGE, as_json=as_json, secrets=secrets)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else exit_codes.USAGE
+    as_json = bool(getattr(args, "json", False))
+    try:
+        code: int = args.handler(args)
+        return code
+    except PyMongoError as exc:  # a direct database call of a command, e.g. the demo's seeding
+        error = translate(exc)
+        return _fail(error.message, exit_codes.for_error(error), as_json=as_json,
+                     secrets=secrets)
+    except BillingError as exc:
+        return _fail(exc.message, exit_codes.for_error(exc), as_json=as_json, secrets=secrets)
+    except KeyboardInterrupt:
+        return _fail("interrupted; what was committed stays, rerunning is safe",
+                     exit_codes.INTERRUPTED, as_json=as_json, secrets=secrets)
+
+
+def _fail(message: str, code: int, *, as_json: bool, secrets: Sequence[str]) -> int:
+    message = connect.scrub(" ".join(message.split()), secrets)  # one line
+    print(f"billing: error: {message}", file=sys.stderr, flush=True)
+    if as_json:
+        emit_json({"error": message, "exit_code": code}, sys.stdout)
+    return code

@@ -1,0 +1,9 @@
+"""`python -m billing.cli`: the `billing` command."""
+
+from __future__ import annotations
+
+import sys
+
+from billing.cli import main
+
+sys.exit(main())

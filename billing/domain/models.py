@@ -1,0 +1,90 @@
+"""The documents `billing` returns, as immutable pydantic models (ids as 24-hex strings)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+class LineItemKind(StrEnum):
+    CONVERSATIONS = "conversations"  # quantity = number of conversations
+    MINUTES = "minutes"  # quantity = started minutes
+    MANUAL = "manual"  # added by line_items.add on a draft
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Prices(_Model):
+    per_conversation: int = Field(ge=0)
+    per_started_minute: int = Field(ge=0)
+
+
+class Org(_Model):
+    id: str
+    name: str
+    currency: str
+    prices: Prices
+    stripe_customer_id: str | None = None
+    default_payment_method_id: str | None = None
+    invoice_seq: int = 0  # number of the org's last finalised invoice
+    created_at: datetime
+
+
+class Conversation(_Model):
+    id: str
+    org_id: str
+    started_at: datetime
+    ended_at: datetime
+    external_id: str | None = None
+    line_item_id: str | None = None
+
+
+class LineItem(_Model):
+    id: str
+    org_id: str
+    invoice_id: str
+    kind: LineItemKind
+    description: str
+    quantity: int
+    unit_amount: int
+    amount: int
+    currency: str
+
+
+class Invoice(_Model):
+    id: str
+    org_id: str
+    number: int | None = None  # gapless per org, assigned at finalisation
+    status: InvoiceStatus
+    complete: bool  # every conversation of the period has been collected onto it
+    period_start: datetime
+    period_end: datetime
+    supplement: int = 0  # 0: the period's invoice; 1, 2...: supplementary ones
+    currency: str
+    subtotal: int
+    total: int
+    conversations: int = 0
+    skipped_malformed: int = 0  # unbilled conversations in the period that cannot be priced
+    line_items: tuple[LineItem, ...] = ()
+    created_at: datetime
+    finalized_at: datetime | None = None
+    version: int = 0  # bumped by every write: guards concurrent read-modify-write
+
+    def item(self, kind: LineItemKind) -> LineItem | None:
+        return next((li for li in self.line_items if li.kind is kind), None)
+
+    @property
+    def display_number(self) -> str | None:
+        return None if self.number is None else f"{self.number:06d}"

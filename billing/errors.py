@@ -1,0 +1,101 @@
+"""Every error `billing` raises, in one tree.
+
+    BillingError                      base; `retryable` says whether the same call may succeed later
+    ├── InvalidInput (ValueError)     the arguments are wrong; nothing was written
+    │   ├── InvalidPeriod             naive datetimes, end before start, malformed month
+    │   │   └── PeriodNotClosed       the period has not ended yet
+    │   └── InvalidMoney              float, bool, negative or overflowing amount, unknown currency
+    ├── NotFound (LookupError)        no such document in this org (other orgs' ids are not found)
+    │   ├── OrgNotFound
+    │   ├── InvoiceNotFound
+    │   └── LineItemNotFound
+    ├── StateConflict                 the documents are in a state that forbids the operation
+    │   ├── InvoiceNotEditable        finalised, paid or void invoices cannot be edited
+    │   ├── InvalidTransition         e.g. voiding a paid invoice
+    │   ├── CurrencyMismatch          a line item's or invoice's currency differs from the org's
+    │   └── NothingToBill             no unbilled conversations in the period
+    ├── ConfigurationError            a missing extra, a bad URI, a server without transactions
+    └── DatabaseError                 MongoDB failed; the operation did not complete
+        └── TransientDatabaseError    retryable: conflicts, elections, timeouts, lost connections
+
+Adapters translate `pymongo.errors.PyMongoError` at the edge (`raise ... from exc`), so callers
+catch `BillingError` subclasses only. Every message says what happened and what to do.
+"""
+
+from __future__ import annotations
+
+
+class BillingError(Exception):
+    """Base of every error raised by `billing`."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(BillingError, ValueError):
+    """The arguments are invalid. Nothing was written; fix the call."""
+
+
+class InvalidPeriod(InvalidInput):
+    """The billing period is malformed (naive datetime, end not after start, bad month)."""
+
+
+class PeriodNotClosed(InvalidPeriod):
+    """The period ends in the future: bill it once it has closed."""
+
+
+class InvalidMoney(InvalidInput):
+    """An amount is not a non-negative integer of minor units, or the currency is unknown."""
+
+
+class NotFound(BillingError, LookupError):
+    """No such document within the given org."""
+
+
+class OrgNotFound(NotFound):
+    pass
+
+
+class InvoiceNotFound(NotFound):
+    pass
+
+
+class LineItemNotFound(NotFound):
+    pass
+
+
+class StateConflict(BillingError):
+    """The documents' current state forbids the operation. Nothing was written."""
+
+
+class InvoiceNotEditable(StateConflict):
+    pass
+
+
+class InvalidTransition(StateConflict):
+    pass
+
+
+class CurrencyMismatch(StateConflict):
+    pass
+
+
+class NothingToBill(StateConflict):
+    pass
+
+
+class ConfigurationError(BillingError):
+    """The environment is not usable: missing extra, bad URI, no replica set."""
+
+
+class DatabaseError(BillingError):
+    """MongoDB failed and the operation did not complete (its transaction was rolled back)."""
+
+
+class TransientDatabaseError(DatabaseError):
+    """A temporary database failure. The transaction was rolled back; retry the same call."""
+
+    retryable = True

@@ -1,0 +1,54 @@
+"""Named fault points for crash and rollback tests; no effect unless switched on.
+
+`BILLING_FAULTS="invoice.chunk.after_write=raise,invoice.between_chunks=kill"` (read at import)
+or `faults.active({...})` in tests. `raise` throws InjectedFault (inside a transaction this rolls
+it back); `kill` sends SIGKILL to this process, as a crash would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+# Every point the code hits, in the order an invoice run meets them.
+POINTS = (
+    "invoice.chunk.before_write",  # in the transaction, after the snapshot read
+    "invoice.chunk.after_write",  # in the transaction, after its writes, before commit
+    "invoice.between_chunks",  # after a chunk committed, before the next one
+    "invoice.finalize.after_write",
+    "invoice.void.after_write",
+    "line_items.after_write",
+)
+
+
+class InjectedFault(Exception):
+    """Raised by a fault point in `raise` mode; not a BillingError: it stands for a crash."""
+
+
+def _parse(text: str) -> dict[str, str]:
+    pairs = (item.partition("=") for item in text.split(",") if item.strip())
+    return {name.strip(): (mode.strip() or "raise") for name, _, mode in pairs}
+
+
+_active: dict[str, str] = _parse(os.environ.get("BILLING_FAULTS", ""))
+
+
+def hit(name: str) -> None:
+    """Fire the fault point `name` if it is active."""
+    if _active and name in _active:
+        if _active[name] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise InjectedFault(name)
+
+
+@contextmanager
+def active(points: Mapping[str, str]) -> Iterator[None]:
+    """Switch fault points on for the duration of a `with` block (tests)."""
+    global _active
+    saved, _active = _active, {**_active, **points}
+    try:
+        yield
+    finally:
+        _active = saved

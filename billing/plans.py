@@ -1,0 +1,174 @@
+"""What each service operation writes, decided from what its transaction read. Pure.
+
+The async services (and the sync ones generated from them) only read, call a function here and
+write its `Plan`; every decision lives here once, for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from bson import ObjectId
+
+from billing.adapters import documents, queries, schema
+from billing.adapters.writes import Write, invoice_changes
+from billing.domain import invoicing, money
+from billing.domain.inputs import NewLineItem
+from billing.domain.models import Invoice, InvoiceStatus, LineItem, LineItemKind, Org
+from billing.domain.periods import Period
+from billing.domain.pricing import usage
+from billing.errors import (
+    InvoiceNotFound,
+    LineItemNotFound,
+    NothingToBill,
+    OrgNotFound,
+    StateConflict,
+)
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan(Generic[T]):
+    result: T
+    writes: list[Write] = field(default_factory=list)
+    done: bool = True  # False: more chunks remain, run the operation again
+
+
+def new_id() -> str:
+    return str(ObjectId())
+
+
+def require_org(doc: Doc | None, org_id: ObjectId) -> Org:
+    if doc is None:
+        raise OrgNotFound(f"no org {org_id}: create it with orgs.create() first")
+    return documents.org(doc)
+
+
+def require_invoice(doc: Doc | None, org_id: ObjectId, invoice_id: ObjectId) -> Invoice:
+    if doc is None:
+        raise InvoiceNotFound(f"no invoice {invoice_id} in org {org_id}")
+    return documents.invoice(doc, doc.get("items", []))
+
+
+def _finalizing(org: Org, invoice: Invoice, now: datetime) -> tuple[Invoice, Write]:
+    """Open the invoice with the org's next number; the org's counter moves in the same transaction
+    and only from the value read, so numbers are gapless and never reused."""
+    number = org.invoice_seq + 1
+    org_write = Write(
+        schema.ORGS, "update_one", {"_id": ObjectId(org.id), "invoice_seq": org.invoice_seq},
+        {"$set": {"invoice_seq": number}},
+    )
+    return invoicing.finalize(invoice, number=number, now=now), org_write
+
+
+def bill_chunk(
+    snap: Doc | None, *, org_id: ObjectId, period: Period, supplement: int, limit: int,
+    finalize: bool, now: datetime,
+) -> Plan[Invoice]:
+    """One bounded step of billing a period: at most `limit` conversations, then complete and
+    (if asked) finalise once none remain. Re-running after a commit resumes where it stopped."""
+    org = require_org(snap, org_id)
+    assert snap is not None
+    old = documents.invoice(snap["invoice"][0], snap["invoice"][0]["items"]) if snap["invoice"] \
+        else None
+    if old is not None and old.status is not InvoiceStatus.DRAFT:
+        return Plan(old)  # already finalised: idempotent
+    chunk, more = snap["chunk"][:limit], len(snap["chunk"]) > limit
+    malformed = snap["malformed"][0]["n"] if snap["malformed"] else 0
+    if old is None and not chunk:
+        extra = f" ({malformed} malformed ones skipped)" if malformed else ""
+        raise NothingToBill(
+            f"org {org.id} has no unbilled conversations that ended in {period.label}{extra}"
+        )
+    new = old or invoicing.new_invoice(org, period, supplement=supplement, now=now, id=new_id())
+    marks: list[Write] = []
+    if chunk:
+        new = invoicing.add_usage(new, org, usage((c["started_at"], c["ended_at"]) for c in chunk),
+                                  new_id=new_id)
+        item = new.item(LineItemKind.CONVERSATIONS)
+        assert item is not None
+        marks.append(Write(
+            schema.CONVERSATIONS, "update_many",
+            {**queries.unbilled(org_id, period), **queries.WELL_FORMED,
+             **queries.up_to(chunk[-1]["ended_at"], chunk[-1]["_id"])},
+            {"$set": {"line_item_id": ObjectId(item.id)}},
+            expect=len(chunk),
+        ))
+    new = new.model_copy(update={"skipped_malformed": malformed, "complete": not more})
+    if not more and finalize:
+        new, org_write = _finalizing(org, new, now)
+        marks.append(org_write)
+    if new == old:
+        return Plan(new)
+    return Plan(new.model_copy(update={"version": old.version + 1 if old else 0}),
+                invoice_changes(old, new) + marks, done=not more)
+
+
+def finalize(snap: Doc | None, invoice: Invoice, *, now: datetime) -> Plan[Invoice]:
+    """Finalise a complete draft (an incomplete one is resumed by the caller first)."""
+    if invoice.status is InvoiceStatus.OPEN:
+        return Plan(invoice)
+    invoicing.require_draft(invoice)
+    org = require_org(snap, ObjectId(invoice.org_id))
+    new, org_write = _finalizing(org, invoice, now)
+    return _changed(invoice, new, [org_write])
+
+
+def void(invoice: Invoice) -> Plan[Invoice]:
+    """Void an unpaid invoice. Its conversations stay linked to it: billed once, ever."""
+    if invoice.status is InvoiceStatus.VOID:
+        return Plan(invoice)
+    return _changed(invoice, invoicing.transition(invoice, InvoiceStatus.VOID))
+
+
+def add_line_item(invoice: Invoice, item: NewLineItem) -> Plan[LineItem]:
+    line = LineItem(
+        id=new_id(), org_id=invoice.org_id, invoice_id=invoice.id, kind=LineItemKind.MANUAL,
+        description=item.description, quantity=item.quantity, unit_amount=item.unit_amount,
+        amount=money.multiply(item.unit_amount, item.quantity),
+        currency=item.currency or invoice.currency,
+    )
+    plan = _changed(invoice, invoicing.add_line_item(invoice, line))
+    return Plan(line, plan.writes)
+
+
+def remove_line_item(invoice: Invoice, line_item_id: ObjectId) -> Plan[Invoice]:
+    item = next((li for li in invoice.line_items if li.id == str(line_item_id)), None)
+    if item is None:
+        raise LineItemNotFound(f"no line item {line_item_id} on invoice {invoice.id}")
+    return _changed(invoice, invoicing.remove_line_item(invoice, item))
+
+
+def _changed(old: Invoice, new: Invoice, extra: list[Write] | None = None) -> Plan[Invoice]:
+    return Plan(new.model_copy(update={"version": old.version + 1}),
+                invoice_changes(old, new) + (extra or []))
+
+
+def resumable(invoice: Invoice) -> bool:
+    """A draft whose conversations are not all collected yet (an interrupted bounded run)."""
+    return invoice.status is InvoiceStatus.DRAFT and not invoice.complete
+
+
+def conversation_plan(
+    org_doc: Doc | None, existing: Doc | None, *, org_id: ObjectId, started_at: datetime,
+    ended_at: datetime, external_id: str | None, now: datetime, make_id: Callable[[], ObjectId],
+) -> Plan[Doc]:
+    """Record a conversation; an `external_id` already recorded returns the first one."""
+    require_org(org_doc, org_id)
+    if existing is not None:
+        if (existing["started_at"], existing["ended_at"]) != (started_at, ended_at):
+            raise StateConflict(
+                f"external_id {external_id!r} was already recorded with other times: "
+                "use a new external_id for a different conversation"
+            )
+        return Plan(existing)
+    doc: Doc = {"_id": make_id(), "org_id": org_id, "started_at": started_at,
+                "ended_at": ended_at, "line_item_id": None, "recorded_at": now}
+    if external_id is not None:
+        doc["external_id"] = external_id
+    return Plan(doc, [Write(schema.CONVERSATIONS, "insert", {}, doc)])

@@ -1,0 +1,236 @@
+"""create_for_period on a real wire-protocol server: commit, idempotency, typed errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from billing import (
+    AsyncBilling,
+    Billing,
+    CurrencyMismatch,
+    InvalidInput,
+    InvalidPeriod,
+    InvoiceNotEditable,
+    InvoiceStatus,
+    NothingToBill,
+    OrgNotFound,
+    PeriodNotClosed,
+)
+from tests.support.billing_data import (
+    NOV,
+    OCT,
+    check_invariants,
+    dump,
+    expected_total,
+    seed_conversations,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_bills_every_conversation_once_with_exact_totals(billing: Billing, org: Any) -> None:
+    docs = seed_conversations(billing.database, org.id, 120)
+    seed_conversations(billing.database, org.id, 7, start=NOV[0])  # next period: untouched
+
+    inv = billing.invoices.create_for_period(org.id, *OCT)
+
+    assert inv.status is InvoiceStatus.OPEN and inv.number == 1 and inv.complete
+    assert inv.total == expected_total(docs, 50, 10) and inv.conversations == 120
+    db = billing.database
+    assert db.conversations.count_documents({"line_item_id": None}) == 7
+    stored = db.invoices.find_one({"_id": ObjectId(inv.id)})
+    assert stored is not None and stored["total"] == inv.total
+    assert billing.invoices.get(org.id, inv.id) == inv
+    check_invariants(db)
+
+
+async def test_async_bills_every_conversation_once(abilling: AsyncBilling) -> None:
+    org = await abilling.orgs.create(name="A", currency="eur", per_conversation=7,
+                                     per_started_minute=3)
+    db = abilling.database
+    docs = [{"_id": ObjectId(), "org_id": ObjectId(org.id), "line_item_id": None,
+             "started_at": OCT[0] + timedelta(hours=i),
+             "ended_at": OCT[0] + timedelta(hours=i, seconds=90)} for i in range(40)]
+    await db.conversations.insert_many(docs)
+
+    inv = await abilling.invoices.create_for_period(org.id, *OCT)
+
+    assert inv.total == 40 * 7 + 40 * 2 * 3 and inv.currency == "eur"
+    assert await db.conversations.count_documents({"line_item_id": None}) == 0
+    assert (await abilling.invoices.create_for_period(org.id, *OCT)).id == inv.id
+
+
+def test_second_call_returns_the_same_invoice_and_writes_nothing(
+    billing: Billing, org: Any
+) -> None:
+    seed_conversations(billing.database, org.id, 30)
+    first = billing.invoices.create_for_period(org.id, *OCT)
+    before = dump(billing.database)
+
+    again = billing.invoices.create_for_period(org.id, *OCT)
+
+    assert again == first
+    assert dump(billing.database) == before
+
+
+def test_late_conversation_is_not_billed_twice_nor_added_to_a_final_invoice(
+    billing: Billing, org: Any
+) -> None:
+    seed_conversations(billing.database, org.id, 5)
+    first = billing.invoices.create_for_period(org.id, *OCT)
+    late = seed_conversations(billing.database, org.id, 1, start=OCT[0] + timedelta(days=3))
+
+    again = billing.invoices.create_for_period(org.id, *OCT)
+
+    assert again.total == first.total and again.conversations == 5
+    conv = billing.database.conversations.find_one({"_id": late[0]["_id"]})
+    assert conv is not None and conv["line_item_id"] is None  # left for reconciliation
+
+
+def test_malformed_conversations_are_skipped_and_reported(billing: Billing, org: Any) -> None:
+    seed_conversations(billing.database, org.id, 3)
+    oid = ObjectId(org.id)
+    billing.database.conversations.insert_many([
+        {"org_id": oid, "started_at": "yesterday", "ended_at": OCT[0], "line_item_id": None},
+        {"org_id": oid, "started_at": OCT[0] + timedelta(hours=2), "ended_at": OCT[0],
+         "line_item_id": None},
+        {"org_id": oid, "ended_at": OCT[0] + timedelta(hours=1), "line_item_id": None},
+    ])
+
+    inv = billing.invoices.create_for_period(org.id, *OCT)
+
+    assert inv.conversations == 3 and inv.skipped_malformed == 3
+    assert billing.database.conversations.count_documents({"line_item_id": None}) == 3
+
+
+def test_invoice_numbers_are_sequential_per_org(billing: Billing, org: Any) -> None:
+    other = billing.orgs.create(name="Other", currency="usd", per_conversation=1,
+                                per_started_minute=1)
+    months = [datetime(2026, m, 1, tzinfo=UTC) for m in (6, 7, 8, 9)]
+    for start in months:
+        seed_conversations(billing.database, org.id, 2, start=start)
+        seed_conversations(billing.database, other.id, 1, start=start)
+    numbers = []
+    for start, end in reversed(list(zip(months, months[1:], strict=False))):
+        numbers.append(billing.invoices.create_for_period(org.id, start, end).number)
+        billing.invoices.create_for_period(other.id, start, end)
+    assert numbers == [1, 2, 3]
+    assert billing.orgs.get(org.id).invoice_seq == 3
+    assert billing.orgs.get(other.id).invoice_seq == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((datetime(2026, 10, 1), datetime(2026, 11, 1)), InvalidPeriod),  # naive
+        ((OCT[1], OCT[0]), InvalidPeriod),  # end before start
+        ((OCT[0], OCT[0]), InvalidPeriod),  # empty
+        ((OCT[0], datetime.now(UTC) + timedelta(days=1)), PeriodNotClosed),
+        (("2026-10-01", OCT[1]), InvalidPeriod),
+    ],
+)
+def test_bad_periods_raise_typed_errors_and_write_nothing(
+    billing: Billing, org: Any, args: tuple[Any, Any], error: type[Exception]
+) -> None:
+    seed_conversations(billing.database, org.id, 3)
+    before = dump(billing.database)
+    with pytest.raises(error):
+        billing.invoices.create_for_period(org.id, *args)
+    assert dump(billing.database) == before
+
+
+@pytest.mark.parametrize("org_id", ["nope", {"$ne": None}, 12, "0" * 23, None])
+def test_malformed_org_ids_are_refused(billing: Billing, org_id: Any) -> None:
+    before = dump(billing.database)
+    with pytest.raises(InvalidInput):
+        billing.invoices.create_for_period(org_id, *OCT)
+    assert dump(billing.database) == before
+
+
+def test_unknown_org_and_nothing_to_bill(billing: Billing, org: Any) -> None:
+    before = dump(billing.database)
+    with pytest.raises(OrgNotFound):
+        billing.invoices.create_for_period(str(ObjectId()), *OCT)
+    with pytest.raises(NothingToBill):
+        billing.invoices.create_for_period(org.id, *OCT)
+    assert dump(billing.database) == before
+
+
+def test_line_item_edits_keep_totals_and_only_on_drafts(billing: Billing, org: Any) -> None:
+    seed_conversations(billing.database, org.id, 4)
+    draft = billing.invoices.create_for_period(org.id, *OCT, finalize=False)
+    assert draft.status is InvoiceStatus.DRAFT and draft.complete and draft.number is None
+
+    item = billing.line_items.add(org.id, draft.id, description="Setup fee", quantity=2,
+                                  unit_amount=1500)
+    with_fee = billing.invoices.get(org.id, draft.id)
+    assert with_fee.total == draft.total + 3000
+    with pytest.raises(CurrencyMismatch):
+        billing.line_items.add(org.id, draft.id, description="x", quantity=1, unit_amount=1,
+                               currency="eur")
+    usage_line = draft.line_items[0]
+    with pytest.raises(InvoiceNotEditable):
+        billing.line_items.remove(org.id, draft.id, usage_line.id)
+    assert billing.line_items.remove(org.id, draft.id, item.id).total == draft.total
+    check_invariants(billing.database)
+
+    final = billing.invoices.finalize(org.id, draft.id)
+    assert final.status is InvoiceStatus.OPEN and final.number == 1
+    assert billing.invoices.finalize(org.id, draft.id) == final  # idempotent
+    before = dump(billing.database)
+    with pytest.raises(InvoiceNotEditable):
+        billing.line_items.add(org.id, final.id, description="late", quantity=1, unit_amount=1)
+    assert dump(billing.database) == before
+
+
+def test_void_keeps_conversations_billed_once(billing: Billing, org: Any) -> None:
+    seed_conversations(billing.database, org.id, 3)
+    inv = billing.invoices.create_for_period(org.id, *OCT)
+    voided = billing.invoices.void(org.id, inv.id)
+    assert voided.status is InvoiceStatus.VOID
+    assert billing.database.conversations.count_documents({"line_item_id": None}) == 0
+    assert billing.invoices.create_for_period(org.id, *OCT).status is InvoiceStatus.VOID
+
+
+def test_other_orgs_ids_are_not_found_and_change_nothing(billing: Billing, org: Any) -> None:
+    seed_conversations(billing.database, org.id, 2)
+    inv = billing.invoices.create_for_period(org.id, *OCT, finalize=False)
+    intruder = billing.orgs.create(name="Evil", currency="usd", per_conversation=1,
+                                   per_started_minute=1)
+    before = dump(billing.database)
+    for call in (
+        lambda: billing.invoices.get(intruder.id, inv.id),
+        lambda: billing.invoices.finalize(intruder.id, inv.id),
+        lambda: billing.invoices.void(intruder.id, inv.id),
+        lambda: billing.line_items.add(intruder.id, inv.id, description="x", quantity=1,
+                                       unit_amount=1),
+        lambda: billing.line_items.remove(intruder.id, inv.id, inv.line_items[0].id),
+    ):
+        with pytest.raises(LookupError):
+            call()
+    assert dump(billing.database) == before
+
+
+def test_record_is_idempotent_per_external_id(billing: Billing, org: Any) -> None:
+    start = OCT[0] + timedelta(days=1)
+    first = billing.conversations.record(org.id, started_at=start,
+                                         ended_at=start + timedelta(minutes=3), external_id="c-1")
+    again = billing.conversations.record(org.id, started_at=start,
+                                         ended_at=start + timedelta(minutes=3), external_id="c-1")
+    assert again == first
+    assert billing.database.conversations.count_documents({"org_id": ObjectId(org.id)}) == 1
+    with pytest.raises(OrgNotFound):
+        billing.conversations.record(str(ObjectId()), started_at=start, ended_at=start)
+
+
+def test_setup_is_idempotent_and_queries_use_indexes(billing: Billing, org: Any) -> None:
+    billing.setup()
+    plan = billing.database.conversations.find(
+        {"org_id": ObjectId(org.id), "line_item_id": None,
+         "ended_at": {"$gte": OCT[0], "$lt": OCT[1]}}
+    ).sort([("ended_at", 1), ("_id", 1)]).explain()
+    assert "IXSCAN" in str(plan["queryPlanner"]["winningPlan"])

@@ -1,0 +1,66 @@
+"""Many concurrent callers on one org and period: one invoice, every conversation billed once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from billing import AsyncBilling, Billing, Invoice
+from tests.support.billing_data import OCT, check_invariants, expected_total, seed_conversations
+
+pytestmark = pytest.mark.integration
+RACERS = 16
+
+
+@pytest.mark.parametrize("chunk", [1000, 7])
+def test_threads_racing_on_one_period_make_one_invoice(
+    client: Any, db_name: str, chunk: int
+) -> None:
+    billing = Billing(client, database=db_name, max_docs_per_transaction=chunk)
+    billing.setup()
+    org = billing.orgs.create(name="A", currency="usd", per_conversation=11, per_started_minute=3)
+    docs = seed_conversations(billing.database, org.id, 50)
+    results: list[Invoice] = []
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(RACERS)
+
+    def racer() -> None:
+        barrier.wait()
+        try:
+            results.append(billing.invoices.create_for_period(org.id, *OCT))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=racer) for _ in range(RACERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+
+    assert failures == []
+    assert len(results) == RACERS and len({r.id for r in results}) == 1
+    assert billing.database.invoices.count_documents({"org_id": ObjectId(org.id)}) == 1
+    assert results[0].total == expected_total(docs, 11, 3) and results[0].number == 1
+    assert billing.database.conversations.count_documents({"line_item_id": None}) == 0
+    check_invariants(billing.database)
+
+
+async def test_asyncio_tasks_racing_on_one_period_make_one_invoice(
+    abilling: AsyncBilling, client: Any, db_name: str
+) -> None:
+    org = await abilling.orgs.create(name="A", currency="usd", per_conversation=11,
+                                     per_started_minute=3)
+    sync_view = Billing(client, database=db_name)
+    docs = seed_conversations(sync_view.database, org.id, 50)
+
+    results = await asyncio.gather(*(
+        abilling.invoices.create_for_period(org.id, *OCT) for _ in range(RACERS)))
+
+    assert len({r.id for r in results}) == 1
+    assert sync_view.database.invoices.count_documents({"org_id": ObjectId(org.id)}) == 1
+    assert results[0].total == expected_total(docs, 11, 3)
+    check_invariants(sync_view.database)

@@ -1,0 +1,365 @@
+"""What each operation writes, decided from hand-built snapshots (no database)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from bson import ObjectId
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from billing import plans
+from billing.adapters import schema
+from billing.adapters.writes import Write
+from billing.domain.inputs import NewLineItem
+from billing.domain.models import Invoice, InvoiceStatus, LineItemKind, Org
+from billing.domain.periods import Period
+from billing.domain.pricing import started_minutes
+from billing.errors import (
+    CurrencyMismatch,
+    InvalidTransition,
+    InvoiceNotEditable,
+    InvoiceNotFound,
+    LineItemNotFound,
+    NothingToBill,
+    OrgNotFound,
+    StateConflict,
+)
+from tests.unit.factories import NOW, OCT, Doc, conversations, invoice, line_item, org, snapshot
+
+S = InvoiceStatus
+TENANT = {schema.INVOICES, schema.LINE_ITEMS, schema.CONVERSATIONS}
+
+
+def bill(snap: Doc | None, owner: Org, *, limit: int = 100, finalize: bool = True,
+         period: Period = OCT) -> plans.Plan[Invoice]:
+    return plans.bill_chunk(snap, org_id=ObjectId(owner.id), period=period, supplement=0,
+                            limit=limit, finalize=finalize, now=NOW)
+
+
+def of(writes: list[Write], collection: str, op: str | None = None) -> list[Write]:
+    return [w for w in writes if w.collection == collection and (op is None or w.op == op)]
+
+
+def assert_scoped(writes: list[Write], owner: Org) -> None:
+    """Tenant writes carry the org's id; the only other write is to the org itself."""
+    org_id = ObjectId(owner.id)
+    for w in writes:
+        if w.collection in TENANT:
+            assert (w.doc if w.op == "insert" else w.filter)["org_id"] == org_id, w
+        else:
+            assert (w.collection, w.filter["_id"]) == (schema.ORGS, org_id), w
+
+
+def committed(owner: Org, plan: plans.Plan[Invoice]) -> Org:
+    """The org as the next transaction reads it once `plan` committed."""
+    for w in of(plan.writes, schema.ORGS):
+        assert w.filter["invoice_seq"] == owner.invoice_seq
+        owner = owner.model_copy(update=w.doc["$set"])
+    return owner
+
+
+def test_an_unknown_org_is_not_found() -> None:
+    with pytest.raises(OrgNotFound):
+        bill(None, org())
+
+
+def test_nothing_to_bill_without_an_invoice_or_conversations() -> None:
+    acme = org()
+    with pytest.raises(NothingToBill, match="2026-10") as info:
+        bill(snapshot(acme), acme)
+    assert "malformed" not in info.value.message
+    with pytest.raises(NothingToBill, match="3 malformed"):
+        bill(snapshot(acme, malformed=3), acme)
+
+
+def test_one_chunk_bills_finalises_and_numbers_a_new_invoice() -> None:
+    acme = org(per_conversation=10, per_started_minute=3, invoice_seq=41)
+    chunk = conversations(3, seconds=90)  # 2 started minutes each
+    plan = bill(snapshot(acme, chunk=chunk, malformed=2), acme, limit=3)
+    inv = plan.result
+    assert plan.done
+    assert (inv.status, inv.number, inv.complete, inv.finalized_at) == (S.OPEN, 42, True, NOW)
+    assert (inv.conversations, inv.skipped_malformed, inv.total) == (3, 2, 3 * 10 + 6 * 3)
+    assert inv.version == 0
+    assert [(w.collection, w.op) for w in plan.writes] == [
+        (schema.INVOICES, "insert"), (schema.LINE_ITEMS, "insert"), (schema.LINE_ITEMS, "insert"),
+        (schema.CONVERSATIONS, "update_many"), (schema.ORGS, "update_one"),
+    ]
+    stored = of(plan.writes, schema.INVOICES)[0].doc
+    assert (stored["status"], stored["number"], stored["total"]) == ("open", 42, inv.total)
+    assert_scoped(plan.writes, acme)
+
+
+def test_the_conversation_write_marks_exactly_the_chunk() -> None:
+    acme = org()
+    chunk = conversations(4)
+    plan = bill(snapshot(acme, chunk=chunk), acme, limit=10)
+    [mark] = of(plan.writes, schema.CONVERSATIONS)
+    item = plan.result.item(LineItemKind.CONVERSATIONS)
+    assert item is not None
+    assert mark.op == "update_many" and mark.expect == len(chunk)
+    assert mark.filter["org_id"] == ObjectId(acme.id)
+    assert "line_item_id" in mark.filter and mark.filter["line_item_id"] is None
+    assert mark.filter["ended_at"] == {"$gte": OCT.start, "$lt": OCT.end}
+    last = chunk[-1]
+    assert {"ended_at": last["ended_at"], "_id": {"$lte": last["_id"]}} in mark.filter["$or"]
+    assert mark.doc == {"$set": {"line_item_id": ObjectId(item.id)}}
+
+
+def test_a_full_chunk_with_more_waiting_stays_an_incomplete_draft() -> None:
+    acme = org(invoice_seq=5)
+    fetched = conversations(4)  # limit + 1, as the snapshot reads them
+    plan = bill(snapshot(acme, chunk=fetched), acme, limit=3, finalize=True)
+    inv = plan.result
+    assert not plan.done
+    assert (inv.status, inv.complete, inv.number, inv.conversations) == (S.DRAFT, False, None, 3)
+    assert of(plan.writes, schema.ORGS) == []
+    [mark] = of(plan.writes, schema.CONVERSATIONS)
+    assert mark.expect == 3
+    assert {"ended_at": fetched[2]["ended_at"], "_id": {"$lte": fetched[2]["_id"]}} in \
+        mark.filter["$or"]
+    assert plans.resumable(inv)
+
+
+def test_the_last_chunk_finalises_the_draft_with_a_guarded_counter() -> None:
+    acme = org(invoice_seq=9)
+    first = bill(snapshot(acme, chunk=conversations(3)), acme, limit=2)
+    draft = first.result
+    plan = bill(snapshot(acme, inv=draft, chunk=conversations(1)), acme, limit=2)
+    inv = plan.result
+    assert plan.done
+    assert (inv.status, inv.number, inv.complete, inv.conversations) == (S.OPEN, 10, True, 3)
+    assert inv.id == draft.id and inv.version == draft.version + 1
+    [counter] = of(plan.writes, schema.ORGS)
+    assert counter.op == "update_one" and counter.expect == 1
+    assert counter.filter == {"_id": ObjectId(acme.id), "invoice_seq": 9}
+    assert counter.doc == {"$set": {"invoice_seq": 10}}
+    [update] = of(plan.writes, schema.INVOICES)
+    assert update.filter == {"_id": ObjectId(draft.id), "org_id": ObjectId(acme.id),
+                             "version": draft.version}
+    assert update.doc["$set"]["version"] == draft.version + 1
+    assert update.doc["$set"]["number"] == 10
+    assert_scoped(plan.writes, acme)
+
+
+def test_finalize_false_completes_without_numbering() -> None:
+    acme = org(invoice_seq=3)
+    plan = bill(snapshot(acme, chunk=conversations(2)), acme, finalize=False)
+    assert (plan.result.status, plan.result.complete, plan.result.number) == (S.DRAFT, True, None)
+    assert of(plan.writes, schema.ORGS) == []
+
+
+@pytest.mark.parametrize("status", [S.OPEN, S.PAID, S.VOID, S.UNCOLLECTIBLE])
+def test_an_invoice_past_draft_is_returned_as_is(status: InvoiceStatus) -> None:
+    acme = org()
+    done = invoice(acme, status=status, complete=True, version=4)
+    plan = bill(snapshot(acme, inv=done, chunk=conversations(2), malformed=1), acme)
+    assert plan.writes == [] and plan.done
+    assert plan.result == done
+
+
+def test_an_unchanged_complete_draft_writes_nothing() -> None:
+    acme = org()
+    draft = bill(snapshot(acme, chunk=conversations(2), malformed=1), acme, finalize=False).result
+    plan = bill(snapshot(acme, inv=draft, malformed=1), acme, finalize=False)
+    assert plan.writes == [] and plan.done
+    assert plan.result == draft
+
+
+def test_a_new_malformed_count_is_recorded() -> None:
+    acme = org()
+    draft = bill(snapshot(acme, chunk=conversations(2)), acme, finalize=False).result
+    plan = bill(snapshot(acme, inv=draft, malformed=4), acme, finalize=False)
+    assert plan.result.skipped_malformed == 4
+    [update] = plan.writes
+    assert update.doc["$set"]["skipped_malformed"] == 4
+
+
+def test_a_draft_in_an_old_currency_is_not_billed_further() -> None:
+    acme = org(currency="usd")
+    draft = bill(snapshot(acme, chunk=conversations(2)), acme, finalize=False).result
+    now_eur = org(id=acme.id, currency="eur")
+    with pytest.raises(CurrencyMismatch):
+        bill(snapshot(now_eur, inv=draft, chunk=conversations(1)), now_eur)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 25), limit=st.integers(1, 7), seq=st.integers(0, 1000),
+       seconds=st.lists(st.integers(0, 600), min_size=25, max_size=25))
+def test_billing_in_chunks_bills_every_conversation_once(
+    n: int, limit: int, seq: int, seconds: list[int]
+) -> None:
+    """Runs bill_chunk as the service does, committing each plan into the next snapshot."""
+    acme = org(per_conversation=7, per_started_minute=2, invoice_seq=seq)
+    pending = conversations(n)
+    for conv, s in zip(pending, seconds, strict=False):
+        conv["ended_at"] = conv["started_at"] + timedelta(seconds=s)
+    expected_minutes = sum(started_minutes(c["started_at"], c["ended_at"]) for c in pending)
+    inv: Invoice | None = None
+    steps = 0
+    while True:
+        steps += 1
+        plan = bill(snapshot(acme, inv=inv, chunk=pending[:limit + 1]), acme, limit=limit)
+        assert_scoped(plan.writes, acme)
+        [mark] = of(plan.writes, schema.CONVERSATIONS)
+        assert mark.expect == min(limit, len(pending))
+        for update in of(plan.writes, schema.INVOICES, "update_one"):
+            assert inv is not None and update.filter["version"] == inv.version
+        pending = pending[mark.expect:]
+        acme, inv = committed(acme, plan), plan.result
+        if plan.done:
+            break
+        assert of(plan.writes, schema.ORGS) == [] and inv.status is S.DRAFT
+    assert pending == []
+    assert steps == -(-n // limit)
+    assert (inv.status, inv.number, inv.complete, inv.conversations) == (S.OPEN, seq + 1, True, n)
+    assert acme.invoice_seq == seq + 1
+    minutes = inv.item(LineItemKind.MINUTES)
+    assert minutes is not None and minutes.quantity == expected_minutes
+    assert inv.total == 7 * n + 2 * expected_minutes
+    # Running again after the last commit changes nothing.
+    again = bill(snapshot(acme, inv=inv), acme, limit=limit)
+    assert again.writes == [] and again.result == inv
+
+
+def test_finalize_numbers_a_complete_draft() -> None:
+    acme = org(invoice_seq=1)
+    draft = bill(snapshot(acme, chunk=conversations(1)), acme, finalize=False).result
+    plan = plans.finalize(snapshot(acme), draft, now=NOW)
+    assert (plan.result.status, plan.result.number, plan.result.version) == (
+        S.OPEN, 2, draft.version + 1)
+    assert [(w.collection, w.op) for w in plan.writes] == [
+        (schema.INVOICES, "update_one"), (schema.ORGS, "update_one")]
+    assert of(plan.writes, schema.ORGS)[0].filter["invoice_seq"] == 1
+    assert_scoped(plan.writes, acme)
+
+
+def test_finalize_is_idempotent_and_refuses_closed_invoices() -> None:
+    acme = org()
+    opened = invoice(acme, status=S.OPEN, complete=True)
+    assert plans.finalize(snapshot(acme), opened, now=NOW).writes == []
+    for status in (S.PAID, S.VOID, S.UNCOLLECTIBLE):
+        with pytest.raises(InvoiceNotEditable):
+            plans.finalize(snapshot(acme), invoice(acme, status=status), now=NOW)
+    with pytest.raises(OrgNotFound):
+        plans.finalize(None, invoice(acme, complete=True), now=NOW)
+
+
+def test_void_is_idempotent_and_refuses_paid_invoices() -> None:
+    acme = org()
+    opened = invoice(acme, status=S.OPEN, complete=True, version=2)
+    plan = plans.void(opened)
+    assert plan.result.status is S.VOID and plan.result.version == 3
+    [update] = plan.writes
+    assert update.filter["version"] == 2 and update.doc["$set"]["status"] == "void"
+    assert_scoped(plan.writes, acme)
+    assert plans.void(plan.result).writes == []
+    with pytest.raises(InvalidTransition):
+        plans.void(invoice(acme, status=S.PAID))
+
+
+def test_add_line_item_writes_the_item_and_the_new_totals() -> None:
+    acme = org(currency="eur")
+    draft = invoice(acme, version=1)
+    item = NewLineItem.parse(description="Onboarding", quantity=2, unit_amount=1500)
+    plan = plans.add_line_item(draft, item)
+    line = plan.result
+    assert (line.kind, line.amount, line.currency, line.invoice_id) == (
+        LineItemKind.MANUAL, 3000, "eur", draft.id)
+    [update] = of(plan.writes, schema.INVOICES)
+    assert update.filter["version"] == 1 and update.doc["$set"]["total"] == 3000
+    [insert] = of(plan.writes, schema.LINE_ITEMS)
+    assert insert.op == "insert" and insert.doc["_id"] == ObjectId(line.id)
+    assert_scoped(plan.writes, acme)
+
+
+def test_add_line_item_refuses_another_currency_and_closed_invoices() -> None:
+    acme = org(currency="eur")
+    with pytest.raises(CurrencyMismatch):
+        plans.add_line_item(invoice(acme), NewLineItem.parse(
+            description="Fee", quantity=1, unit_amount=1, currency="usd"))
+    with pytest.raises(InvoiceNotEditable):
+        plans.add_line_item(invoice(acme, status=S.OPEN), NewLineItem.parse(
+            description="Fee", quantity=1, unit_amount=1))
+
+
+def test_remove_line_item_deletes_a_manual_line() -> None:
+    acme = org()
+    draft = invoice(acme)
+    fee = line_item(draft, unit_amount=400)
+    with_fee = invoice(acme, id=draft.id, items=(fee,))
+    plan = plans.remove_line_item(with_fee, ObjectId(fee.id))
+    assert plan.result.line_items == () and plan.result.total == 0
+    [delete] = of(plan.writes, schema.LINE_ITEMS)
+    assert delete.op == "delete_one" and delete.filter["_id"] == ObjectId(fee.id)
+    assert_scoped(plan.writes, acme)
+    with pytest.raises(LineItemNotFound):
+        plans.remove_line_item(with_fee, ObjectId())
+
+
+def test_remove_line_item_keeps_usage_lines() -> None:
+    acme = org()
+    draft = bill(snapshot(acme, chunk=conversations(1)), acme, finalize=False).result
+    usage_line = draft.item(LineItemKind.MINUTES)
+    assert usage_line is not None
+    with pytest.raises(InvoiceNotEditable):
+        plans.remove_line_item(draft, ObjectId(usage_line.id))
+
+
+class Ids:
+    """A fake id source: predictable ObjectIds, counting how many were made."""
+
+    def __init__(self) -> None:
+        self.made: list[ObjectId] = []
+
+    def __call__(self) -> ObjectId:
+        self.made.append(ObjectId())
+        return self.made[-1]
+
+
+def record(org_doc: Doc | None, existing: Doc | None, ids: Ids, *, org_id: ObjectId,
+           started_at: datetime, ended_at: datetime, external_id: str | None) -> plans.Plan[Doc]:
+    return plans.conversation_plan(org_doc, existing, org_id=org_id, started_at=started_at,
+                                   ended_at=ended_at, external_id=external_id, now=NOW,
+                                   make_id=ids)
+
+
+def test_conversation_plan_inserts_an_unbilled_conversation_of_the_org() -> None:
+    acme = org()
+    conv = conversations(1)[0]
+    ids = Ids()
+    plan = record(snapshot(acme), None, ids, org_id=ObjectId(acme.id),
+                  started_at=conv["started_at"], ended_at=conv["ended_at"], external_id="c-1")
+    [insert] = plan.writes
+    assert insert.doc == plan.result
+    assert plan.result == {"_id": ids.made[0], "org_id": ObjectId(acme.id),
+                           "started_at": conv["started_at"], "ended_at": conv["ended_at"],
+                           "line_item_id": None, "recorded_at": NOW, "external_id": "c-1"}
+    assert_scoped(plan.writes, acme)
+    without = record(snapshot(acme), None, ids, org_id=ObjectId(acme.id),
+                     started_at=conv["started_at"], ended_at=conv["ended_at"], external_id=None)
+    assert "external_id" not in without.result
+
+
+def test_conversation_plan_is_idempotent_per_external_id() -> None:
+    acme = org()
+    conv = conversations(2)
+    existing = {**conv[0], "org_id": ObjectId(acme.id), "external_id": "c-1"}
+    ids = Ids()
+    same = record(snapshot(acme), existing, ids, org_id=ObjectId(acme.id),
+                  started_at=conv[0]["started_at"], ended_at=conv[0]["ended_at"],
+                  external_id="c-1")
+    assert same.writes == [] and same.result is existing and ids.made == []
+    with pytest.raises(StateConflict, match="other times"):
+        record(snapshot(acme), existing, ids, org_id=ObjectId(acme.id),
+               started_at=conv[1]["started_at"], ended_at=conv[1]["ended_at"], external_id="c-1")
+    with pytest.raises(OrgNotFound):
+        record(None, None, ids, org_id=ObjectId(acme.id), started_at=conv[0]["started_at"],
+               ended_at=conv[0]["ended_at"], external_id=None)
+
+
+def test_require_invoice_reports_a_missing_invoice() -> None:
+    with pytest.raises(InvoiceNotFound):
+        plans.require_invoice(None, ObjectId(), ObjectId())
