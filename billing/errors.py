@@ -4,17 +4,27 @@
     ├── InvalidInput (ValueError)     the arguments are wrong; nothing was written
     │   ├── InvalidPeriod             naive datetimes, end before start, malformed month
     │   │   └── PeriodNotClosed       the period has not ended yet
-    │   └── InvalidMoney              float, bool, negative or overflowing amount, unknown currency
+    │   ├── InvalidMoney              float, bool, negative or overflowing amount, unknown currency
+    │   └── WebhookRejected           bad signature, stale timestamp, malformed payload: no retry
     ├── NotFound (LookupError)        no such document in this org (other orgs' ids are not found)
     │   ├── OrgNotFound
     │   ├── InvoiceNotFound
-    │   └── LineItemNotFound
+    │   ├── LineItemNotFound
+    │   └── PaymentMethodNotFound     also: Stripe has no such payment method or customer
     ├── StateConflict                 the documents are in a state that forbids the operation
     │   ├── InvoiceNotEditable        finalised, paid or void invoices cannot be edited
     │   ├── InvalidTransition         e.g. voiding a paid invoice
     │   ├── CurrencyMismatch          a line item's or invoice's currency differs from the org's
-    │   └── NothingToBill             no unbilled conversations in the period
-    ├── ConfigurationError            a missing extra, a bad URI, a server without transactions
+    │   ├── NothingToBill             no unbilled conversations in the period
+    │   ├── InvoiceNotPayable         not open, nothing to pay, or already paid
+    │   └── NoDefaultPaymentMethod    the org has no usable default payment method
+    ├── PaymentError                  Stripe did not take the payment (the invoice stays open)
+    │   ├── CardDeclined              declined: ask the customer for another payment method
+    │   ├── PaymentRequiresAction     3-D Secure or similar: the customer must authenticate
+    │   ├── PaymentInProgress         retryable: another attempt holds the invoice's payment lease
+    │   └── PaymentProviderUnavailable  retryable: network failure, Stripe 5xx or rate limit
+    ├── ConfigurationError            a missing extra, a bad URI, a server without transactions,
+    │                                 a rejected Stripe key
     └── DatabaseError                 MongoDB failed; the operation did not complete
         └── TransientDatabaseError    retryable: conflicts, elections, timeouts, lost connections
 
@@ -98,4 +108,44 @@ class DatabaseError(BillingError):
 class TransientDatabaseError(DatabaseError):
     """A temporary database failure. The transaction was rolled back; retry the same call."""
 
+    retryable = True
+
+
+class WebhookRejected(InvalidInput):
+    """The webhook is not authentic or not parseable: answer 400 and do not retry."""
+
+
+class PaymentMethodNotFound(NotFound):
+    pass
+
+
+class InvoiceNotPayable(StateConflict):
+    pass
+
+
+class NoDefaultPaymentMethod(StateConflict):
+    pass
+
+
+class PaymentError(BillingError):
+    """Stripe did not take the payment. The invoice stays open; the attempt is recorded."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code  # Stripe's error code, e.g. "card_declined", when it gave one
+
+
+class CardDeclined(PaymentError):
+    pass
+
+
+class PaymentRequiresAction(PaymentError):
+    pass
+
+
+class PaymentInProgress(PaymentError):
+    retryable = True
+
+
+class PaymentProviderUnavailable(PaymentError):
     retryable = True

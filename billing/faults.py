@@ -20,6 +20,16 @@ POINTS = (
     "invoice.finalize.after_write",
     "invoice.void.after_write",
     "line_items.after_write",
+    "customer.after_create",  # Stripe customer created, id not recorded yet
+    "payment_methods.attach.after_stripe",  # attached in Stripe, not active here yet
+    "payment_methods.attach.after_write",  # in the activation transaction
+    "payment_methods.detach.after_mark",  # detaching here (default cleared), Stripe not yet
+    "payment_methods.detach.after_stripe",  # detached in Stripe, not marked detached yet
+    "payments.after_claim",  # lease taken, no intent yet
+    "payments.after_create_intent",  # intent created, not recorded
+    "payments.after_confirm",  # money moved, not recorded yet
+    "payments.settle.after_write",  # in the settling transaction
+    "webhooks.after_write",  # in the webhook's transaction
 )
 
 

@@ -104,3 +104,72 @@ def db_name(mongo_uri: str) -> Iterator[str]:
     client: MongoClient[Document] = MongoClient(mongo_uri, timeoutMS=CLIENT_TIMEOUT_MS)
     with client:
         client.drop_database(name)
+
+
+# --- Stripe: a session-wide localstripe, emptied before each test ---------------------------
+#
+#     localstripe_url       base URL of the session's localstripe subprocess (127.0.0.1 only)
+#     stripe_url            the same, emptied before the test (store, webhooks, pending events)
+#     stripe_client         stripe.StripeClient on it (sync calls), its HTTP session closed after
+#     async_stripe_client   stripe.StripeClient on it for the *_async calls, closed after
+#     stripe_gateway        billing StripeGateway on stripe_client
+#     async_stripe_gateway  billing AsyncStripeGateway on async_stripe_client
+#
+# Gateways built on localstripe pass off_session=False: it refuses confirm(off_session=...).
+
+import aiohttp  # noqa: E402
+import requests  # noqa: E402
+import stripe  # noqa: E402
+
+from billing._async.stripe_gateway import AsyncStripeGateway  # noqa: E402
+from billing._sync.stripe_gateway import StripeGateway  # noqa: E402
+from tests.support.stripe import TEST_KEY, flush, localstripe_server  # noqa: E402
+
+STRIPE_TIMEOUT_S = 20
+
+
+@pytest.fixture(scope="session")
+def localstripe_url() -> Iterator[str]:
+    with localstripe_server() as url:
+        yield url
+
+
+@pytest.fixture
+def stripe_url(localstripe_url: str, request: pytest.FixtureRequest) -> str:
+    if request.node.get_closest_marker("integration") is None:
+        pytest.fail("only tests marked @pytest.mark.integration may use localstripe",
+                    pytrace=False)
+    flush(localstripe_url)
+    return localstripe_url
+
+
+@pytest.fixture
+def stripe_client(stripe_url: str) -> Iterator[stripe.StripeClient]:
+    session = requests.Session()
+    http_client = stripe.RequestsClient(session=session, timeout=STRIPE_TIMEOUT_S)
+    try:
+        yield stripe.StripeClient(TEST_KEY, base_addresses={"api": stripe_url},
+                                  http_client=http_client)
+    finally:
+        session.close()
+
+
+@pytest.fixture
+async def async_stripe_client(stripe_url: str) -> AsyncIterator[stripe.StripeClient]:
+    # Passed explicitly so it can be closed: the default client's aiohttp session never is.
+    http_client = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=STRIPE_TIMEOUT_S))
+    try:
+        yield stripe.StripeClient(TEST_KEY, base_addresses={"api": stripe_url},
+                                  http_client=http_client)
+    finally:
+        await http_client.close_async()
+
+
+@pytest.fixture
+def stripe_gateway(stripe_client: stripe.StripeClient) -> StripeGateway:
+    return StripeGateway(stripe_client, off_session=False)
+
+
+@pytest.fixture
+def async_stripe_gateway(async_stripe_client: stripe.StripeClient) -> AsyncStripeGateway:
+    return AsyncStripeGateway(async_stripe_client, off_session=False)

@@ -37,6 +37,9 @@ class _Rule(unasync.Rule):  # type: ignore[misc]
             return str(self.token_replacements[name])
         if len(name) > 5 and name.startswith("Async") and name[5].isupper():
             return name[5:]
+        # stripe-python's async twins: client.v1.customers.create_async -> create.
+        if name.endswith("_async") and len(name) > 6:
+            return name[: -len("_async")]
         return name
 
 

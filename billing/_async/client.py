@@ -11,10 +11,13 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from billing._async.context import AsyncContext
 from billing._async.conversations import AsyncConversations
+from billing._async.gateway import AsyncPaymentGateway
 from billing._async.invoices import AsyncInvoices
 from billing._async.line_items import AsyncLineItems
 from billing._async.orgs import AsyncOrgs
+from billing._async.payment_methods import AsyncPaymentMethods
 from billing._async.unit_of_work import AsyncUnitOfWork
+from billing._async.webhooks import AsyncWebhooks
 from billing.adapters.mongo_errors import translate
 from billing.adapters.schema import COLLECTIONS
 from billing.domain.periods import utc
@@ -42,7 +45,10 @@ class AsyncBilling:
     Options: `max_docs_per_transaction` bounds the conversations one transaction bills (MongoDB's
     guidance is 1,000); `transaction_retry_seconds` bounds retries of conflicting transactions;
     `client_bulk_write` forces (True) or forbids (False) one `bulkWrite` command across
-    collections, detected from the server by default (MongoDB 8.0+); `clock` is for tests.
+    collections, detected from the server by default (MongoDB 8.0+); `gateway` takes payments
+    (`AsyncStripeGateway`); `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds`
+    is how long one payment attempt holds an invoice before another may take over; `clock` is
+    for tests.
     """
 
     def __init__(
@@ -53,6 +59,9 @@ class AsyncBilling:
         max_docs_per_transaction: int = 1000,
         transaction_retry_seconds: float = 120.0,
         client_bulk_write: bool | None = None,
+        gateway: AsyncPaymentGateway | None = None,
+        webhook_secret: str | None = None,
+        payment_lease_seconds: float = 60.0,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if isinstance(max_docs_per_transaction, bool) or not isinstance(
@@ -61,11 +70,14 @@ class AsyncBilling:
             raise InvalidInput("max_docs_per_transaction must be an int from 1 to 100000")
         self._uow = AsyncUnitOfWork(client, database, retry_seconds=transaction_retry_seconds,
                                     client_bulk_write=client_bulk_write)
-        ctx = AsyncContext(self._uow, _milliseconds(clock), max_docs_per_transaction)
+        ctx = AsyncContext(self._uow, _milliseconds(clock), max_docs_per_transaction,
+                           gateway, payment_lease_seconds, webhook_secret)
         self.orgs = AsyncOrgs(ctx)
         self.conversations = AsyncConversations(ctx)
         self.invoices = AsyncInvoices(ctx)
         self.line_items = AsyncLineItems(ctx)
+        self.payment_methods = AsyncPaymentMethods(ctx)
+        self.webhooks = AsyncWebhooks(ctx)
 
     @property
     def database(self) -> Any:

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from billing._async.gateway import AsyncPaymentGateway
 from billing._async.unit_of_work import AsyncUnitOfWork
+from billing.errors import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -14,3 +16,14 @@ class AsyncContext:
     uow: AsyncUnitOfWork
     now: Callable[[], datetime]
     max_docs_per_transaction: int
+    gateway_or_none: AsyncPaymentGateway | None = None
+    payment_lease_seconds: float = 60.0
+    webhook_secret: str | None = None
+
+    @property
+    def gateway(self) -> AsyncPaymentGateway:
+        if self.gateway_or_none is None:
+            raise ConfigurationError(
+                "no payment gateway: pass gateway=StripeGateway(stripe.StripeClient(key)) "
+                "to Billing(...)")
+        return self.gateway_or_none

@@ -12,7 +12,7 @@ from billing.adapters import documents, ids, schema
 from billing.domain.inputs import NewConversation
 from billing.domain.models import Conversation
 from billing.errors import NotFound
-from billing.plans import conversation_plan
+from billing.plans.conversations import conversation_plan
 
 
 class AsyncConversations:

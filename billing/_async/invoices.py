@@ -8,23 +8,24 @@ from bson import ObjectId
 
 from billing import faults, plans, runs
 from billing._async.context import AsyncContext
+from billing._async.payments import AsyncPayments
+from billing._async.reads import read_invoice
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import ids, queries, schema
-from billing.domain.models import Invoice
+from billing.domain.models import Invoice, Payment
 from billing.domain.periods import Period
 from billing.errors import BillingError
-
-
-async def read_invoice(txn: AsyncTransaction, org_id: ObjectId, invoice_id: ObjectId) -> Invoice:
-    """The org's invoice with its line items, in one command; InvoiceNotFound otherwise."""
-    doc = await txn.aggregate_one(schema.INVOICES, [
-        {"$match": {"_id": invoice_id, "org_id": org_id}}, queries.with_items(org_id)])
-    return plans.require_invoice(doc, org_id, invoice_id)
+from billing.plans import invoices as invoice_plans
 
 
 class AsyncInvoices:
     def __init__(self, ctx: AsyncContext) -> None:
         self._ctx = ctx
+        self._payments = AsyncPayments(ctx)
+
+    async def pay(self, org_id: Any, invoice_id: Any) -> Payment:
+        """Charge the invoice to the org's default payment method: see `AsyncPayments.pay`."""
+        return await self._payments.pay(org_id, invoice_id)
 
     async def create_for_period(
         self, org_id: Any, period_start: Any, period_end: Any, *, finalize: bool = True
@@ -83,7 +84,7 @@ class AsyncInvoices:
         async def step(txn: AsyncTransaction) -> plans.Plan[Invoice]:
             snap = await txn.aggregate_one(schema.ORGS, queries.billing_snapshot(
                 org_id, period, supplement=supplement, limit=self._ctx.max_docs_per_transaction))
-            plan = plans.bill_chunk(
+            plan = invoice_plans.bill_chunk(
                 snap, org_id=org_id, period=period, supplement=supplement,
                 limit=self._ctx.max_docs_per_transaction, finalize=finalize, now=self._ctx.now(),
             )
@@ -114,14 +115,14 @@ class AsyncInvoices:
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
         invoice = await self.get(oid, iid)
-        if plans.resumable(invoice):
+        if invoice_plans.resumable(invoice):
             return await self._bill(oid, Period(invoice.period_start, invoice.period_end),
                                     supplement=invoice.supplement, finalize=True)
 
         async def work(txn: AsyncTransaction) -> Invoice:
             current = await read_invoice(txn, oid, iid)
             org = await txn.find_one(schema.ORGS, {"_id": oid})
-            plan = plans.finalize(org, current, now=self._ctx.now())
+            plan = invoice_plans.finalize(org, current, now=self._ctx.now())
             await txn.write(plan.writes)
             faults.hit("invoice.finalize.after_write")
             return plan.result
@@ -135,7 +136,7 @@ class AsyncInvoices:
         iid = ids.object_id(invoice_id, name="invoice_id")
 
         async def work(txn: AsyncTransaction) -> Invoice:
-            plan = plans.void(await read_invoice(txn, oid, iid))
+            plan = invoice_plans.void(await read_invoice(txn, oid, iid))
             await txn.write(plan.writes)
             faults.hit("invoice.void.after_write")
             return plan.result

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing import faults, plans
+from billing import faults
 from billing._async.context import AsyncContext
-from billing._async.invoices import read_invoice
+from billing._async.reads import read_invoice
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import ids
 from billing.domain.inputs import NewLineItem
 from billing.domain.models import Invoice, LineItem
+from billing.plans import invoices as plans
 
 
 class AsyncLineItems:

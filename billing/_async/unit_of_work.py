@@ -53,6 +53,10 @@ class AsyncTransaction:
     async def find_one(self, collection: str, filter: Doc) -> Doc | None:
         return await self._uow.db[collection].find_one(filter, session=self._read())
 
+    async def find(self, collection: str, filter: Doc, *, limit: int = 1000) -> list[Doc]:
+        cursor = self._uow.db[collection].find(filter, session=self._read()).sort("_id", 1)
+        return await cursor.limit(limit).to_list()
+
     async def write(self, writes: list[Write], *, fault: str | None = None) -> None:
         """Apply the writes; check every guard. One `bulkWrite` command where the server has it."""
         if not writes:

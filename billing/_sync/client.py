@@ -12,10 +12,13 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from billing._sync.context import Context
 from billing._sync.conversations import Conversations
+from billing._sync.gateway import PaymentGateway
 from billing._sync.invoices import Invoices
 from billing._sync.line_items import LineItems
 from billing._sync.orgs import Orgs
+from billing._sync.payment_methods import PaymentMethods
 from billing._sync.unit_of_work import UnitOfWork
+from billing._sync.webhooks import Webhooks
 from billing.adapters.mongo_errors import translate
 from billing.adapters.schema import COLLECTIONS
 from billing.domain.periods import utc
@@ -43,7 +46,10 @@ class Billing:
     Options: `max_docs_per_transaction` bounds the conversations one transaction bills (MongoDB's
     guidance is 1,000); `transaction_retry_seconds` bounds retries of conflicting transactions;
     `client_bulk_write` forces (True) or forbids (False) one `bulkWrite` command across
-    collections, detected from the server by default (MongoDB 8.0+); `clock` is for tests.
+    collections, detected from the server by default (MongoDB 8.0+); `gateway` takes payments
+    (`AsyncStripeGateway`); `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds`
+    is how long one payment attempt holds an invoice before another may take over; `clock` is
+    for tests.
     """
 
     def __init__(
@@ -54,6 +60,9 @@ class Billing:
         max_docs_per_transaction: int = 1000,
         transaction_retry_seconds: float = 120.0,
         client_bulk_write: bool | None = None,
+        gateway: PaymentGateway | None = None,
+        webhook_secret: str | None = None,
+        payment_lease_seconds: float = 60.0,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if isinstance(max_docs_per_transaction, bool) or not isinstance(
@@ -62,11 +71,14 @@ class Billing:
             raise InvalidInput("max_docs_per_transaction must be an int from 1 to 100000")
         self._uow = UnitOfWork(client, database, retry_seconds=transaction_retry_seconds,
                                     client_bulk_write=client_bulk_write)
-        ctx = Context(self._uow, _milliseconds(clock), max_docs_per_transaction)
+        ctx = Context(self._uow, _milliseconds(clock), max_docs_per_transaction,
+                           gateway, payment_lease_seconds, webhook_secret)
         self.orgs = Orgs(ctx)
         self.conversations = Conversations(ctx)
         self.invoices = Invoices(ctx)
         self.line_items = LineItems(ctx)
+        self.payment_methods = PaymentMethods(ctx)
+        self.webhooks = Webhooks(ctx)
 
     @property
     def database(self) -> Any:

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from billing._sync.gateway import PaymentGateway
 from billing._sync.unit_of_work import UnitOfWork
+from billing.errors import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -15,3 +17,14 @@ class Context:
     uow: UnitOfWork
     now: Callable[[], datetime]
     max_docs_per_transaction: int
+    gateway_or_none: PaymentGateway | None = None
+    payment_lease_seconds: float = 60.0
+    webhook_secret: str | None = None
+
+    @property
+    def gateway(self) -> PaymentGateway:
+        if self.gateway_or_none is None:
+            raise ConfigurationError(
+                "no payment gateway: pass gateway=StripeGateway(stripe.StripeClient(key)) "
+                "to Billing(...)")
+        return self.gateway_or_none

@@ -9,23 +9,24 @@ from bson import ObjectId
 
 from billing import faults, plans, runs
 from billing._sync.context import Context
+from billing._sync.payments import Payments
+from billing._sync.reads import read_invoice
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import ids, queries, schema
-from billing.domain.models import Invoice
+from billing.domain.models import Invoice, Payment
 from billing.domain.periods import Period
 from billing.errors import BillingError
-
-
-def read_invoice(txn: Transaction, org_id: ObjectId, invoice_id: ObjectId) -> Invoice:
-    """The org's invoice with its line items, in one command; InvoiceNotFound otherwise."""
-    doc = txn.aggregate_one(schema.INVOICES, [
-        {"$match": {"_id": invoice_id, "org_id": org_id}}, queries.with_items(org_id)])
-    return plans.require_invoice(doc, org_id, invoice_id)
+from billing.plans import invoices as invoice_plans
 
 
 class Invoices:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self._payments = Payments(ctx)
+
+    def pay(self, org_id: Any, invoice_id: Any) -> Payment:
+        """Charge the invoice to the org's default payment method: see `AsyncPayments.pay`."""
+        return self._payments.pay(org_id, invoice_id)
 
     def create_for_period(
         self, org_id: Any, period_start: Any, period_end: Any, *, finalize: bool = True
@@ -84,7 +85,7 @@ class Invoices:
         def step(txn: Transaction) -> plans.Plan[Invoice]:
             snap = txn.aggregate_one(schema.ORGS, queries.billing_snapshot(
                 org_id, period, supplement=supplement, limit=self._ctx.max_docs_per_transaction))
-            plan = plans.bill_chunk(
+            plan = invoice_plans.bill_chunk(
                 snap, org_id=org_id, period=period, supplement=supplement,
                 limit=self._ctx.max_docs_per_transaction, finalize=finalize, now=self._ctx.now(),
             )
@@ -115,14 +116,14 @@ class Invoices:
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
         invoice = self.get(oid, iid)
-        if plans.resumable(invoice):
+        if invoice_plans.resumable(invoice):
             return self._bill(oid, Period(invoice.period_start, invoice.period_end),
                                     supplement=invoice.supplement, finalize=True)
 
         def work(txn: Transaction) -> Invoice:
             current = read_invoice(txn, oid, iid)
             org = txn.find_one(schema.ORGS, {"_id": oid})
-            plan = plans.finalize(org, current, now=self._ctx.now())
+            plan = invoice_plans.finalize(org, current, now=self._ctx.now())
             txn.write(plan.writes)
             faults.hit("invoice.finalize.after_write")
             return plan.result
@@ -136,7 +137,7 @@ class Invoices:
         iid = ids.object_id(invoice_id, name="invoice_id")
 
         def work(txn: Transaction) -> Invoice:
-            plan = plans.void(read_invoice(txn, oid, iid))
+            plan = invoice_plans.void(read_invoice(txn, oid, iid))
             txn.write(plan.writes)
             faults.hit("invoice.void.after_write")
             return plan.result

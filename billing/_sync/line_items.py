@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing import faults, plans
+from billing import faults
 from billing._sync.context import Context
-from billing._sync.invoices import read_invoice
+from billing._sync.reads import read_invoice
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import ids
 from billing.domain.inputs import NewLineItem
 from billing.domain.models import Invoice, LineItem
+from billing.plans import invoices as plans
 
 
 class LineItems:

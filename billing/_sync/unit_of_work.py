@@ -54,6 +54,10 @@ class Transaction:
     def find_one(self, collection: str, filter: Doc) -> Doc | None:
         return self._uow.db[collection].find_one(filter, session=self._read())
 
+    def find(self, collection: str, filter: Doc, *, limit: int = 1000) -> list[Doc]:
+        cursor = self._uow.db[collection].find(filter, session=self._read()).sort("_id", 1)
+        return cursor.limit(limit).to_list()
+
     def write(self, writes: list[Write], *, fault: str | None = None) -> None:
         """Apply the writes; check every guard. One `bulkWrite` command where the server has it."""
         if not writes:

@@ -6,7 +6,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing.domain.models import Conversation, Invoice, LineItem, Org
+from billing.domain.models import Conversation, Invoice, LineItem, Org, Payment, PaymentMethod
 
 Doc = dict[str, Any]
 
@@ -56,3 +56,11 @@ def invoice_doc(value: Invoice) -> Doc:
     doc = value.model_dump(mode="python", exclude={"id", "line_items"})
     doc.update(_id=ObjectId(value.id), org_id=ObjectId(value.org_id), status=value.status.value)
     return doc
+
+
+def payment_method(doc: Doc) -> PaymentMethod:
+    return PaymentMethod.model_validate(_ids(doc, "org_id"))
+
+
+def payment(doc: Doc) -> Payment:
+    return Payment.model_validate(_ids(doc, "org_id", "invoice_id", "payment_method_id"))

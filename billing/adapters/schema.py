@@ -12,6 +12,10 @@ ORGS = "orgs"
 CONVERSATIONS = "conversations"
 INVOICES = "invoices"
 LINE_ITEMS = "line_items"
+PAYMENT_METHODS = "payment_methods"
+PAYMENTS = "payments"
+WEBHOOK_EVENTS = "webhook_events"  # processed events, written in the effect's transaction
+WEBHOOK_LOG = "webhook_log"  # failed deliveries, written outside any transaction (audit)
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ def _schema(required: list[str], **props: Any) -> dict[str, Any]:
 COLLECTIONS: tuple[Collection, ...] = (
     Collection(
         ORGS,
+        indexes=(
+            # Webhooks name the customer: the customer id is how Stripe tells us the tenant.
+            Index([("stripe_customer_id", 1)], "stripe_customer", unique=True,
+                  partial={"stripe_customer_id": {"$type": "string"}}),
+        ),
         validator=_schema(
             ["name", "currency", "prices", "invoice_seq", "created_at"],
             name={"bsonType": "string", "minLength": 1},
@@ -117,4 +126,40 @@ COLLECTIONS: tuple[Collection, ...] = (
             currency=_CURRENCY,
         ),
     ),
+    Collection(
+        PAYMENT_METHODS,
+        indexes=(
+            # The idempotency key of attach: one payment method per org and request id.
+            Index([("org_id", 1), ("request_id", 1)], "request", unique=True),
+            Index([("org_id", 1), ("stripe_id", 1)], "stripe_id"),
+            Index([("org_id", 1), ("status", 1)], "status"),
+        ),
+        validator=_schema(
+            ["org_id", "request_id", "status", "created_at"],
+            org_id=_OID,
+            request_id={"bsonType": "string", "minLength": 1},
+            status={"enum": ["pending", "active", "detaching", "detached", "failed"]},
+        ),
+    ),
+    Collection(
+        PAYMENTS,
+        indexes=(
+            Index([("org_id", 1), ("invoice_id", 1), ("attempt", 1)], "attempt", unique=True),
+            Index([("org_id", 1), ("intent_id", 1)], "intent"),
+            Index([("org_id", 1), ("status", 1)], "status"),
+        ),
+        validator=_schema(
+            ["org_id", "invoice_id", "attempt", "status", "amount", "currency",
+             "idempotency_key"],
+            org_id=_OID,
+            invoice_id=_OID,
+            attempt=_MONEY,
+            status={"enum": ["pending", "processing", "requires_action", "succeeded", "failed",
+                             "canceled"]},
+            amount=_MONEY,
+            currency=_CURRENCY,
+        ),
+    ),
+    Collection(WEBHOOK_EVENTS),
+    Collection(WEBHOOK_LOG),
 )

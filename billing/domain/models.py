@@ -63,6 +63,13 @@ class LineItem(_Model):
     currency: str
 
 
+class PaymentLease(_Model):
+    """Held by one payment attempt while it talks to Stripe; others wait for it or its expiry."""
+
+    payment_id: str
+    expires_at: datetime
+
+
 class Invoice(_Model):
     id: str
     org_id: str
@@ -81,6 +88,10 @@ class Invoice(_Model):
     created_at: datetime
     finalized_at: datetime | None = None
     version: int = 0  # bumped by every write: guards concurrent read-modify-write
+    payment_attempts: int = 0
+    payment_lease: PaymentLease | None = None
+    amount_paid: int = 0
+    paid_at: datetime | None = None
 
     def item(self, kind: LineItemKind) -> LineItem | None:
         return next((li for li in self.line_items if li.kind is kind), None)
@@ -88,3 +99,54 @@ class Invoice(_Model):
     @property
     def display_number(self) -> str | None:
         return None if self.number is None else f"{self.number:06d}"
+
+
+class PaymentMethodStatus(StrEnum):
+    PENDING = "pending"  # attach started; reconciliation finishes or undoes it
+    ACTIVE = "active"
+    DETACHING = "detaching"  # no longer usable; the Stripe detach may still be due
+    DETACHED = "detached"
+    FAILED = "failed"  # the attach was refused or compensated
+
+
+class PaymentMethod(_Model):
+    id: str
+    org_id: str
+    request_id: str
+    status: PaymentMethodStatus
+    stripe_id: str | None = None
+    customer_id: str | None = None
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"  # holds the invoice's lease; intent not confirmed yet
+    PROCESSING = "processing"  # Stripe is processing: a webhook finishes it
+    REQUIRES_ACTION = "requires_action"  # 3-D Secure: the customer must authenticate
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class Payment(_Model):
+    id: str
+    org_id: str
+    invoice_id: str
+    attempt: int
+    status: PaymentStatus
+    amount: int
+    currency: str
+    idempotency_key: str
+    payment_method_id: str | None = None
+    stripe_payment_method: str | None = None
+    customer_id: str | None = None
+    intent_id: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    created_at: datetime
+    updated_at: datetime | None = None

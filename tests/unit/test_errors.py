@@ -3,30 +3,47 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import pytest
 
 from billing import errors
 
-# "    │   ├── InvalidPeriod (ValueError)   comment": prefix, optional branch, name, extra base.
-_LINE = re.compile(r"^(?P<prefix>[ │]*)(?:[├└]── )?(?P<name>[A-Z]\w*)(?: \((?P<extra>\w+)\))?")
+# "│   ├── InvalidPeriod (ValueError)   comment": the drawing before a class, the class, an extra
+# base in parentheses, then the comment. A line without a branch continues the comment above.
+_BRANCH = re.compile(
+    r"^(?P<prefix>[ │]*)[├└]── (?P<name>[A-Z]\w*)(?: \((?P<extra>\w+)\))?(?:\s+(?P<note>.*))?$")
+_ROOT = re.compile(r"^(?P<name>BillingError)(?:\s+(?P<note>.*))?$")
 
 
-def drawn_tree() -> list[tuple[str, str | None, str | None]]:
-    """(class, drawn parent, drawn extra base) for each line of the drawing, in order."""
+@dataclass(frozen=True)
+class Drawn:
+    name: str
+    parent: str | None
+    extra: str | None
+    note: str
+
+
+def drawn_tree() -> list[Drawn]:
+    """Each class drawn in the docstring, with its drawn parent, extra base and comment."""
     lines = (errors.__doc__ or "").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith("BillingError"))
+    start = next(i for i, line in enumerate(lines) if _ROOT.match(line.strip()))
     indent = len(lines[start]) - len(lines[start].lstrip())
-    stack: list[str] = []
-    out: list[tuple[str, str | None, str | None]] = []
-    for line in lines[start:]:
+    root = _ROOT.match(lines[start].strip())
+    assert root
+    out = [Drawn("BillingError", None, None, root["note"] or "")]
+    stack = ["BillingError"]
+    for line in lines[start + 1:]:
         if not line.strip():
             break
-        match = _LINE.match(line[indent:])
-        assert match, f"unparseable tree line {line!r}"
-        depth = len(match["prefix"]) // 4 + (1 if "──" in line else 0)
+        match = _BRANCH.match(line[indent:])
+        if match is None:
+            assert set(line[indent:].split()[0]) <= {"│"}, f"unparseable tree line {line!r}"
+            continue  # a comment continued on the next line
+        depth = len(match["prefix"]) // 4 + 1
+        assert depth <= len(stack), f"line skips a level: {line!r}"
         del stack[depth:]
-        out.append((match["name"], stack[-1] if stack else None, match["extra"]))
+        out.append(Drawn(match["name"], stack[-1], match["extra"], match["note"] or ""))
         stack.append(match["name"])
     return out
 
@@ -39,27 +56,26 @@ def defined_errors() -> set[str]:
 
 
 def test_the_drawing_names_every_error_class_once() -> None:
-    names = [name for name, _, _ in drawn_tree()]
+    names = [d.name for d in drawn_tree()]
     assert len(names) == len(set(names))
     assert set(names) == defined_errors()
 
 
-@pytest.mark.parametrize("name, parent, extra", drawn_tree())
-def test_each_drawn_class_has_its_drawn_parent(name: str, parent: str | None,
-                                               extra: str | None) -> None:
-    cls = getattr(errors, name)
-    if parent is None:
-        assert cls is errors.BillingError
+@pytest.mark.parametrize("drawn", drawn_tree(), ids=lambda d: d.name)
+def test_each_drawn_class_has_its_drawn_parent(drawn: Drawn) -> None:
+    cls = getattr(errors, drawn.name)
+    if drawn.parent is None:
         assert cls.__bases__ == (Exception,)
         return
-    assert cls.__bases__[0] is getattr(errors, parent)
-    drawn_extra = {extra} if extra else set()
+    assert cls.__bases__[0] is getattr(errors, drawn.parent)
+    drawn_extra = {drawn.extra} if drawn.extra else set()
     assert {b.__name__ for b in cls.__bases__[1:]} == drawn_extra
 
 
-def test_only_transient_database_errors_are_retryable() -> None:
-    retryable = {name for name in defined_errors() if getattr(errors, name).retryable}
-    assert retryable == {"TransientDatabaseError"}
+@pytest.mark.parametrize("drawn", drawn_tree(), ids=lambda d: d.name)
+def test_retryable_is_as_drawn(drawn: Drawn) -> None:
+    # The drawing marks retryable errors by starting their comment with "retryable".
+    assert getattr(errors, drawn.name).retryable is drawn.note.startswith("retryable")
 
 
 def test_an_error_keeps_its_message() -> None:

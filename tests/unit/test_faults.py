@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from billing import faults
+from billing.errors import BillingError
 
 POINT = "invoice.chunk.after_write"
 
@@ -52,8 +53,6 @@ def test_blocks_nest() -> None:
 
 
 def test_an_injected_fault_is_not_a_billing_error() -> None:
-    from billing.errors import BillingError
-
     assert not issubclass(faults.InjectedFault, BillingError)
 
 

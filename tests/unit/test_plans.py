@@ -1,15 +1,15 @@
-"""What each operation writes, decided from hand-built snapshots (no database)."""
+"""What each operation writes (billing.plans), decided from hand-built snapshots; no database."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from bson import ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing import plans
 from billing.adapters import schema
 from billing.adapters.writes import Write
 from billing.domain.inputs import NewLineItem
@@ -26,6 +26,9 @@ from billing.errors import (
     OrgNotFound,
     StateConflict,
 )
+from billing.plans import Plan, require_invoice
+from billing.plans import invoices as invoice_plans
+from billing.plans.conversations import conversation_plan
 from tests.unit.factories import NOW, OCT, Doc, conversations, invoice, line_item, org, snapshot
 
 S = InvoiceStatus
@@ -33,9 +36,9 @@ TENANT = {schema.INVOICES, schema.LINE_ITEMS, schema.CONVERSATIONS}
 
 
 def bill(snap: Doc | None, owner: Org, *, limit: int = 100, finalize: bool = True,
-         period: Period = OCT) -> plans.Plan[Invoice]:
-    return plans.bill_chunk(snap, org_id=ObjectId(owner.id), period=period, supplement=0,
-                            limit=limit, finalize=finalize, now=NOW)
+         period: Period = OCT) -> Plan[Invoice]:
+    return invoice_plans.bill_chunk(snap, org_id=ObjectId(owner.id), period=period,
+                                    supplement=0, limit=limit, finalize=finalize, now=NOW)
 
 
 def of(writes: list[Write], collection: str, op: str | None = None) -> list[Write]:
@@ -52,7 +55,7 @@ def assert_scoped(writes: list[Write], owner: Org) -> None:
             assert (w.collection, w.filter["_id"]) == (schema.ORGS, org_id), w
 
 
-def committed(owner: Org, plan: plans.Plan[Invoice]) -> Org:
+def committed(owner: Org, plan: Plan[Invoice]) -> Org:
     """The org as the next transaction reads it once `plan` committed."""
     for w in of(plan.writes, schema.ORGS):
         assert w.filter["invoice_seq"] == owner.invoice_seq
@@ -120,7 +123,7 @@ def test_a_full_chunk_with_more_waiting_stays_an_incomplete_draft() -> None:
     assert mark.expect == 3
     assert {"ended_at": fetched[2]["ended_at"], "_id": {"$lte": fetched[2]["_id"]}} in \
         mark.filter["$or"]
-    assert plans.resumable(inv)
+    assert invoice_plans.resumable(inv)
 
 
 def test_the_last_chunk_finalises_the_draft_with_a_guarded_counter() -> None:
@@ -224,10 +227,38 @@ def test_billing_in_chunks_bills_every_conversation_once(
     assert again.writes == [] and again.result == inv
 
 
+def test_every_tenant_write_of_every_plan_is_scoped_to_the_org() -> None:
+    acme = org(invoice_seq=2)
+    first = bill(snapshot(acme, chunk=conversations(4), malformed=1), acme, limit=3)
+    last = bill(snapshot(acme, inv=first.result, chunk=conversations(1)), acme, limit=3)
+    draft = bill(snapshot(acme, chunk=conversations(2)), acme, finalize=False).result
+    fee = invoice_plans.add_line_item(
+        draft, NewLineItem.parse(description="Fee", quantity=1, unit_amount=5))
+    with_fee = draft.model_copy(update={"line_items": (*draft.line_items, fee.result)})
+    conv = conversations(1)[0]
+    recorded = conversation_plan(
+        snapshot(acme), None, org_id=ObjectId(acme.id), started_at=conv["started_at"],
+        ended_at=conv["ended_at"], external_id="x", now=NOW, make_id=ObjectId)
+    all_plans: list[Plan[Any]] = [
+        first, last, fee, recorded,
+        invoice_plans.finalize(snapshot(acme), draft, now=NOW),
+        invoice_plans.void(draft),
+        invoice_plans.remove_line_item(with_fee, ObjectId(fee.result.id)),
+    ]
+    writes = [w for plan in all_plans for w in plan.writes]
+    assert {w.collection for w in writes} == TENANT | {schema.ORGS}
+    assert {w.op for w in writes} == {"insert", "update_one", "update_many", "delete_one"}
+    for w in writes:
+        scoped = w.doc if w.op == "insert" else w.filter
+        if w.collection in TENANT:
+            assert isinstance(scoped["org_id"], ObjectId), w  # a str would match nothing
+    assert_scoped(writes, acme)
+
+
 def test_finalize_numbers_a_complete_draft() -> None:
     acme = org(invoice_seq=1)
     draft = bill(snapshot(acme, chunk=conversations(1)), acme, finalize=False).result
-    plan = plans.finalize(snapshot(acme), draft, now=NOW)
+    plan = invoice_plans.finalize(snapshot(acme), draft, now=NOW)
     assert (plan.result.status, plan.result.number, plan.result.version) == (
         S.OPEN, 2, draft.version + 1)
     assert [(w.collection, w.op) for w in plan.writes] == [
@@ -239,32 +270,32 @@ def test_finalize_numbers_a_complete_draft() -> None:
 def test_finalize_is_idempotent_and_refuses_closed_invoices() -> None:
     acme = org()
     opened = invoice(acme, status=S.OPEN, complete=True)
-    assert plans.finalize(snapshot(acme), opened, now=NOW).writes == []
+    assert invoice_plans.finalize(snapshot(acme), opened, now=NOW).writes == []
     for status in (S.PAID, S.VOID, S.UNCOLLECTIBLE):
         with pytest.raises(InvoiceNotEditable):
-            plans.finalize(snapshot(acme), invoice(acme, status=status), now=NOW)
+            invoice_plans.finalize(snapshot(acme), invoice(acme, status=status), now=NOW)
     with pytest.raises(OrgNotFound):
-        plans.finalize(None, invoice(acme, complete=True), now=NOW)
+        invoice_plans.finalize(None, invoice(acme, complete=True), now=NOW)
 
 
 def test_void_is_idempotent_and_refuses_paid_invoices() -> None:
     acme = org()
     opened = invoice(acme, status=S.OPEN, complete=True, version=2)
-    plan = plans.void(opened)
+    plan = invoice_plans.void(opened)
     assert plan.result.status is S.VOID and plan.result.version == 3
     [update] = plan.writes
     assert update.filter["version"] == 2 and update.doc["$set"]["status"] == "void"
     assert_scoped(plan.writes, acme)
-    assert plans.void(plan.result).writes == []
+    assert invoice_plans.void(plan.result).writes == []
     with pytest.raises(InvalidTransition):
-        plans.void(invoice(acme, status=S.PAID))
+        invoice_plans.void(invoice(acme, status=S.PAID))
 
 
 def test_add_line_item_writes_the_item_and_the_new_totals() -> None:
     acme = org(currency="eur")
     draft = invoice(acme, version=1)
     item = NewLineItem.parse(description="Onboarding", quantity=2, unit_amount=1500)
-    plan = plans.add_line_item(draft, item)
+    plan = invoice_plans.add_line_item(draft, item)
     line = plan.result
     assert (line.kind, line.amount, line.currency, line.invoice_id) == (
         LineItemKind.MANUAL, 3000, "eur", draft.id)
@@ -278,10 +309,10 @@ def test_add_line_item_writes_the_item_and_the_new_totals() -> None:
 def test_add_line_item_refuses_another_currency_and_closed_invoices() -> None:
     acme = org(currency="eur")
     with pytest.raises(CurrencyMismatch):
-        plans.add_line_item(invoice(acme), NewLineItem.parse(
+        invoice_plans.add_line_item(invoice(acme), NewLineItem.parse(
             description="Fee", quantity=1, unit_amount=1, currency="usd"))
     with pytest.raises(InvoiceNotEditable):
-        plans.add_line_item(invoice(acme, status=S.OPEN), NewLineItem.parse(
+        invoice_plans.add_line_item(invoice(acme, status=S.OPEN), NewLineItem.parse(
             description="Fee", quantity=1, unit_amount=1))
 
 
@@ -290,13 +321,13 @@ def test_remove_line_item_deletes_a_manual_line() -> None:
     draft = invoice(acme)
     fee = line_item(draft, unit_amount=400)
     with_fee = invoice(acme, id=draft.id, items=(fee,))
-    plan = plans.remove_line_item(with_fee, ObjectId(fee.id))
+    plan = invoice_plans.remove_line_item(with_fee, ObjectId(fee.id))
     assert plan.result.line_items == () and plan.result.total == 0
     [delete] = of(plan.writes, schema.LINE_ITEMS)
     assert delete.op == "delete_one" and delete.filter["_id"] == ObjectId(fee.id)
     assert_scoped(plan.writes, acme)
     with pytest.raises(LineItemNotFound):
-        plans.remove_line_item(with_fee, ObjectId())
+        invoice_plans.remove_line_item(with_fee, ObjectId())
 
 
 def test_remove_line_item_keeps_usage_lines() -> None:
@@ -305,7 +336,7 @@ def test_remove_line_item_keeps_usage_lines() -> None:
     usage_line = draft.item(LineItemKind.MINUTES)
     assert usage_line is not None
     with pytest.raises(InvoiceNotEditable):
-        plans.remove_line_item(draft, ObjectId(usage_line.id))
+        invoice_plans.remove_line_item(draft, ObjectId(usage_line.id))
 
 
 class Ids:
@@ -320,8 +351,8 @@ class Ids:
 
 
 def record(org_doc: Doc | None, existing: Doc | None, ids: Ids, *, org_id: ObjectId,
-           started_at: datetime, ended_at: datetime, external_id: str | None) -> plans.Plan[Doc]:
-    return plans.conversation_plan(org_doc, existing, org_id=org_id, started_at=started_at,
+           started_at: datetime, ended_at: datetime, external_id: str | None) -> Plan[Doc]:
+    return conversation_plan(org_doc, existing, org_id=org_id, started_at=started_at,
                                    ended_at=ended_at, external_id=external_id, now=NOW,
                                    make_id=ids)
 
@@ -362,4 +393,4 @@ def test_conversation_plan_is_idempotent_per_external_id() -> None:
 
 def test_require_invoice_reports_a_missing_invoice() -> None:
     with pytest.raises(InvoiceNotFound):
-        plans.require_invoice(None, ObjectId(), ObjectId())
+        require_invoice(None, ObjectId(), ObjectId())

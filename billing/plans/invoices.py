@@ -1,15 +1,8 @@
-"""What each service operation writes, decided from what its transaction read. Pure.
-
-The async services (and the sync ones generated from them) only read, call a function here and
-write its `Plan`; every decision lives here once, for both.
-"""
+"""Plans for invoices, line items and conversations."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
 
 from bson import ObjectId
 
@@ -20,39 +13,8 @@ from billing.domain.inputs import NewLineItem
 from billing.domain.models import Invoice, InvoiceStatus, LineItem, LineItemKind, Org
 from billing.domain.periods import Period
 from billing.domain.pricing import usage
-from billing.errors import (
-    InvoiceNotFound,
-    LineItemNotFound,
-    NothingToBill,
-    OrgNotFound,
-    StateConflict,
-)
-
-T = TypeVar("T")
-Doc = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Plan(Generic[T]):
-    result: T
-    writes: list[Write] = field(default_factory=list)
-    done: bool = True  # False: more chunks remain, run the operation again
-
-
-def new_id() -> str:
-    return str(ObjectId())
-
-
-def require_org(doc: Doc | None, org_id: ObjectId) -> Org:
-    if doc is None:
-        raise OrgNotFound(f"no org {org_id}: create it with orgs.create() first")
-    return documents.org(doc)
-
-
-def require_invoice(doc: Doc | None, org_id: ObjectId, invoice_id: ObjectId) -> Invoice:
-    if doc is None:
-        raise InvoiceNotFound(f"no invoice {invoice_id} in org {org_id}")
-    return documents.invoice(doc, doc.get("items", []))
+from billing.errors import LineItemNotFound, NothingToBill
+from billing.plans import Doc, Plan, new_id, require_org
 
 
 def _finalizing(org: Org, invoice: Invoice, now: datetime) -> tuple[Invoice, Write]:
@@ -152,23 +114,3 @@ def _changed(old: Invoice, new: Invoice, extra: list[Write] | None = None) -> Pl
 def resumable(invoice: Invoice) -> bool:
     """A draft whose conversations are not all collected yet (an interrupted bounded run)."""
     return invoice.status is InvoiceStatus.DRAFT and not invoice.complete
-
-
-def conversation_plan(
-    org_doc: Doc | None, existing: Doc | None, *, org_id: ObjectId, started_at: datetime,
-    ended_at: datetime, external_id: str | None, now: datetime, make_id: Callable[[], ObjectId],
-) -> Plan[Doc]:
-    """Record a conversation; an `external_id` already recorded returns the first one."""
-    require_org(org_doc, org_id)
-    if existing is not None:
-        if (existing["started_at"], existing["ended_at"]) != (started_at, ended_at):
-            raise StateConflict(
-                f"external_id {external_id!r} was already recorded with other times: "
-                "use a new external_id for a different conversation"
-            )
-        return Plan(existing)
-    doc: Doc = {"_id": make_id(), "org_id": org_id, "started_at": started_at,
-                "ended_at": ended_at, "line_item_id": None, "recorded_at": now}
-    if external_id is not None:
-        doc["external_id"] = external_id
-    return Plan(doc, [Write(schema.CONVERSATIONS, "insert", {}, doc)])

@@ -1,0 +1,11 @@
+"""The benchmark of issue 6: `python -m bench --size tiny|full` (see docs/benchmarks.md).
+
+    counting.py  commands per name, write conflicts and retries (a pymongo CommandListener)
+    proxy.py     a loopback TCP proxy adding a round trip of latency
+    engine.py    the server: an in-process SecantusDB, or MONGODB_URI
+    seed.py      orgs and conversations, and the totals they must invoice to
+    naive.py     the baseline: one command per conversation
+    creation.py  case 1   throughput.py  case 2   contention.py  case 3   bounded.py  case 5
+    cases.py     sizes, the case registry and the case 4 placeholder
+    report.py    the printed table and the markdown page
+"""

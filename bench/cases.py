@@ -1,0 +1,78 @@
+"""What a run is made of: the sizes, the shared context of the cases, and the case registry."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import MongoClient
+
+from bench.engine import Engine
+from bench.report import Table
+from billing.domain.periods import Period
+
+
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    creation: dict[int, int]  # case 1: conversations per invoice -> repetitions (median taken)
+    run_orgs: int  # case 2
+    run_conversations: int
+    concurrency: int
+    contention_callers: int  # case 3
+    contention_conversations: int
+    bounded_conversations: int  # case 5
+    bounded_chunk: int
+    budget_s: float  # a measurement projected to take longer is cut, and the output says so
+
+
+SIZES = {
+    "tiny": Sizes("tiny", creation={10: 2, 100: 1}, run_orgs=16, run_conversations=10,
+                  concurrency=16, contention_callers=16, contention_conversations=50,
+                  bounded_conversations=2_500, bounded_chunk=1_000, budget_s=20),
+    "full": Sizes("full", creation={10: 5, 100: 5, 1_000: 3, 10_000: 1}, run_orgs=1_000,
+                  run_conversations=100, concurrency=16, contention_callers=16,
+                  contention_conversations=1_000, bounded_conversations=100_000,
+                  bounded_chunk=1_000, budget_s=240),
+}
+MAX_DOCS_PER_TRANSACTION = 1_000  # billing's default
+
+
+class CheckFailed(Exception):
+    """A figure cannot be trusted: totals differ, a race left two invoices, and so on."""
+
+
+@dataclass
+class Bench:
+    engine: Engine
+    sizes: Sizes
+    delay_ms: float
+    period: Period  # a closed month
+    log: Callable[[str], None]
+    added_rtt_ms: float | None = None  # what the proxy really adds to a round trip, measured
+
+    @contextmanager
+    def database(self, label: str) -> Iterator[str]:
+        """A fresh database name, dropped afterwards (the run may share a real cluster)."""
+        name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+        try:
+            yield name
+        finally:
+            client: MongoClient[dict[str, Any]] = self.engine.client()
+            with client:
+                client.drop_database(name)
+
+
+def reconciliation(bench: Bench) -> Table:
+    """Case 4 needs the reconciliation code, which is not written yet: no figures are made up."""
+    return Table(4, "Reconciliation", [], notes=["case 4: reconciliation not built yet"])
+
+
+def registry() -> dict[int, Callable[[Bench], Table]]:
+    from bench import bounded, contention, creation, throughput
+
+    return {1: creation.run, 2: throughput.run, 3: contention.run, 4: reconciliation,
+            5: bounded.run}

@@ -1,0 +1,56 @@
+"""The payment gateway the services talk to: Stripe in production, a fake in tests.
+
+Every call is made outside any MongoDB transaction. Implementations translate provider errors
+into billing errors: CardDeclined, PaymentProviderUnavailable (retryable), PaymentMethodNotFound,
+ConfigurationError (bad key), PaymentError (anything else). Idempotency keys are passed through
+to the provider, but correctness never depends on the provider honouring them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from billing.domain.payments import CardMethod, Intent
+
+
+class AsyncPaymentGateway(Protocol):
+    async def create_customer(self, *, org_id: str, name: str, idempotency_key: str) -> str:
+        """Create a customer (metadata org_id) and return its id."""
+        ...
+
+    async def attach(
+        self, *, payment_method: str, customer_id: str, idempotency_key: str
+    ) -> CardMethod:
+        """Attach a payment method (pm_... or a test token) to the customer; returns it as
+        attached (its id may differ from the argument, as for tokens)."""
+        ...
+
+    async def detach(self, payment_method_id: str, *, idempotency_key: str) -> None:
+        """Detach; a method that is already detached or gone is not an error."""
+        ...
+
+    async def retrieve_payment_method(self, payment_method_id: str) -> CardMethod:
+        """The method with its current customer (None when detached); PaymentMethodNotFound."""
+        ...
+
+    async def list_payment_methods(self, customer_id: str) -> list[CardMethod]:
+        """Card payment methods attached to the customer."""
+        ...
+
+    async def create_intent(
+        self, *, customer_id: str, payment_method_id: str, amount: int, currency: str,
+        metadata: dict[str, str], idempotency_key: str,
+    ) -> Intent:
+        """Create an unconfirmed PaymentIntent (no money moves until confirm_intent)."""
+        ...
+
+    async def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
+        """Confirm off-session. Raises CardDeclined on a decline; returns requires_action for
+        3-D Secure. Confirming an intent that already succeeded returns it, charging nothing."""
+        ...
+
+    async def retrieve_intent(self, intent_id: str) -> Intent:
+        ...
+
+    async def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
+        ...

@@ -1,0 +1,201 @@
+# Generated from billing/_async by tools/synchro.py: do not edit.
+"""An in-memory payment gateway for unit and fault tests: Stripe's behaviour, no network.
+
+It follows Stripe's test cards as localstripe implements them (tests/integration/
+test_stripe_gateway.py runs the same contract on both): the token `pm_card_visa` attaches as a
+fresh `pm_` id; 4000000000000002 (`pm_card_visa_chargeDeclined`, `pm_card_chargeDeclined`) is
+declined when attached, and when charged unattached; 4000000000000341
+(`pm_card_chargeCustomerFail`) attaches but is declined at confirm; 4000002500003155 and
+4000000000003220 (`pm_card_threeDSecure2Required`) leave the intent in requires_action.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from typing import TypeVar
+
+from billing.domain.payments import CardMethod, Intent, IntentStatus
+from billing.errors import (
+    BillingError,
+    CardDeclined,
+    NotFound,
+    PaymentError,
+    PaymentMethodNotFound,
+)
+
+TOKENS = {
+    "pm_card_visa": "4242424242424242",
+    "pm_card_visa_chargeDeclined": "4000000000000002",
+    "pm_card_chargeDeclined": "4000000000000002",
+    "pm_card_chargeCustomerFail": "4000000000000341",
+    "pm_card_threeDSecure2Required": "4000000000003220",
+}
+DECLINED = frozenset({"4000000000000002"})  # at attach and at charge
+CHARGE_DECLINED = frozenset({"4000000000000341"})  # attaches, then every charge fails
+AUTHENTICATE = frozenset({"4000002500003155", "4000000000003220"})
+_CONFIRMED = frozenset({IntentStatus.SUCCEEDED, IntentStatus.PROCESSING,
+                        IntentStatus.REQUIRES_CAPTURE, IntentStatus.REQUIRES_ACTION})
+_CANCELABLE = frozenset({IntentStatus.REQUIRES_PAYMENT_METHOD, IntentStatus.REQUIRES_CONFIRMATION,
+                         IntentStatus.REQUIRES_ACTION, IntentStatus.REQUIRES_CAPTURE})
+T = TypeVar("T")
+_METHODS = frozenset({"create_customer", "attach", "detach", "retrieve_payment_method",
+                      "list_payment_methods", "create_intent", "confirm_intent",
+                      "retrieve_intent", "cancel_intent"})
+
+
+class FakeGateway:
+    """The payment gateway in memory, deterministic ids (cus_000001, pm_000002, ...).
+
+    `charges` lists money actually moved, as (intent_id, amount, currency); `calls` every call as
+    (method, idempotency_key or None). `fail_next` injects errors, before or after the effect.
+    """
+
+    def __init__(self) -> None:
+        self.customers: dict[str, dict[str, str]] = {}  # id -> metadata, name
+        self.methods: dict[str, CardMethod] = {}
+        self.intents: dict[str, Intent] = {}
+        self.charges: list[tuple[str, int, str]] = []
+        self.calls: list[tuple[str, str | None]] = []
+        self._numbers: dict[str, str] = {}  # method id -> card number
+        self._paid_with: dict[str, str] = {}  # intent id -> method id
+        self._failures: dict[str, list[tuple[BillingError, bool]]] = {}
+        self._ids = itertools.count(1)
+
+    def fail_next(
+        self, method_name: str, error: BillingError, *, times: int = 1, after: bool = False
+    ) -> None:
+        """The next `times` calls of `method_name` raise `error` and do nothing else; with
+        `after=True` they take effect first, as when Stripe acted but its answer was lost."""
+        if method_name not in _METHODS:
+            raise ValueError(f"no gateway method {method_name!r}: one of {sorted(_METHODS)}")
+        self._failures.setdefault(method_name, []).extend([(error, after)] * times)
+
+    def create_card(self, number: str, *, exp_month: int = 12, exp_year: int = 2034) -> str:
+        """A new unattached card payment method (as POST /v1/payment_methods); its id."""
+        method = CardMethod(id=self._new_id("pm"), customer_id=None, brand="visa",
+                            last4=number[-4:], exp_month=exp_month, exp_year=exp_year)
+        self.methods[method.id], self._numbers[method.id] = method, number
+        return method.id
+
+    def create_customer(self, *, org_id: str, name: str, idempotency_key: str) -> str:
+        self._enter("create_customer", idempotency_key)
+        customer_id = self._new_id("cus")
+        self.customers[customer_id] = {"org_id": org_id, "name": name}
+        return self._done("create_customer", customer_id)
+
+    def attach(
+        self, *, payment_method: str, customer_id: str, idempotency_key: str
+    ) -> CardMethod:
+        self._enter("attach", idempotency_key)
+        method_id = self._method(payment_method).id
+        self._customer(customer_id)
+        if self._numbers[method_id] in DECLINED:
+            raise _declined()
+        self.methods[method_id] = replace(self.methods[method_id], customer_id=customer_id)
+        return self._done("attach", self.methods[method_id])
+
+    def detach(self, payment_method_id: str, *, idempotency_key: str) -> None:
+        self._enter("detach", idempotency_key)
+        if payment_method_id in self.methods:
+            self.methods[payment_method_id] = replace(self.methods[payment_method_id],
+                                                      customer_id=None)
+        self._done("detach", None)
+
+    def retrieve_payment_method(self, payment_method_id: str) -> CardMethod:
+        self._enter("retrieve_payment_method", None)
+        return self._done("retrieve_payment_method", self._method(payment_method_id))
+
+    def list_payment_methods(self, customer_id: str) -> list[CardMethod]:
+        self._enter("list_payment_methods", None)
+        self._customer(customer_id)
+        listed = [m for m in self.methods.values() if m.customer_id == customer_id]
+        return self._done("list_payment_methods", listed)
+
+    def create_intent(
+        self, *, customer_id: str, payment_method_id: str, amount: int, currency: str,
+        metadata: dict[str, str], idempotency_key: str,
+    ) -> Intent:
+        self._enter("create_intent", idempotency_key)
+        if amount <= 0:
+            raise PaymentError(f"Stripe refused amount {amount}: charge at least 1", code=None)
+        self._customer(customer_id)
+        method_id = self._method(payment_method_id).id
+        intent = Intent(id=self._new_id("pi"), status=IntentStatus.REQUIRES_CONFIRMATION,
+                        amount=amount, currency=currency)
+        self.intents[intent.id] = intent
+        self._paid_with[intent.id] = method_id
+        return self._done("create_intent", intent)
+
+    def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
+        self._enter("confirm_intent", idempotency_key)
+        intent = self._intent(intent_id)
+        if intent.status in _CONFIRMED:
+            return self._done("confirm_intent", intent)  # a retry: nothing more is charged
+        if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
+            raise PaymentError(f"intent {intent_id} is {intent.status}: it cannot be confirmed",
+                               code="payment_intent_unexpected_state")
+        number = self._numbers[self._paid_with[intent_id]]
+        if number in AUTHENTICATE:
+            status, code = IntentStatus.REQUIRES_ACTION, None
+        elif number in DECLINED | CHARGE_DECLINED:
+            status, code = IntentStatus.REQUIRES_PAYMENT_METHOD, "card_declined"
+        else:
+            status, code = IntentStatus.SUCCEEDED, None
+            self.charges.append((intent_id, intent.amount, intent.currency))
+        self.intents[intent_id] = replace(
+            intent, status=status, failure_code=code,
+            failure_message="Your card was declined." if code else None)
+        if code:
+            raise _declined()
+        return self._done("confirm_intent", self.intents[intent_id])
+
+    def retrieve_intent(self, intent_id: str) -> Intent:
+        self._enter("retrieve_intent", None)
+        return self._done("retrieve_intent", self._intent(intent_id))
+
+    def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
+        self._enter("cancel_intent", idempotency_key)
+        intent = self._intent(intent_id)
+        if intent.status in _CANCELABLE:
+            self.intents[intent_id] = intent = replace(intent, status=IntentStatus.CANCELED)
+        elif intent.status is not IntentStatus.CANCELED:
+            raise PaymentError(f"intent {intent_id} is {intent.status}: it cannot be canceled",
+                               code="payment_intent_unexpected_state")
+        return self._done("cancel_intent", intent)
+
+    def _enter(self, name: str, idempotency_key: str | None) -> None:
+        self.calls.append((name, idempotency_key))
+        if (queued := self._failures.get(name)) and not queued[0][1]:
+            raise queued.pop(0)[0]
+
+    def _done(self, name: str, result: T) -> T:
+        if (queued := self._failures.get(name)) and queued[0][1]:
+            raise queued.pop(0)[0]
+        return result
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._ids):06d}"
+
+    def _method(self, method_id: str) -> CardMethod:
+        if method_id in TOKENS:  # as Stripe does, a token becomes a new method on every use
+            return self.methods[self.create_card(TOKENS[method_id])]
+        if method_id not in self.methods:
+            raise PaymentMethodNotFound(f"Stripe has no such payment method {method_id}: "
+                                        "attach a payment method again")
+        return self.methods[method_id]
+
+    def _customer(self, customer_id: str) -> None:
+        if customer_id not in self.customers:
+            raise PaymentMethodNotFound(f"Stripe has no such customer {customer_id}: "
+                                        "create the customer again")
+
+    def _intent(self, intent_id: str) -> Intent:
+        if intent_id not in self.intents:
+            raise NotFound(f"Stripe has no such payment intent {intent_id}: check the stored id")
+        return self.intents[intent_id]
+
+
+def _declined() -> CardDeclined:
+    return CardDeclined("the card was declined (card_declined): ask the customer for another "
+                        "payment method", code="card_declined")

@@ -1,0 +1,144 @@
+# Generated from billing/_async by tools/synchro.py: do not edit.
+"""The payment gateway on Stripe, through stripe-python's StripeClient."""
+
+from __future__ import annotations
+
+import stripe
+
+from billing.adapters.stripe_errors import translate, translating
+from billing.domain.payments import CardMethod, Intent, IntentStatus
+from billing.errors import NotFound
+
+# An intent in one of these states was confirmed before: a retried confirm returns it.
+_CONFIRMED = frozenset({IntentStatus.SUCCEEDED, IntentStatus.PROCESSING,
+                        IntentStatus.REQUIRES_CAPTURE, IntentStatus.REQUIRES_ACTION})
+
+
+class StripeGateway:
+    """The payment gateway on Stripe. One attempt per call (the client's default): the caller
+    decides about retries, made safe by its idempotency keys. Stripe errors are translated by
+    `billing.adapters.stripe_errors.translate`.
+
+    `off_session=False` confirms without `off_session`, for servers that refuse it (localstripe);
+    against Stripe keep the default, as payments are merchant-initiated.
+    """
+
+    def __init__(self, client: stripe.StripeClient, *, off_session: bool = True) -> None:
+        self._v1 = client.v1
+        self._off_session = off_session
+
+    def create_customer(self, *, org_id: str, name: str, idempotency_key: str) -> str:
+        with translating():
+            customer = self._v1.customers.create(
+                params={"name": name, "metadata": {"org_id": org_id}},
+                options={"idempotency_key": idempotency_key})
+        return customer.id
+
+    def attach(
+        self, *, payment_method: str, customer_id: str, idempotency_key: str
+    ) -> CardMethod:
+        with translating():
+            method = self._v1.payment_methods.attach(
+                payment_method, params={"customer": customer_id},
+                options={"idempotency_key": idempotency_key})
+        return _card(method)
+
+    def detach(self, payment_method_id: str, *, idempotency_key: str) -> None:
+        try:
+            self._v1.payment_methods.detach(
+                payment_method_id, options={"idempotency_key": idempotency_key})
+        except stripe.InvalidRequestError as exc:
+            if isinstance(translate(exc), NotFound):
+                return  # gone
+            # Stripe refuses to detach a method that is not attached: decide on its state.
+            try:
+                current = self.retrieve_payment_method(payment_method_id)
+            except NotFound:
+                return
+            if current.customer_id is not None:
+                raise translate(exc) from exc
+        except stripe.StripeError as exc:
+            raise translate(exc) from exc
+
+    def retrieve_payment_method(self, payment_method_id: str) -> CardMethod:
+        with translating():
+            method = self._v1.payment_methods.retrieve(payment_method_id)
+        return _card(method)
+
+    def list_payment_methods(self, customer_id: str) -> list[CardMethod]:
+        # payment_methods.list, not customers/{id}/payment_methods (localstripe lacks it).
+        with translating():
+            page = self._v1.payment_methods.list(
+                params={"customer": customer_id, "type": "card", "limit": 100})
+            return [_card(method) for method in page.auto_paging_iter()]
+
+    def create_intent(
+        self, *, customer_id: str, payment_method_id: str, amount: int, currency: str,
+        metadata: dict[str, str], idempotency_key: str,
+    ) -> Intent:
+        # The method is set here: localstripe answers 500 to confirm(payment_method=...).
+        with translating():
+            intent = self._v1.payment_intents.create(
+                params={"customer": customer_id, "payment_method": payment_method_id,
+                        "amount": amount, "currency": currency, "metadata": metadata},
+                options={"idempotency_key": idempotency_key})
+        return _intent(intent)
+
+    def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
+        try:
+            intent = self._v1.payment_intents.confirm(
+                intent_id, params={"off_session": True} if self._off_session else {},
+                options={"idempotency_key": idempotency_key})
+        except stripe.InvalidRequestError as exc:
+            # Confirmed before (a retry after a lost answer): Stripe says
+            # payment_intent_unexpected_state, localstripe a bare 400. Decide on its state.
+            if exc.http_status != 400:
+                raise translate(exc) from exc
+            current = self.retrieve_intent(intent_id)
+            if current.status not in _CONFIRMED:
+                raise translate(exc) from exc
+            return current
+        except stripe.StripeError as exc:
+            raise translate(exc) from exc
+        return _intent(intent)
+
+    def retrieve_intent(self, intent_id: str) -> Intent:
+        with translating():
+            intent = self._v1.payment_intents.retrieve(intent_id)
+        return _intent(intent)
+
+    def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
+        try:
+            intent = self._v1.payment_intents.cancel(
+                intent_id, options={"idempotency_key": idempotency_key})
+        except stripe.InvalidRequestError as exc:
+            # Canceled before (a retry): return it; any other state is a real refusal.
+            if exc.http_status != 400:
+                raise translate(exc) from exc
+            current = self.retrieve_intent(intent_id)
+            if current.status is not IntentStatus.CANCELED:
+                raise translate(exc) from exc
+            return current
+        except stripe.StripeError as exc:
+            raise translate(exc) from exc
+        return _intent(intent)
+
+
+def _card(method: stripe.PaymentMethod) -> CardMethod:
+    customer = method.customer
+    card = method.card
+    return CardMethod(
+        id=method.id,
+        customer_id=customer if isinstance(customer, str) or customer is None else customer.id,
+        brand=card.brand if card else None, last4=card.last4 if card else None,
+        exp_month=card.exp_month if card else None, exp_year=card.exp_year if card else None,
+    )
+
+
+def _intent(intent: stripe.PaymentIntent) -> Intent:
+    error = intent.last_payment_error
+    return Intent(
+        id=intent.id, status=IntentStatus(intent.status), amount=intent.amount,
+        currency=intent.currency, failure_code=error.code if error else None,
+        failure_message=error.message if error else None,
+    )

@@ -1,0 +1,151 @@
+"""Plans for payment methods: begin, activate, fail, detach and choose the default.
+
+Order of steps (the services follow it) so that a crash never leaves an org pointing at a
+detached or missing method: attach in Stripe before the default is set locally; clear the
+default locally before detaching in Stripe.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bson import ObjectId
+
+from billing.adapters import documents, schema
+from billing.adapters.writes import Write, insert
+from billing.domain.models import Org, PaymentMethod, PaymentMethodStatus
+from billing.domain.payments import CardMethod
+from billing.errors import InvalidInput, InvalidTransition, PaymentError, PaymentMethodNotFound
+from billing.plans import Doc, Plan
+
+S = PaymentMethodStatus
+
+
+def require_method(doc: Doc | None, org_id: ObjectId, pm_id: ObjectId) -> PaymentMethod:
+    if doc is None:
+        raise PaymentMethodNotFound(f"no payment method {pm_id} in org {org_id}")
+    return documents.payment_method(doc)
+
+
+def begin_attach(
+    org: Org, existing: Doc | None, *, source: str, request_id: str, now: datetime
+) -> Plan[PaymentMethod]:
+    """A pending record keyed by (org, request_id): a repeat finds it instead of attaching
+    twice. A repeat of a request that already failed says so."""
+    if existing is not None:
+        method = documents.payment_method(existing)
+        if existing.get("source") != source:
+            raise InvalidInput(
+                f"request_id {request_id!r} was used for another payment method: "
+                "use a new request_id for a new attach"
+            )
+        if method.status is S.FAILED:
+            raise PaymentError(
+                f"attach request {request_id!r} failed earlier ({existing.get('failure')}): "
+                "use a new request_id to try again"
+            )
+        return Plan(method)
+    doc: Doc = {"_id": ObjectId(), "org_id": ObjectId(org.id), "request_id": request_id,
+                "source": source, "status": S.PENDING.value, "created_at": now,
+                "updated_at": now}
+    return Plan(documents.payment_method(doc), [insert(schema.PAYMENT_METHODS, doc)])
+
+
+def activate(
+    org: Org, pending: PaymentMethod, card: CardMethod, *, make_default: bool, now: datetime
+) -> Plan[PaymentMethod]:
+    """pending -> active with Stripe's details; becomes the default when asked or when the org
+    has none."""
+    if pending.status is S.ACTIVE:
+        return Plan(pending)
+    if pending.status is not S.PENDING:
+        raise InvalidTransition(f"payment method {pending.id} is {pending.status.value}")
+    fields: Doc = {"status": S.ACTIVE.value, "stripe_id": card.id, "customer_id": card.customer_id,
+                   "brand": card.brand, "last4": card.last4, "exp_month": card.exp_month,
+                   "exp_year": card.exp_year, "updated_at": now}
+    writes = [Write(schema.PAYMENT_METHODS, "update_one",
+                    {"_id": ObjectId(pending.id), "org_id": ObjectId(org.id), "status": "pending"},
+                    {"$set": fields})]
+    if make_default or org.default_payment_method_id is None:
+        writes.append(_set_default(org, pending.id))
+    return Plan(pending.model_copy(update={**fields, "status": S.ACTIVE}), writes)
+
+
+def fail(org_id: ObjectId, pending: PaymentMethod, reason: str, now: datetime) -> list[Write]:
+    return [Write(schema.PAYMENT_METHODS, "update_one",
+                  {"_id": ObjectId(pending.id), "org_id": org_id, "status": "pending"},
+                  {"$set": {"status": S.FAILED.value, "failure": reason[:300],
+                            "updated_at": now}})]
+
+
+def record_stripe_id(org_id: ObjectId, pending: PaymentMethod, stripe_id: str) -> list[Write]:
+    """Remember what Stripe attached, so reconciliation can finish or undo a pending attach."""
+    return [Write(schema.PAYMENT_METHODS, "update_one",
+                  {"_id": ObjectId(pending.id), "org_id": org_id, "status": "pending"},
+                  {"$set": {"stripe_id": stripe_id}})]
+
+
+def begin_detach(org: Org, method: PaymentMethod, now: datetime) -> Plan[PaymentMethod]:
+    """active -> detaching, clearing the org's default first if it is this method."""
+    if method.status in (S.DETACHING, S.DETACHED):
+        return Plan(method)
+    if method.status is not S.ACTIVE:
+        raise InvalidTransition(
+            f"payment method {method.id} is {method.status.value}: only active ones detach")
+    writes = [Write(schema.PAYMENT_METHODS, "update_one",
+                    {"_id": ObjectId(method.id), "org_id": ObjectId(org.id), "status": "active"},
+                    {"$set": {"status": S.DETACHING.value, "updated_at": now}})]
+    if org.default_payment_method_id == method.id:
+        writes.append(_set_default(org, None))
+    return Plan(method.model_copy(update={"status": S.DETACHING}), writes)
+
+
+def finish_detach(org_id: ObjectId, method: PaymentMethod, now: datetime) -> Plan[PaymentMethod]:
+    if method.status is S.DETACHED:
+        return Plan(method)
+    return Plan(method.model_copy(update={"status": S.DETACHED}), [Write(
+        schema.PAYMENT_METHODS, "update_one",
+        {"_id": ObjectId(method.id), "org_id": org_id, "status": "detaching"},
+        {"$set": {"status": S.DETACHED.value, "updated_at": now, "detached_at": now}})])
+
+
+def set_default(org: Org, method: PaymentMethod) -> Plan[Org]:
+    if method.status is not S.ACTIVE:
+        raise InvalidTransition(
+            f"payment method {method.id} is {method.status.value}: only an active one can be "
+            "the default")
+    updated = org.model_copy(update={"default_payment_method_id": method.id})
+    if org.default_payment_method_id == method.id:
+        return Plan(updated)
+    return Plan(updated, [_set_default(org, method.id)])
+
+
+def _set_default(org: Org, method_id: str | None) -> Write:
+    """Guarded by the default read, so two concurrent changes cannot both apply blindly."""
+    current = {"_id": ObjectId(org.id), "default_payment_method_id": org.default_payment_method_id}
+    return Write(schema.ORGS, "update_one", current,
+                 {"$set": {"default_payment_method_id": method_id}})
+
+
+def detached_in_stripe(org: Org, method: PaymentMethod, now: datetime) -> Plan[PaymentMethod]:
+    """Stripe reports the method detached (by someone else): it is no longer usable here."""
+    if method.status in (S.DETACHED, S.FAILED, S.PENDING):
+        return Plan(method)
+    writes = [Write(schema.PAYMENT_METHODS, "update_one",
+                    {"_id": ObjectId(method.id), "org_id": ObjectId(org.id),
+                     "status": method.status.value},
+                    {"$set": {"status": S.DETACHED.value, "updated_at": now, "detached_at": now}})]
+    if org.default_payment_method_id == method.id:
+        writes.append(_set_default(org, None))
+    return Plan(method.model_copy(update={"status": S.DETACHED}), writes)
+
+
+def customer_deleted(org: Org, methods: list[PaymentMethod], now: datetime) -> list[Write]:
+    """The org's Stripe customer is gone, and with it every attachment."""
+    writes = [Write(schema.ORGS, "update_one",
+                    {"_id": ObjectId(org.id), "stripe_customer_id": org.stripe_customer_id},
+                    {"$set": {"stripe_customer_id": None, "default_payment_method_id": None}})]
+    for method in methods:
+        writes += detached_in_stripe(org.model_copy(update={"default_payment_method_id": None}),
+                                     method, now).writes
+    return writes

@@ -1,0 +1,364 @@
+"""The payment gateway contract, on localstripe and on the in-memory fake, sync and async.
+
+Every contract test runs on four gateways, so the fake the unit tests use cannot drift from
+what localstripe (and so Stripe's test cards) does. Sync gateways are called directly inside
+these async tests: `call` awaits only what needs awaiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+import requests
+import stripe
+
+from billing._async.fake_gateway import AsyncFakeGateway
+from billing._async.stripe_gateway import AsyncStripeGateway
+from billing._sync.fake_gateway import FakeGateway
+from billing._sync.stripe_gateway import StripeGateway
+from billing.domain.payments import IntentStatus
+from billing.errors import (
+    CardDeclined,
+    ConfigurationError,
+    PaymentError,
+    PaymentMethodNotFound,
+    PaymentProviderUnavailable,
+)
+from tests.support.stripe import CHARGE_DECLINE, DECLINE, THREE_D_SECURE, card, card_async
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+
+async def call(value: Awaitable[T] | T) -> T:
+    """The result of a gateway call, sync or async."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+@dataclass
+class Backend:
+    gateway: Any
+    new_card: Callable[[str], Awaitable[str]]  # an unattached card payment method's id
+    charged: Callable[[str], Awaitable[list[int]]]  # amounts actually charged to a customer
+
+
+def localstripe_backend(gateway: Any, client: stripe.StripeClient) -> Backend:
+    async def new_card(number: str) -> str:
+        return card(client, number)
+
+    async def charged(customer_id: str) -> list[int]:
+        page = client.v1.charges.list(params={"customer": customer_id})
+        return [c.amount for c in page.data if c.status == "succeeded"]
+
+    return Backend(gateway, new_card, charged)
+
+
+def async_localstripe_backend(gateway: Any, client: stripe.StripeClient) -> Backend:
+    async def new_card(number: str) -> str:
+        return await card_async(client, number)
+
+    async def charged(customer_id: str) -> list[int]:
+        page = await client.v1.charges.list_async(params={"customer": customer_id})
+        return [c.amount for c in page.data if c.status == "succeeded"]
+
+    return Backend(gateway, new_card, charged)
+
+
+def fake_backend(fake: FakeGateway | AsyncFakeGateway) -> Backend:
+    async def new_card(number: str) -> str:
+        return fake.create_card(number)
+
+    async def charged(customer_id: str) -> list[int]:
+        return [amount for _, amount, _ in fake.charges]  # one customer per test
+
+    return Backend(fake, new_card, charged)
+
+
+@pytest.fixture(params=["localstripe", "localstripe-async", "fake", "fake-async"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "localstripe":
+        return localstripe_backend(request.getfixturevalue("stripe_gateway"),
+                                   request.getfixturevalue("stripe_client"))
+    if request.param == "localstripe-async":
+        return async_localstripe_backend(request.getfixturevalue("async_stripe_gateway"),
+                                         request.getfixturevalue("async_stripe_client"))
+    return fake_backend(FakeGateway() if request.param == "fake" else AsyncFakeGateway())
+
+
+async def customer(b: Backend) -> str:
+    return await call(b.gateway.create_customer(org_id="org-1", name="Acme",
+                                                idempotency_key="cus:org-1"))
+
+
+async def intent_for(b: Backend, customer_id: str, method_id: str, amount: int = 1234) -> Any:
+    return await call(b.gateway.create_intent(
+        customer_id=customer_id, payment_method_id=method_id, amount=amount, currency="usd",
+        metadata={"invoice_id": "inv-1"}, idempotency_key=f"pi:{method_id}"))
+
+
+async def attach(b: Backend, method: str, customer_id: str) -> Any:
+    return await call(b.gateway.attach(payment_method=method, customer_id=customer_id,
+                                       idempotency_key=f"attach:{method}"))
+
+
+# --- the contract ------------------------------------------------------------------------------
+
+async def test_create_customer_returns_a_customer_id(backend: Backend) -> None:
+    assert (await customer(backend)).startswith("cus_")
+
+
+async def test_an_attached_token_becomes_a_new_method_listed_for_the_customer(
+    backend: Backend,
+) -> None:
+    cus = await customer(backend)
+    method = await attach(backend, "pm_card_visa", cus)
+
+    assert method.id.startswith("pm_") and method.id != "pm_card_visa"
+    assert (method.customer_id, method.brand, method.last4) == (cus, "visa", "4242")
+    assert isinstance(method.exp_month, int) and isinstance(method.exp_year, int)
+    assert await call(backend.gateway.list_payment_methods(cus)) == [method]
+    assert await call(backend.gateway.retrieve_payment_method(method.id)) == method
+    second = await attach(backend, "pm_card_visa", cus)
+    listed = await call(backend.gateway.list_payment_methods(cus))
+    assert second.id != method.id and {m.id for m in listed} == {method.id, second.id}
+
+
+async def test_detach_empties_the_list_and_detaching_again_or_a_gone_method_is_fine(
+    backend: Backend,
+) -> None:
+    cus = await customer(backend)
+    method = await attach(backend, "pm_card_visa", cus)
+
+    await call(backend.gateway.detach(method.id, idempotency_key="detach-1"))
+    assert await call(backend.gateway.list_payment_methods(cus)) == []
+    assert (await call(backend.gateway.retrieve_payment_method(method.id))).customer_id is None
+    await call(backend.gateway.detach(method.id, idempotency_key="detach-1"))
+    await call(backend.gateway.detach("pm_nosuchmethod", idempotency_key="detach-2"))
+
+
+async def test_confirm_charges_the_amount_once_however_often_it_is_repeated(
+    backend: Backend,
+) -> None:
+    cus = await customer(backend)
+    method = await attach(backend, "pm_card_visa", cus)
+    created = await intent_for(backend, cus, method.id)
+    assert (created.status, created.amount, created.currency) == (
+        IntentStatus.REQUIRES_CONFIRMATION, 1234, "usd")
+    assert await backend.charged(cus) == []
+
+    confirmed = await call(backend.gateway.confirm_intent(created.id, idempotency_key="c-1"))
+    again = await call(backend.gateway.confirm_intent(created.id, idempotency_key="c-1"))
+
+    assert (confirmed.id, confirmed.status, confirmed.amount) == (
+        created.id, IntentStatus.SUCCEEDED, 1234)
+    assert again == confirmed and confirmed.failure_code is None
+    assert await call(backend.gateway.retrieve_intent(created.id)) == confirmed
+    assert await backend.charged(cus) == [1234]
+
+
+@pytest.mark.parametrize("method", ["pm_card_visa_chargeDeclined", "card 4000000000000002"])
+async def test_a_declining_card_is_refused_when_attached(backend: Backend, method: str) -> None:
+    cus = await customer(backend)
+    if method.startswith("card "):
+        method = await backend.new_card(DECLINE)
+
+    with pytest.raises(CardDeclined) as caught:
+        await attach(backend, method, cus)
+
+    assert caught.value.code == "card_declined" and not caught.value.retryable
+    assert await call(backend.gateway.list_payment_methods(cus)) == []
+
+
+async def test_a_charge_declined_at_confirm_raises_card_declined_and_moves_no_money(
+    backend: Backend,
+) -> None:
+    cus = await customer(backend)
+    method = await attach(backend, await backend.new_card(CHARGE_DECLINE), cus)
+    intent = await intent_for(backend, cus, method.id)
+
+    with pytest.raises(CardDeclined) as caught:
+        await call(backend.gateway.confirm_intent(intent.id, idempotency_key="c-1"))
+
+    assert caught.value.code == "card_declined"
+    failed = await call(backend.gateway.retrieve_intent(intent.id))
+    assert (failed.status, failed.failure_code) == (
+        IntentStatus.REQUIRES_PAYMENT_METHOD, "card_declined")
+    assert failed.failure_message
+    with pytest.raises(PaymentError) as again:  # not a second decline: nothing was attempted
+        await call(backend.gateway.confirm_intent(intent.id, idempotency_key="c-1"))
+    assert type(again.value) is PaymentError and not again.value.retryable
+    assert await backend.charged(cus) == []
+
+
+async def test_three_d_secure_leaves_the_intent_requiring_action(backend: Backend) -> None:
+    cus = await customer(backend)
+    method = await attach(backend, await backend.new_card(THREE_D_SECURE), cus)
+    intent = await intent_for(backend, cus, method.id)
+
+    confirmed = await call(backend.gateway.confirm_intent(intent.id, idempotency_key="c-1"))
+    again = await call(backend.gateway.confirm_intent(intent.id, idempotency_key="c-1"))
+
+    assert confirmed.status is IntentStatus.REQUIRES_ACTION and again == confirmed
+    assert await backend.charged(cus) == []
+    canceled = await call(backend.gateway.cancel_intent(intent.id, idempotency_key="x-1"))
+    assert canceled.status is IntentStatus.CANCELED
+    assert await call(backend.gateway.cancel_intent(intent.id, idempotency_key="x-1")) == canceled
+
+
+async def test_a_canceled_intent_cannot_be_confirmed(backend: Backend) -> None:
+    cus = await customer(backend)
+    method = await attach(backend, "pm_card_visa", cus)
+    intent = await intent_for(backend, cus, method.id)
+    await call(backend.gateway.cancel_intent(intent.id, idempotency_key="x-1"))
+
+    with pytest.raises(PaymentError) as caught:
+        await call(backend.gateway.confirm_intent(intent.id, idempotency_key="c-1"))
+
+    assert type(caught.value) is PaymentError and not caught.value.retryable
+    assert await backend.charged(cus) == []
+
+
+async def test_unknown_payment_methods_and_customers_are_not_found(backend: Backend) -> None:
+    cus = await customer(backend)
+    gateway = backend.gateway
+
+    with pytest.raises(PaymentMethodNotFound):
+        await attach(backend, "pm_nosuchmethod", cus)
+    with pytest.raises(PaymentMethodNotFound):
+        await attach(backend, "pm_card_visa", "cus_nosuchcustomer")
+    with pytest.raises(PaymentMethodNotFound):
+        await call(gateway.retrieve_payment_method("pm_nosuchmethod"))
+    with pytest.raises(PaymentMethodNotFound):
+        await call(gateway.list_payment_methods("cus_nosuchcustomer"))
+    with pytest.raises(PaymentMethodNotFound):
+        await intent_for(backend, cus, "pm_nosuchmethod")
+
+
+# --- Stripe only: what the fake cannot show ----------------------------------------------------
+
+@contextlib.contextmanager
+def sync_gateway(url: str, key: str) -> Iterator[StripeGateway]:
+    session = requests.Session()
+    http_client = stripe.RequestsClient(session=session, timeout=5)
+    try:
+        yield StripeGateway(stripe.StripeClient(key, base_addresses={"api": url},
+                                                http_client=http_client))
+    finally:
+        session.close()
+
+
+@contextlib.asynccontextmanager
+async def async_gateway(url: str, key: str) -> AsyncIterator[AsyncStripeGateway]:
+    http_client = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=5))
+    try:
+        yield AsyncStripeGateway(stripe.StripeClient(key, base_addresses={"api": url},
+                                                     http_client=http_client))
+    finally:
+        await http_client.close_async()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+BAD_KEY = "pk_test_not_a_secret_key"
+
+
+def test_a_rejected_key_is_a_configuration_error_that_does_not_quote_it(stripe_url: str) -> None:
+    with sync_gateway(stripe_url, BAD_KEY) as gateway, \
+            pytest.raises(ConfigurationError) as caught:
+        gateway.create_customer(org_id="o", name="n", idempotency_key="k")
+
+    assert BAD_KEY not in caught.value.message and "not_a_secret" not in str(caught.value)
+
+
+async def test_a_rejected_key_is_a_configuration_error_async(stripe_url: str) -> None:
+    async with async_gateway(stripe_url, BAD_KEY) as gateway:
+        with pytest.raises(ConfigurationError) as caught:
+            await gateway.list_payment_methods("cus_x")
+
+    assert "not_a_secret" not in str(caught.value)
+
+
+def test_an_unreachable_stripe_is_retryable() -> None:
+    with sync_gateway(closed_port_url(), "sk_test_x") as gateway, \
+            pytest.raises(PaymentProviderUnavailable) as caught:
+        gateway.retrieve_intent("pi_x")
+
+    assert caught.value.retryable and isinstance(caught.value.__cause__, stripe.StripeError)
+
+
+async def test_an_unreachable_stripe_is_retryable_async() -> None:
+    async with async_gateway(closed_port_url(), "sk_test_x") as gateway:
+        with pytest.raises(PaymentProviderUnavailable) as caught:
+            await gateway.confirm_intent("pi_x", idempotency_key="k")
+
+    assert caught.value.retryable
+
+
+# --- the fake only: failure injection and its ledger ------------------------------------------
+
+@pytest.mark.parametrize("make", [FakeGateway, AsyncFakeGateway])
+async def test_fail_next_fails_exactly_the_next_calls_and_changes_nothing(make: Any) -> None:
+    fake = make()
+    cus = await call(fake.create_customer(org_id="o", name="n", idempotency_key="k-1"))
+    down = PaymentProviderUnavailable("Stripe is down: retry")
+    fake.fail_next("attach", down, times=2)
+
+    for _ in range(2):
+        with pytest.raises(PaymentProviderUnavailable) as caught:
+            await call(fake.attach(payment_method="pm_card_visa", customer_id=cus,
+                                   idempotency_key="a-1"))
+        assert caught.value is down
+    assert await call(fake.list_payment_methods(cus)) == []
+    method = await call(fake.attach(payment_method="pm_card_visa", customer_id=cus,
+                                    idempotency_key="a-1"))
+
+    assert await call(fake.list_payment_methods(cus)) == [method]
+    assert [c for c in fake.calls if c[0] == "attach"] == [("attach", "a-1")] * 3
+    with pytest.raises(ValueError, match="no gateway method"):
+        fake.fail_next("atach", down)
+
+
+async def test_the_fake_ledger_records_money_moved_with_deterministic_ids() -> None:
+    fake = AsyncFakeGateway()
+    cus = await fake.create_customer(org_id="o", name="n", idempotency_key="k")
+    method = await fake.attach(payment_method="pm_card_visa", customer_id=cus,
+                               idempotency_key="a")
+    intent = await fake.create_intent(customer_id=cus, payment_method_id=method.id, amount=500,
+                                      currency="eur", metadata={}, idempotency_key="i")
+    fake.fail_next("confirm_intent", PaymentProviderUnavailable("timeout: retry"))
+    with pytest.raises(PaymentProviderUnavailable):
+        await fake.confirm_intent(intent.id, idempotency_key="c")
+    await fake.confirm_intent(intent.id, idempotency_key="c")
+    await fake.confirm_intent(intent.id, idempotency_key="c")
+
+    assert (cus, method.id, intent.id) == ("cus_000001", "pm_000002", "pi_000003")
+    assert fake.charges == [("pi_000003", 500, "eur")]
+
+
+async def test_a_failure_after_the_effect_is_a_lost_answer_and_a_retry_charges_nothing() -> None:
+    fake = FakeGateway()
+    cus = fake.create_customer(org_id="o", name="n", idempotency_key="k")
+    method = fake.attach(payment_method="pm_card_visa", customer_id=cus, idempotency_key="a")
+    intent = fake.create_intent(customer_id=cus, payment_method_id=method.id, amount=700,
+                                currency="usd", metadata={}, idempotency_key="i")
+    fake.fail_next("confirm_intent", PaymentProviderUnavailable("read timeout: retry"),
+                   after=True)
+
+    with pytest.raises(PaymentProviderUnavailable):
+        fake.confirm_intent(intent.id, idempotency_key="c")
+    assert fake.retrieve_intent(intent.id).status is IntentStatus.SUCCEEDED
+    assert fake.confirm_intent(intent.id, idempotency_key="c").status is IntentStatus.SUCCEEDED
+    assert fake.charges == [(intent.id, 700, "usd")]
