@@ -17,7 +17,8 @@
     │   ├── CurrencyMismatch          a line item's or invoice's currency differs from the org's
     │   ├── NothingToBill             no unbilled conversations in the period
     │   ├── InvoiceNotPayable         not open, nothing to pay, or already paid
-    │   └── NoDefaultPaymentMethod    the org has no usable default payment method
+    │   ├── NoDefaultPaymentMethod    the org has no usable default payment method
+    │   └── LeaseNotAcquired          retryable: another reconciliation run holds the shard
     ├── PaymentError                  Stripe did not take the payment (the invoice stays open)
     │   ├── CardDeclined              declined: ask the customer for another payment method
     │   ├── PaymentRequiresAction     3-D Secure or similar: the customer must authenticate
@@ -148,4 +149,10 @@ class PaymentInProgress(PaymentError):
 
 
 class PaymentProviderUnavailable(PaymentError):
+    retryable = True
+
+
+class LeaseNotAcquired(StateConflict):
+    """Another reconciliation run holds this shard's lease: let it finish, or retry later."""
+
     retryable = True

@@ -30,6 +30,10 @@ POINTS = (
     "payments.after_confirm",  # money moved, not recorded yet
     "payments.settle.after_write",  # in the settling transaction
     "webhooks.after_write",  # in the webhook's transaction
+    "reconcile.release.after_write",  # in the transaction releasing dangling conversations
+    "reconcile.retotal.after_write",  # in the transaction recomputing totals
+    "reconcile.methods.after_stripe",  # detached in Stripe, not marked detached yet
+    "reconcile.methods.after_write",  # in the transaction marking a method detached
 )
 
 

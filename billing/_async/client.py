@@ -16,6 +16,7 @@ from billing._async.invoices import AsyncInvoices
 from billing._async.line_items import AsyncLineItems
 from billing._async.orgs import AsyncOrgs
 from billing._async.payment_methods import AsyncPaymentMethods
+from billing._async.reconciler import AsyncReconciler
 from billing._async.unit_of_work import AsyncUnitOfWork
 from billing._async.webhooks import AsyncWebhooks
 from billing.adapters.mongo_errors import translate
@@ -78,6 +79,7 @@ class AsyncBilling:
         self.line_items = AsyncLineItems(ctx)
         self.payment_methods = AsyncPaymentMethods(ctx)
         self.webhooks = AsyncWebhooks(ctx)
+        self.reconciliation = AsyncReconciler(ctx, self.invoices)
 
     @property
     def database(self) -> Any:

@@ -17,6 +17,7 @@ from pymongo.write_concern import WriteConcern
 
 from billing import faults
 from billing._async._io import sleep
+from billing.adapters import queries
 from billing.adapters.mongo_errors import translate
 from billing.adapters.writes import (
     DUPLICATE_KEY,
@@ -46,16 +47,30 @@ class AsyncTransaction:
         return self.session
 
     async def aggregate_one(self, collection: str, pipeline: list[Doc]) -> Doc | None:
-        cursor = await self._uow.db[collection].aggregate(pipeline, session=self._read())
+        options: dict[str, Any] = {"hint": hint} if (hint := queries.pipeline_hint(pipeline)) \
+            else {}
+        cursor = await self._uow.db[collection].aggregate(pipeline, session=self._read(),
+                                                          **options)
         docs = await cursor.to_list(1)
         return docs[0] if docs else None
 
     async def find_one(self, collection: str, filter: Doc) -> Doc | None:
-        return await self._uow.db[collection].find_one(filter, session=self._read())
+        hint = queries.id_hint(filter)
+        options = {"hint": hint} if hint else {}
+        return await self._uow.db[collection].find_one(filter, session=self._read(), **options)
 
-    async def find(self, collection: str, filter: Doc, *, limit: int = 1000) -> list[Doc]:
+    async def find(self, collection: str, filter: Doc, *, limit: int = 1000,
+                   hint: str | None = None) -> list[Doc]:
         cursor = self._uow.db[collection].find(filter, session=self._read()).sort("_id", 1)
+        if hint is not None:
+            cursor = cursor.hint(hint)
         return await cursor.limit(limit).to_list()
+
+    async def count(self, collection: str, filter: Doc) -> int:
+        hint = queries.id_hint(filter)
+        options = {"hint": hint} if hint else {}
+        return await self._uow.db[collection].count_documents(filter, session=self._read(),
+                                                              **options)
 
     async def write(self, writes: list[Write], *, fault: str | None = None) -> None:
         """Apply the writes; check every guard. One `bulkWrite` command where the server has it."""

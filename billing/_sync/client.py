@@ -17,6 +17,7 @@ from billing._sync.invoices import Invoices
 from billing._sync.line_items import LineItems
 from billing._sync.orgs import Orgs
 from billing._sync.payment_methods import PaymentMethods
+from billing._sync.reconciler import Reconciler
 from billing._sync.unit_of_work import UnitOfWork
 from billing._sync.webhooks import Webhooks
 from billing.adapters.mongo_errors import translate
@@ -79,6 +80,7 @@ class Billing:
         self.line_items = LineItems(ctx)
         self.payment_methods = PaymentMethods(ctx)
         self.webhooks = Webhooks(ctx)
+        self.reconciliation = Reconciler(ctx, self.invoices)
 
     @property
     def database(self) -> Any:

@@ -18,6 +18,7 @@ from pymongo.write_concern import WriteConcern
 
 from billing import faults
 from billing._sync._io import sleep
+from billing.adapters import queries
 from billing.adapters.mongo_errors import translate
 from billing.adapters.writes import (
     DUPLICATE_KEY,
@@ -47,16 +48,30 @@ class Transaction:
         return self.session
 
     def aggregate_one(self, collection: str, pipeline: list[Doc]) -> Doc | None:
-        cursor = self._uow.db[collection].aggregate(pipeline, session=self._read())
+        options: dict[str, Any] = {"hint": hint} if (hint := queries.pipeline_hint(pipeline)) \
+            else {}
+        cursor = self._uow.db[collection].aggregate(pipeline, session=self._read(),
+                                                          **options)
         docs = cursor.to_list(1)
         return docs[0] if docs else None
 
     def find_one(self, collection: str, filter: Doc) -> Doc | None:
-        return self._uow.db[collection].find_one(filter, session=self._read())
+        hint = queries.id_hint(filter)
+        options = {"hint": hint} if hint else {}
+        return self._uow.db[collection].find_one(filter, session=self._read(), **options)
 
-    def find(self, collection: str, filter: Doc, *, limit: int = 1000) -> list[Doc]:
+    def find(self, collection: str, filter: Doc, *, limit: int = 1000,
+                   hint: str | None = None) -> list[Doc]:
         cursor = self._uow.db[collection].find(filter, session=self._read()).sort("_id", 1)
+        if hint is not None:
+            cursor = cursor.hint(hint)
         return cursor.limit(limit).to_list()
+
+    def count(self, collection: str, filter: Doc) -> int:
+        hint = queries.id_hint(filter)
+        options = {"hint": hint} if hint else {}
+        return self._uow.db[collection].count_documents(filter, session=self._read(),
+                                                              **options)
 
     def write(self, writes: list[Write], *, fault: str | None = None) -> None:
         """Apply the writes; check every guard. One `bulkWrite` command where the server has it."""

@@ -45,6 +45,27 @@ def invoice_key(org_id: ObjectId, period: Period, supplement: int) -> Doc:
             "supplement": supplement}
 
 
+def id_hint(filter: Doc) -> str | None:
+    """"_id_" for a filter on one `_id` (or a list of them) plus tenant fields.
+
+    mongod picks the `_id` index for these by itself; SecantusDB 0.7.0b3 scans the collection
+    when another field joins `_id`, so the index is named."""
+    value = filter.get("_id")
+    if isinstance(value, ObjectId) or (isinstance(value, dict) and set(value) == {"$in"}):
+        return "_id_"
+    return None
+
+
+def pipeline_hint(pipeline: list[Doc]) -> str | None:
+    first = pipeline[0].get("$match") if pipeline else None
+    return id_hint(first) if isinstance(first, dict) else None
+
+
+# `line_item_id` is an ObjectId or null: this matches the billed ones on the index (`$ne: null`
+# makes SecantusDB scan the collection).
+ANY_OBJECT_ID = {"$gte": ObjectId("0" * 24)}
+
+
 def with_items(org_id: ObjectId) -> Doc:
     """$lookup stage attaching an invoice's line items (scoped to the org) as `items`."""
     return {"$lookup": {
@@ -62,7 +83,9 @@ def billing_snapshot(org_id: ObjectId, period: Period, *, supplement: int, limit
         {"$lookup": {"from": schema.INVOICES, "as": "invoice", "pipeline": [
             {"$match": invoice_key(org_id, period, supplement)}, with_items(org_id)]}},
         {"$lookup": {"from": schema.CONVERSATIONS, "as": "chunk", "pipeline": [
-            {"$match": {**base, **WELL_FORMED}},
+            # Two stages (mongod merges them): SecantusDB scans the collection for one $match
+            # that mixes indexed fields with $expr.
+            {"$match": base}, {"$match": WELL_FORMED},
             {"$sort": {"ended_at": 1, "_id": 1}},
             {"$limit": limit + 1},
             {"$project": {"started_at": 1, "ended_at": 1}},

@@ -16,6 +16,8 @@ PAYMENT_METHODS = "payment_methods"
 PAYMENTS = "payments"
 WEBHOOK_EVENTS = "webhook_events"  # processed events, written in the effect's transaction
 WEBHOOK_LOG = "webhook_log"  # failed deliveries, written outside any transaction (audit)
+RECONCILIATION_RUNS = "reconciliation_runs"  # one audit record per --apply run
+RECONCILIATION_LEASES = "reconciliation_leases"  # _id "shard:I/N": one --apply run per shard
 
 
 @dataclass(frozen=True)
@@ -162,4 +164,6 @@ COLLECTIONS: tuple[Collection, ...] = (
     ),
     Collection(WEBHOOK_EVENTS),
     Collection(WEBHOOK_LOG),
+    Collection(RECONCILIATION_RUNS),
+    Collection(RECONCILIATION_LEASES),
 )

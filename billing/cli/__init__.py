@@ -2,8 +2,12 @@
 
     billing [--uri URI] [--database NAME] demo [--json]
     billing [--uri URI] [--database NAME] invoice run --period YYYY-MM [--org ID] [--json]
+    billing [--uri URI] [--database NAME] reconcile [--apply] [--org ID] [--check KIND ...]
+                                                    [--shard I/N] [--json]
 
-Exit codes are listed in `billing.cli.exit_codes` and in `billing --help`.
+Exit codes are listed in `billing.cli.exit_codes` and in `billing --help`. `reconcile` reads
+Stripe for its payment_method check when $STRIPE_API_KEY is set ($STRIPE_API_BASE: another API
+address, e.g. a localstripe).
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command in `argv` (default: sys.argv[1:]) and return its exit code.
 
     Errors become one line on stderr (and a JSON document on stdout with --json), never a
-    traceback, and never a password from a connection string.
+    traceback, and never a password from a connection string or the Stripe key.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv
-    secrets = connect.secrets_in([*argv, os.environ.get("MONGODB_URI", "")])
+    secrets = sorted({*connect.secrets_in([*argv, os.environ.get("MONGODB_URI", "")]),
+                      *connect.stripe_key()}, key=len, reverse=True)
     try:
         args = parser.build().parse_args(argv)
     except parser.UsageError as exc:

@@ -1,7 +1,8 @@
-"""Which MongoDB the CLI talks to: --uri, else $MONGODB_URI, else the embedded database.
+"""Which MongoDB the CLI talks to: --uri, else $MONGODB_URI, else the embedded database; and
+which Stripe, if any: $STRIPE_API_KEY (and $STRIPE_API_BASE).
 
 A URI may hold a password, so it is never printed: `secrets_in` lists what to scrub from any
-message before it is shown.
+message before it is shown. The Stripe key is scrubbed the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, unquote
 
+import stripe
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
@@ -19,10 +21,13 @@ from billing import Billing
 from billing.adapters.mongo_errors import translate
 from billing.embedded import EmbeddedDatabase
 from billing.errors import ConfigurationError, InvalidInput
+from billing.gateways import PaymentGateway, StripeGateway
 
 # An unreachable server fails the command (exit 3) after this long instead of hanging a cron
 # job; a serverSelectionTimeoutMS in the URI wins.
 SERVER_SELECTION_TIMEOUT_MS = 10_000
+# A Stripe call that hangs fails (and is reported) after this long rather than Stripe's 80 s.
+STRIPE_TIMEOUT_S = 30
 _NOT_IN_DATABASE_NAMES = frozenset('/\\. "$\x00')
 
 
@@ -42,9 +47,11 @@ def resolve_uri(uri: str | None) -> str | None:
 
 
 @contextlib.contextmanager
-def billing_for(uri: str | None, database: str, *, notices: TextIO) -> Iterator[Billing]:
-    """`Billing` on `database` of the resolved server; closes the client (and stops the
-    embedded database) on exit. Raises ConfigurationError for a bad URI or missing extra."""
+def billing_for(uri: str | None, database: str, *, notices: TextIO,
+                gateway: PaymentGateway | None = None) -> Iterator[Billing]:
+    """`Billing` on `database` of the resolved server, with `gateway` for Stripe calls (None:
+    none are made); closes the client (and stops the embedded database) on exit. Raises
+    ConfigurationError for a bad URI or missing extra."""
     database = database_name(database)
     uri = resolve_uri(uri)
     with contextlib.ExitStack() as stack:
@@ -54,7 +61,31 @@ def billing_for(uri: str | None, database: str, *, notices: TextIO) -> Iterator[
                   f"(SecantusDB) in {embedded.data_dir}", file=notices, flush=True)
             uri = embedded.uri
         client = stack.enter_context(_client(uri))
-        yield Billing(client, database=database)
+        yield Billing(client, database=database, gateway=gateway)
+
+
+@contextlib.contextmanager
+def stripe_gateway() -> Iterator[StripeGateway | None]:
+    """A StripeGateway on $STRIPE_API_KEY, at $STRIPE_API_BASE when set (e.g. a localstripe),
+    else None; its HTTP session is closed on exit. Nothing is sent to Stripe here: a rejected
+    key surfaces as ConfigurationError from the first call."""
+    key = os.environ.get("STRIPE_API_KEY")
+    if not key:
+        yield None
+        return
+    base = os.environ.get("STRIPE_API_BASE")
+    http = stripe.RequestsClient(timeout=STRIPE_TIMEOUT_S)
+    try:
+        yield StripeGateway(stripe.StripeClient(
+            key, base_addresses={"api": base} if base else None, http_client=http))
+    finally:
+        http.close()  # type: ignore[no-untyped-call]  # stripe leaves it unannotated
+
+
+def stripe_key() -> list[str]:
+    """$STRIPE_API_KEY, if set: a secret to scrub like a URI's password."""
+    key = os.environ.get("STRIPE_API_KEY")
+    return [key] if key else []
 
 
 def _client(uri: str) -> MongoClient[dict[str, Any]]:

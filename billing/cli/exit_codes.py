@@ -1,13 +1,19 @@
 """Exit codes of the `billing` command, for cron jobs and operators.
 
-    0  OK                  every org invoiced (now or by an earlier run), or nothing to bill
-    1  ORGS_FAILED         some orgs failed; the output names them and why. Rerunning is safe:
-                           orgs already invoiced are not billed twice
+    0  OK                  invoice run: every org invoiced (now or by an earlier run), or nothing
+                           to bill. reconcile: nothing wrong, or every finding repaired
+    1  ORGS_FAILED         invoice run: some orgs failed; the output names them and why. Rerunning
+                           is safe: orgs already invoiced are not billed twice. reconcile: findings
+                           remain (a dry run found some; with --apply, a repair failed or a finding
+                           is for a person: result failed or reported)
     2  USAGE               the arguments are wrong: unknown option, malformed or open period,
-                           malformed id, unknown --org (any `InvalidInput` or `NotFound`)
+                           malformed id or shard, unknown --check or --org (any `InvalidInput` or
+                           `NotFound`)
     3  UNAVAILABLE         configuration error or database unreachable (`ConfigurationError`,
                            `DatabaseError` that stopped the whole command); nothing more was written
-    4  LEASE_NOT_ACQUIRED  reserved: another process holds the reconciliation lease (not used yet)
+    4  LEASE_NOT_ACQUIRED  reconcile --apply: another run holds the shard's lease, so this one
+                           repaired nothing (or it lost the lease mid-run: its repairs so far
+                           stand); let the other run finish, or retry later
   130  INTERRUPTED         stopped by Ctrl-C; what committed stays committed, rerunning is safe
 
 Errors print one line to stderr, `billing: error: <message>`, and with --json also
@@ -16,14 +22,23 @@ Errors print one line to stderr, `billing: error: <message>`, and with --json al
 
 from __future__ import annotations
 
-from billing.errors import BillingError, ConfigurationError, DatabaseError, InvalidInput, NotFound
+from billing.errors import (
+    BillingError,
+    ConfigurationError,
+    DatabaseError,
+    InvalidInput,
+    LeaseNotAcquired,
+    NotFound,
+)
+from billing.reconciliation import ReconcileReport
 from billing.runs import RunSummary
 
 OK = 0
 ORGS_FAILED = 1
+FINDINGS_REMAIN = ORGS_FAILED  # the same code: "look at the output, some work is left"
 USAGE = 2
 UNAVAILABLE = 3
-LEASE_NOT_ACQUIRED = 4  # reserved for reconciliation
+LEASE_NOT_ACQUIRED = 4
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 # `billing --help` shows the table of the docstring above, so the two cannot disagree.
@@ -35,10 +50,18 @@ def for_summary(summary: RunSummary) -> int:
     return OK if summary.ok else ORGS_FAILED
 
 
+def for_report(report: ReconcileReport) -> int:
+    """OK when nothing is left wrong (no findings, or every one repaired), else
+    FINDINGS_REMAIN: a dry run with findings, or failed or reported-only findings."""
+    return OK if report.clean else FINDINGS_REMAIN
+
+
 def for_error(exc: BillingError) -> int:
     """The exit code of an error that stopped the whole command."""
     if isinstance(exc, InvalidInput | NotFound):
         return USAGE
     if isinstance(exc, ConfigurationError | DatabaseError):
         return UNAVAILABLE
+    if isinstance(exc, LeaseNotAcquired):  # a StateConflict: before the fallback
+        return LEASE_NOT_ACQUIRED
     return ORGS_FAILED

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
+from billing.reconciliation import OrgScan
 from billing.runs import OrgResult, Outcome
 
 
@@ -33,7 +34,8 @@ def emit_json(document: Mapping[str, Any], stream: TextIO) -> None:
 
 
 class ProgressBar:
-    """A `billing.runs.Progress` callback drawing `[####....] 3/10 orgs` in place.
+    """A progress callback drawing `[####....] 3/10 orgs, 1 failed` in place: of an invoice run
+    (`billing.runs.Progress`, an `OrgResult` per org) or of a reconciliation (an `OrgScan`).
 
     Draws nothing unless `stream` is a terminal. Use it as a context manager, so the line is
     ended even when the run raises.
@@ -48,10 +50,10 @@ class ProgressBar:
         self._drawn = False
         self._failed = 0
 
-    def __call__(self, done: int, total: int, latest: OrgResult) -> None:
+    def __call__(self, done: int, total: int, latest: OrgResult | OrgScan) -> None:
         if not self._enabled:
             return
-        self._failed += latest.outcome is Outcome.FAILED
+        self._failed += _failed(latest)
         filled = self.WIDTH * done // total if total else self.WIDTH
         bar = "#" * filled + "." * (self.WIDTH - filled)
         failed = f", {self._failed} failed" if self._failed else ""
@@ -67,3 +69,9 @@ class ProgressBar:
         if self._drawn:
             self._stream.write("\n")
             self._stream.flush()
+
+
+def _failed(latest: OrgResult | OrgScan) -> bool:
+    if isinstance(latest, OrgScan):
+        return latest.failed  # a repair failed (a dry run repairs nothing: never)
+    return latest.outcome is Outcome.FAILED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from billing.cli import demo, exit_codes, invoice_run
+from billing.cli import demo, exit_codes, invoice_run, reconcile
 
 
 class UsageError(Exception):
@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 def build() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="billing",
-        description="Usage billing on MongoDB: seed a demo, run invoice runs.",
+        description="Usage billing on MongoDB: seed a demo, run invoice runs, reconcile.",
         epilog=exit_codes.EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -34,6 +34,7 @@ def build() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.add_parser(commands, parents=[common])
     invoice_run.add_parser(commands, parents=[common])
+    reconcile.add_parser(commands, parents=[common])
     return parser
 
 

@@ -2,13 +2,16 @@
 
 Every contract test runs on four gateways, so the fake the unit tests use cannot drift from
 what localstripe (and so Stripe's test cards) does. Sync gateways are called directly inside
-these async tests: `call` awaits only what needs awaiting.
+these async tests: `call` awaits only what needs awaiting. Where Stripe answers differently
+from localstripe (error codes, off_session), the gateway meets canned Stripe answers through a
+swappable HTTP client, not patching.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from billing.errors import (
     PaymentError,
     PaymentMethodNotFound,
     PaymentProviderUnavailable,
+    PaymentRequiresAction,
 )
 from tests.support.stripe import CHARGE_DECLINE, DECLINE, THREE_D_SECURE, card, card_async
 
@@ -362,3 +366,124 @@ async def test_a_failure_after_the_effect_is_a_lost_answer_and_a_retry_charges_n
     assert fake.retrieve_intent(intent.id).status is IntentStatus.SUCCEEDED
     assert fake.confirm_intent(intent.id, idempotency_key="c").status is IntentStatus.SUCCEEDED
     assert fake.charges == [(intent.id, 700, "usd")]
+
+
+# --- Stripe's own answers, where localstripe differs: a canned transport -----------------------
+
+class CannedStripe(stripe.HTTPClient):
+    """Answers requests in order with (status, JSON body) pairs and records them."""
+
+    name = "canned"
+
+    def __init__(self, *answers: tuple[int, dict[str, Any]]) -> None:
+        super().__init__()
+        self.answers = list(answers)
+        self.requests: list[tuple[str, str, dict[str, str], str]] = []
+
+    def request(self, method: str, url: str, headers: Any, post_data: Any = None
+                ) -> tuple[bytes, int, dict[str, str]]:
+        self.requests.append((method, url, dict(headers or {}), post_data or ""))
+        status, answer = self.answers.pop(0)
+        return json.dumps(answer).encode(), status, {"request-id": "req_canned"}
+
+    def close(self) -> None:
+        pass
+
+
+def canned(*answers: tuple[int, dict[str, Any]]) -> tuple[StripeGateway, CannedStripe]:
+    http = CannedStripe(*answers)
+    return StripeGateway(stripe.StripeClient("sk_test_x", http_client=http)), http
+
+
+def pi(status: str, **fields: Any) -> tuple[int, dict[str, Any]]:
+    return 200, {"id": "pi_1", "object": "payment_intent", "status": status, "amount": 900,
+                 "currency": "usd", "last_payment_error": None, **fields}
+
+
+def pm(customer: str | None) -> tuple[int, dict[str, Any]]:
+    return 200, {"id": "pm_1", "object": "payment_method", "customer": customer, "card": {
+        "brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034}}
+
+
+def refused(status: int, code: str, kind: str = "invalid_request_error"
+            ) -> tuple[int, dict[str, Any]]:
+    return status, {"error": {"type": kind, "code": code, "message": "Stripe says no"}}
+
+
+def test_confirm_is_off_session_and_carries_the_idempotency_key() -> None:
+    gateway, http = canned(pi("succeeded"))
+
+    assert gateway.confirm_intent("pi_1", idempotency_key="pay-1:confirm").amount == 900
+
+    method, url, headers, body = http.requests[0]
+    assert (method, url.endswith("/v1/payment_intents/pi_1/confirm")) == ("post", True)
+    assert "off_session=true" in body and "payment_method" not in body
+    assert headers["Idempotency-Key"] == "pay-1:confirm"
+
+
+def test_confirming_a_succeeded_intent_returns_it() -> None:
+    gateway, http = canned(refused(400, "payment_intent_unexpected_state"), pi("succeeded"))
+
+    assert gateway.confirm_intent("pi_1", idempotency_key="k").status is IntentStatus.SUCCEEDED
+    assert [r[0] for r in http.requests] == ["post", "get"]
+
+
+def test_confirming_a_canceled_intent_stays_an_error() -> None:
+    gateway, _ = canned(refused(400, "payment_intent_unexpected_state"), pi("canceled"))
+
+    with pytest.raises(PaymentError) as caught:
+        gateway.confirm_intent("pi_1", idempotency_key="k")
+    assert caught.value.code == "payment_intent_unexpected_state"
+
+
+def test_an_unreachable_stripe_while_checking_a_refused_confirm_is_retryable() -> None:
+    gateway, _ = canned(refused(400, "payment_intent_unexpected_state"),
+                        (500, {"error": {"type": "api_error", "message": "oops"}}))
+
+    with pytest.raises(PaymentProviderUnavailable):
+        gateway.confirm_intent("pi_1", idempotency_key="k")
+
+
+def test_off_session_authentication_is_payment_requires_action() -> None:
+    gateway, _ = canned(refused(402, "authentication_required", "card_error"))
+
+    with pytest.raises(PaymentRequiresAction) as caught:
+        gateway.confirm_intent("pi_1", idempotency_key="k")
+    assert caught.value.code == "authentication_required"
+
+
+def test_a_decline_with_a_decline_code_is_card_declined() -> None:
+    declined = refused(402, "card_declined", "card_error")
+    declined[1]["error"]["decline_code"] = "insufficient_funds"
+    gateway, _ = canned(declined)
+
+    with pytest.raises(CardDeclined, match="insufficient_funds"):
+        gateway.confirm_intent("pi_1", idempotency_key="k")
+
+
+def test_detaching_a_method_stripe_says_is_not_attached_is_fine() -> None:
+    gateway, http = canned(refused(400, "payment_method_unexpected_state"), pm(None))
+
+    gateway.detach("pm_1", idempotency_key="d")
+    assert len(http.requests) == 2
+
+
+def test_a_refused_detach_of_an_attached_method_is_an_error() -> None:
+    gateway, _ = canned(refused(400, "payment_method_unexpected_state"), pm("cus_1"))
+
+    with pytest.raises(PaymentError):
+        gateway.detach("pm_1", idempotency_key="d")
+
+
+def test_canceling_twice_returns_the_canceled_intent() -> None:
+    gateway, _ = canned(refused(400, "payment_intent_unexpected_state"), pi("canceled"))
+    assert gateway.cancel_intent("pi_1", idempotency_key="x").status is IntentStatus.CANCELED
+
+
+def test_a_failed_intent_reports_stripes_failure() -> None:
+    gateway, _ = canned(pi("requires_payment_method", last_payment_error={
+        "code": "card_declined", "message": "Your card was declined."}))
+
+    intent = gateway.retrieve_intent("pi_1")
+    assert (intent.failure_code, intent.failure_message) == (
+        "card_declined", "Your card was declined.")

@@ -1,0 +1,201 @@
+"""Reconciliation of payment methods with Stripe (policy in billing/reconciliation.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+
+from billing import faults
+from billing._async.context import AsyncContext
+from billing._async.unit_of_work import AsyncTransaction
+from billing.adapters import documents, queries, schema
+from billing.adapters.writes import Write, insert
+from billing.domain.models import Org, PaymentMethodStatus
+from billing.domain.payments import CardMethod
+from billing.errors import PaymentMethodNotFound
+from billing.plans import payment_methods as plans
+from billing.plans import require_org
+from billing.reconciliation import Check, Finding, in_shard
+
+Doc = dict[str, Any]
+S = PaymentMethodStatus
+LIVE = ["pending", "active", "detaching"]
+
+
+def _finding(org_id: Any, summary: str, action: str, repair: str, **params: Any) -> Finding:
+    ids = [str(v) for v in params.values() if isinstance(v, ObjectId | str)][:2]
+    return Finding(Check.PAYMENT_METHOD, str(org_id), summary, 1, ids, action,
+                   params={"repair": repair, **params})
+
+
+class AsyncMethodChecks:
+    def __init__(self, ctx: AsyncContext) -> None:
+        self._ctx = ctx
+
+    async def scan(self, org: Org, stale_before: datetime) -> list[Finding]:
+        oid = ObjectId(org.id)
+        coll = self._ctx.uow.db[schema.PAYMENT_METHODS]
+        docs = await coll.find({"org_id": oid, "status": {"$in": LIVE}}).to_list()
+        by_id = {str(d["_id"]): d for d in docs}
+        out: list[Finding] = []
+        default = org.default_payment_method_id
+        if default is not None and by_id.get(default, {}).get("status") != "active":
+            out.append(_finding(oid, f"default points to {default}, which is missing or not "
+                                "active", "clear the default", "clear_default", method=default))
+        gateway = self._ctx.gateway_or_none
+        attached: dict[str, CardMethod] | None = None
+        if gateway is not None and org.stripe_customer_id:
+            attached = {m.id: m for m in await gateway.list_payment_methods(
+                org.stripe_customer_id)}
+        for d in docs:
+            if d["status"] == "detaching":
+                out.append(_finding(oid, f"detach of {d['_id']} was interrupted",
+                                    "detach in Stripe, mark detached", "finish_detach",
+                                    method=d["_id"]))
+            elif d["status"] == "active" and attached is not None \
+                    and d.get("stripe_id") not in attached:
+                out.append(_finding(oid, f"{d['_id']} is active here but not attached in "
+                                    "Stripe", "mark detached here", "gone", method=d["_id"]))
+            elif d["status"] == "pending" and _utc(d["created_at"]) < stale_before and (
+                    attached is not None or d.get("stripe_id") is None):
+                on_customer = attached is not None and _stripe_id(d) in attached
+                out.append(_finding(
+                    oid, f"attach {d['_id']} was interrupted", "activate (attached in Stripe)"
+                    if on_customer else "mark failed, or adopt what Stripe attached",
+                    "finish_attach", method=d["_id"]))
+        known = {_stripe_id(d) for d in docs}
+        for stripe_id in sorted((attached or {}).keys() - known):
+            out.append(_finding(oid, f"{stripe_id} is attached to the org's Stripe customer but "
+                                "unknown here", "adopt it (never detach what the org may use)",
+                                "adopt", stripe_id=stripe_id))
+        return out
+
+    async def orphans(self, *, shard: tuple[int, int] = (0, 1), only: ObjectId | None = None,
+                      page: int = 1000) -> list[Finding]:
+        """Live methods of orgs that no longer exist: the distinct org ids of payment methods
+        (on the index), checked against `orgs` a page at a time."""
+        db = self._ctx.uow.db
+        coll = db[schema.PAYMENT_METHODS]
+        candidates = [only] if only is not None else sorted(
+            o for o in await coll.distinct("org_id", {"org_id": queries.ANY_OBJECT_ID})
+            if in_shard(o, shard))
+        out = []
+        for start in range(0, len(candidates), page):
+            chunk = candidates[start:start + page]
+            alive = {d["_id"] for d in await db[schema.ORGS].find(
+                {"_id": {"$in": chunk}}, {"_id": 1}).hint("_id_").to_list()}
+            for oid in chunk:
+                if oid in alive:
+                    continue
+                for d in await coll.find({"org_id": oid, "status": {"$in": LIVE}}).to_list():
+                    out.append(_finding(
+                        oid, f"{d['_id']} belongs to a deleted org", "detach in Stripe "
+                        "(irreversible: no org owns it) and mark detached", "orphan",
+                        method=d["_id"]))
+        return out
+
+    async def repair(self, finding: Finding) -> str:
+        p, oid = finding.params, ObjectId(finding.org_id)
+        repair = p["repair"]
+        if repair in ("orphan", "finish_detach"):
+            doc = await self._ctx.uow.db[schema.PAYMENT_METHODS].find_one(
+                {"_id": p["method"], "org_id": oid}, hint="_id_")
+            if doc is not None and doc["status"] in LIVE and doc.get("stripe_id"):
+                key = f"reconcile-orphan:{doc['_id']}" if repair == "orphan" else \
+                    f"pm-detach:{oid}:{doc['_id']}"  # the key detach() itself used
+                await self._detach_in_stripe(doc["stripe_id"], key)
+            return await self._ctx.uow.run(lambda txn: self._mark(txn, oid, p["method"],
+                                                                  S.DETACHED))
+        if repair in ("finish_attach", "adopt"):
+            # Stripe's view is read before the transaction: callbacks make no Stripe calls.
+            org = require_org(await self._ctx.uow.db[schema.ORGS].find_one(
+                {"_id": oid}, hint="_id_"), oid)
+            attached: dict[str, CardMethod] = {}
+            if org.stripe_customer_id:
+                attached = {m.id: m for m in await self._ctx.gateway.list_payment_methods(
+                    org.stripe_customer_id)}
+            return await self._ctx.uow.run(
+                lambda txn: self._attach_side(txn, oid, repair, p, attached))
+        return await self._ctx.uow.run(lambda txn: self._local(txn, oid, repair, p))
+
+    async def _detach_in_stripe(self, stripe_id: str, key: str) -> None:
+        try:
+            await self._ctx.gateway.detach(stripe_id, idempotency_key=key)
+        except PaymentMethodNotFound:
+            pass
+        faults.hit("reconcile.methods.after_stripe")
+
+    async def _mark(self, txn: AsyncTransaction, oid: ObjectId, pid: Any,
+                    status: PaymentMethodStatus) -> str:
+        org_doc = await txn.find_one(schema.ORGS, {"_id": oid})
+        doc = await txn.find_one(schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid})
+        if doc is None or doc["status"] not in LIVE:
+            return "already settled"
+        writes = [Write(schema.PAYMENT_METHODS, "update_one",
+                        {"_id": pid, "org_id": oid, "status": doc["status"]},
+                        {"$set": {"status": status.value, "updated_at": self._ctx.now()}})]
+        if org_doc is not None and org_doc.get("default_payment_method_id") == str(pid):
+            writes.append(Write(schema.ORGS, "update_one",
+                                {"_id": oid, "default_payment_method_id": str(pid)},
+                                {"$set": {"default_payment_method_id": None}}))
+        await txn.write(writes)
+        faults.hit("reconcile.methods.after_write")
+        return f"marked {status.value}"
+
+    async def _local(self, txn: AsyncTransaction, oid: ObjectId, repair: str, p: Doc) -> str:
+        org = require_org(await txn.find_one(schema.ORGS, {"_id": oid}), oid)
+        if repair == "clear_default":
+            current = org.default_payment_method_id
+            doc = await txn.find_one(schema.PAYMENT_METHODS,
+                                     {"_id": ObjectId(current), "org_id": oid}) if current else None
+            if current is None or (doc is not None and doc["status"] == "active"):
+                return "already consistent"
+            await txn.write([Write(schema.ORGS, "update_one",
+                                   {"_id": oid, "default_payment_method_id": current},
+                                   {"$set": {"default_payment_method_id": None}})])
+            return "default cleared"
+        return await self._mark(txn, oid, p["method"], S.DETACHED)  # "gone"
+
+    async def _attach_side(self, txn: AsyncTransaction, oid: ObjectId, repair: str, p: Doc,
+                           attached: dict[str, CardMethod]) -> str:
+        """Finish a pending attach, or adopt a method Stripe shows on the org's customer."""
+        org = require_org(await txn.find_one(schema.ORGS, {"_id": oid}), oid)
+        now = self._ctx.now()
+        if repair == "finish_attach":
+            doc = await txn.find_one(schema.PAYMENT_METHODS, {"_id": p["method"], "org_id": oid})
+            if doc is None or doc["status"] != "pending":
+                return "already settled"
+            pending = documents.payment_method(doc)
+            card = attached.get(_stripe_id(doc) or "")
+            if card is None:
+                await txn.write(plans.fail(oid, pending, "not attached in Stripe", now))
+                return "marked failed"
+            await txn.write(plans.activate(org, pending, card, make_default=False, now=now).writes)
+            return "activated"
+        card = attached.get(p["stripe_id"])
+        if card is None:
+            return "no longer attached"
+        if any(d["status"] in LIVE for d in await txn.find(
+                schema.PAYMENT_METHODS, {"org_id": oid, "stripe_id": card.id},
+                hint="stripe_id")):
+            return "already known"
+        new_id = ObjectId()
+        doc = {"_id": new_id, "org_id": oid, "request_id": f"adopted:{card.id}:{new_id}",
+               "source": card.id, "status": "pending", "created_at": now, "updated_at": now}
+        pending = documents.payment_method(doc)
+        await txn.write([insert(schema.PAYMENT_METHODS, doc),
+                         *plans.activate(org, pending, card, make_default=False, now=now).writes])
+        return f"adopted as {doc['_id']}"
+
+
+def _stripe_id(doc: Doc) -> str | None:
+    """The Stripe id of a method; a pending one may only know what it was asked to attach
+    (`source`, which is the Stripe id when the host passed a `pm_...` id)."""
+    value = doc.get("stripe_id") or doc.get("source")
+    return value if isinstance(value, str) else None
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,291 @@
+"""The reconciliation run: scan org by org, repair with --apply, hold the shard's lease, audit.
+
+Detection streams orgs in pages of `ORG_PAGE` by `_id` and queries one org at a time on its
+indexes, so client memory depends on the largest org, not on the data size. Each repair is its
+own transaction (or bounded invoice run) and idempotent; the lease only keeps two runs from
+doing the same work at once, correctness never depends on it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from billing._async.context import AsyncContext
+from billing._async.invoices import AsyncInvoices
+from billing._async.reconcile_billing import AsyncBillingChecks
+from billing._async.reconcile_methods import AsyncMethodChecks
+from billing.adapters import documents, ids, schema
+from billing.adapters.mongo_errors import translate
+from billing.domain.periods import last_closed_month
+from billing.errors import BillingError, InvalidInput, LeaseNotAcquired, OrgNotFound
+from billing.reconciliation import (
+    Check,
+    Finding,
+    OrgScan,
+    ReconcileReport,
+    in_shard,
+    parse_shard,
+)
+
+ORG_PAGE = 100
+MAX_AUDITED_FINDINGS = 1000  # keeps an audit record far below MongoDB's 16 MB document limit
+Progress = Callable[[int, int, OrgScan], None]
+
+
+class AsyncReconciler:
+    def __init__(self, ctx: AsyncContext, invoices: AsyncInvoices) -> None:
+        self._ctx = ctx
+        self._billing = AsyncBillingChecks(ctx, invoices)
+        self._methods = AsyncMethodChecks(ctx)
+
+    async def run(
+        self,
+        *,
+        apply: bool = False,
+        org_id: Any = None,
+        checks: Iterable[Check | str] | None = None,
+        shard: tuple[int, int] | str = (0, 1),
+        progress: Progress | None = None,
+        lease_seconds: float = 300.0,
+        stale_after: timedelta = timedelta(minutes=15),
+    ) -> ReconcileReport:
+        """Find (and with `apply=True` repair) inconsistencies; policies in billing.reconciliation.
+
+        Dry run (the default) reads only: no repair, no lease, no audit record. With `apply`,
+        the shard's lease is taken first (LeaseNotAcquired if another run holds it) and an
+        audit record is written to `reconciliation_runs` before and after. A repair that fails
+        is recorded on its finding (result "failed") and the run goes on; errors that stop the
+        whole run (database unreachable) are raised after the audit record says so.
+        """
+        selected = _checks(checks)
+        part = parse_shard(shard) if isinstance(shard, str) else parse_shard(
+            f"{shard[0]}/{shard[1]}")
+        oid = None if org_id is None else ids.object_id(org_id, name="org_id")
+        if lease_seconds <= 0 or stale_after < timedelta(0):
+            raise InvalidInput("lease_seconds must be positive and stale_after not negative")
+        await self._ctx.uow.check_server()
+        if oid is not None:
+            await self._require_org(oid, selected)
+        now = self._ctx.now()
+        report = ReconcileReport(str(ObjectId()), bool(apply), selected, part, now,
+                                 last_closed_month(now).end)
+        lease = _Lease(self._ctx, report.run_id, part, oid, lease_seconds) if apply else None
+        try:
+            if lease is not None:
+                await lease.acquire()
+                await self._audit_start(report, oid)
+            try:
+                await self._scan(report, oid, progress, lease, stale_after)
+            except BaseException as exc:
+                report.finished_at = self._ctx.now()
+                if lease is not None:
+                    await self._audit_end(report, error=_describe(exc))
+                raise
+            report.finished_at = self._ctx.now()
+            if lease is not None:
+                await self._audit_end(report)
+            return report
+        except PyMongoError as exc:
+            raise translate(exc) from exc
+        finally:
+            if lease is not None:
+                await lease.release()
+
+    # ---- the scan ---------------------------------------------------------------------------
+
+    async def _scan(self, report: ReconcileReport, oid: ObjectId | None,
+                    progress: Progress | None, lease: _Lease | None,
+                    stale_after: timedelta) -> None:
+        orgs = self._ctx.uow.db[schema.ORGS]
+        scope: dict[str, Any] = {} if oid is None else {"_id": oid}
+        total = await orgs.count_documents(scope) if scope else \
+            await orgs.estimated_document_count()
+        stale_before = report.started_at - stale_after
+        if oid is not None and total == 0:  # a deleted org: only its payment methods remain
+            await self._settle(report, await self._methods.orphans(only=oid))
+            return
+        done, last = 0, None
+        while True:
+            page_filter = dict(scope) if last is None else {**scope, "_id": {"$gt": last}}
+            page = await orgs.find(page_filter).sort("_id", 1).hint([("_id", 1)]).limit(
+                ORG_PAGE).to_list()
+            if not page:
+                break
+            for doc in page:
+                last = doc["_id"]
+                done += 1
+                if not in_shard(last, report.shard):
+                    continue
+                if lease is not None:
+                    await lease.renew()
+                scan = await self._org(report, doc, stale_before)
+                report.orgs_scanned += 1
+                if progress is not None:
+                    progress(done, total, scan)
+        if oid is None and Check.PAYMENT_METHOD in report.checks:
+            await self._settle(report, await self._methods.orphans(shard=report.shard))
+
+    async def _require_org(self, oid: ObjectId, checks: tuple[Check, ...]) -> None:
+        """Checked before the lease: an unknown --org writes nothing. A deleted org still counts
+        while it has payment methods (the payment_method check repairs them)."""
+        db = self._ctx.uow.db
+        if await db[schema.ORGS].find_one({"_id": oid}, {"_id": 1}) is not None:
+            return
+        if Check.PAYMENT_METHOD in checks and await db[schema.PAYMENT_METHODS].find_one(
+                {"org_id": oid}, {"_id": 1}) is not None:
+            return
+        raise OrgNotFound(f"org {oid} not found (nor payment methods of a deleted org {oid})")
+
+    async def _org(self, report: ReconcileReport, doc: dict[str, Any],
+                   stale_before: datetime) -> OrgScan:
+        """The checks of one org, in repair order: links first (released conversations are then
+        billed by `unbilled`), drafts before late conversations (they may bill them)."""
+        oid: ObjectId = doc["_id"]
+        checks, b = report.checks, self._billing
+        before = len(report.findings)
+        if Check.DANGLING_LINK in checks:
+            await self._settle(report, await b.dangling(oid))
+        if Check.WRONG_TOTALS in checks:
+            await self._settle(report, await b.wrong_totals(oid))
+        if Check.STALE_DRAFT in checks:
+            await self._settle(report, await b.stale_drafts(oid, stale_before))
+        if Check.UNBILLED in checks:
+            await self._settle(report, await b.unbilled(oid, report.boundary))
+        if Check.MALFORMED in checks:
+            await self._settle(report, await b.malformed(oid, report.boundary))
+        if Check.PAYMENT_METHOD in checks:
+            org = documents.org(doc)
+            await self._settle(report, await self._methods.scan(org, stale_before))
+        return OrgScan(str(oid), report.findings[before:])
+
+    async def _settle(self, report: ReconcileReport, findings: list[Finding]) -> None:
+        """Record the findings; with --apply, repair each in its own transaction."""
+        for finding in findings:
+            report.findings.append(finding)
+            if not report.apply:
+                continue
+            if not finding.repairable:
+                finding.result = "reported"
+                continue
+            try:
+                if finding.check is Check.PAYMENT_METHOD:
+                    done = await self._methods.repair(finding)
+                else:
+                    done = await self._billing.repair(finding)
+                finding.action = f"{finding.action}: {done}"
+                finding.result = "repaired"
+            except BillingError as exc:
+                finding.result, finding.error = "failed", _describe(exc)
+
+    # ---- the audit record (plain writes, outside every repair transaction) -------------------
+
+    async def _audit_start(self, report: ReconcileReport, oid: ObjectId | None) -> None:
+        await self._ctx.uow.db[schema.RECONCILIATION_RUNS].insert_one({
+            "_id": ObjectId(report.run_id), "status": "running", "mode": "apply",
+            "org_id": oid, "checks": [c.value for c in report.checks],
+            "shard": f"{report.shard[0]}/{report.shard[1]}", "boundary": report.boundary,
+            "started_at": report.started_at, "host": socket.gethostname(), "pid": os.getpid()})
+
+    async def _audit_end(self, report: ReconcileReport, error: str | None = None) -> None:
+        summary = report.as_json()
+        findings = summary.pop("findings")
+        actions = [{"check": f["check"], "org_id": f["org_id"], "ids": f["ids"],
+                    "action": f["action"], "result": f["result"]}
+                   for f in findings if f["result"] != "found"]
+        try:
+            await self._ctx.uow.db[schema.RECONCILIATION_RUNS].update_one(
+                {"_id": ObjectId(report.run_id)}, {"$set": {
+                    "status": "failed" if error else "finished",
+                    "finished_at": report.finished_at,
+                    "duration_s": summary["duration_s"], "orgs_scanned": report.orgs_scanned,
+                    "counts": summary["counts"], "outstanding": summary["outstanding"],
+                    "findings": findings[:MAX_AUDITED_FINDINGS],
+                    "findings_truncated": len(findings) > MAX_AUDITED_FINDINGS,
+                    "actions": actions[:MAX_AUDITED_FINDINGS],
+                    "errors": [f"{f['check']} {f['org_id']}: {f['error']}"
+                               for f in findings if f.get("error")][:MAX_AUDITED_FINDINGS]
+                    + ([f"run stopped: {error}"] if error else [])}})
+        except PyMongoError:
+            if error is None:
+                raise  # the run itself succeeded: a lost audit record is worth an error
+
+
+class _Lease:
+    """One `reconciliation_leases` document per shard (or org run): holder and expiry."""
+
+    def __init__(self, ctx: AsyncContext, run_id: str, shard: tuple[int, int],
+                 oid: ObjectId | None, seconds: float) -> None:
+        self._ctx = ctx
+        self._holder = run_id
+        self._key = f"org:{oid}" if oid is not None else f"shard:{shard[0]}/{shard[1]}"
+        self._seconds = seconds
+        self._held = False
+
+    def _coll(self) -> Any:
+        return self._ctx.uow.db[schema.RECONCILIATION_LEASES]
+
+    async def acquire(self) -> None:
+        now = self._ctx.now()
+        try:
+            await self._coll().find_one_and_update(
+                {"_id": self._key, "$or": [{"expires_at": {"$lte": now}},
+                                           {"holder": self._holder}]},
+                {"$set": self._fields(now)}, upsert=True, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:  # held by another run and not expired
+            held = await self._coll().find_one({"_id": self._key}) or {}
+            raise LeaseNotAcquired(
+                f"another reconciliation run ({held.get('holder')} on {held.get('host')}, "
+                f"pid {held.get('pid')}) holds the lease {self._key} until "
+                f"{held.get('expires_at')}; let it finish, or retry after that") from None
+        self._held = True
+
+    async def renew(self) -> None:
+        now = self._ctx.now()
+        if await self._coll().find_one_and_update(
+                {"_id": self._key, "holder": self._holder}, {"$set": self._fields(now)}) is None:
+            self._held = False
+            raise LeaseNotAcquired(
+                f"lost the lease {self._key} (it expired and another run took it); this run "
+                "stopped, its repairs so far stand")
+
+    async def release(self) -> None:
+        if self._held:
+            try:
+                await self._coll().delete_one({"_id": self._key, "holder": self._holder})
+            except PyMongoError:
+                pass  # it expires on its own
+            self._held = False
+
+    def _fields(self, now: datetime) -> dict[str, Any]:
+        return {"holder": self._holder, "expires_at": now + timedelta(seconds=self._seconds),
+                "renewed_at": now, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _checks(checks: Iterable[Check | str] | None) -> tuple[Check, ...]:
+    if checks is None:
+        return tuple(Check)
+    if isinstance(checks, str):
+        checks = [checks]
+    chosen = set()
+    for c in checks:
+        try:
+            chosen.add(Check(c))
+        except ValueError:
+            raise InvalidInput(f"unknown check {c!r}; choose from "
+                               f"{', '.join(k.value for k in Check)}") from None
+    if not chosen:
+        raise InvalidInput("no check chosen")
+    return tuple(c for c in Check if c in chosen)
+
+
+def _describe(exc: BaseException) -> str:
+    message = exc.message if isinstance(exc, BillingError) else str(exc)
+    return f"{type(exc).__name__}: {message}"

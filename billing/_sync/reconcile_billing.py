@@ -1,0 +1,226 @@
+# Generated from billing/_async by tools/synchro.py: do not edit.
+"""Reconciliation of billing links: detection per org on indexes, one transaction per repair."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+
+from billing import faults
+from billing._sync.context import Context
+from billing._sync.invoices import Invoices
+from billing._sync.reads import read_invoice
+from billing._sync.unit_of_work import Transaction
+from billing.adapters import documents, queries, schema
+from billing.adapters.writes import Write, insert, invoice_changes
+from billing.domain import invoicing
+from billing.domain.models import InvoiceStatus, LineItemKind
+from billing.domain.periods import Period, next_month
+from billing.errors import NothingToBill, StateConflict
+from billing.reconciliation import SAMPLE_IDS, Check, Finding, restored_item
+
+Doc = dict[str, Any]
+
+
+class BillingChecks:
+    def __init__(self, ctx: Context, invoices: Invoices) -> None:
+        self._ctx = ctx
+        self._invoices = invoices
+
+    def _db(self) -> Any:
+        return self._ctx.uow.db
+
+    def _aggregate(self, collection: str, pipeline: list[Doc]) -> list[Doc]:
+        cursor = self._db()[collection].aggregate(pipeline)
+        rows: list[Doc] = cursor.to_list()
+        return rows
+
+    # ---- detection -----------------------------------------------------------------------------
+
+    def dangling(self, oid: ObjectId) -> list[Finding]:
+        """Billed conversations whose line item is missing; line items whose invoice is missing."""
+        out: list[Finding] = []
+        groups = self._aggregate(schema.CONVERSATIONS, [
+            {"$match": {"org_id": oid, "line_item_id": queries.ANY_OBJECT_ID}},
+            {"$group": {"_id": "$line_item_id", "n": {"$sum": 1}}}])
+        linked = {g["_id"]: g["n"] for g in groups}
+        items = self._db()[schema.LINE_ITEMS].find(
+            {"org_id": oid}, {"invoice_id": 1}).to_list()
+        known = {i["_id"] for i in items}
+        for item_id, n in linked.items():
+            if item_id not in known:
+                out.append(Finding(
+                    Check.DANGLING_LINK, str(oid), f"{n} conversations point to missing line "
+                    f"item {item_id}", n, [str(item_id)],
+                    "restore the line item from its invoice, or release them to be billed again",
+                    params={"line_item_id": item_id, "orphan": False}))
+        invoice_ids = {i["invoice_id"] for i in items}
+        found = {d["_id"] for d in self._db()[schema.INVOICES].find(
+            {"org_id": oid, "_id": {"$in": list(invoice_ids)}}, {"_id": 1}).hint(
+            "_id_").to_list()} if invoice_ids else set()
+        for item in items:
+            if item["invoice_id"] not in found:
+                n = linked.get(item["_id"], 0)
+                out.append(Finding(
+                    Check.DANGLING_LINK, str(oid), f"line item {item['_id']} belongs to missing "
+                    f"invoice {item['invoice_id']} ({n} conversations)", max(n, 1),
+                    [str(item["_id"])], "delete the line item; release its conversations",
+                    params={"line_item_id": item["_id"], "orphan": True}))
+        return out
+
+    def wrong_totals(self, oid: ObjectId) -> list[Finding]:
+        rows = self._aggregate(schema.INVOICES, [
+            {"$match": {"org_id": oid}}, queries.with_items(oid),
+            {"$project": {"status": 1, "subtotal": 1, "total": 1, "items.amount": 1}}])
+        out = []
+        for r in rows:
+            # Summed here: SecantusDB's $sum over an array field path returns 0 (MongoDB sums it).
+            r["sum"] = sum(i["amount"] for i in r["items"])
+            if r["subtotal"] != r["sum"] or r["total"] != r["sum"]:
+                closed = r["status"] in (InvoiceStatus.PAID.value, InvoiceStatus.VOID.value)
+                out.append(Finding(
+                    Check.WRONG_TOTALS, str(oid), f"invoice {r['_id']} ({r['status']}) totals "
+                    f"{r['subtotal']}/{r['total']} but its line items sum to {r['sum']}", 1,
+                    [str(r["_id"])], "report: money has moved or the invoice is closed" if closed
+                    else "recompute totals from line items", repairable=not closed,
+                    params={"invoice_id": r["_id"]}))
+        return out
+
+    def stale_drafts(self, oid: ObjectId, before: datetime) -> list[Finding]:
+        drafts = self._db()[schema.INVOICES].find(
+            {"org_id": oid, "status": "draft", "complete": False}).to_list()
+        # Age is checked here: SecantusDB plans a collection scan when a predicate on an
+        # unindexed field joins the indexed ones (mongod uses the index); drafts are few.
+        docs = [d for d in drafts if _utc(d["created_at"]) < before]
+        return [Finding(
+            Check.STALE_DRAFT, str(oid), f"draft {d['_id']} for {_label(d)} was left "
+            "part-billed by an interrupted run", 1, [str(d["_id"])], "resume and finalise",
+            params={"period": Period(_utc(d["period_start"]), _utc(d["period_end"])),
+                    "supplement": d["supplement"]}) for d in docs]
+
+    def unbilled(self, oid: ObjectId, boundary: datetime) -> list[Finding]:
+        rows = self._aggregate(schema.CONVERSATIONS, [
+            {"$match": {"org_id": oid, "line_item_id": None, "ended_at": {"$lt": boundary}}},
+            {"$match": queries.WELL_FORMED},  # a stage of its own: see queries.billing_snapshot
+            {"$group": {"_id": {"y": {"$year": "$ended_at"}, "m": {"$month": "$ended_at"}},
+                        "n": {"$sum": 1}}},
+            {"$sort": {"_id.y": 1, "_id.m": 1}}])
+        out = []
+        for r in rows:
+            start = datetime(r["_id"]["y"], r["_id"]["m"], 1, tzinfo=UTC)
+            period = Period(start, next_month(start))
+            out.append(Finding(
+                Check.UNBILLED, str(oid), f"{r['n']} unbilled conversations ended in "
+                f"{period.label}", r["n"], [], "bill onto the month's draft, or a "
+                "supplementary invoice if it is final", params={"period": period}))
+        return out
+
+    def malformed(self, oid: ObjectId, boundary: datetime) -> list[Finding]:
+        # Unbilled conversations of the org (on the index), then the broken ones among them.
+        rows = self._aggregate(schema.CONVERSATIONS, [
+            {"$match": {"org_id": oid, "line_item_id": None}},
+            {"$match": {"$or": [{"ended_at": {"$not": {"$type": "date"}}},
+                                {"ended_at": {"$lt": boundary},
+                                 "$nor": [queries.WELL_FORMED]}]}},
+            {"$group": {"_id": None, "n": {"$sum": 1}, "ids": {"$push": "$_id"}}},
+            {"$project": {"n": 1, "ids": {"$slice": ["$ids", SAMPLE_IDS]}}}])
+        if not rows:
+            return []
+        n, sample = rows[0]["n"], [str(i) for i in rows[0]["ids"]]
+        return [Finding(Check.MALFORMED, str(oid), f"{n} conversations cannot be priced "
+                        "(started_at or ended_at not a date, or ends before it starts)", n,
+                        sample, "report: the host must fix them", repairable=False)]
+
+    # ---- repairs (each its own transaction or bounded invoice run) ---------------------------
+
+    def repair(self, finding: Finding) -> str:
+        oid = ObjectId(finding.org_id)
+        p = finding.params
+        if finding.check is Check.DANGLING_LINK:
+            return self._ctx.uow.run(lambda txn: self._release(txn, oid, p))
+        if finding.check is Check.WRONG_TOTALS:
+            return self._ctx.uow.run(lambda txn: self._retotal(txn, oid, p["invoice_id"]))
+        if finding.check is Check.STALE_DRAFT:
+            inv = self._invoices._bill(oid, p["period"], supplement=p["supplement"],
+                                             finalize=True)
+            return f"finalised invoice {inv.id} number {inv.number}"
+        if finding.check is Check.UNBILLED:
+            return self._bill_late(oid, p["period"])
+        return "nothing to do"
+
+    def _release(self, txn: Transaction, oid: ObjectId, p: Doc) -> str:
+        item_id = p["line_item_id"]
+        hold = {"org_id": oid, "line_item_id": item_id}
+        span = txn.aggregate_one(schema.CONVERSATIONS, [
+            {"$match": hold}, {"$group": {"_id": None, "n": {"$sum": 1},
+                                          "first": {"$min": "$ended_at"},
+                                          "last": {"$max": "$ended_at"}}}])
+        n = span["n"] if span else 0
+        writes: list[Write] = []
+        if not p["orphan"] and span is not None:
+            if txn.find_one(schema.LINE_ITEMS, {"_id": item_id, "org_id": oid}):
+                return "already consistent"
+            candidates = []
+            # period_start <= first as `$lt first + 1 ms` (BSON dates are milliseconds): SecantusDB
+            # drops the boundary of `$lte` on a middle key of a compound index.
+            for doc in txn.find(schema.INVOICES, {
+                    "org_id": oid, "period_start": {"$lt": span["first"] + timedelta(
+                        milliseconds=1)}, "period_end": {"$gt": span["last"]}}, limit=100,
+                    hint="one_per_period"):
+                invoice = read_invoice(txn, oid, doc["_id"])
+                if invoice.item(LineItemKind.CONVERSATIONS) is None and invoice.conversations:
+                    candidates.append(invoice)
+            restored = [r for r in (restored_item(c, str(item_id), n) for c in candidates) if r]
+            if len(restored) == 1:
+                txn.write([insert(schema.LINE_ITEMS, documents.line_item_doc(restored[0]))])
+                faults.hit("reconcile.release.after_write")
+                return f"restored the line item on invoice {restored[0].invoice_id}"
+            if candidates:
+                raise StateConflict(
+                    f"{n} conversations point to missing line item {item_id}, and invoice(s) "
+                    f"{', '.join(c.id for c in candidates)} lack their conversations item but "
+                    "cannot tell its amount: a person must decide what was charged")
+        if n:
+            writes.append(Write(schema.CONVERSATIONS, "update_many", hold,
+                                {"$set": {"line_item_id": None}}, expect=n))
+        if p["orphan"]:
+            gone = {"_id": item_id, "org_id": oid}
+            writes.append(Write(schema.LINE_ITEMS, "delete_one", gone, {},
+                                expect=txn.count(schema.LINE_ITEMS, gone)))
+        txn.write(writes)
+        faults.hit("reconcile.release.after_write")
+        return f"released {n} conversations" + (", deleted the line item" if p["orphan"] else "")
+
+    def _retotal(self, txn: Transaction, oid: ObjectId, iid: ObjectId) -> str:
+        invoice = read_invoice(txn, oid, iid)
+        fixed = invoicing.with_items(invoice, invoice.line_items)
+        if (fixed.subtotal, fixed.total) == (invoice.subtotal, invoice.total):
+            return "already consistent"
+        txn.write(invoice_changes(invoice, fixed))
+        faults.hit("reconcile.retotal.after_write")
+        return f"totals set to {fixed.total}"
+
+    def _bill_late(self, oid: ObjectId, period: Period) -> str:
+        """Onto the month's draft (or a new invoice), else a supplementary invoice."""
+        existing = self._db()[schema.INVOICES].find(
+            {"org_id": oid, "period_start": period.start, "period_end": period.end},
+            {"supplement": 1, "status": 1}).sort("supplement", 1).to_list()
+        draft = next((d for d in existing if d["status"] == "draft"), None)
+        supplement = draft["supplement"] if draft else (
+            existing[-1]["supplement"] + 1 if existing else 0)
+        try:
+            inv = self._invoices._bill(oid, period, supplement=supplement, finalize=True)
+        except NothingToBill:
+            return "nothing left to bill"
+        kind = "supplementary invoice" if supplement else "invoice"
+        return f"billed onto {kind} {inv.id} (number {inv.number})"
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _label(doc: Doc) -> str:
+    return Period(_utc(doc["period_start"]), _utc(doc["period_end"])).label
