@@ -19,6 +19,7 @@ import hypothesis
 import pytest
 from pymongo import AsyncMongoClient, MongoClient
 
+from tests.support import figures
 from tests.support.mongo import (
     NO_REAL_MONGO,
     Document,
@@ -51,6 +52,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability suite's figures (tests/support/figures.py), after the test results."""
+    if figures.lines():
+        terminalreporter.section("reliability figures")
+        for line in figures.lines():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
