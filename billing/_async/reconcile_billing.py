@@ -205,16 +205,21 @@ class AsyncBillingChecks:
         """Onto the month's draft (or a new invoice), else a supplementary invoice."""
         existing = await self._db()[schema.INVOICES].find(
             {"org_id": oid, "period_start": period.start, "period_end": period.end},
-            {"supplement": 1, "status": 1}).sort("supplement", 1).to_list()
+            {"supplement": 1, "status": 1, "complete": 1}).sort("supplement", 1).to_list()
         draft = next((d for d in existing if d["status"] == "draft"), None)
         supplement = draft["supplement"] if draft else (
             existing[-1]["supplement"] + 1 if existing else 0)
+        # A complete draft was kept open on purpose (create_for_period(finalize=False)): the late
+        # conversations join it and it stays a draft for whoever is editing it.
+        keep_open = draft is not None and draft["complete"]
         try:
-            inv = await self._invoices._bill(oid, period, supplement=supplement, finalize=True)
+            inv = await self._invoices._bill(oid, period, supplement=supplement,
+                                             finalize=not keep_open)
         except NothingToBill:
             return "nothing left to bill"
         kind = "supplementary invoice" if supplement else "invoice"
-        return f"billed onto {kind} {inv.id} (number {inv.number})"
+        number = "still a draft" if keep_open else f"number {inv.number}"
+        return f"billed onto {kind} {inv.id} ({number})"
 
 
 def _utc(value: datetime) -> datetime:

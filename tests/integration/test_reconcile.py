@@ -426,3 +426,21 @@ async def test_async_reconcile_repairs_the_same_way(
     inv = await db.invoices.find_one({"org_id": oid(org.id)})
     assert inv is not None and (inv["status"], inv["total"]) == ("open", 5 * 50 + 5 * 10)
     assert (await abilling.reconciliation.run(apply=True)).findings == []
+
+
+def test_late_conversations_join_a_draft_kept_open_and_leave_it_a_draft(
+    rbilling: Billing
+) -> None:
+    db = rbilling.database
+    org = new_org(rbilling, "editing")
+    seed_conversations(db, org.id, 3)
+    draft = rbilling.invoices.create_for_period(org.id, *OCT, finalize=False)
+    seed_conversations(db, org.id, 2, start=OCT[0] + timedelta(days=3))
+
+    report = rbilling.reconciliation.run(apply=True)
+
+    assert report.clean and "still a draft" in report.findings[0].action
+    after = rbilling.invoices.get(org.id, draft.id)
+    assert (after.status.value, after.conversations, after.number) == ("draft", 5, None)
+    check_invariants(db)
+    assert db.conversations.count_documents({"line_item_id": None}) == 0
