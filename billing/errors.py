@@ -156,3 +156,9 @@ class LeaseNotAcquired(StateConflict):
     """Another reconciliation run holds this shard's lease: let it finish, or retry later."""
 
     retryable = True
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, for messages that quote what they refuse."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -142,14 +142,14 @@ def restored_item(invoice: Invoice, item_id: str, linked: int) -> LineItem | Non
 
 def parse_shard(text: str) -> tuple[int, int]:
     """'I/N' with 0 <= I < N."""
-    from billing.errors import InvalidInput
+    from billing.errors import InvalidInput, shown
 
     try:
         index, total = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise InvalidInput(f"shard {text!r} must look like I/N, e.g. 0/4") from None
+    except (ValueError, AttributeError):
+        raise InvalidInput(f"shard {shown(text)} must look like I/N, e.g. 0/4") from None
     if not 0 <= index < total <= 4096:
-        raise InvalidInput(f"shard {text!r}: need 0 <= I < N <= 4096")
+        raise InvalidInput(f"shard {shown(text)}: need 0 <= I < N <= 4096")
     return index, total
 
 

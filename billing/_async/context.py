@@ -22,6 +22,10 @@ class AsyncContext:
 
     @property
     def gateway(self) -> AsyncPaymentGateway:
+        return self.require_gateway()
+
+    def require_gateway(self) -> AsyncPaymentGateway:
+        """The gateway; ConfigurationError if Billing was built without one."""
         if self.gateway_or_none is None:
             raise ConfigurationError(
                 "no payment gateway: pass gateway=StripeGateway(stripe.StripeClient(key)) "

@@ -25,7 +25,7 @@ from billing._async.reconcile_methods import AsyncMethodChecks
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translate
 from billing.domain.periods import last_closed_month
-from billing.errors import BillingError, InvalidInput, LeaseNotAcquired, OrgNotFound
+from billing.errors import BillingError, InvalidInput, LeaseNotAcquired, OrgNotFound, shown
 from billing.reconciliation import (
     Check,
     Finding,
@@ -66,11 +66,15 @@ class AsyncReconciler:
         whole run (database unreachable) are raised after the audit record says so.
         """
         selected = _checks(checks)
-        part = parse_shard(shard) if isinstance(shard, str) else parse_shard(
-            f"{shard[0]}/{shard[1]}")
+        part = _shard(shard)
         oid = None if org_id is None else ids.object_id(org_id, name="org_id")
-        if lease_seconds <= 0 or stale_after < timedelta(0):
-            raise InvalidInput("lease_seconds must be positive and stale_after not negative")
+        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float) \
+                or not 0 < lease_seconds < 86_400:  # also refuses NaN
+            raise InvalidInput(f"lease_seconds must be a number of seconds from 0 to 86400, "
+                               f"got {shown(lease_seconds)}")
+        if not isinstance(stale_after, timedelta) or stale_after < timedelta(0):
+            raise InvalidInput(f"stale_after must be a timedelta of 0 or more, "
+                               f"got {shown(stale_after)}")
         await self._ctx.uow.check_server()
         if oid is not None:
             await self._require_org(oid, selected)
@@ -113,8 +117,8 @@ class AsyncReconciler:
             await self._settle(report, await self._methods.orphans(only=oid))
             return
         done, last = 0, None
-        while True:
-            page_filter = dict(scope) if last is None else {**scope, "_id": {"$gt": last}}
+        while oid is None or last is None:  # one org: one page
+            page_filter = scope if last is None else {"_id": {"$gt": last}}
             page = await orgs.find(page_filter).sort("_id", 1).hint([("_id", 1)]).limit(
                 ORG_PAGE).to_list()
             if not page:
@@ -274,16 +278,27 @@ def _checks(checks: Iterable[Check | str] | None) -> tuple[Check, ...]:
         return tuple(Check)
     if isinstance(checks, str):
         checks = [checks]
+    if not isinstance(checks, list | tuple | set | frozenset):
+        raise InvalidInput(f"checks must be a list of check names, got {shown(checks)}")
     chosen = set()
     for c in checks:
         try:
             chosen.add(Check(c))
-        except ValueError:
-            raise InvalidInput(f"unknown check {c!r}; choose from "
+        except (ValueError, TypeError):
+            raise InvalidInput(f"unknown check {shown(c)}; choose from "
                                f"{', '.join(k.value for k in Check)}") from None
     if not chosen:
         raise InvalidInput("no check chosen")
     return tuple(c for c in Check if c in chosen)
+
+
+def _shard(shard: Any) -> tuple[int, int]:
+    if isinstance(shard, str):
+        return parse_shard(shard)
+    if isinstance(shard, tuple) and len(shard) == 2 and all(
+            isinstance(p, int) and not isinstance(p, bool) for p in shard):
+        return parse_shard(f"{shard[0]}/{shard[1]}")
+    raise InvalidInput(f"shard must be (I, N) or 'I/N', got {shown(shard)}")
 
 
 def _describe(exc: BaseException) -> str:

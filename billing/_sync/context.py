@@ -23,6 +23,10 @@ class Context:
 
     @property
     def gateway(self) -> PaymentGateway:
+        return self.require_gateway()
+
+    def require_gateway(self) -> PaymentGateway:
+        """The gateway; ConfigurationError if Billing was built without one."""
         if self.gateway_or_none is None:
             raise ConfigurationError(
                 "no payment gateway: pass gateway=StripeGateway(stripe.StripeClient(key)) "

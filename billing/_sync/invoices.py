@@ -15,7 +15,7 @@ from billing._sync.unit_of_work import Transaction
 from billing.adapters import ids, queries, schema
 from billing.domain.models import Invoice, Payment
 from billing.domain.periods import Period
-from billing.errors import BillingError
+from billing.errors import BillingError, InvalidInput, shown
 from billing.plans import invoices as invoice_plans
 
 
@@ -57,6 +57,9 @@ class Invoices:
         (orgs already invoiced come back as `already_invoiced`). Errors that stop the whole run
         (database unreachable, bad configuration) are raised.
         """
+        if not isinstance(period, Period):
+            raise InvalidInput(f"period must be a billing.Period (e.g. Period.month('2026-10')), "
+                               f"got {shown(period)}")
         period = Period.of(period.start, period.end, now=self._ctx.now())
         scope = {} if org_id is None else {"_id": ids.object_id(org_id, name="org_id")}
         self._ctx.uow.check_server()

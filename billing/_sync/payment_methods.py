@@ -39,6 +39,7 @@ class PaymentMethods:
         oid = ids.object_id(org_id, name="org_id")
         source = text(stripe_payment_method, name="stripe_payment_method", limit=255)
         request = text(request_id, name="request_id", limit=255)
+        self._ctx.require_gateway()  # ConfigurationError now, before anything is written
         now = self._ctx.now
 
         def begin(txn: Transaction) -> PaymentMethod:
@@ -102,6 +103,7 @@ class PaymentMethods:
         Idempotent; a crash after the first step is finished by reconciliation or a repeat."""
         oid = ids.object_id(org_id, name="org_id")
         pid = ids.object_id(payment_method_id, name="payment_method_id")
+        self._ctx.require_gateway()  # ConfigurationError now, before anything is written
         now = self._ctx.now
 
         def begin(txn: Transaction) -> PaymentMethod:

@@ -11,7 +11,7 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 
-from billing.errors import InvalidInput
+from billing.errors import InvalidInput, shown
 
 
 def object_id(value: Any, *, name: str) -> ObjectId:
@@ -22,5 +22,4 @@ def object_id(value: Any, *, name: str) -> ObjectId:
             return ObjectId(value)
         except InvalidId:
             pass
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    raise InvalidInput(f"{name} must be a 24-character hex id, got {shown}")
+    raise InvalidInput(f"{name} must be a 24-character hex id, got {shown(value)}")

@@ -40,7 +40,7 @@ def verify(
     """
     if not secret:
         raise WebhookRejected("no webhook secret configured: set the endpoint's whsec_... secret")
-    if not signature_header:
+    if not signature_header or not isinstance(signature_header, str):
         raise WebhookRejected("no Stripe-Signature header: only Stripe's signed deliveries are "
                               "accepted; pass the header's value unchanged")
     timestamp = _timestamp(signature_header)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from billing.errors import InvalidMoney
+from billing.errors import InvalidMoney, shown
 
 # MongoDB stores integers as int64; a total beyond this cannot be stored exactly.
 MAX_AMOUNT = 2**63 - 1
@@ -39,7 +39,7 @@ def exponent(code: str) -> int:
 def currency(value: Any) -> str:
     """Validate an ISO 4217 code; returns it lower case."""
     if not isinstance(value, str) or value.lower() not in CURRENCIES:
-        raise InvalidMoney(f"unknown currency {value!r}: use an ISO 4217 code such as 'usd'")
+        raise InvalidMoney(f"unknown currency {shown(value)}: use an ISO 4217 code such as 'usd'")
     return value.lower()
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from billing.errors import InvalidPeriod, PeriodNotClosed
+from billing.errors import InvalidPeriod, PeriodNotClosed, shown
 
 _MONTH = re.compile(r"\A(\d{4})-(\d{2})\Z", re.ASCII)
 
@@ -55,7 +55,7 @@ class Period:
         """Parse 'YYYY-MM' into the closed calendar month [first day, first day of next)."""
         match = _MONTH.match(text) if isinstance(text, str) else None
         if not match or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1970:
-            raise InvalidPeriod(f"period {text!r} is not a month like 2026-10")
+            raise InvalidPeriod(f"period {shown(text)} is not a month like 2026-10")
         start = datetime(int(match[1]), int(match[2]), 1, tzinfo=UTC)
         if start.year == 9999 and start.month == 12:
             raise InvalidPeriod(f"period {text!r} ends after the last representable date")
