@@ -35,6 +35,10 @@ Doc = dict[str, Any]
 CLIENT_BULK_WRITE_WIRE_VERSION = 25  # MongoDB 8.0
 
 
+class _OutOfTime(Exception):
+    """A transaction attempt would start after the run's retry deadline."""
+
+
 class Transaction:
     """Reads and writes bound to one session inside `with_transaction`."""
 
@@ -154,18 +158,27 @@ class UnitOfWork:
     def run(self, work: Callable[[Transaction], T]) -> T:
         """Run `work` in one transaction (snapshot reads, majority commit) and return its result.
 
-        Write conflicts and commit uncertainty are retried by `with_transaction`; stale reads
-        (a guard or unique index tripped) by this loop, with a fresh snapshot each time, until
-        `retry_seconds` have passed. Raises TransientDatabaseError after that.
+        Write conflicts, transient errors and commit uncertainty are retried by
+        `with_transaction`; stale reads (a guard or unique index tripped) by this loop, with a
+        fresh snapshot each time. Both stop once `retry_seconds` have passed (pymongo alone
+        would retry transient errors for 120 s whatever the setting): TransientDatabaseError.
         """
         self.check_server()
         deadline = time.monotonic() + self.retry_seconds
         attempt = 0
+
+        def attempt_once(session: ClientSession) -> T:
+            # Runs again after every transient error: the transaction was aborted, so stopping
+            # here leaves nothing written.
+            if time.monotonic() >= deadline:
+                raise _OutOfTime
+            return work(Transaction(self, session))
+
         while True:
             try:
                 with self.client.start_session() as session:
                     return session.with_transaction(
-                        lambda s: work(Transaction(self, s)),
+                        attempt_once,
                         read_concern=ReadConcern("snapshot"),
                         write_concern=WriteConcern("majority"),
                         read_preference=ReadPreference.PRIMARY,
@@ -178,5 +191,10 @@ class UnitOfWork:
                         "concurrent writers; nothing was written, retry the call"
                     ) from exc
                 sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
+            except _OutOfTime:
+                raise TransientDatabaseError(
+                    f"gave up after {self.retry_seconds:g} s of transient database errors (write "
+                    "conflicts, or the server unreachable); nothing was written, retry the call"
+                ) from None
             except PyMongoError as exc:
                 raise translate(exc) from exc

@@ -1,0 +1,231 @@
+"""Crash injection: run one billing operation in a child process that dies by SIGKILL at a named
+fault point, then check the invariants recovery must restore.
+
+    proc = run_child(point, op, uri=..., database=..., stripe_url=..., args={...}, options={...})
+    assert proc.returncode == -9          # it really reached `point`
+
+The child is `python -m tests.support.crash SPEC` (SPEC a JSON object): it builds a `Billing` on
+the parent's database and localstripe, with `BILLING_FAULTS="<point>=kill"` in its environment,
+and runs one operation of OPERATIONS. Invariant checks take the parent's `Billing` and a
+`stripe.StripeClient` on the same localstripe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import stripe
+from bson import ObjectId
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from billing import Billing
+from tests.support.billing_data import OCT, check_invariants
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLED = -9  # subprocess returncode of a child ended by SIGKILL
+CHILD_TIMEOUT_S = 120
+
+
+def run_child(
+    point: str, op: str, *, uri: str, database: str, stripe_url: str | None = None,
+    args: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `op` in a child process with the fault point `point` set to kill."""
+    spec = {"uri": uri, "database": database, "stripe_url": stripe_url, "op": op,
+            "args": args or {}, "options": options or {}}
+    env = {**os.environ, "BILLING_FAULTS": f"{point}=kill"}
+    return subprocess.run([sys.executable, "-m", "tests.support.crash", json.dumps(spec)],
+                          env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=CHILD_TIMEOUT_S)
+
+
+# ---- the child ----------------------------------------------------------------------------------
+
+def _create(b: Billing, a: dict[str, Any]) -> Any:
+    return b.invoices.create_for_period(a["org"], *OCT, finalize=a.get("finalize", True))
+
+
+def _reconcile(b: Billing, a: dict[str, Any]) -> Any:
+    return b.reconciliation.run(apply=True, stale_after=timedelta(0),
+                                lease_seconds=a.get("lease_seconds", 300.0))
+
+
+def _webhook(b: Billing, a: dict[str, Any]) -> Any:
+    from billing.adapters.stripe_webhooks import sign
+
+    payload = a["payload"].encode()
+    return b.webhooks.handle(payload, sign(payload, secret=a["secret"]))
+
+
+OPERATIONS: dict[str, Callable[[Billing, dict[str, Any]], Any]] = {
+    "create_for_period": _create,
+    "finalize": lambda b, a: b.invoices.finalize(a["org"], a["invoice"]),
+    "void": lambda b, a: b.invoices.void(a["org"], a["invoice"]),
+    "add_line_item": lambda b, a: b.line_items.add(
+        a["org"], a["invoice"], description="Setup fee", quantity=1, unit_amount=5000),
+    "attach": lambda b, a: b.payment_methods.attach(
+        a["org"], a.get("source", "pm_card_visa"), request_id=a["request_id"]),
+    "detach": lambda b, a: b.payment_methods.detach(a["org"], a["method"]),
+    "pay": lambda b, a: b.invoices.pay(a["org"], a["invoice"]),
+    "webhook": _webhook,
+    "reconcile": _reconcile,
+}
+
+
+def gateway(stripe_url: str) -> Any:
+    from billing.gateways import StripeGateway
+    from tests.support.stripe import TEST_KEY
+
+    client = stripe.StripeClient(TEST_KEY, base_addresses={"api": stripe_url})
+    return StripeGateway(client, off_session=False)
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    options = dict(spec["options"])
+    if spec["stripe_url"]:
+        options["gateway"] = gateway(spec["stripe_url"])
+    client: MongoClient[dict[str, Any]] = MongoClient(spec["uri"], timeoutMS=20_000)
+    with client:
+        b = Billing(client, database=spec["database"], transaction_retry_seconds=60, **options)
+        OPERATIONS[spec["op"]](b, spec["args"])
+    return 0  # reaching here means the fault point was never hit
+
+
+# ---- invariants ---------------------------------------------------------------------------------
+
+def attached_in_stripe(sc: stripe.StripeClient, customer: str | None) -> set[str]:
+    assert customer, "the org has no Stripe customer"
+    found = sc.v1.payment_methods.list(params={"customer": customer, "type": "card"})
+    return {str(m.id) for m in found.data}
+
+
+def assert_billed_once(b: Billing, boundary: datetime = OCT[1]) -> None:
+    """Every well-formed conversation of closed months on exactly one line item; totals right;
+    no draft left half-billed."""
+    db = b.database
+    check_invariants(db)
+    assert db.conversations.count_documents(
+        {"line_item_id": None, "ended_at": {"$lt": boundary}}) == 0
+    for inv in db.invoices.find({"status": "draft"}):
+        assert inv["complete"], f"draft {inv['_id']} left part-billed"
+
+
+def assert_methods_consistent(b: Billing, sc: stripe.StripeClient) -> None:
+    """Defaults point at active methods; Stripe's attached methods are the active ones here."""
+    db = b.database
+    for org in db.orgs.find({}):
+        default = org.get("default_payment_method_id")
+        if default is not None:
+            method = db.payment_methods.find_one({"_id": ObjectId(default), "org_id": org["_id"]})
+            assert method is not None and method["status"] == "active", org
+        if org.get("stripe_customer_id"):
+            active = {d["stripe_id"] for d in db.payment_methods.find(
+                {"org_id": org["_id"], "status": "active"})}
+            assert active == attached_in_stripe(sc, org["stripe_customer_id"]), org["name"]
+    assert db.payment_methods.count_documents({"status": {"$in": ["pending", "detaching"]}}) == 0
+
+
+def assert_charged_once(b: Billing, sc: stripe.StripeClient) -> None:
+    """At most one succeeded charge per invoice; a paid invoice's amount_paid is its total and
+    matches the one charge."""
+    db = b.database
+    for org in db.orgs.find({"stripe_customer_id": {"$type": "string"}}):
+        charges = sc.v1.charges.list(params={"customer": org["stripe_customer_id"]}).data
+        per_invoice: dict[str, list[Any]] = {}
+        for charge in charges:
+            if charge.status == "succeeded" and not charge.refunded:
+                intent = sc.v1.payment_intents.retrieve(str(charge.payment_intent))
+                meta = intent.metadata.to_dict() if intent.metadata else {}
+                invoice_id = str(meta.get("invoice_id", "?"))
+                per_invoice.setdefault(invoice_id, []).append(charge)
+        for invoice_id, found in per_invoice.items():
+            assert len(found) == 1, f"invoice {invoice_id} charged {len(found)} times"
+        for inv in db.invoices.find({"org_id": org["_id"]}):
+            found = per_invoice.get(str(inv["_id"]), [])
+            if inv["status"] == "paid":
+                assert inv["amount_paid"] == inv["total"] and inv.get("payment_lease") is None
+                assert [c.amount for c in found] == [inv["total"]], inv["_id"]
+            else:
+                assert found == [], f"invoice {inv['_id']} charged but {inv['status']}"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+
+
+# ---- a SecantusDB server in its own process, killed and restarted by PID ----------------------
+
+_SERVER = """
+import signal, sys
+from secantus import SecantusDBServer
+server = SecantusDBServer(port=int(sys.argv[1]), storage_path=sys.argv[2], sync_on_commit=True,
+                          transaction_lifetime_seconds=float(sys.argv[3]))
+server.start()
+print(server.uri, flush=True)
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+server.stop()
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """A durable (sync_on_commit) SecantusDB in a child process on a fixed port and storage, so
+    it can be killed with SIGKILL and restarted on the same data and address."""
+
+    def __init__(self, storage: Path, *, transaction_lifetime_seconds: float = 5) -> None:
+        self.storage, self.port = storage, free_port()
+        self.lifetime = transaction_lifetime_seconds
+        self.uri = f"mongodb://127.0.0.1:{self.port}/?replicaSet=secantus"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER, str(self.port), str(self.storage), str(self.lifetime)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()  # the URI, once listening
+        self.proc.stdout.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                probe: MongoClient[dict[str, Any]] = MongoClient(self.uri, timeoutMS=2000)
+                with probe:
+                    probe.admin.command("ping")
+                return
+            except PyMongoError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or power cut of the database host would (the data is fsynced on
+        every commit)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
