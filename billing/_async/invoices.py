@@ -8,7 +8,7 @@ from bson import ObjectId
 
 from billing import faults, plans, runs
 from billing._async.context import AsyncContext
-from billing._async.payments import AsyncPayments
+from billing._async.payments import AsyncPayments, latest_payment
 from billing._async.reads import read_invoice
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import ids, queries, schema
@@ -134,12 +134,20 @@ class AsyncInvoices:
 
     async def void(self, org_id: Any, invoice_id: Any) -> Invoice:
         """Void a draft, open or uncollectible invoice (paid ones cannot be). Its conversations
-        stay billed by it: a conversation is billed once, ever. Idempotent."""
+        stay billed by it: a conversation is billed once, ever. Idempotent.
+
+        A payment that could still take money is stopped first: an attempt awaiting 3-D Secure
+        (or left confirmed by a crash) is canceled in Stripe and recorded; if it had succeeded,
+        the invoice is paid and InvalidTransition is raised. While a `pay` call holds the
+        invoice, PaymentInProgress (retryable)."""
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
+        await self._payments.cancel_unsettled(oid, iid)
 
         async def work(txn: AsyncTransaction) -> Invoice:
-            plan = invoice_plans.void(await read_invoice(txn, oid, iid))
+            invoice = await read_invoice(txn, oid, iid)
+            latest = await latest_payment(txn, oid, iid, invoice)
+            plan = invoice_plans.void(invoice, latest, now=self._ctx.now())
             await txn.write(plan.writes)
             faults.hit("invoice.void.after_write")
             return plan.result

@@ -11,11 +11,12 @@ from billing._async.context import AsyncContext
 from billing._async.reads import read_invoice
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
-from billing.domain.models import Invoice, Payment, PaymentStatus
+from billing.domain.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from billing.domain.payments import Intent, IntentStatus
 from billing.errors import CardDeclined, PaymentError, PaymentRequiresAction
 from billing.plans import payments as plans
 from billing.plans import require_org
+from billing.plans.invoices import UNSETTLED
 from billing.plans.payment_methods import require_method
 
 
@@ -95,6 +96,30 @@ class AsyncPayments:
                 "invoice stays open until Stripe reports success", code="requires_action")
         return settled
 
+    async def cancel_unsettled(self, oid: ObjectId, iid: ObjectId) -> None:
+        """Before a void: the latest attempt's intent, if it could still take money (awaiting
+        3-D Secure, or confirmed by a process that died) and no live attempt holds the lease, is
+        canceled in Stripe and the outcome recorded. If it had succeeded, that pays the invoice
+        (and the void is refused); a live attempt is left alone (the void is refused)."""
+
+        async def read(txn: AsyncTransaction) -> tuple[Invoice, Payment | None]:
+            invoice = await read_invoice(txn, oid, iid)
+            return invoice, await latest_payment(txn, oid, iid, invoice)
+
+        invoice, latest = await self._ctx.uow.run(read)
+        lease = invoice.payment_lease
+        if (latest is None or not latest.intent_id or latest.status not in UNSETTLED
+                or invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOID)
+                or (lease is not None and lease.expires_at > self._ctx.now())):
+            return
+        gateway = self._ctx.gateway
+        try:
+            intent = await gateway.cancel_intent(
+                latest.intent_id, idempotency_key=f"{latest.idempotency_key}:cancel")
+        except PaymentError:
+            intent = await gateway.retrieve_intent(latest.intent_id)
+        await self._settle(oid, iid, latest, intent)
+
     async def _create_intent(self, oid: ObjectId, iid: ObjectId, payment: Payment) -> Payment:
         assert payment.customer_id is not None and payment.stripe_payment_method is not None
         intent = await self._ctx.gateway.create_intent(
@@ -133,3 +158,13 @@ class AsyncPayments:
             return plan.result
 
         return await self._ctx.uow.run(work)
+
+
+async def latest_payment(txn: AsyncTransaction, oid: ObjectId, iid: ObjectId,
+                         invoice: Invoice) -> Payment | None:
+    """The invoice's latest payment attempt, if any."""
+    if not invoice.payment_attempts:
+        return None
+    doc = await txn.find_one(schema.PAYMENTS, {"org_id": oid, "invoice_id": iid,
+                                                "attempt": invoice.payment_attempts})
+    return None if doc is None else documents.payment(doc)

@@ -12,11 +12,12 @@ from billing._sync.context import Context
 from billing._sync.reads import read_invoice
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
-from billing.domain.models import Invoice, Payment, PaymentStatus
+from billing.domain.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from billing.domain.payments import Intent, IntentStatus
 from billing.errors import CardDeclined, PaymentError, PaymentRequiresAction
 from billing.plans import payments as plans
 from billing.plans import require_org
+from billing.plans.invoices import UNSETTLED
 from billing.plans.payment_methods import require_method
 
 
@@ -96,6 +97,30 @@ class Payments:
                 "invoice stays open until Stripe reports success", code="requires_action")
         return settled
 
+    def cancel_unsettled(self, oid: ObjectId, iid: ObjectId) -> None:
+        """Before a void: the latest attempt's intent, if it could still take money (awaiting
+        3-D Secure, or confirmed by a process that died) and no live attempt holds the lease, is
+        canceled in Stripe and the outcome recorded. If it had succeeded, that pays the invoice
+        (and the void is refused); a live attempt is left alone (the void is refused)."""
+
+        def read(txn: Transaction) -> tuple[Invoice, Payment | None]:
+            invoice = read_invoice(txn, oid, iid)
+            return invoice, latest_payment(txn, oid, iid, invoice)
+
+        invoice, latest = self._ctx.uow.run(read)
+        lease = invoice.payment_lease
+        if (latest is None or not latest.intent_id or latest.status not in UNSETTLED
+                or invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOID)
+                or (lease is not None and lease.expires_at > self._ctx.now())):
+            return
+        gateway = self._ctx.gateway
+        try:
+            intent = gateway.cancel_intent(
+                latest.intent_id, idempotency_key=f"{latest.idempotency_key}:cancel")
+        except PaymentError:
+            intent = gateway.retrieve_intent(latest.intent_id)
+        self._settle(oid, iid, latest, intent)
+
     def _create_intent(self, oid: ObjectId, iid: ObjectId, payment: Payment) -> Payment:
         assert payment.customer_id is not None and payment.stripe_payment_method is not None
         intent = self._ctx.gateway.create_intent(
@@ -134,3 +159,13 @@ class Payments:
             return plan.result
 
         return self._ctx.uow.run(work)
+
+
+def latest_payment(txn: Transaction, oid: ObjectId, iid: ObjectId,
+                         invoice: Invoice) -> Payment | None:
+    """The invoice's latest payment attempt, if any."""
+    if not invoice.payment_attempts:
+        return None
+    doc = txn.find_one(schema.PAYMENTS, {"org_id": oid, "invoice_id": iid,
+                                                "attempt": invoice.payment_attempts})
+    return None if doc is None else documents.payment(doc)

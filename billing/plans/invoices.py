@@ -10,10 +10,18 @@ from billing.adapters import documents, queries, schema
 from billing.adapters.writes import Write, invoice_changes
 from billing.domain import invoicing, money
 from billing.domain.inputs import NewLineItem
-from billing.domain.models import Invoice, InvoiceStatus, LineItem, LineItemKind, Org
+from billing.domain.models import (
+    Invoice,
+    InvoiceStatus,
+    LineItem,
+    LineItemKind,
+    Org,
+    Payment,
+    PaymentStatus,
+)
 from billing.domain.periods import Period
 from billing.domain.pricing import usage
-from billing.errors import LineItemNotFound, NothingToBill
+from billing.errors import LineItemNotFound, NothingToBill, PaymentInProgress
 from billing.plans import Doc, Plan, new_id, require_org
 
 
@@ -81,11 +89,28 @@ def finalize(snap: Doc | None, invoice: Invoice, *, now: datetime) -> Plan[Invoi
     return _changed(invoice, new, [org_write])
 
 
-def void(invoice: Invoice) -> Plan[Invoice]:
-    """Void an unpaid invoice. Its conversations stay linked to it: billed once, ever."""
+def void(invoice: Invoice, latest: Payment | None, *, now: datetime) -> Plan[Invoice]:
+    """Void an unpaid invoice. Its conversations stay linked to it: billed once, ever.
+
+    Refused while money can still move: a payment attempt holds the invoice's lease, or the
+    latest attempt has a Stripe intent that is not settled (the caller cancels that first)."""
     if invoice.status is InvoiceStatus.VOID:
         return Plan(invoice)
+    lease = invoice.payment_lease
+    if lease is not None and lease.expires_at > now:
+        raise PaymentInProgress(
+            f"invoice {invoice.id} is being paid (payment {lease.payment_id}): void it after "
+            f"that attempt ends, at the latest {lease.expires_at.isoformat()}")
+    if latest is not None and latest.intent_id and latest.status in UNSETTLED:
+        raise PaymentInProgress(
+            f"payment {latest.id} of invoice {invoice.id} ({latest.status.value}) can still "
+            "take money: it is canceled in Stripe before voiding; retry the void")
     return _changed(invoice, invoicing.transition(invoice, InvoiceStatus.VOID))
+
+
+# Payment states in which a Stripe intent may still move money.
+UNSETTLED = frozenset({PaymentStatus.PENDING, PaymentStatus.PROCESSING,
+                       PaymentStatus.REQUIRES_ACTION})
 
 
 def add_line_item(invoice: Invoice, item: NewLineItem) -> Plan[LineItem]:

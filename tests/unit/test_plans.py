@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from billing.adapters import schema
 from billing.adapters.writes import Write
 from billing.domain.inputs import NewLineItem
-from billing.domain.models import Invoice, InvoiceStatus, LineItemKind, Org
+from billing.domain.models import (
+    Invoice,
+    InvoiceStatus,
+    LineItemKind,
+    Org,
+    Payment,
+    PaymentLease,
+    PaymentStatus,
+)
 from billing.domain.periods import Period
 from billing.domain.pricing import started_minutes
 from billing.errors import (
@@ -24,6 +32,7 @@ from billing.errors import (
     LineItemNotFound,
     NothingToBill,
     OrgNotFound,
+    PaymentInProgress,
     StateConflict,
 )
 from billing.plans import Plan, require_invoice
@@ -242,7 +251,7 @@ def test_every_tenant_write_of_every_plan_is_scoped_to_the_org() -> None:
     all_plans: list[Plan[Any]] = [
         first, last, fee, recorded,
         invoice_plans.finalize(snapshot(acme), draft, now=NOW),
-        invoice_plans.void(draft),
+        invoice_plans.void(draft, None, now=NOW),
         invoice_plans.remove_line_item(with_fee, ObjectId(fee.result.id)),
     ]
     writes = [w for plan in all_plans for w in plan.writes]
@@ -281,14 +290,38 @@ def test_finalize_is_idempotent_and_refuses_closed_invoices() -> None:
 def test_void_is_idempotent_and_refuses_paid_invoices() -> None:
     acme = org()
     opened = invoice(acme, status=S.OPEN, complete=True, version=2)
-    plan = invoice_plans.void(opened)
+    plan = invoice_plans.void(opened, None, now=NOW)
     assert plan.result.status is S.VOID and plan.result.version == 3
     [update] = plan.writes
     assert update.filter["version"] == 2 and update.doc["$set"]["status"] == "void"
     assert_scoped(plan.writes, acme)
-    assert invoice_plans.void(plan.result).writes == []
+    assert invoice_plans.void(plan.result, None, now=NOW).writes == []
     with pytest.raises(InvalidTransition):
-        invoice_plans.void(invoice(acme, status=S.PAID))
+        invoice_plans.void(invoice(acme, status=S.PAID), None, now=NOW)
+
+
+def test_void_is_refused_while_money_can_still_move() -> None:
+    acme = org()
+    opened = invoice(acme, status=S.OPEN, complete=True)
+    leased = opened.model_copy(update={"payment_lease": PaymentLease(
+        payment_id=str(ObjectId()), expires_at=NOW + timedelta(seconds=30))})
+    with pytest.raises(PaymentInProgress):
+        invoice_plans.void(leased, None, now=NOW)
+    expired = invoice_plans.void(leased, None, now=NOW + timedelta(seconds=31))
+    assert expired.result.status is S.VOID
+
+    def attempt(status: PaymentStatus, intent: str | None = "pi_1") -> Payment:
+        return Payment(id=str(ObjectId()), org_id=acme.id, invoice_id=opened.id, attempt=1,
+                       status=status, amount=100, currency="usd", idempotency_key="k",
+                       intent_id=intent, created_at=NOW)
+
+    for status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING,
+                   PaymentStatus.REQUIRES_ACTION):
+        with pytest.raises(PaymentInProgress):
+            invoice_plans.void(opened, attempt(status), now=NOW)
+    for settled in (attempt(PaymentStatus.FAILED), attempt(PaymentStatus.CANCELED),
+                    attempt(PaymentStatus.PENDING, intent=None)):
+        assert invoice_plans.void(opened, settled, now=NOW).result.status is S.VOID
 
 
 def test_add_line_item_writes_the_item_and_the_new_totals() -> None:
