@@ -46,7 +46,9 @@ class AsyncBilling:
     Options: `max_docs_per_transaction` bounds the conversations one transaction bills (MongoDB's
     guidance is 1,000); `transaction_retry_seconds` bounds retries of conflicting transactions;
     `client_bulk_write` forces (True) or forbids (False) one `bulkWrite` command across
-    collections, detected from the server by default (MongoDB 8.0+); `gateway` takes payments
+    collections, detected from the server by default (MongoDB 8.0+); `joined_reads` reads an
+    org's billing snapshot in one `$lookup` aggregate (True) or three aggregates (False), by
+    default one except on SecantusDB, whose `$lookup` scans; `gateway` takes payments
     (`AsyncStripeGateway`); `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds`
     is how long one payment attempt holds an invoice before another may take over; `clock` is
     for tests.
@@ -60,6 +62,7 @@ class AsyncBilling:
         max_docs_per_transaction: int = 1000,
         transaction_retry_seconds: float = 120.0,
         client_bulk_write: bool | None = None,
+        joined_reads: bool | None = None,
         gateway: AsyncPaymentGateway | None = None,
         webhook_secret: str | None = None,
         payment_lease_seconds: float = 60.0,
@@ -70,7 +73,8 @@ class AsyncBilling:
         ) or not 1 <= max_docs_per_transaction <= 100_000:
             raise InvalidInput("max_docs_per_transaction must be an int from 1 to 100000")
         self._uow = AsyncUnitOfWork(client, database, retry_seconds=transaction_retry_seconds,
-                                    client_bulk_write=client_bulk_write)
+                                    client_bulk_write=client_bulk_write,
+                                    joined_reads=joined_reads)
         ctx = AsyncContext(self._uow, _milliseconds(clock), max_docs_per_transaction,
                            gateway, payment_lease_seconds, webhook_secret)
         self.orgs = AsyncOrgs(ctx)

@@ -58,6 +58,11 @@ class AsyncTransaction:
         docs = await cursor.to_list(1)
         return docs[0] if docs else None
 
+    async def aggregate(self, collection: str, pipeline: list[Doc]) -> list[Doc]:
+        cursor = await self._uow.db[collection].aggregate(pipeline, session=self._read())
+        docs: list[Doc] = await cursor.to_list()
+        return docs
+
     async def find_one(self, collection: str, filter: Doc) -> Doc | None:
         hint = queries.id_hint(filter)
         options = {"hint": hint} if hint else {}
@@ -125,7 +130,7 @@ class AsyncUnitOfWork:
 
     def __init__(
         self, client: AsyncMongoClient[Doc], database: str, *, retry_seconds: float = 120.0,
-        client_bulk_write: bool | None = None,
+        client_bulk_write: bool | None = None, joined_reads: bool | None = None,
     ) -> None:
         self.client = client
         self.db = client.get_database(
@@ -134,6 +139,8 @@ class AsyncUnitOfWork:
         self.retry_seconds = retry_seconds
         self._prefer_client_bulk_write = client_bulk_write
         self.client_bulk_write = False
+        self._prefer_joined_reads = joined_reads
+        self.joined_reads = True
         self._checked = False
 
     async def check_server(self) -> None:
@@ -152,6 +159,16 @@ class AsyncUnitOfWork:
         wire = int(hello.get("maxWireVersion", 0))
         supported = wire >= CLIENT_BULK_WRITE_WIRE_VERSION
         self.client_bulk_write = supported and self._prefer_client_bulk_write is not False
+        if self._prefer_joined_reads is None:
+            # SecantusDB's $lookup with a pipeline reads the whole foreign collection, so one
+            # joined read of an org's snapshot grows with the data; mongod's uses the index.
+            try:
+                build = await self.client.admin.command("buildInfo")
+            except PyMongoError as exc:
+                raise translate(exc) from exc
+            self.joined_reads = "secantusVersion" not in build
+        else:
+            self.joined_reads = self._prefer_joined_reads
         self._checked = True
 
     async def run(self, work: Callable[[AsyncTransaction], Awaitable[T]]) -> T:

@@ -86,8 +86,17 @@ class Invoices:
         self, org_id: ObjectId, period: Period, *, supplement: int, finalize: bool
     ) -> Invoice:
         def step(txn: Transaction) -> plans.Plan[Invoice]:
-            snap = txn.aggregate_one(schema.ORGS, queries.billing_snapshot(
-                org_id, period, supplement=supplement, limit=self._ctx.max_docs_per_transaction))
+            limit = self._ctx.max_docs_per_transaction
+            if self._ctx.uow.joined_reads:  # one command
+                snap = txn.aggregate_one(schema.ORGS, queries.billing_snapshot(
+                    org_id, period, supplement=supplement, limit=limit))
+            else:  # three commands, each on its index
+                snap = txn.aggregate_one(schema.ORGS, queries.snapshot_head(
+                    org_id, period, supplement=supplement))
+                if snap is not None:
+                    for name, pipeline in queries.snapshot_conversations(
+                            org_id, period, limit=limit).items():
+                        snap[name] = txn.aggregate(schema.CONVERSATIONS, pipeline)
             plan = invoice_plans.bill_chunk(
                 snap, org_id=org_id, period=period, supplement=supplement,
                 limit=self._ctx.max_docs_per_transaction, finalize=finalize, now=self._ctx.now(),

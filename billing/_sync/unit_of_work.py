@@ -59,6 +59,11 @@ class Transaction:
         docs = cursor.to_list(1)
         return docs[0] if docs else None
 
+    def aggregate(self, collection: str, pipeline: list[Doc]) -> list[Doc]:
+        cursor = self._uow.db[collection].aggregate(pipeline, session=self._read())
+        docs: list[Doc] = cursor.to_list()
+        return docs
+
     def find_one(self, collection: str, filter: Doc) -> Doc | None:
         hint = queries.id_hint(filter)
         options = {"hint": hint} if hint else {}
@@ -126,7 +131,7 @@ class UnitOfWork:
 
     def __init__(
         self, client: MongoClient[Doc], database: str, *, retry_seconds: float = 120.0,
-        client_bulk_write: bool | None = None,
+        client_bulk_write: bool | None = None, joined_reads: bool | None = None,
     ) -> None:
         self.client = client
         self.db = client.get_database(
@@ -135,6 +140,8 @@ class UnitOfWork:
         self.retry_seconds = retry_seconds
         self._prefer_client_bulk_write = client_bulk_write
         self.client_bulk_write = False
+        self._prefer_joined_reads = joined_reads
+        self.joined_reads = True
         self._checked = False
 
     def check_server(self) -> None:
@@ -153,6 +160,16 @@ class UnitOfWork:
         wire = int(hello.get("maxWireVersion", 0))
         supported = wire >= CLIENT_BULK_WRITE_WIRE_VERSION
         self.client_bulk_write = supported and self._prefer_client_bulk_write is not False
+        if self._prefer_joined_reads is None:
+            # SecantusDB's $lookup with a pipeline reads the whole foreign collection, so one
+            # joined read of an org's snapshot grows with the data; mongod's uses the index.
+            try:
+                build = self.client.admin.command("buildInfo")
+            except PyMongoError as exc:
+                raise translate(exc) from exc
+            self.joined_reads = "secantusVersion" not in build
+        else:
+            self.joined_reads = self._prefer_joined_reads
         self._checked = True
 
     def run(self, work: Callable[[Transaction], T]) -> T:

@@ -74,25 +74,61 @@ def with_items(org_id: ObjectId) -> Doc:
     }}
 
 
+# Malformed conversations a chunk's marking update excludes by id; with more, it filters by
+# WELL_FORMED instead (exact too, but SecantusDB then scans the collection: mongod does not).
+MAX_EXCLUDED = 1000
+
+
+def chunk_marks(base: Doc, last_ended_at: datetime, last_id: ObjectId,
+                malformed: Doc | None) -> Doc:
+    """The filter that matches exactly the chunk ending at (last_ended_at, last_id): unbilled,
+    up to that key, well-formed. Index-only where it can be: the malformed conversations up to
+    the key are excluded by id rather than by `$expr`."""
+    keys = malformed.get("keys", []) if malformed else []
+    if malformed and len(keys) < malformed["n"]:
+        return {**base, **WELL_FORMED, **up_to(last_ended_at, last_id)}
+    excluded = [k["i"] for k in keys if (k["e"], k["i"]) <= (last_ended_at, last_id)]
+    return {**base, **up_to(last_ended_at, last_id),
+            **({"_id": {"$nin": excluded}} if excluded else {})}
+
+
 def billing_snapshot(org_id: ObjectId, period: Period, *, supplement: int, limit: int) -> list[Doc]:
     """One aggregate on `orgs` returning the org, its invoice for the period with line items,
-    the next `limit + 1` well-formed unbilled conversations, and the count of malformed ones."""
-    base = unbilled(org_id, period)
+    the next `limit + 1` well-formed unbilled conversations, and the count of malformed ones
+    with the keys (`i` id, `e` ended_at) of the first `MAX_EXCLUDED` of them."""
+    return [*snapshot_head(org_id, period, supplement=supplement), *(
+        {"$lookup": {"from": schema.CONVERSATIONS, "as": name, "pipeline": pipeline}}
+        for name, pipeline in snapshot_conversations(org_id, period, limit=limit).items())]
+
+
+def snapshot_head(org_id: ObjectId, period: Period, *, supplement: int) -> list[Doc]:
+    """The org with its invoice for the period (and line items): `billing_snapshot` without
+    the conversations, for engines that read those better on their own."""
     return [
         {"$match": {"_id": org_id}},
         {"$lookup": {"from": schema.INVOICES, "as": "invoice", "pipeline": [
             {"$match": invoice_key(org_id, period, supplement)}, with_items(org_id)]}},
-        {"$lookup": {"from": schema.CONVERSATIONS, "as": "chunk", "pipeline": [
+    ]
+
+
+def snapshot_conversations(org_id: ObjectId, period: Period, *, limit: int
+                           ) -> dict[str, list[Doc]]:
+    """Pipelines on `conversations`: the next chunk, and the malformed ones of the period."""
+    base = unbilled(org_id, period)
+    return {
+        "chunk": [
             # Two stages (mongod merges them): SecantusDB scans the collection for one $match
             # that mixes indexed fields with $expr.
             {"$match": base}, {"$match": WELL_FORMED},
             {"$sort": {"ended_at": 1, "_id": 1}},
             {"$limit": limit + 1},
             {"$project": {"started_at": 1, "ended_at": 1}},
-        ]}},
-        {"$lookup": {"from": schema.CONVERSATIONS, "as": "malformed", "pipeline": [
-            {"$match": {**base, "$nor": [WELL_FORMED]}},
+        ],
+        "malformed": [
+            {"$match": base}, {"$match": {"$nor": [WELL_FORMED]}},
             # $group, not $count: SecantusDB 0.7.0b3 rejects $count inside $lookup.
-            {"$group": {"_id": None, "n": {"$sum": 1}}},
-        ]}},
-    ]
+            {"$group": {"_id": None, "n": {"$sum": 1},
+                        "keys": {"$push": {"i": "$_id", "e": "$ended_at"}}}},
+            {"$project": {"n": 1, "keys": {"$slice": ["$keys", MAX_EXCLUDED]}}},
+        ],
+    }

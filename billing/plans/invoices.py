@@ -64,8 +64,9 @@ def bill_chunk(
         assert item is not None
         marks.append(Write(
             schema.CONVERSATIONS, "update_many",
-            {**queries.unbilled(org_id, period), **queries.WELL_FORMED,
-             **queries.up_to(chunk[-1]["ended_at"], chunk[-1]["_id"])},
+            queries.chunk_marks(queries.unbilled(org_id, period), chunk[-1]["ended_at"],
+                                chunk[-1]["_id"], snap["malformed"][0] if snap["malformed"]
+                                else None),
             {"$set": {"line_item_id": ObjectId(item.id)}},
             expect=len(chunk),
         ))

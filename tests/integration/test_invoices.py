@@ -20,6 +20,7 @@ from billing import (
     OrgNotFound,
     PeriodNotClosed,
 )
+from billing.adapters import queries
 from tests.support.billing_data import (
     NOV,
     OCT,
@@ -105,6 +106,52 @@ def test_malformed_conversations_are_skipped_and_reported(billing: Billing, org:
 
     assert inv.conversations == 3 and inv.skipped_malformed == 3
     assert billing.database.conversations.count_documents({"line_item_id": None}) == 3
+
+
+@pytest.mark.parametrize("joined", [True, False], ids=["one-lookup-read", "three-reads"])
+def test_both_snapshot_read_shapes_bill_the_same(client: Any, db_name: str, joined: bool) -> None:
+    """One $lookup aggregate (mongod's default) or three aggregates (SecantusDB's): the same
+    invoice, in bounded chunks, with malformed conversations skipped."""
+    b = Billing(client, database=db_name, max_docs_per_transaction=4, joined_reads=joined)
+    b.setup()
+    org = b.orgs.create(name="Acme", currency="usd", per_conversation=50, per_started_minute=10)
+    docs = seed_conversations(b.database, org.id, 10)
+    b.database.conversations.insert_one({"org_id": ObjectId(org.id), "started_at": "x",
+                                         "ended_at": OCT[0], "line_item_id": None})
+
+    inv = b.invoices.create_for_period(org.id, *OCT)
+
+    assert (inv.conversations, inv.skipped_malformed) == (10, 1)
+    assert inv.total == expected_total(docs, 50, 10)
+    check_invariants(b.database)
+
+
+@pytest.mark.parametrize("excluded_by_id", [1000, 2], ids=["by-id", "by-expr"])
+def test_chunks_mark_exactly_their_well_formed_conversations_among_malformed_ones(
+    client: Any, db_name: str, excluded_by_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunk marking excludes the malformed conversations by id (index-only) up to
+    MAX_EXCLUDED of them, by $expr beyond: both bill exactly the well-formed ones."""
+    monkeypatch.setattr(queries, "MAX_EXCLUDED", excluded_by_id)
+    b = Billing(client, database=db_name, max_docs_per_transaction=3)
+    b.setup()
+    org = b.orgs.create(name="Acme", currency="usd", per_conversation=50, per_started_minute=10)
+    oid = ObjectId(org.id)
+    docs = []
+    for i in range(14):  # malformed ones between and tied with well-formed ones
+        end = OCT[0] + timedelta(hours=i // 2)
+        start = end - timedelta(minutes=1) if i % 3 else end + timedelta(minutes=5)
+        docs.append({"_id": ObjectId(), "org_id": oid, "started_at": start, "ended_at": end,
+                     "line_item_id": None})
+    b.database.conversations.insert_many(docs)
+    good = {d["_id"] for d in docs if d["started_at"] <= d["ended_at"]}
+
+    inv = b.invoices.create_for_period(org.id, *OCT)
+
+    billed = {d["_id"] for d in b.database.conversations.find({"line_item_id": {"$ne": None}})}
+    assert billed == good
+    assert (inv.conversations, inv.skipped_malformed) == (len(good), len(docs) - len(good))
+    check_invariants(b.database)
 
 
 def test_invoice_numbers_are_sequential_per_org(billing: Billing, org: Any) -> None:
