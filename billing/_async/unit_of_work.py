@@ -34,6 +34,9 @@ Doc = dict[str, Any]
 CLIENT_BULK_WRITE_WIRE_VERSION = 25  # MongoDB 8.0
 
 
+AGGREGATE_BATCH = 100_001  # above max_docs_per_transaction + 1; a batch stays under 16 MB
+
+
 class _OutOfTime(Exception):
     """A transaction attempt would start after the run's retry deadline."""
 
@@ -59,7 +62,10 @@ class AsyncTransaction:
         return docs[0] if docs else None
 
     async def aggregate(self, collection: str, pipeline: list[Doc]) -> list[Doc]:
-        cursor = await self._uow.db[collection].aggregate(pipeline, session=self._read())
+        """Every result in the first batch (bounded by the pipeline, e.g. a chunk's $limit):
+        one command, no getMore."""
+        cursor = await self._uow.db[collection].aggregate(pipeline, session=self._read(),
+                                                          batchSize=AGGREGATE_BATCH)
         docs: list[Doc] = await cursor.to_list()
         return docs
 

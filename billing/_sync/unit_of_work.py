@@ -35,6 +35,9 @@ Doc = dict[str, Any]
 CLIENT_BULK_WRITE_WIRE_VERSION = 25  # MongoDB 8.0
 
 
+AGGREGATE_BATCH = 100_001  # above max_docs_per_transaction + 1; a batch stays under 16 MB
+
+
 class _OutOfTime(Exception):
     """A transaction attempt would start after the run's retry deadline."""
 
@@ -60,7 +63,10 @@ class Transaction:
         return docs[0] if docs else None
 
     def aggregate(self, collection: str, pipeline: list[Doc]) -> list[Doc]:
-        cursor = self._uow.db[collection].aggregate(pipeline, session=self._read())
+        """Every result in the first batch (bounded by the pipeline, e.g. a chunk's $limit):
+        one command, no getMore."""
+        cursor = self._uow.db[collection].aggregate(pipeline, session=self._read(),
+                                                          batchSize=AGGREGATE_BATCH)
         docs: list[Doc] = cursor.to_list()
         return docs
 
