@@ -6,7 +6,7 @@ select exactly the same conversations.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -79,16 +79,24 @@ def with_items(org_id: ObjectId) -> Doc:
 MAX_EXCLUDED = 1000
 
 
-def chunk_marks(base: Doc, last_ended_at: datetime, last_id: ObjectId,
-                malformed: Doc | None) -> Doc:
-    """The filter that matches exactly the chunk ending at (last_ended_at, last_id): unbilled,
-    up to that key, well-formed. Index-only where it can be: the malformed conversations up to
-    the key are excluded by id rather than by `$expr`."""
+def chunk_marks(base: Doc, last: Doc, following: Doc | None, malformed: Doc | None) -> Doc:
+    """The filter that matches exactly the chunk ending at `last` (`following` is the next
+    well-formed conversation, if any): unbilled, up to that key, well-formed.
+
+    Index-only where it can be, because SecantusDB scans the collection for `$or` and `$expr`
+    (mongod does not): when `following` ends later than `last`, the chunk is every well-formed
+    conversation that ended by `last`'s end, a plain range (`$lt` end + 1 ms: SecantusDB drops
+    the boundary of `$lte` on a middle key of the index); malformed ones are excluded by id.
+    A tie across the chunk's end, or more than MAX_EXCLUDED malformed ones, takes the exact
+    `$or`/`$expr` filter."""
+    last_end, last_id = last["ended_at"], last["_id"]
     keys = malformed.get("keys", []) if malformed else []
-    if malformed and len(keys) < malformed["n"]:
-        return {**base, **WELL_FORMED, **up_to(last_ended_at, last_id)}
-    excluded = [k["i"] for k in keys if (k["e"], k["i"]) <= (last_ended_at, last_id)]
-    return {**base, **up_to(last_ended_at, last_id),
+    tied = following is not None and following["ended_at"] == last_end
+    if tied or (malformed is not None and len(keys) < malformed["n"]):
+        return {**base, **WELL_FORMED, **up_to(last_end, last_id)}
+    excluded = [k["i"] for k in keys if k["e"] <= last_end]
+    upper = min(last_end + timedelta(milliseconds=1), base["ended_at"]["$lt"])
+    return {**base, "ended_at": {**base["ended_at"], "$lt": upper},
             **({"_id": {"$nin": excluded}} if excluded else {})}
 
 

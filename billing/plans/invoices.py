@@ -64,9 +64,9 @@ def bill_chunk(
         assert item is not None
         marks.append(Write(
             schema.CONVERSATIONS, "update_many",
-            queries.chunk_marks(queries.unbilled(org_id, period), chunk[-1]["ended_at"],
-                                chunk[-1]["_id"], snap["malformed"][0] if snap["malformed"]
-                                else None),
+            queries.chunk_marks(queries.unbilled(org_id, period), chunk[-1],
+                                snap["chunk"][limit] if more else None,
+                                snap["malformed"][0] if snap["malformed"] else None),
             {"$set": {"line_item_id": ObjectId(item.id)}},
             expect=len(chunk),
         ))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -151,6 +152,35 @@ def test_chunks_mark_exactly_their_well_formed_conversations_among_malformed_one
     billed = {d["_id"] for d in b.database.conversations.find({"line_item_id": {"$ne": None}})}
     assert billed == good
     assert (inv.conversations, inv.skipped_malformed) == (len(good), len(docs) - len(good))
+    check_invariants(b.database)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_ties_and_malformed_conversations_are_billed_exactly(
+    client: Any, db_name: str, seed: int
+) -> None:
+    """Chunk ends fall inside and outside runs of equal end times, among malformed ones: the
+    marking filter (plain range, or exact key on a tie) bills exactly the well-formed ones."""
+    rng = random.Random(seed)
+    b = Billing(client, database=db_name, max_docs_per_transaction=rng.randint(2, 5))
+    b.setup()
+    org = b.orgs.create(name="Acme", currency="usd", per_conversation=50, per_started_minute=10)
+    oid = ObjectId(org.id)
+    docs = []
+    for _ in range(rng.randint(10, 30)):
+        end = OCT[0] + timedelta(minutes=rng.randint(0, 8))
+        start = end - timedelta(seconds=rng.randint(0, 90)) if rng.random() < 0.8 \
+            else end + timedelta(seconds=1)
+        docs.append({"_id": ObjectId(), "org_id": oid, "started_at": start, "ended_at": end,
+                     "line_item_id": None})
+    b.database.conversations.insert_many(docs)
+    good = [d for d in docs if d["started_at"] <= d["ended_at"]]
+
+    inv = b.invoices.create_for_period(org.id, *OCT)
+
+    billed = {d["_id"] for d in b.database.conversations.find({"line_item_id": {"$ne": None}})}
+    assert billed == {d["_id"] for d in good}
+    assert inv.total == expected_total(good, 50, 10)
     check_invariants(b.database)
 
 

@@ -114,9 +114,10 @@ def test_the_conversation_write_marks_exactly_the_chunk() -> None:
     assert mark.op == "update_many" and mark.expect == len(chunk)
     assert mark.filter["org_id"] == ObjectId(acme.id)
     assert "line_item_id" in mark.filter and mark.filter["line_item_id"] is None
-    assert mark.filter["ended_at"] == {"$gte": OCT.start, "$lt": OCT.end}
-    last = chunk[-1]
-    assert {"ended_at": last["ended_at"], "_id": {"$lte": last["_id"]}} in mark.filter["$or"]
+    last = chunk[-1]  # nothing follows: every unbilled conversation that ended by its end
+    assert mark.filter["ended_at"] == {
+        "$gte": OCT.start, "$lt": last["ended_at"] + timedelta(milliseconds=1)}
+    assert "$or" not in mark.filter and "$expr" not in mark.filter
     assert mark.doc == {"$set": {"line_item_id": ObjectId(item.id)}}
 
 
@@ -130,9 +131,20 @@ def test_a_full_chunk_with_more_waiting_stays_an_incomplete_draft() -> None:
     assert of(plan.writes, schema.ORGS) == []
     [mark] = of(plan.writes, schema.CONVERSATIONS)
     assert mark.expect == 3
+    # The fourth ends later than the third: the chunk is a plain range up to the third's end.
+    assert mark.filter["ended_at"]["$lt"] == fetched[2]["ended_at"] + timedelta(milliseconds=1)
+    assert invoice_plans.resumable(inv)
+
+
+def test_a_tie_across_the_chunk_end_marks_by_the_exact_key() -> None:
+    acme = org()
+    fetched = conversations(4)
+    fetched[3]["ended_at"] = fetched[2]["ended_at"]  # the next one ends at the same time
+    plan = bill(snapshot(acme, chunk=fetched), acme, limit=3)
+    [mark] = of(plan.writes, schema.CONVERSATIONS)
     assert {"ended_at": fetched[2]["ended_at"], "_id": {"$lte": fetched[2]["_id"]}} in \
         mark.filter["$or"]
-    assert invoice_plans.resumable(inv)
+    assert "$expr" in mark.filter  # well-formed ones only, by the filter itself
 
 
 def test_the_last_chunk_finalises_the_draft_with_a_guarded_counter() -> None:
