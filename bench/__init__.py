@@ -6,6 +6,8 @@
     seed.py      orgs and conversations, and the totals they must invoice to
     naive.py     the baseline: one command per conversation
     creation.py  case 1   throughput.py  case 2   contention.py  case 3   bounded.py  case 5
-    cases.py     sizes, the case registry and the case 4 placeholder
+    reconcile.py case 4: seeds (reconcile_seed.py), runs a dry-run reconciliation in its own
+                 process (reconcile_child.py) and explains the queries it sent (plans.py)
+    cases.py     sizes and the case registry
     report.py    the printed table and the markdown page
 """

@@ -48,6 +48,10 @@ def run(bench: Bench) -> Table:
             seconds = time.perf_counter() - started
         billed = b.database.conversations.count_documents(
             {"org_id": ObjectId(org_id), "line_item_id": {"$ne": None}})
+    if seconds > 1.5 * (projected := per_chunk * n / chunk):
+        table.notes.append(f"took {seconds:.0f} s where the probe chunk (billed while the "
+                           f"collection held {chunk:,} conversations) projected {projected:.0f} s"
+                           ": the cost of a chunk grew with the conversations collection")
     ok = invoice.total == expected and invoice.conversations == n == billed
     table.rows.append([num(n), num(chunk), num(seconds, 1), str(tally.transactions),
                        str(tally.total), num(tally.total / tally.transactions, 2),
