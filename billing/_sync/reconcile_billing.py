@@ -93,11 +93,11 @@ class BillingChecks:
             {"org_id": oid, "status": "draft", "complete": False}).to_list()
         # Age is checked here: SecantusDB plans a collection scan when a predicate on an
         # unindexed field joins the indexed ones (mongod uses the index); drafts are few.
-        docs = [d for d in drafts if _utc(d["created_at"]) < before]
+        docs = [d for d in drafts if d["created_at"] < before]
         return [Finding(
             Check.STALE_DRAFT, str(oid), f"draft {d['_id']} for {_label(d)} was left "
             "part-billed by an interrupted run", 1, [str(d["_id"])], "resume and finalise",
-            params={"period": Period(_utc(d["period_start"]), _utc(d["period_end"])),
+            params={"period": Period(d["period_start"], d["period_end"]),
                     "supplement": d["supplement"]}) for d in docs]
 
     def unbilled(self, oid: ObjectId, boundary: datetime) -> list[Finding]:
@@ -223,9 +223,5 @@ class BillingChecks:
         return f"billed onto {kind} {inv.id} ({number})"
 
 
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _label(doc: Doc) -> str:
-    return Period(_utc(doc["period_start"]), _utc(doc["period_end"])).label
+    return Period(doc["period_start"], doc["period_end"]).label

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -59,7 +59,7 @@ class MethodChecks:
                     and d.get("stripe_id") not in attached:
                 out.append(_finding(oid, f"{d['_id']} is active here but not attached in "
                                     "Stripe", "mark detached here", "gone", method=d["_id"]))
-            elif d["status"] == "pending" and _utc(d["created_at"]) < stale_before and (
+            elif d["status"] == "pending" and d["created_at"] < stale_before and (
                     attached is not None or d.get("stripe_id") is None):
                 on_customer = attached is not None and _stripe_id(d) in attached
                 out.append(_finding(
@@ -196,7 +196,3 @@ def _stripe_id(doc: Doc) -> str | None:
     (`source`, which is the Stripe id when the host passed a `pm_...` id)."""
     value = doc.get("stripe_id") or doc.get("source")
     return value if isinstance(value, str) else None
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -23,6 +23,7 @@ from billing.errors import InvalidInput, LeaseNotAcquired, OrgNotFound
 from billing.faults import InjectedFault
 from billing.reconciliation import Check
 from tests.support.billing_data import OCT, check_invariants, dump, seed_conversations
+from tests.support.crash import assert_methods_consistent
 
 pytestmark = pytest.mark.integration
 SEP = (datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC))
@@ -49,11 +50,6 @@ def card(stripe_client: stripe.StripeClient) -> str:
         "type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
                                  "exp_year": 2034, "cvc": "123"}})
     return str(pm.id)
-
-
-def attached_in_stripe(stripe_client: stripe.StripeClient, customer: str) -> set[str]:
-    found = stripe_client.v1.payment_methods.list(params={"customer": customer, "type": "card"})
-    return {str(m.id) for m in found.data}
 
 
 # ---- seeding: one org per kind of damage ------------------------------------------------------
@@ -132,20 +128,6 @@ def assert_billed_once(b: Billing, boundary: datetime = OCT[1]) -> None:
         {"line_item_id": None, "ended_at": {"$lt": boundary}})
     assert unbilled == 0
     assert b.database.invoices.count_documents({"status": "draft"}) == 0
-
-
-def assert_methods_consistent(b: Billing, sc: stripe.StripeClient) -> None:
-    db = b.database
-    for org in db.orgs.find({}):
-        default = org.get("default_payment_method_id")
-        if default is not None:
-            method = db.payment_methods.find_one({"_id": ObjectId(default), "org_id": org["_id"]})
-            assert method is not None and method["status"] == "active", org
-        if org.get("stripe_customer_id"):
-            active = {d["stripe_id"] for d in db.payment_methods.find(
-                {"org_id": org["_id"], "status": "active"})}
-            assert active == attached_in_stripe(sc, org["stripe_customer_id"]), org["name"]
-    assert db.payment_methods.count_documents({"status": {"$in": ["pending", "detaching"]}}) == 0
 
 
 def totals_by_org(b: Billing) -> dict[str, int]:
