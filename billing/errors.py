@@ -28,6 +28,7 @@
     │                                 a rejected Stripe key
     └── DatabaseError                 MongoDB failed; the operation did not complete
         └── TransientDatabaseError    retryable: conflicts, elections, timeouts, lost connections
+            └── DatabaseUnavailable   retryable: no server can be reached; long runs stop at once
 
 Adapters translate `pymongo.errors.PyMongoError` at the edge (`raise ... from exc`), so callers
 catch `BillingError` subclasses only. Every message says what happened and what to do.
@@ -110,6 +111,11 @@ class TransientDatabaseError(DatabaseError):
     """A temporary database failure. The transaction was rolled back; retry the same call."""
 
     retryable = True
+
+
+class DatabaseUnavailable(TransientDatabaseError):
+    """No MongoDB server could be reached (server selection timed out). Retrying the same call
+    later may succeed; a run over many orgs stops at once instead of failing org after org."""
 
 
 class WebhookRejected(InvalidInput):

@@ -14,7 +14,12 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from billing.errors import ConfigurationError, DatabaseError, TransientDatabaseError
+from billing.errors import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    TransientDatabaseError,
+)
 
 # Server codes that mean "try again": WriteConflict, LockTimeout, NoSuchTransaction,
 # TransactionExceededLifetimeLimitSeconds, interrupted by step-down, not primary...
@@ -41,7 +46,7 @@ def translate(exc: PyMongoError) -> DatabaseError | ConfigurationError:
         or code in _TRANSIENT_CODES
     ):
         if isinstance(exc, ServerSelectionTimeoutError):
-            return TransientDatabaseError(
+            return DatabaseUnavailable(
                 "MongoDB is unreachable (server selection timed out): check the URI, the network "
                 "and that the replica set has a primary; nothing was written"
             )
