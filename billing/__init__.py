@@ -25,6 +25,7 @@ from billing.domain.models import (
 )
 from billing.domain.periods import Period
 from billing.errors import (
+    AmountBelowMinimum,
     BillingError,
     CardDeclined,
     ConfigurationError,
@@ -58,6 +59,7 @@ from billing.plans.webhooks import WebhookOutcome, WebhookResult
 from billing.runs import Outcome, RunSummary
 
 __all__ = [
+    "AmountBelowMinimum",
     "AsyncBilling",
     "Billing",
     "BillingError",

@@ -17,12 +17,14 @@
     │   ├── CurrencyMismatch          a line item's or invoice's currency differs from the org's
     │   ├── NothingToBill             no unbilled conversations in the period
     │   ├── InvoiceNotPayable         not open, nothing to pay, or already paid
+    │   │   └── AmountBelowMinimum    below the payment provider's minimum charge
     │   ├── NoDefaultPaymentMethod    the org has no usable default payment method
     │   └── LeaseNotAcquired          retryable: another reconciliation run holds the shard
     ├── PaymentError                  Stripe did not take the payment (the invoice stays open)
     │   ├── CardDeclined              declined: ask the customer for another payment method
     │   ├── PaymentRequiresAction     3-D Secure or similar: the customer must authenticate
-    │   ├── PaymentInProgress         retryable: another attempt holds the invoice's payment lease
+    │   ├── PaymentInProgress         retryable: another attempt holds the invoice, or an earlier
+    │   │                             intent can still move money (processing, state unknown)
     │   └── PaymentProviderUnavailable  retryable: network failure, Stripe 5xx or rate limit
     ├── ConfigurationError            a missing extra, a bad URI, a server without transactions,
     │                                 a rejected Stripe key
@@ -134,12 +136,19 @@ class NoDefaultPaymentMethod(StateConflict):
     pass
 
 
+class AmountBelowMinimum(InvoiceNotPayable):
+    """The amount due is below the smallest charge the payment provider accepts in its currency.
+    Nothing was sent to Stripe; the invoice stays open."""
+
+
 class PaymentError(BillingError):
     """Stripe did not take the payment. The invoice stays open; the attempt is recorded."""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None,
+                 payment_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code  # Stripe's error code, e.g. "card_declined", when it gave one
+        self.payment_id = payment_id  # the attempt concerned, when there is one
 
 
 class CardDeclined(PaymentError):

@@ -6,15 +6,23 @@ fresh `pm_` id; 4000000000000002 (`pm_card_visa_chargeDeclined`, `pm_card_charge
 declined when attached, and when charged unattached; 4000000000000341
 (`pm_card_chargeCustomerFail`) attaches but is declined at confirm; 4000002500003155 and
 4000000000003220 (`pm_card_threeDSecure2Required`) leave the intent in requires_action.
+
+Beyond localstripe it models the rest of Stripe's PaymentIntent life cycle: `pm_debit_async`
+(an asynchronous method, like a bank debit) leaves a confirmed intent `processing`, which cannot
+be canceled and ends later by `settle_processing`; an intent awaiting 3-D Secure ends later by
+`complete_action` (the customer authenticates or abandons); amounts below Stripe's minimum are
+refused (`amount_too_small`). `fail_next` scripts a transient or refusing failure at any call,
+before or after Stripe acted, and `during` runs code while a call is in flight.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
 
-from billing.domain.payments import CardMethod, Intent, IntentStatus
+from billing.domain.payments import MINIMUM_CHARGE, CardMethod, Intent, IntentStatus
 from billing.errors import (
     BillingError,
     CardDeclined,
@@ -23,12 +31,14 @@ from billing.errors import (
     PaymentMethodNotFound,
 )
 
+ASYNC_DEBIT = "debit-async"  # not a card: confirmed intents wait in `processing`
 TOKENS = {
     "pm_card_visa": "4242424242424242",
     "pm_card_visa_chargeDeclined": "4000000000000002",
     "pm_card_chargeDeclined": "4000000000000002",
     "pm_card_chargeCustomerFail": "4000000000000341",
     "pm_card_threeDSecure2Required": "4000000000003220",
+    "pm_debit_async": ASYNC_DEBIT,
 }
 DECLINED = frozenset({"4000000000000002"})  # at attach and at charge
 CHARGE_DECLINED = frozenset({"4000000000000341"})  # attaches, then every charge fails
@@ -58,7 +68,9 @@ class AsyncFakeGateway:
         self.calls: list[tuple[str, str | None]] = []
         self._numbers: dict[str, str] = {}  # method id -> card number
         self._paid_with: dict[str, str] = {}  # intent id -> method id
+        self.metadata: dict[str, dict[str, str]] = {}  # intent id -> its metadata
         self._failures: dict[str, list[tuple[BillingError, bool]]] = {}
+        self._during: dict[str, list[Callable[[], Awaitable[None]]]] = {}
         self._ids = itertools.count(1)
 
     def fail_next(
@@ -69,6 +81,44 @@ class AsyncFakeGateway:
         if method_name not in _METHODS:
             raise ValueError(f"no gateway method {method_name!r}: one of {sorted(_METHODS)}")
         self._failures.setdefault(method_name, []).extend([(error, after)] * times)
+
+    def during(self, method_name: str, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` once, inside the next call of `method_name`, after Stripe acted and
+        before the answer arrives: what other processes do while a slow call is in flight."""
+        if method_name not in _METHODS:
+            raise ValueError(f"no gateway method {method_name!r}: one of {sorted(_METHODS)}")
+        self._during.setdefault(method_name, []).append(action)
+
+    def taken(self, invoice_id: str) -> int:
+        """Money moved for an invoice (by the `invoice_id` in its intents' metadata)."""
+        return sum(amount for intent_id, amount, _ in self.charges
+                   if self.metadata.get(intent_id, {}).get("invoice_id") == invoice_id)
+
+    def complete_action(self, intent_id: str, *, authenticated: bool = True) -> Intent:
+        """The customer finishes 3-D Secure on an intent in requires_action: it succeeds (money
+        moves) or, abandoned or failed, returns to requires_payment_method."""
+        intent = self._intent(intent_id)
+        if intent.status is not IntentStatus.REQUIRES_ACTION:
+            raise ValueError(f"intent {intent_id} is {intent.status}, not requires_action")
+        return self._conclude(intent, succeeded=authenticated,
+                              code="payment_intent_authentication_failure")
+
+    def settle_processing(self, intent_id: str, *, succeeded: bool = True) -> Intent:
+        """The bank answers for a processing intent: it succeeds (money moves) or fails."""
+        intent = self._intent(intent_id)
+        if intent.status is not IntentStatus.PROCESSING:
+            raise ValueError(f"intent {intent_id} is {intent.status}, not processing")
+        return self._conclude(intent, succeeded=succeeded, code="payment_failed")
+
+    def _conclude(self, intent: Intent, *, succeeded: bool, code: str) -> Intent:
+        if succeeded:
+            self.charges.append((intent.id, intent.amount, intent.currency))
+            done = replace(intent, status=IntentStatus.SUCCEEDED)
+        else:
+            done = replace(intent, status=IntentStatus.REQUIRES_PAYMENT_METHOD,
+                           failure_code=code, failure_message="The payment failed.")
+        self.intents[intent.id] = done
+        return done
 
     def create_card(self, number: str, *, exp_month: int = 12, exp_year: int = 2034) -> str:
         """A new unattached card payment method (as POST /v1/payment_methods); its id."""
@@ -81,7 +131,7 @@ class AsyncFakeGateway:
         self._enter("create_customer", idempotency_key)
         customer_id = self._new_id("cus")
         self.customers[customer_id] = {"org_id": org_id, "name": name}
-        return self._done("create_customer", customer_id)
+        return await self._done("create_customer", customer_id)
 
     async def attach(
         self, *, payment_method: str, customer_id: str, idempotency_key: str
@@ -92,24 +142,24 @@ class AsyncFakeGateway:
         if self._numbers[method_id] in DECLINED:
             raise _declined()
         self.methods[method_id] = replace(self.methods[method_id], customer_id=customer_id)
-        return self._done("attach", self.methods[method_id])
+        return await self._done("attach", self.methods[method_id])
 
     async def detach(self, payment_method_id: str, *, idempotency_key: str) -> None:
         self._enter("detach", idempotency_key)
         if payment_method_id in self.methods:
             self.methods[payment_method_id] = replace(self.methods[payment_method_id],
                                                       customer_id=None)
-        self._done("detach", None)
+        await self._done("detach", None)
 
     async def retrieve_payment_method(self, payment_method_id: str) -> CardMethod:
         self._enter("retrieve_payment_method", None)
-        return self._done("retrieve_payment_method", self._method(payment_method_id))
+        return await self._done("retrieve_payment_method", self._method(payment_method_id))
 
     async def list_payment_methods(self, customer_id: str) -> list[CardMethod]:
         self._enter("list_payment_methods", None)
         self._customer(customer_id)
         listed = [m for m in self.methods.values() if m.customer_id == customer_id]
-        return self._done("list_payment_methods", listed)
+        return await self._done("list_payment_methods", listed)
 
     async def create_intent(
         self, *, customer_id: str, payment_method_id: str, amount: int, currency: str,
@@ -118,25 +168,31 @@ class AsyncFakeGateway:
         self._enter("create_intent", idempotency_key)
         if amount <= 0:
             raise PaymentError(f"Stripe refused amount {amount}: charge at least 1", code=None)
+        if amount < MINIMUM_CHARGE.get(currency, 1):
+            raise PaymentError(f"Stripe refused amount {amount} {currency}: below its minimum",
+                               code="amount_too_small")
         self._customer(customer_id)
         method_id = self._method(payment_method_id).id
         intent = Intent(id=self._new_id("pi"), status=IntentStatus.REQUIRES_CONFIRMATION,
-                        amount=amount, currency=currency)
+                        amount=amount, currency=currency, customer_id=customer_id)
         self.intents[intent.id] = intent
         self._paid_with[intent.id] = method_id
-        return self._done("create_intent", intent)
+        self.metadata[intent.id] = dict(metadata)
+        return await self._done("create_intent", intent)
 
     async def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
         self._enter("confirm_intent", idempotency_key)
         intent = self._intent(intent_id)
         if intent.status in _CONFIRMED:
-            return self._done("confirm_intent", intent)  # a retry: nothing more is charged
+            return await self._done("confirm_intent", intent)  # a retry: nothing more is charged
         if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
             raise PaymentError(f"intent {intent_id} is {intent.status}: it cannot be confirmed",
                                code="payment_intent_unexpected_state")
         number = self._numbers[self._paid_with[intent_id]]
         if number in AUTHENTICATE:
             status, code = IntentStatus.REQUIRES_ACTION, None
+        elif number == ASYNC_DEBIT:
+            status, code = IntentStatus.PROCESSING, None
         elif number in DECLINED | CHARGE_DECLINED:
             status, code = IntentStatus.REQUIRES_PAYMENT_METHOD, "card_declined"
         else:
@@ -147,11 +203,11 @@ class AsyncFakeGateway:
             failure_message="Your card was declined." if code else None)
         if code:
             raise _declined()
-        return self._done("confirm_intent", self.intents[intent_id])
+        return await self._done("confirm_intent", self.intents[intent_id])
 
     async def retrieve_intent(self, intent_id: str) -> Intent:
         self._enter("retrieve_intent", None)
-        return self._done("retrieve_intent", self._intent(intent_id))
+        return await self._done("retrieve_intent", self._intent(intent_id))
 
     async def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
         self._enter("cancel_intent", idempotency_key)
@@ -161,14 +217,17 @@ class AsyncFakeGateway:
         elif intent.status is not IntentStatus.CANCELED:
             raise PaymentError(f"intent {intent_id} is {intent.status}: it cannot be canceled",
                                code="payment_intent_unexpected_state")
-        return self._done("cancel_intent", intent)
+        return await self._done("cancel_intent", intent)
 
     def _enter(self, name: str, idempotency_key: str | None) -> None:
         self.calls.append((name, idempotency_key))
         if (queued := self._failures.get(name)) and not queued[0][1]:
             raise queued.pop(0)[0]
 
-    def _done(self, name: str, result: T) -> T:
+    async def _done(self, name: str, result: T) -> T:
+        if actions := self._during.pop(name, None):
+            for action in actions:
+                await action()
         if (queued := self._failures.get(name)) and queued[0][1]:
             raise queued.pop(0)[0]
         return result

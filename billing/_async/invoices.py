@@ -27,6 +27,14 @@ class AsyncInvoices:
         """Charge the invoice to the org's default payment method: see `AsyncPayments.pay`."""
         return await self._payments.pay(org_id, invoice_id)
 
+    async def settle_payment(self, org_id: Any, invoice_id: Any) -> Payment | None:
+        """Settle the latest payment attempt from Stripe's state: see `AsyncPayments.settle`."""
+        return await self._payments.settle(org_id, invoice_id)
+
+    async def cancel_payment(self, org_id: Any, invoice_id: Any) -> Payment | None:
+        """Cancel the latest attempt if it can still move money: see `AsyncPayments.cancel`."""
+        return await self._payments.cancel(org_id, invoice_id)
+
     async def create_for_period(
         self, org_id: Any, period_start: Any, period_end: Any, *, finalize: bool = True
     ) -> Invoice:
@@ -145,13 +153,17 @@ class AsyncInvoices:
         """Void a draft, open or uncollectible invoice (paid ones cannot be). Its conversations
         stay billed by it: a conversation is billed once, ever. Idempotent.
 
-        A payment that could still take money is stopped first: an attempt awaiting 3-D Secure
-        (or left confirmed by a crash) is canceled in Stripe and recorded; if it had succeeded,
-        the invoice is paid and InvalidTransition is raised. While a `pay` call holds the
-        invoice, PaymentInProgress (retryable)."""
+        A payment that could still take money is stopped first (`cancel_payment`): an attempt
+        awaiting 3-D Secure, never confirmed, or confirmed with its outcome unknown is canceled
+        in Stripe and recorded; one whose intent may still be being created is abandoned, so
+        that intent is never confirmed. If it had succeeded, the invoice is paid and
+        InvalidTransition is raised. While a `pay` call holds the invoice, or the payment is
+        `processing` (it cannot be canceled), PaymentInProgress (retryable);
+        PaymentProviderUnavailable when Stripe cannot be asked."""
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
-        await self._payments.cancel_unsettled(oid, iid)
+        if self._ctx.gateway_or_none is not None:
+            await self._payments.stop(oid, iid)
 
         async def work(txn: AsyncTransaction) -> Invoice:
             invoice = await read_invoice(txn, oid, iid)

@@ -1,7 +1,12 @@
-"""Taking payment of an invoice with the org's default payment method."""
+"""Taking payment of an invoice with the org's default payment method.
+
+Every Stripe call runs outside a transaction, between two transactions that say what is in
+flight; the decisions are in `billing.plans.payments` (the payment rule is drawn there).
+"""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from bson import ObjectId
@@ -11,13 +16,23 @@ from billing._async.context import AsyncContext
 from billing._async.reads import read_invoice
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
-from billing.domain.models import Invoice, InvoiceStatus, Payment, PaymentStatus
+from billing.domain.models import Invoice, Payment, PaymentStatus
 from billing.domain.payments import Intent, IntentStatus
-from billing.errors import CardDeclined, PaymentError, PaymentRequiresAction
+from billing.errors import (
+    AmountBelowMinimum,
+    BillingError,
+    CardDeclined,
+    InvoiceNotPayable,
+    PaymentError,
+    PaymentInProgress,
+    PaymentProviderUnavailable,
+)
 from billing.plans import payments as plans
 from billing.plans import require_org
-from billing.plans.invoices import UNSETTLED
 from billing.plans.payment_methods import require_method
+from billing.plans.payments import Claim, Next
+
+ROUNDS = 3  # settled earlier attempts a single pay() call will step over before giving up
 
 
 class AsyncPayments:
@@ -27,19 +42,72 @@ class AsyncPayments:
     async def pay(self, org_id: Any, invoice_id: Any) -> Payment:
         """Charge an open invoice's total to the org's default payment method.
 
-        One charge, ever, per invoice: concurrent calls get PaymentInProgress (retryable) while
-        one attempt holds the invoice's lease; money moves only by confirming the one intent
-        recorded on the attempt (key `pay:{invoice}:{attempt}`), so a retry after a network
-        failure or crash confirms the same intent. The payment record and the invoice status
-        change are written in one transaction. Raises CardDeclined (invoice stays open, failure
-        recorded), PaymentRequiresAction (3-D Secure: not paid), InvoiceNotPayable,
-        NoDefaultPaymentMethod, PaymentProviderUnavailable (retryable).
+        One charge, ever, per invoice: a new PaymentIntent is created only when no earlier
+        intent of the invoice can still move money, and an intent is confirmed only after a
+        transaction has checked that the invoice is still payable and this call still holds
+        its lease. An earlier attempt is first settled from Stripe's state: if it succeeded,
+        that payment is returned; if it awaits 3-D Secure, PaymentRequiresAction; if it is
+        processing or its outcome is unknown, PaymentInProgress (retryable). A total of 0 is
+        paid without Stripe. Also raises CardDeclined (invoice stays open, failure recorded),
+        AmountBelowMinimum, InvoiceNotPayable, NoDefaultPaymentMethod, and
+        PaymentProviderUnavailable (retryable; nothing was charged, or the charge is recorded
+        as in flight and settled by the next call).
         """
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
-        gateway = self._ctx.gateway
+        self._ctx.require_gateway()
+        for _ in range(ROUNDS):
+            claim = await self._claim(oid, iid)
+            if claim.next is Next.DONE:
+                return claim.payment
+            payment = claim.payment
+            if claim.next is Next.RESOLVE:
+                payment = await self._resolve(oid, iid, claim, stop=False)
+                if payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
+                    continue  # that attempt is over: the next round starts a new one
+                if payment.status is PaymentStatus.SUCCEEDED:
+                    return payment
+                if payment.status is not PaymentStatus.PENDING:
+                    raise plans.blocked(payment, str(iid))
+            return await self._charge(oid, iid, payment, claim.token)
+        raise PaymentInProgress(
+            f"invoice {iid}'s payment attempts kept ending while this call looked at them: "
+            "retry the call")
 
-        async def claim(txn: AsyncTransaction) -> tuple[Payment, Payment | None]:
+    async def settle(self, org_id: Any, invoice_id: Any) -> Payment | None:
+        """Settle the invoice's latest attempt from Stripe's state, without a webhook (for lost
+        webhooks and `processing` payments). An attempt abandoned by a crashed call is closed
+        (a confirmation whose outcome is unknown is canceled in Stripe if it never arrived).
+        Returns the attempt as now recorded, or None when there is none. PaymentInProgress
+        while another call holds the invoice; PaymentProviderUnavailable when Stripe cannot
+        be asked (nothing changed)."""
+        oid = ids.object_id(org_id, name="org_id")
+        iid = ids.object_id(invoice_id, name="invoice_id")
+        return await self._take_and_resolve(oid, iid, stop=False)
+
+    async def cancel(self, org_id: Any, invoice_id: Any) -> Payment | None:
+        """Stop the invoice's latest attempt: an intent awaiting the customer (3-D Secure) or
+        never confirmed is canceled in Stripe and recorded, so the invoice can be paid again or
+        voided. If it had already succeeded, that is recorded (the invoice is paid). A
+        `processing` payment cannot be canceled: PaymentInProgress. Returns the attempt as now
+        recorded, or None when there is none."""
+        oid = ids.object_id(org_id, name="org_id")
+        iid = ids.object_id(invoice_id, name="invoice_id")
+        payment = await self._take_and_resolve(oid, iid, stop=True)
+        if payment is not None and payment.status not in plans.FINAL:
+            raise plans.blocked(payment, str(iid))
+        return payment
+
+    async def stop(self, oid: ObjectId, iid: ObjectId) -> None:
+        """Before a void: the latest attempt must be over (see `cancel`)."""
+        await self.cancel(oid, iid)
+
+    # ---- steps -------------------------------------------------------------------------------
+
+    async def _claim(self, oid: ObjectId, iid: ObjectId) -> Claim:
+        token = secrets.token_hex(8)
+
+        async def work(txn: AsyncTransaction) -> Claim:
             org = require_org(await txn.find_one(schema.ORGS, {"_id": oid}), oid)
             invoice = await read_invoice(txn, oid, iid)
             method = None
@@ -47,117 +115,209 @@ class AsyncPayments:
                 pid = ObjectId(org.default_payment_method_id)
                 method = require_method(await txn.find_one(
                     schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
-            leased = previous = None
-            if invoice.payment_lease is not None:
-                leased = await txn.find_one(schema.PAYMENTS, {
-                    "_id": ObjectId(invoice.payment_lease.payment_id), "org_id": oid})
-            if invoice.payment_attempts:
-                previous = await txn.find_one(schema.PAYMENTS, {
-                    "org_id": oid, "invoice_id": iid, "attempt": invoice.payment_attempts})
-            plan = plans.claim(org, invoice, method, leased, previous, now=self._ctx.now(),
-                               lease_seconds=self._ctx.payment_lease_seconds)
+            latest = await latest_payment(txn, oid, iid, invoice)
+            plan = plans.claim(org, invoice, method, latest, now=self._ctx.now(),
+                               lease_seconds=self._ctx.payment_lease_seconds, token=token)
             await txn.write(plan.writes)
             return plan.result
 
-        payment, earlier = await self._ctx.uow.run(claim)
+        claim = await self._ctx.uow.run(work)
         faults.hit("payments.after_claim")
-        if earlier is not None:
-            # An earlier attempt (e.g. awaiting 3-D Secure) could still succeed later: cancel it
-            # before charging again, or, if it already succeeded, let it pay the invoice.
-            assert earlier.intent_id is not None
+        return claim
+
+    async def _take_and_resolve(self, oid: ObjectId, iid: ObjectId, *, stop: bool
+                                ) -> Payment | None:
+        token = secrets.token_hex(8)
+
+        async def work(txn: AsyncTransaction) -> tuple[Claim | None, Payment | None]:
+            invoice = await read_invoice(txn, oid, iid)
+            latest = await latest_payment(txn, oid, iid, invoice)
+            plan = plans.take(invoice, latest, now=self._ctx.now(),
+                              lease_seconds=self._ctx.payment_lease_seconds, token=token)
+            await txn.write(plan.writes)
+            return plan.result, latest
+
+        claim, latest = await self._ctx.uow.run(work)
+        if claim is None:
+            return latest
+        return await self._resolve(oid, iid, claim, stop=stop)
+
+    async def _resolve(self, oid: ObjectId, iid: ObjectId, claim: Claim, *, stop: bool
+                       ) -> Payment:
+        """Bring an earlier attempt to what Stripe says, holding the lease by `claim.token`.
+
+        A confirmation whose outcome is unknown (Stripe still says `requires_confirmation`)
+        is canceled in Stripe, so a confirmation still in flight cannot land later; with
+        `stop`, an intent awaiting the customer or never confirmed is canceled too. A cancel
+        that fails never lets anyone charge: the attempt stays as it was."""
+        payment, gateway = claim.payment, self._ctx.gateway
+        if payment.intent_id is None:  # nothing in Stripe we know of: close it here
+            return (await self._record(oid, iid, payment, None, failure=(
+                plans.ABANDONED, "abandoned before an intent was recorded; a late intent is "
+                "canceled, never confirmed")))[1]
+        try:
+            intent = await gateway.retrieve_intent(payment.intent_id)
+        except BillingError as exc:
+            await self._release(oid, iid, claim.token)
+            raise _unknown(payment, iid) from exc
+        unconfirmed = intent.status is IntentStatus.REQUIRES_CONFIRMATION
+        if unconfirmed and payment.status is PaymentStatus.PENDING and not stop:
+            return payment  # never sent to be confirmed: this call confirms it (lease held)
+        if unconfirmed or (stop and intent.status is IntentStatus.REQUIRES_ACTION):
+            intent = await self._cancel(oid, iid, payment, claim.token)
+        return (await self._record(oid, iid, payment, intent))[1]
+
+    async def _cancel(self, oid: ObjectId, iid: ObjectId, payment: Payment, token: str
+                      ) -> Intent:
+        """Cancel the attempt's intent; a cancel that fails leaves it as it is and raises,
+        unless Stripe shows the intent ended anyway (e.g. it succeeded meanwhile)."""
+        assert payment.intent_id is not None
+        gateway = self._ctx.gateway
+        try:
+            return await gateway.cancel_intent(
+                payment.intent_id, idempotency_key=f"{payment.idempotency_key}:cancel")
+        except BillingError as exc:
+            now: Intent | None = None
             try:
-                old = await gateway.cancel_intent(
-                    earlier.intent_id, idempotency_key=f"{earlier.idempotency_key}:cancel")
-            except PaymentError:
-                old = await gateway.retrieve_intent(earlier.intent_id)
-            if old.status is IntentStatus.SUCCEEDED:
-                await self._settle(oid, iid, payment, None,
-                                   failure=("superseded", "an earlier attempt succeeded"))
-                return (await self._settle(oid, iid, earlier, old))[1]
-            await self._settle(oid, iid, earlier, old)
+                now = await gateway.retrieve_intent(payment.intent_id)
+            except BillingError:
+                pass
+            if now is None or now.status in (IntentStatus.REQUIRES_CONFIRMATION,
+                                              IntentStatus.REQUIRES_ACTION):
+                await self._release(oid, iid, token)
+                raise _unknown(payment, iid) from exc
+            return now
+
+    async def _charge(self, oid: ObjectId, iid: ObjectId, payment: Payment, token: str
+                      ) -> Payment:
+        gateway = self._ctx.gateway
         if payment.intent_id is None:
-            payment = await self._create_intent(oid, iid, payment)
+            assert payment.customer_id is not None and payment.stripe_payment_method is not None
+            try:
+                intent = await gateway.create_intent(
+                    customer_id=payment.customer_id,
+                    payment_method_id=payment.stripe_payment_method, amount=payment.amount,
+                    currency=payment.currency, idempotency_key=f"{payment.idempotency_key}:create",
+                    metadata={"org_id": str(oid), "invoice_id": str(iid),
+                              "payment_id": payment.id})
+            except BillingError as exc:
+                if exc.retryable:  # it may exist in Stripe: the next call abandons the attempt
+                    await self._release(oid, iid, token)
+                    raise
+                # Refused: this attempt is over; the next pay() uses the org's current default.
+                await self._record(oid, iid, payment, None, failure=(
+                    getattr(exc, "code", None) or type(exc).__name__, exc.message))
+                if getattr(exc, "code", None) == "amount_too_small":
+                    raise AmountBelowMinimum(f"Stripe refused to charge invoice {iid}: "
+                                             f"{exc.message}") from exc
+                raise
+            faults.hit("payments.after_create_intent")
+            payment = await self._record_intent(oid, iid, payment, intent, token)
+        payment = await self._start_confirm(oid, iid, payment, token)
         assert payment.intent_id is not None
         try:
             intent = await gateway.confirm_intent(
                 payment.intent_id, idempotency_key=f"{payment.idempotency_key}:confirm")
         except CardDeclined as exc:
-            await self._settle(oid, iid, payment, None, failure=(exc.code, exc.message))
+            await self._record(oid, iid, payment, None, failure=(exc.code, exc.message))
             raise
-        except PaymentError as exc:
-            if not exc.retryable:
-                await self._settle(oid, iid, payment, None, failure=(exc.code, exc.message))
-            raise  # retryable: the lease expires and a repeat confirms the same intent
+        except BillingError as exc:
+            # Stripe may or may not have confirmed it: only its state can say.
+            try:
+                intent = await gateway.retrieve_intent(payment.intent_id)
+            except BillingError:
+                await self._release(oid, iid, token)
+                raise _unknown(payment, iid) from exc
+            if intent.status is IntentStatus.REQUIRES_CONFIRMATION:
+                if exc.retryable:
+                    await self._release(oid, iid, token)  # stays `confirming`: resolved later
+                    raise
+                await self._record(oid, iid, payment, None, failure=(
+                    getattr(exc, "code", None) or type(exc).__name__, exc.message))
+                raise
         faults.hit("payments.after_confirm")
-        _, settled = await self._settle(oid, iid, payment, intent)
-        if settled.status is PaymentStatus.REQUIRES_ACTION:
-            raise PaymentRequiresAction(
-                f"payment {settled.id} needs the customer to authenticate (3-D Secure); the "
-                "invoice stays open until Stripe reports success", code="requires_action")
+        _, settled = await self._record(oid, iid, payment, intent)
+        if settled.status not in plans.FINAL:
+            raise plans.blocked(settled, str(iid))
+        if settled.status is not PaymentStatus.SUCCEEDED:
+            raise PaymentError(
+                f"payment {settled.id} of invoice {iid} ended {settled.status.value} "
+                f"({settled.failure_code or 'no code'}): nothing was charged; the invoice stays "
+                "open", code=settled.failure_code, payment_id=settled.id)
         return settled
 
-    async def cancel_unsettled(self, oid: ObjectId, iid: ObjectId) -> None:
-        """Before a void: the latest attempt's intent, if it could still take money (awaiting
-        3-D Secure, or confirmed by a process that died) and no live attempt holds the lease, is
-        canceled in Stripe and the outcome recorded. If it had succeeded, that pays the invoice
-        (and the void is refused); a live attempt is left alone (the void is refused)."""
-
-        async def read(txn: AsyncTransaction) -> tuple[Invoice, Payment | None]:
+    async def _record_intent(self, oid: ObjectId, iid: ObjectId, payment: Payment,
+                             intent: Intent, token: str) -> Payment:
+        async def work(txn: AsyncTransaction) -> Payment | None:
             invoice = await read_invoice(txn, oid, iid)
-            return invoice, await latest_payment(txn, oid, iid, invoice)
-
-        invoice, latest = await self._ctx.uow.run(read)
-        lease = invoice.payment_lease
-        if (latest is None or not latest.intent_id or latest.status not in UNSETTLED
-                or invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOID)
-                or (lease is not None and lease.expires_at > self._ctx.now())):
-            return
-        gateway = self._ctx.gateway
-        try:
-            intent = await gateway.cancel_intent(
-                latest.intent_id, idempotency_key=f"{latest.idempotency_key}:cancel")
-        except PaymentError:
-            intent = await gateway.retrieve_intent(latest.intent_id)
-        await self._settle(oid, iid, latest, intent)
-
-    async def _create_intent(self, oid: ObjectId, iid: ObjectId, payment: Payment) -> Payment:
-        assert payment.customer_id is not None and payment.stripe_payment_method is not None
-        intent = await self._ctx.gateway.create_intent(
-            customer_id=payment.customer_id, payment_method_id=payment.stripe_payment_method,
-            amount=payment.amount, currency=payment.currency,
-            metadata={"org_id": str(oid), "invoice_id": str(iid), "payment_id": payment.id},
-            idempotency_key=f"{payment.idempotency_key}:create",
-        )
-        faults.hit("payments.after_create_intent")
-
-        async def record(txn: AsyncTransaction) -> Payment:
-            doc = await txn.find_one(schema.PAYMENTS, {"_id": ObjectId(payment.id), "org_id": oid})
-            assert doc is not None
-            plan = plans.record_intent(documents.payment(doc), intent.id)
+            current = await self._payment(txn, oid, payment.id)
+            plan = plans.record_intent(invoice, current, intent.id, token)
             await txn.write(plan.writes)
             return plan.result
 
-        recorded = await self._ctx.uow.run(record)
-        if recorded.intent_id != intent.id:  # another process recorded first: drop ours
-            await self._ctx.gateway.cancel_intent(
-                intent.id, idempotency_key=f"{payment.idempotency_key}:cancel-extra")
+        recorded = await self._ctx.uow.run(work)
+        if recorded is None or recorded.intent_id != intent.id:
+            # Not ours to confirm any more: make sure this intent never moves money.
+            try:
+                await self._ctx.gateway.cancel_intent(
+                    intent.id, idempotency_key=f"{payment.idempotency_key}:cancel-extra")
+            except BillingError:
+                pass  # unconfirmed, and nobody will confirm it: it cannot move money
+            raise PaymentInProgress(
+                f"payment {payment.id} of invoice {iid} was taken over or abandoned while its "
+                "intent was being created; that intent was canceled and nothing was charged by "
+                "this call: check the invoice, then pay again if it is still open",
+                payment_id=payment.id)
         return recorded
 
-    async def _settle(
+    async def _start_confirm(self, oid: ObjectId, iid: ObjectId, payment: Payment, token: str
+                             ) -> Payment:
+        async def work(txn: AsyncTransaction) -> Payment:
+            invoice = await read_invoice(txn, oid, iid)
+            current = await self._payment(txn, oid, payment.id)
+            plan = plans.start_confirm(invoice, current, token, now=self._ctx.now())
+            await txn.write(plan.writes)
+            return plan.result
+
+        return await self._ctx.uow.run(work)
+
+    async def _release(self, oid: ObjectId, iid: ObjectId, token: str) -> None:
+        async def work(txn: AsyncTransaction) -> None:
+            plan = plans.release(await read_invoice(txn, oid, iid), token)
+            await txn.write(plan.writes)
+
+        try:
+            await self._ctx.uow.run(work)
+        except BillingError:
+            pass  # the lease expires by itself; the error being raised matters more
+
+    async def _record(
         self, oid: ObjectId, iid: ObjectId, payment: Payment, intent: Intent | None, *,
         failure: tuple[str | None, str] | None = None,
     ) -> tuple[Invoice, Payment]:
         async def work(txn: AsyncTransaction) -> tuple[Invoice, Payment]:
             invoice = await read_invoice(txn, oid, iid)
-            doc = await txn.find_one(schema.PAYMENTS, {"_id": ObjectId(payment.id), "org_id": oid})
-            assert doc is not None
-            plan = plans.settle(invoice, documents.payment(doc), intent, now=self._ctx.now(),
-                                failure=failure)
+            current = await self._payment(txn, oid, payment.id)
+            plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure)
             await txn.write(plan.writes)
             faults.hit("payments.settle.after_write")
             return plan.result
 
         return await self._ctx.uow.run(work)
+
+    @staticmethod
+    async def _payment(txn: AsyncTransaction, oid: ObjectId, payment_id: str) -> Payment:
+        doc = await txn.find_one(schema.PAYMENTS, {"_id": ObjectId(payment_id), "org_id": oid})
+        if doc is None:
+            raise InvoiceNotPayable(f"payment {payment_id} is gone: check the invoice")
+        return documents.payment(doc)
+
+
+def _unknown(payment: Payment, iid: ObjectId) -> PaymentProviderUnavailable:
+    return PaymentProviderUnavailable(
+        f"Stripe could not be asked about payment {payment.id} of invoice {iid}: nothing new "
+        "was charged and the attempt stays as recorded, blocking any new charge until its "
+        "state is known; retry later", payment_id=payment.id)
 
 
 async def latest_payment(txn: AsyncTransaction, oid: ObjectId, iid: ObjectId,

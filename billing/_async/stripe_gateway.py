@@ -136,8 +136,10 @@ def _card(method: stripe.PaymentMethod) -> CardMethod:
 
 def _intent(intent: stripe.PaymentIntent) -> Intent:
     error = intent.last_payment_error
+    customer = getattr(intent, "customer", None)  # absent from some answers
     return Intent(
         id=intent.id, status=IntentStatus(intent.status), amount=intent.amount,
         currency=intent.currency, failure_code=error.code if error else None,
         failure_message=error.message if error else None,
+        customer_id=customer if isinstance(customer, str) or customer is None else customer.id,
     )

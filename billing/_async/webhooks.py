@@ -15,13 +15,12 @@ from billing.adapters import documents, schema
 from billing.adapters.stripe_webhooks import StripeEvent, verify
 from billing.errors import BillingError, ConfigurationError, WebhookRejected
 from billing.plans import payment_methods as method_plans
-from billing.plans import payments as payment_plans
 from billing.plans import require_org
 from billing.plans.webhooks import (
     HANDLED,
     WebhookOutcome,
     WebhookResult,
-    intent_of,
+    intent_event,
     processed,
 )
 
@@ -49,10 +48,12 @@ class AsyncWebhooks:
         try:
             outcome, detail = await self._ctx.uow.run(lambda txn: self._apply(txn, event))
         except BillingError as exc:
-            await self._audit(event, exc)
+            await self._audit(event, f"{type(exc).__name__}: {exc.message}", exc.retryable)
             retry = exc.retryable or isinstance(exc, ConfigurationError)
             return WebhookResult(WebhookOutcome.RETRY if retry else WebhookOutcome.IGNORED,
                                  event.id, event.type, f"{type(exc).__name__}: {exc.message}")
+        if outcome is WebhookOutcome.MISMATCH:
+            await self._audit(event, detail, False)
         return WebhookResult(outcome, event.id, event.type, detail)
 
     async def _apply(self, txn: AsyncTransaction, event: StripeEvent
@@ -70,25 +71,26 @@ class AsyncWebhooks:
     async def _effect(self, txn: AsyncTransaction, event: StripeEvent) -> Outcome:
         obj, now = event.data_object, self._ctx.now()
         if event.type.startswith("payment_intent."):
-            meta = obj.get("metadata") or {}
+            # The org in our metadata only scopes the lookup; what the event may change is
+            # decided from the payment we recorded for this intent id.
+            meta = obj.get("metadata")
+            intent_id = obj.get("id")
+            org_text = meta.get("org_id") if isinstance(meta, dict) else None
             try:
-                oid, iid = ObjectId(meta.get("org_id")), ObjectId(meta.get("invoice_id"))
-                pid = ObjectId(meta.get("payment_id"))
-            except (InvalidId, TypeError):
-                return WebhookOutcome.IGNORED, "not a billing payment (no metadata)", None
-            doc = await txn.find_one(schema.PAYMENTS, {"_id": pid, "org_id": oid})
-            if doc is None or doc.get("intent_id") not in (None, obj.get("id")):
-                return WebhookOutcome.IGNORED, "no matching payment", oid
-            intent = intent_of(obj)
-            failure = None
-            if event.type == "payment_intent.payment_failed":
-                failure = (intent.failure_code, intent.failure_message or "payment failed")
-            settled = payment_plans.settle(
-                await read_invoice(txn, oid, iid),
-                documents.payment({**doc, "intent_id": obj.get("id")}), intent, now=now,
-                failure=failure)
-            await txn.write(settled.writes)
-            return WebhookOutcome.PROCESSED, f"payment {pid}: {settled.result[1].status}", oid
+                oid = ObjectId(org_text) if isinstance(org_text, str) else None
+            except InvalidId:
+                oid = None
+            if oid is None:
+                return WebhookOutcome.IGNORED, "not a billing payment (no org in metadata)", None
+            if not isinstance(intent_id, str):
+                return WebhookOutcome.IGNORED, "event has no intent id", oid
+            doc = await txn.find_one(schema.PAYMENTS, {"org_id": oid, "intent_id": intent_id})
+            payment = documents.payment(doc) if doc is not None else None
+            invoice = await read_invoice(txn, oid, ObjectId(payment.invoice_id)) \
+                if payment is not None else None
+            outcome, detail, writes = intent_event(event.type, obj, payment, invoice, now=now)
+            await txn.write(writes)
+            return outcome, detail, oid
         customer = obj.get("id") if event.type == "customer.deleted" else (
             event.previous_attributes.get("customer") or obj.get("customer"))
         org_doc = await txn.find_one(schema.ORGS, {"stripe_customer_id": customer}) \
@@ -110,11 +112,11 @@ class AsyncWebhooks:
         await txn.write(plan.writes)
         return WebhookOutcome.PROCESSED, f"payment method {plan.result.id} detached", org_doc["_id"]
 
-    async def _audit(self, event: StripeEvent, exc: BillingError) -> None:
+    async def _audit(self, event: StripeEvent, error: str, retryable: bool) -> None:
         try:
             await self._ctx.uow.db[schema.WEBHOOK_LOG].insert_one({
                 "event_id": event.id, "type": event.type, "at": self._ctx.now(),
-                "error": f"{type(exc).__name__}: {exc.message}", "retryable": exc.retryable})
+                "error": error, "retryable": retryable})
         except Exception:  # noqa: BLE001 - the audit must never hide the answer to Stripe
             pass
 

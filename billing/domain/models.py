@@ -68,6 +68,7 @@ class PaymentLease(_Model):
 
     payment_id: str
     expires_at: datetime
+    token: str | None = None  # names the call holding it: only that call may confirm
 
 
 class Invoice(_Model):
@@ -125,7 +126,8 @@ class PaymentMethod(_Model):
 
 
 class PaymentStatus(StrEnum):
-    PENDING = "pending"  # holds the invoice's lease; intent not confirmed yet
+    PENDING = "pending"  # intent being created, or created and never sent to be confirmed
+    CONFIRMING = "confirming"  # confirmation sent: only Stripe's state says how it ended
     PROCESSING = "processing"  # Stripe is processing: a webhook finishes it
     REQUIRES_ACTION = "requires_action"  # 3-D Secure: the customer must authenticate
     SUCCEEDED = "succeeded"

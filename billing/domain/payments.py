@@ -28,6 +28,28 @@ class IntentStatus(StrEnum):
     SUCCEEDED = "succeeded"
 
 
+# Stripe's documented smallest charge per presentment currency, in minor units (0.50 usd). A
+# currency not listed here is checked by Stripe itself (its `amount_too_small` refusal).
+MINIMUM_CHARGE = {
+    "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50, "czk": 1500,
+    "dkk": 250, "eur": 50, "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50,
+    "mxn": 1000, "myr": 200, "nok": 300, "nzd": 50, "pln": 200, "ron": 200, "sek": 300,
+    "sgd": 50, "thb": 1000,
+}
+
+
+def below_minimum(amount: int, currency: str) -> int | None:
+    """The provider's minimum when `amount` (> 0) is below it, else None."""
+    least = MINIMUM_CHARGE.get(currency)
+    return least if least is not None and 0 < amount < least else None
+
+
+# Intent states in which money can still move: someone may confirm it, the customer may
+# authenticate it, or the bank has not answered yet.
+LIVE = frozenset({IntentStatus.REQUIRES_CONFIRMATION, IntentStatus.REQUIRES_ACTION,
+                  IntentStatus.PROCESSING, IntentStatus.REQUIRES_CAPTURE})
+
+
 @dataclass(frozen=True, slots=True)
 class Intent:
     id: str  # pi_...
@@ -36,3 +58,4 @@ class Intent:
     currency: str
     failure_code: str | None = None
     failure_message: str | None = None
+    customer_id: str | None = None

@@ -102,16 +102,17 @@ def void(invoice: Invoice, latest: Payment | None, *, now: datetime) -> Plan[Inv
         raise PaymentInProgress(
             f"invoice {invoice.id} is being paid (payment {lease.payment_id}): void it after "
             f"that attempt ends, at the latest {lease.expires_at.isoformat()}")
-    if latest is not None and latest.intent_id and latest.status in UNSETTLED:
+    if latest is not None and latest.status in UNSETTLED:
         raise PaymentInProgress(
             f"payment {latest.id} of invoice {invoice.id} ({latest.status.value}) can still "
-            "take money: it is canceled in Stripe before voiding; retry the void")
+            "take money: it is canceled in Stripe before voiding; retry the void",
+            payment_id=latest.id)
     return _changed(invoice, invoicing.transition(invoice, InvoiceStatus.VOID))
 
 
 # Payment states in which a Stripe intent may still move money.
-UNSETTLED = frozenset({PaymentStatus.PENDING, PaymentStatus.PROCESSING,
-                       PaymentStatus.REQUIRES_ACTION})
+UNSETTLED = frozenset({PaymentStatus.PENDING, PaymentStatus.CONFIRMING,
+                       PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
 
 
 def add_line_item(invoice: Invoice, item: NewLineItem) -> Plan[LineItem]:

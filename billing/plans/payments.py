@@ -1,14 +1,21 @@
-"""Plans for taking payment of an invoice.
+"""Plans for taking payment of an invoice: the one payment rule, decided here for sync and async.
 
-Money moves only when the one PaymentIntent recorded on a payment is confirmed, so a repeat or
-a crash cannot charge twice whatever Stripe does with idempotency keys. A lease on the invoice
-(an expiring claim written in a transaction: MongoDB's lock-for-update) lets one attempt at a
-time talk to Stripe; a crashed attempt is taken over when its lease expires.
+The rule: a new PaymentIntent is created only when no earlier intent of the invoice can still
+move money. An attempt whose intent may have been confirmed (`confirming`, `requires_action`,
+`processing`) is resolved from Stripe's state before anything else happens, and blocks while
+Stripe says it is live. An attempt with no intent recorded may still have one being created by
+a slow process: it is abandoned here, in the database, and since an intent is only ever
+confirmed after a transaction has checked that its attempt is still `pending`, still holds the
+invoice's lease (by token) and that the invoice is still payable, a late intent is never
+confirmed: its process cancels it. Lease expiry lets another call look; it never overrides
+Stripe's state.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from bson import ObjectId
 
@@ -24,40 +31,70 @@ from billing.domain.models import (
     PaymentMethodStatus,
     PaymentStatus,
 )
-from billing.domain.payments import Intent, IntentStatus
-from billing.errors import InvoiceNotPayable, NoDefaultPaymentMethod, PaymentInProgress
+from billing.domain.payments import Intent, IntentStatus, below_minimum
+from billing.errors import (
+    AmountBelowMinimum,
+    InvoiceNotPayable,
+    NoDefaultPaymentMethod,
+    PaymentInProgress,
+    PaymentRequiresAction,
+)
 from billing.plans import Doc, Plan
 
 PAYABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
-FINAL = (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED)
+FINAL = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED})
+# Attempts whose intent may have been confirmed: only Stripe can say how they end.
+SENT = frozenset({PaymentStatus.CONFIRMING, PaymentStatus.REQUIRES_ACTION,
+                  PaymentStatus.PROCESSING})
+ABANDONED = "abandoned"  # failure code of an attempt given up before its intent was recorded
+
+
+class Next(StrEnum):
+    CHARGE = "charge"  # this call owns a pending attempt: create and confirm its intent
+    RESOLVE = "resolve"  # an earlier attempt's intent exists: ask Stripe before anything else
+    DONE = "done"  # nothing to charge: the invoice is settled
+
+
+@dataclass(frozen=True)
+class Claim:
+    next: Next
+    payment: Payment
+    token: str
 
 
 def claim(
-    org: Org, invoice: Invoice, method: PaymentMethod | None, leased: Doc | None,
-    previous: Doc | None, *, now: datetime, lease_seconds: float,
-) -> Plan[tuple[Payment, Payment | None]]:
-    """Take the invoice's payment lease: resume the attempt whose lease expired, or start the
-    next attempt. Returns (this attempt, the previous one if it may still move money)."""
-    if invoice.status is InvoiceStatus.PAID:
-        raise InvoiceNotPayable(f"invoice {invoice.id} is already paid")
-    if invoice.status not in PAYABLE:
-        raise InvoiceNotPayable(
-            f"invoice {invoice.id} is {invoice.status.value}: only open or uncollectible "
-            "invoices can be paid (finalise a draft first)")
-    lease = invoice.payment_lease
-    if lease is not None and lease.expires_at > now:
-        raise PaymentInProgress(
-            f"payment {lease.payment_id} of invoice {invoice.id} is in progress until "
-            f"{lease.expires_at.isoformat()}: retry after that")
+    org: Org, invoice: Invoice, method: PaymentMethod | None, latest: Payment | None, *,
+    now: datetime, lease_seconds: float, token: str,
+) -> Plan[Claim]:
+    """Take the invoice's payment lease for this call and say what it must do next."""
+    _require_payable(invoice)
+    _require_free_lease(invoice, now)
     expires = now + timedelta(seconds=lease_seconds)
-    if lease is not None and leased is not None:  # take over a crashed attempt
-        payment = documents.payment(leased)
-        new = invoice.model_copy(update={"payment_lease": PaymentLease(
-            payment_id=payment.id, expires_at=expires)})
-        return Plan((payment, None), invoice_changes(invoice, new))
+    writes: list[Write] = []
+    if latest is not None and latest.status not in FINAL:
+        if latest.intent_id is not None:
+            return Plan(Claim(Next.RESOLVE, latest, token),
+                        _leased(invoice, latest.id, token, expires))
+        # Its intent may still be being created: abandon it, so that one is never confirmed.
+        writes.append(_set(latest, {"status": PaymentStatus.CANCELED.value,
+                                    "failure_code": ABANDONED, "updated_at": now,
+                                    "failure_message": "abandoned before an intent was "
+                                    "recorded; a late intent is canceled, never confirmed"},
+                           status=latest.status))
+    if invoice.total == 0:
+        return _free(invoice, now, token, writes)
+    if least := below_minimum(invoice.total, invoice.currency):
+        raise AmountBelowMinimum(
+            f"invoice {invoice.id} is due {invoice.total} {invoice.currency} (minor units), "
+            f"below Stripe's minimum charge of {least}: nothing was sent to Stripe and the "
+            "invoice stays open; void it to write it off")
     if method is None or method.status is not PaymentMethodStatus.ACTIVE or not method.stripe_id:
         raise NoDefaultPaymentMethod(
             f"org {org.id} has no active default payment method: attach one first")
+    if not org.stripe_customer_id or method.customer_id not in (None, org.stripe_customer_id):
+        raise NoDefaultPaymentMethod(
+            f"org {org.id}'s default payment method is not attached to its current Stripe "
+            "customer: attach a payment method again")
     attempt = invoice.payment_attempts + 1
     doc: Doc = {
         "_id": ObjectId(), "org_id": ObjectId(org.id), "invoice_id": ObjectId(invoice.id),
@@ -69,20 +106,62 @@ def claim(
     }
     payment = documents.payment(doc)
     new = invoice.model_copy(update={"payment_attempts": attempt, "payment_lease": PaymentLease(
-        payment_id=payment.id, expires_at=expires)})
-    prior = documents.payment(previous) if previous is not None else None
-    live = prior if prior is not None and prior.status not in FINAL and prior.intent_id else None
-    return Plan((payment, live), [insert(schema.PAYMENTS, doc), *invoice_changes(invoice, new)])
+        payment_id=payment.id, expires_at=expires, token=token)})
+    return Plan(Claim(Next.CHARGE, payment, token),
+                [*writes, insert(schema.PAYMENTS, doc), *invoice_changes(invoice, new)])
 
 
-def record_intent(payment: Payment, intent_id: str) -> Plan[Payment]:
-    """Remember the attempt's intent, once: a second intent for it is to be cancelled."""
-    if payment.intent_id is not None:
+def take(invoice: Invoice, latest: Payment | None, *, now: datetime, lease_seconds: float,
+         token: str) -> Plan[Claim | None]:
+    """Take the lease to resolve or stop the latest attempt (void, cancel, settle): None when
+    there is nothing that could still move money."""
+    if latest is None or latest.status in FINAL or invoice.status is InvoiceStatus.VOID:
+        return Plan(None)
+    _require_free_lease(invoice, now)
+    expires = now + timedelta(seconds=lease_seconds)
+    return Plan(Claim(Next.RESOLVE, latest, token), _leased(invoice, latest.id, token, expires))
+
+
+def record_intent(invoice: Invoice, payment: Payment, intent_id: str, token: str
+                  ) -> Plan[Payment | None]:
+    """Remember the attempt's intent, once. None: the attempt is no longer this call's (taken
+    over, abandoned, or another intent recorded first): the caller cancels its intent."""
+    if payment.intent_id == intent_id:
         return Plan(payment)
-    return Plan(payment.model_copy(update={"intent_id": intent_id}), [Write(
-        schema.PAYMENTS, "update_one",
-        {"_id": ObjectId(payment.id), "org_id": ObjectId(payment.org_id), "intent_id": None},
-        {"$set": {"intent_id": intent_id}})])
+    if payment.intent_id is not None or payment.status is not PaymentStatus.PENDING or \
+            not _holds(invoice, payment, token):
+        return Plan(None)
+    return Plan(payment.model_copy(update={"intent_id": intent_id}), [_set(
+        payment, {"intent_id": intent_id}, status=PaymentStatus.PENDING, intent_id=None)])
+
+
+def start_confirm(invoice: Invoice, payment: Payment, token: str, *, now: datetime
+                  ) -> Plan[Payment]:
+    """The decision to confirm, taken in a transaction: only while the invoice is payable, the
+    attempt pending with its intent recorded, and this call holds the lease."""
+    if invoice.status not in PAYABLE:
+        raise InvoiceNotPayable(f"invoice {invoice.id} became {invoice.status.value} while "
+                                "being paid: nothing was charged")
+    if payment.status is not PaymentStatus.PENDING or payment.intent_id is None or \
+            not _holds(invoice, payment, token):
+        raise PaymentInProgress(
+            f"payment {payment.id} of invoice {invoice.id} was taken over by another call "
+            "(this one was too slow): nothing was charged by this call; check the invoice",
+            payment_id=payment.id)
+    return Plan(payment.model_copy(update={"status": PaymentStatus.CONFIRMING,
+                                           "updated_at": now}),
+                [_set(payment, {"status": PaymentStatus.CONFIRMING.value, "updated_at": now},
+                      status=PaymentStatus.PENDING)])
+
+
+def release(invoice: Invoice, token: str) -> Plan[Invoice]:
+    """Give the lease back (when this call still holds it) without settling anything."""
+    lease = invoice.payment_lease
+    if lease is None or lease.token != token:
+        return Plan(invoice)
+    new = invoice.model_copy(update={"payment_lease": None})
+    return Plan(new.model_copy(update={"version": invoice.version + 1}),
+                invoice_changes(invoice, new))
 
 
 def settle(
@@ -96,13 +175,13 @@ def settle(
     status = payment.status
     if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED):
         # Not final yet; succeeded and canceled never move back on a late or reordered report.
-        status = _status(intent, failure)
+        status = _status(intent, failure, payment.status)
         fields = {"status": status.value, "updated_at": now}
         if failure is not None:
             fields.update(failure_code=failure[0], failure_message=failure[1][:300])
         elif intent is not None and intent.failure_code:
             fields.update(failure_code=intent.failure_code,
-                          failure_message=intent.failure_message)
+                          failure_message=(intent.failure_message or "")[:300])
     new_payment = payment.model_copy(update={**fields, "status": status})
     updates: dict[str, object] = {}
     lease = invoice.payment_lease
@@ -113,16 +192,83 @@ def settle(
     new_invoice = invoice.model_copy(update=updates)
     writes: list[Write] = []
     if fields and new_payment != payment:
-        writes.append(Write(schema.PAYMENTS, "update_one",
-                            {"_id": ObjectId(payment.id), "org_id": ObjectId(payment.org_id)},
-                            {"$set": fields}))
+        writes.append(_set(payment, fields))
     if new_invoice != invoice:
         writes += invoice_changes(invoice, new_invoice)
         new_invoice = new_invoice.model_copy(update={"version": invoice.version + 1})
     return Plan((new_invoice, new_payment), writes)
 
 
-def _status(intent: Intent | None, failure: tuple[str | None, str] | None) -> PaymentStatus:
+def blocked(payment: Payment, invoice_id: str) -> PaymentInProgress | PaymentRequiresAction:
+    """The error for an attempt that Stripe still holds open: no new charge until it ends."""
+    if payment.status is PaymentStatus.REQUIRES_ACTION:
+        return PaymentRequiresAction(
+            f"payment {payment.id} of invoice {invoice_id} awaits the customer's authentication "
+            "(3-D Secure): no new charge until it ends; it settles when the customer completes "
+            "it (webhook, or invoices.settle_payment), or cancel it with invoices.cancel_payment "
+            "before paying again", code="requires_action", payment_id=payment.id)
+    why = ("is processing at Stripe (it cannot be canceled; it settles or fails later)"
+           if payment.status is PaymentStatus.PROCESSING else
+           "was sent to Stripe and its outcome is not known yet")
+    return PaymentInProgress(
+        f"payment {payment.id} of invoice {invoice_id} {why}: no new charge until it ends; "
+        "retry later, or call invoices.settle_payment to read its state from Stripe",
+        code=payment.status.value, payment_id=payment.id)
+
+
+def _free(invoice: Invoice, now: datetime, token: str, writes: list[Write]) -> Plan[Claim]:
+    """An invoice of total 0 is paid without going to Stripe (which refuses amount 0)."""
+    attempt = invoice.payment_attempts + 1
+    doc: Doc = {
+        "_id": ObjectId(), "org_id": ObjectId(invoice.org_id),
+        "invoice_id": ObjectId(invoice.id), "attempt": attempt,
+        "status": PaymentStatus.SUCCEEDED.value, "amount": 0, "currency": invoice.currency,
+        "idempotency_key": f"pay:{invoice.id}:{attempt}", "intent_id": None,
+        "created_at": now, "updated_at": now,
+    }
+    new = invoice.model_copy(update={"payment_attempts": attempt, "payment_lease": None,
+                                     "status": InvoiceStatus.PAID, "amount_paid": 0,
+                                     "paid_at": now})
+    return Plan(Claim(Next.DONE, documents.payment(doc), token),
+                [*writes, insert(schema.PAYMENTS, doc), *invoice_changes(invoice, new)])
+
+
+def _require_payable(invoice: Invoice) -> None:
+    if invoice.status is InvoiceStatus.PAID:
+        raise InvoiceNotPayable(f"invoice {invoice.id} is already paid")
+    if invoice.status not in PAYABLE:
+        raise InvoiceNotPayable(
+            f"invoice {invoice.id} is {invoice.status.value}: only open or uncollectible "
+            "invoices can be paid (finalise a draft first)")
+
+
+def _require_free_lease(invoice: Invoice, now: datetime) -> None:
+    lease = invoice.payment_lease
+    if lease is not None and lease.expires_at > now:
+        raise PaymentInProgress(
+            f"payment {lease.payment_id} of invoice {invoice.id} is in progress until "
+            f"{lease.expires_at.isoformat()}: retry after that", payment_id=lease.payment_id)
+
+
+def _holds(invoice: Invoice, payment: Payment, token: str) -> bool:
+    lease = invoice.payment_lease
+    return lease is not None and lease.payment_id == payment.id and lease.token == token
+
+
+def _leased(invoice: Invoice, payment_id: str, token: str, expires: datetime) -> list[Write]:
+    return invoice_changes(invoice, invoice.model_copy(update={"payment_lease": PaymentLease(
+        payment_id=payment_id, expires_at=expires, token=token)}))
+
+
+def _set(payment: Payment, fields: Doc, **guard: object) -> Write:
+    """An update of the attempt, guarded by the values it was read with."""
+    where: Doc = {"_id": ObjectId(payment.id), "org_id": ObjectId(payment.org_id)}
+    where.update({k: (v.value if isinstance(v, PaymentStatus) else v) for k, v in guard.items()})
+    return Write(schema.PAYMENTS, "update_one", where, {"$set": fields})
+
+
+def _status(intent: Intent | None, failure: tuple[str | None, str] | None,
+            current: PaymentStatus) -> PaymentStatus:
     if failure is not None or intent is None:
         return PaymentStatus.FAILED
     return {
@@ -132,5 +278,7 @@ def _status(intent: Intent | None, failure: tuple[str | None, str] | None) -> Pa
         IntentStatus.REQUIRES_CAPTURE: PaymentStatus.PROCESSING,
         IntentStatus.CANCELED: PaymentStatus.CANCELED,
         IntentStatus.REQUIRES_PAYMENT_METHOD: PaymentStatus.FAILED,
-        IntentStatus.REQUIRES_CONFIRMATION: PaymentStatus.PENDING,
+        # Not confirmed (yet): a confirmation sent stays one until Stripe says otherwise.
+        IntentStatus.REQUIRES_CONFIRMATION: current if current in (
+            PaymentStatus.PENDING, PaymentStatus.CONFIRMING) else PaymentStatus.PENDING,
     }[intent.status]

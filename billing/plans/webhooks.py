@@ -9,10 +9,13 @@ from typing import Any
 
 from billing.adapters import schema
 from billing.adapters.writes import Write, insert
+from billing.domain.models import Invoice, Payment
 from billing.domain.payments import Intent, IntentStatus
+from billing.plans import payments
 
 HANDLED = frozenset({
-    "payment_intent.succeeded", "payment_intent.payment_failed", "payment_method.detached",
+    "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.processing",
+    "payment_intent.requires_action", "payment_intent.canceled", "payment_method.detached",
     "customer.deleted",
 })
 
@@ -22,6 +25,7 @@ class WebhookOutcome(StrEnum):
     DUPLICATE = "duplicate"  # applied before: nothing done
     IGNORED = "ignored"  # authentic but not ours or not handled: nothing to do
     REJECTED = "rejected"  # not authentic or not parseable: do not retry
+    MISMATCH = "mismatch"  # authentic, but it disagrees with our records: nothing changed
     RETRY = "retry"  # a temporary failure: Stripe should deliver it again
 
 
@@ -46,12 +50,46 @@ def processed(event_id: str, event_type: str, outcome: WebhookOutcome, detail: s
                                           "org_id": org_id, "processed_at": now})
 
 
+def intent_event(event_type: str, obj: dict[str, Any], payment: Payment | None,
+                 invoice: Invoice | None, *, now: datetime
+                 ) -> tuple[WebhookOutcome, str, list[Write]]:
+    """What a `payment_intent.*` event does. The payment and invoice come from our own records,
+    found by the intent's id (never from its metadata), and the event changes nothing unless
+    its amount, currency and customer are the attempt's."""
+    if payment is None or invoice is None:
+        return WebhookOutcome.IGNORED, f"no payment here has intent {obj.get('id')}", []
+    intent = intent_of(obj)
+    differs = [f"{name} {theirs!r} (ours {ours!r})" for name, theirs, ours in (
+        ("amount", intent.amount, payment.amount), ("currency", intent.currency, payment.currency),
+        ("customer", intent.customer_id, payment.customer_id))
+        if theirs != ours and not (name == "customer" and (theirs is None or ours is None))]
+    if intent.amount < 0 or differs:
+        return WebhookOutcome.MISMATCH, (
+            f"intent {intent.id} disagrees with payment {payment.id} of invoice {invoice.id}: "
+            f"{', '.join(differs) or 'malformed amount'}; nothing changed"), []
+    failure = None
+    if event_type == "payment_intent.payment_failed":
+        failure = (intent.failure_code, intent.failure_message or "payment failed")
+    plan = payments.settle(invoice, payment, intent, now=now, failure=failure)
+    return (WebhookOutcome.PROCESSED, f"payment {payment.id}: {plan.result[1].status}",
+            plan.writes)
+
+
 def intent_of(obj: dict[str, Any]) -> Intent:
-    error = obj.get("last_payment_error") or {}
+    """The intent in an event; an amount that is not an int becomes -1 (never ours)."""
+    error = obj.get("last_payment_error")
+    error = error if isinstance(error, dict) else {}
     try:
         status = IntentStatus(str(obj.get("status")))
     except ValueError:
         status = IntentStatus.PROCESSING
-    return Intent(id=str(obj.get("id")), status=status, amount=int(obj.get("amount") or 0),
-                  currency=str(obj.get("currency") or ""), failure_code=error.get("code"),
-                  failure_message=error.get("message"))
+    amount = obj.get("amount")
+    customer = obj.get("customer")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    return Intent(
+        id=str(obj.get("id")), status=status,
+        amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else -1,
+        currency=str(obj.get("currency") or ""), failure_code=error.get("code"),
+        failure_message=error.get("message"),
+        customer_id=customer if isinstance(customer, str) else None)

@@ -56,7 +56,7 @@ def paid_through_webhook_setup(b: Billing) -> tuple[Any, Any, Any]:
     with faults.active({"payments.after_confirm": "raise"}), pytest.raises(InjectedFault):
         b.invoices.pay(org.id, inv.id)
     payment = b.database.payments.find_one({"invoice_id": ObjectId(inv.id)})
-    assert payment is not None and payment["status"] == "pending" and payment["intent_id"]
+    assert payment is not None and payment["status"] == "confirming" and payment["intent_id"]
     return org, inv, payment
 
 
