@@ -8,7 +8,7 @@ declined when attached, and when charged unattached; 4000000000000341
 (`pm_card_chargeCustomerFail`) attaches but is declined at confirm; 4000002500003155 and
 4000000000003220 (`pm_card_threeDSecure2Required`) leave the intent in requires_action.
 
-Beyond localstripe it models the rest of Stripe's PaymentIntent life cycle: `pm_debit_async`
+Beyond localstripe it models the rest of Stripe's PaymentIntent life cycle: `pm_bank_debit`
 (an asynchronous method, like a bank debit) leaves a confirmed intent `processing`, which cannot
 be canceled and ends later by `settle_processing`; an intent awaiting 3-D Secure ends later by
 `complete_action` (the customer authenticates or abandons); amounts below Stripe's minimum are
@@ -32,14 +32,14 @@ from billing.errors import (
     PaymentMethodNotFound,
 )
 
-ASYNC_DEBIT = "debit-async"  # not a card: confirmed intents wait in `processing`
+ASYNC_DEBIT = "bank-debit"  # not a card: confirmed intents wait in `processing`
 TOKENS = {
     "pm_card_visa": "4242424242424242",
     "pm_card_visa_chargeDeclined": "4000000000000002",
     "pm_card_chargeDeclined": "4000000000000002",
     "pm_card_chargeCustomerFail": "4000000000000341",
     "pm_card_threeDSecure2Required": "4000000000003220",
-    "pm_debit": ASYNC_DEBIT,
+    "pm_bank_debit": ASYNC_DEBIT,
 }
 DECLINED = frozenset({"4000000000000002"})  # at attach and at charge
 CHARGE_DECLINED = frozenset({"4000000000000341"})  # attaches, then every charge fails

@@ -1,0 +1,278 @@
+"""Payments through every PaymentIntent state Stripe documents, sync and async, on SecantusDB.
+
+localstripe never reaches `processing`, later 3-D Secure outcomes or failures at any call; the
+fake gateway models them (billing/_async/fake_gateway.py). Each test asserts on money moved in
+the gateway and on the documents, never on which calls were made.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from billing import (
+    AmountBelowMinimum,
+    InvoiceStatus,
+    PaymentError,
+    PaymentInProgress,
+    PaymentMethodNotFound,
+    PaymentProviderUnavailable,
+    PaymentRequiresAction,
+    PaymentStatus,
+    WebhookOutcome,
+)
+from billing.adapters.stripe_webhooks import sign
+from billing.domain.payments import IntentStatus
+from tests.support import figures
+from tests.support.billing_data import OCT, seed_conversations
+from tests.support.drivers import FLAVOURS, Clock, Driver
+
+pytestmark = pytest.mark.integration
+LEASE = 60
+
+
+@pytest.fixture(params=FLAVOURS)
+def d(request: pytest.FixtureRequest, mongo_uri: str, db_name: str) -> Iterator[Driver]:
+    driver = Driver(request.param, mongo_uri, db_name,
+                    clock=Clock(datetime(2026, 11, 20, tzinfo=UTC)),
+                    payment_lease_seconds=LEASE)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+def open_invoice(d: Driver, *, token: str = "pm_card_visa", n: int = 4,
+                 per_conversation: int = 50) -> tuple[Any, Any]:
+    org = d("orgs.create", name="Acme", currency="usd", per_conversation=per_conversation,
+            per_started_minute=10 if per_conversation else 0)
+    seed_conversations(d.db, org.id, n)
+    inv = d("invoices.create_for_period", org.id, *OCT)
+    d("payment_methods.attach", org.id, token, request_id=f"r-{token}")
+    return org, inv
+
+
+def stored(d: Driver, inv: Any) -> dict[str, Any]:
+    doc = d.db.invoices.find_one({"_id": ObjectId(inv.id)})
+    assert doc is not None
+    return doc
+
+
+def attempts(d: Driver, inv: Any) -> list[dict[str, Any]]:
+    return list(d.db.payments.find({"invoice_id": ObjectId(inv.id)}).sort("attempt", 1))
+
+
+def assert_money(d: Driver, inv: Any) -> None:
+    """Never more than the total; `paid` exactly when all of it was taken."""
+    taken, doc = d.fake.taken(inv.id), stored(d, inv)
+    figures.add("money invariant checks", 1)
+    assert taken <= doc["total"], (taken, doc)
+    assert (doc["status"] == "paid") == (taken == doc["total"] or doc["total"] == 0), (taken, doc)
+    if doc["status"] == "paid":
+        assert doc["amount_paid"] == taken
+
+
+def covered(*states: IntentStatus) -> None:
+    figures.add("stripe intent states reached", len(states))
+
+
+def test_processing_blocks_a_second_charge_until_it_settles(d: Driver) -> None:
+    org, inv = open_invoice(d, token="pm_bank_debit")
+    with pytest.raises(PaymentInProgress) as first:
+        d("invoices.pay", org.id, inv.id)
+    assert first.value.payment_id == str(attempts(d, inv)[0]["_id"])
+    for _ in range(3):  # however often it is retried, no second intent
+        with pytest.raises(PaymentInProgress):
+            d("invoices.pay", org.id, inv.id)
+    assert len(d.fake.intents) == 1 and [a["status"] for a in attempts(d, inv)] == ["processing"]
+    (intent_id,) = d.fake.intents
+    d.fake.settle_processing(intent_id, succeeded=True)  # days later; the webhook is lost
+    settled = d("invoices.settle_payment", org.id, inv.id)
+    assert settled.status is PaymentStatus.SUCCEEDED
+    assert stored(d, inv)["status"] == "paid" and d.fake.taken(inv.id) == inv.total
+    assert_money(d, inv)
+    covered(IntentStatus.PROCESSING, IntentStatus.SUCCEEDED)
+
+
+def test_processing_that_fails_lets_the_next_pay_use_the_new_default(d: Driver) -> None:
+    org, inv = open_invoice(d, token="pm_bank_debit")
+    with pytest.raises(PaymentInProgress):
+        d("invoices.pay", org.id, inv.id)
+    (intent_id,) = d.fake.intents
+    d.fake.settle_processing(intent_id, succeeded=False)
+    card = d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-2",
+             make_default=True)
+    payment = d("invoices.pay", org.id, inv.id)  # settles the failed one, then charges anew
+    assert payment.status is PaymentStatus.SUCCEEDED and payment.payment_method_id == card.id
+    assert [a["status"] for a in attempts(d, inv)] == ["failed", "succeeded"]
+    assert d.fake.taken(inv.id) == inv.total
+    assert_money(d, inv)
+    covered(IntentStatus.REQUIRES_PAYMENT_METHOD)
+
+
+def test_three_d_secure_with_a_failing_cancel_never_charges_twice(d: Driver) -> None:
+    org, inv = open_invoice(d, token="pm_card_threeDSecure2Required")
+    with pytest.raises(PaymentRequiresAction):
+        d("invoices.pay", org.id, inv.id)
+    with pytest.raises(PaymentRequiresAction):  # a second pay is refused, not a new charge
+        d("invoices.pay", org.id, inv.id)
+    d.fake.fail_next("cancel_intent", PaymentProviderUnavailable("Stripe is down"))
+    with pytest.raises(PaymentProviderUnavailable):
+        d("invoices.cancel_payment", org.id, inv.id)
+    with pytest.raises(PaymentRequiresAction):  # a failed cancel grants nothing
+        d("invoices.pay", org.id, inv.id)
+    (intent_id,) = d.fake.intents
+    d.fake.complete_action(intent_id)  # the customer authenticates on the first intent
+    assert d("invoices.settle_payment", org.id, inv.id).status is PaymentStatus.SUCCEEDED
+    assert len(d.fake.intents) == 1 and d.fake.taken(inv.id) == inv.total
+    assert stored(d, inv)["status"] == "paid"
+    assert_money(d, inv)
+    covered(IntentStatus.REQUIRES_ACTION, IntentStatus.SUCCEEDED)
+
+
+def test_a_canceled_three_d_secure_attempt_frees_the_invoice(d: Driver) -> None:
+    org, inv = open_invoice(d, token="pm_card_threeDSecure2Required")
+    with pytest.raises(PaymentRequiresAction):
+        d("invoices.pay", org.id, inv.id)
+    canceled = d("invoices.cancel_payment", org.id, inv.id)
+    assert canceled.status is PaymentStatus.CANCELED
+    (first,) = d.fake.intents
+    assert d.fake.intents[first].status is IntentStatus.CANCELED
+    with pytest.raises(ValueError):  # the customer can no longer complete it
+        d.fake.complete_action(first)
+    d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-2", make_default=True)
+    assert d("invoices.pay", org.id, inv.id).status is PaymentStatus.SUCCEEDED
+    assert d.fake.taken(inv.id) == inv.total
+    assert_money(d, inv)
+    covered(IntentStatus.CANCELED)
+
+
+def test_void_while_the_create_call_outlives_the_lease_never_charges(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    # Inside the slow create call, the lease expires and an operator voids the invoice.
+    d.during_do("create_intent", lambda: d.clock.advance(LEASE + 1))
+    late = d.during("create_intent", "invoices.void", org.id, inv.id)
+    with pytest.raises(PaymentInProgress):  # it finds its attempt abandoned: no confirm
+        d("invoices.pay", org.id, inv.id)
+    assert late and getattr(late[0], "status", None) is InvoiceStatus.VOID, late
+    doc = stored(d, inv)
+    assert doc["status"] == "void" and doc["amount_paid"] == 0
+    assert d.fake.taken(inv.id) == 0 and d.fake.charges == []
+    assert all(i.status is not IntentStatus.SUCCEEDED for i in d.fake.intents.values())
+    assert [a["status"] for a in attempts(d, inv)] in (["canceled"], ["failed"])
+    assert_money(d, inv)
+
+
+def test_a_refused_intent_frees_the_invoice_for_the_new_default(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    # The default card was detached directly in Stripe: Stripe refuses to create the intent.
+    d.fake.fail_next("create_intent", PaymentMethodNotFound("no such payment method"))
+    with pytest.raises(PaymentMethodNotFound):
+        d("invoices.pay", org.id, inv.id)
+    doc = stored(d, inv)
+    assert doc["payment_lease"] is None and doc["status"] == "open"
+    assert [a["status"] for a in attempts(d, inv)] == ["failed"]
+    card = d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-2",
+             make_default=True)
+    payment = d("invoices.pay", org.id, inv.id)  # at once: no lease to wait for
+    assert payment.status is PaymentStatus.SUCCEEDED and payment.payment_method_id == card.id
+    assert_money(d, inv)
+
+
+def test_a_transient_create_failure_is_abandoned_by_the_next_pay(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    d.fake.fail_next("create_intent", PaymentProviderUnavailable("timeout"), after=True)
+    with pytest.raises(PaymentProviderUnavailable):
+        d("invoices.pay", org.id, inv.id)
+    assert stored(d, inv)["payment_lease"] is None
+    payment = d("invoices.pay", org.id, inv.id)
+    assert payment.status is PaymentStatus.SUCCEEDED
+    assert [a["status"] for a in attempts(d, inv)] == ["canceled", "succeeded"]
+    assert d.fake.taken(inv.id) == inv.total  # the lost intent was never confirmed
+    assert_money(d, inv)
+
+
+def test_a_lost_confirm_answer_is_settled_not_charged_again(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    d.fake.fail_next("confirm_intent", PaymentProviderUnavailable("timeout"), after=True)
+    d.fake.fail_next("retrieve_intent", PaymentProviderUnavailable("timeout"))
+    with pytest.raises(PaymentProviderUnavailable):
+        d("invoices.pay", org.id, inv.id)
+    assert [a["status"] for a in attempts(d, inv)] == ["confirming"]
+    payment = d("invoices.pay", org.id, inv.id)  # Stripe had confirmed: recorded, not redone
+    assert payment.status is PaymentStatus.SUCCEEDED and len(d.fake.intents) == 1
+    assert d.fake.taken(inv.id) == inv.total
+    assert_money(d, inv)
+
+
+def test_total_zero_is_paid_without_stripe(d: Driver) -> None:
+    org, inv = open_invoice(d, per_conversation=0)
+    assert inv.total == 0
+    payment = d("invoices.pay", org.id, inv.id)
+    assert payment.status is PaymentStatus.SUCCEEDED and payment.amount == 0
+    assert stored(d, inv)["status"] == "paid" and d.fake.intents == {}
+    assert_money(d, inv)
+
+
+def test_below_the_minimum_is_refused_before_stripe(d: Driver) -> None:
+    org = d("orgs.create", name="Tiny", currency="usd", per_conversation=1, per_started_minute=0)
+    seed_conversations(d.db, org.id, 3)
+    inv = d("invoices.create_for_period", org.id, *OCT)
+    d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-1")
+    with pytest.raises(AmountBelowMinimum):
+        d("invoices.pay", org.id, inv.id)
+    assert attempts(d, inv) == [] and d.fake.intents == {}
+    assert stored(d, inv)["status"] == "open"
+    d("invoices.void", org.id, inv.id)  # the documented way out: write it off
+    assert stored(d, inv)["status"] == "void"
+
+
+def event(kind: str, obj: dict[str, Any]) -> tuple[bytes, str]:
+    body = json.dumps({"id": f"evt_{ObjectId()}", "type": kind, "created": int(time.time()),
+                       "livemode": False, "data": {"object": obj}}).encode()
+    return body, sign(body, secret="whsec_test")
+
+
+def test_webhooks_trust_our_records_not_metadata(d: Driver) -> None:
+    org, a = open_invoice(d, token="pm_card_threeDSecure2Required")
+    seed_conversations(d.db, org.id, 2, start=datetime(2026, 9, 1, tzinfo=UTC))
+    b = d("invoices.create_for_period", org.id, datetime(2026, 9, 1, tzinfo=UTC), OCT[0])
+    with pytest.raises(PaymentRequiresAction):
+        d("invoices.pay", org.id, a.id)
+    (intent_id,) = d.fake.intents
+    payment = attempts(d, a)[0]
+    # Signed and genuine, but its metadata names invoice b and its amount is 1 jpy.
+    lying = {"id": intent_id, "object": "payment_intent", "status": "succeeded", "amount": 1,
+             "currency": "jpy", "metadata": {"org_id": org.id, "invoice_id": b.id,
+                                             "payment_id": str(payment["_id"])}}
+    result = d("webhooks.handle", *event("payment_intent.succeeded", lying))
+    assert result.outcome is WebhookOutcome.MISMATCH and result.http_status == 200
+    assert stored(d, a)["status"] == "open" and stored(d, b)["status"] == "open"
+    assert d.db.webhook_log.count_documents({"event_id": result.event_id}) == 1
+    # The right amount, still naming b: a's payment (our record of the intent) is settled.
+    d.fake.complete_action(intent_id)
+    honest = {**lying, "amount": payment["amount"], "currency": "usd"}
+    result = d("webhooks.handle", *event("payment_intent.succeeded", honest))
+    assert result.outcome is WebhookOutcome.PROCESSED
+    assert stored(d, a)["status"] == "paid" and stored(d, b)["status"] == "open"
+    assert_money(d, a)
+    # An intent that is not ours changes nothing.
+    other = {**honest, "id": "pi_not_ours", "metadata": {"org_id": org.id, "invoice_id": b.id}}
+    assert d("webhooks.handle", *event("payment_intent.succeeded", other)).outcome is \
+        WebhookOutcome.IGNORED
+    assert stored(d, b)["status"] == "open"
+
+
+def test_a_payment_error_names_its_attempt(d: Driver) -> None:
+    org, inv = open_invoice(d, token="pm_card_chargeCustomerFail")
+    with pytest.raises(PaymentError) as caught:
+        d("invoices.pay", org.id, inv.id)
+    assert caught.value.code == "card_declined"
+    assert stored(d, inv)["payment_lease"] is None
+    assert_money(d, inv)
