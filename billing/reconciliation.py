@@ -25,6 +25,9 @@ Policies (what `--apply` does for each kind):
   that Stripe no longer has attached is marked detached; a default pointing at a missing or
   unusable method is cleared. The only detach in Stripe that reconciliation makes is of a
   method whose org no longer exists, and its finding says so.
+- payment: payment attempts not settled after `stale_after` (a lost webhook, a process that died,
+  a `processing` payment) are settled from Stripe's state, never charged again; webhooks whose
+  amount, currency or customer disagreed with our attempt are reported for a person.
 - malformed: conversations billing cannot price. Reported, never changed.
 """
 
@@ -47,6 +50,7 @@ class Check(StrEnum):
     WRONG_TOTALS = "wrong_totals"
     STALE_DRAFT = "stale_draft"
     PAYMENT_METHOD = "payment_method"
+    PAYMENT = "payment"
     MALFORMED = "malformed"
 
 

@@ -23,6 +23,11 @@ class AsyncInvoices:
         self._ctx = ctx
         self._payments = AsyncPayments(ctx)
 
+    @property
+    def payments(self) -> AsyncPayments:
+        """The payment steps (`pay`, `settle`, `cancel`), shared with reconciliation."""
+        return self._payments
+
     async def pay(self, org_id: Any, invoice_id: Any) -> Payment:
         """Charge the invoice to the org's default payment method: see `AsyncPayments.pay`."""
         return await self._payments.pay(org_id, invoice_id)

@@ -22,6 +22,7 @@ from billing._async.context import AsyncContext
 from billing._async.invoices import AsyncInvoices
 from billing._async.reconcile_billing import AsyncBillingChecks
 from billing._async.reconcile_methods import AsyncMethodChecks
+from billing._async.reconcile_payments import AsyncPaymentChecks
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translate
 from billing.domain.periods import last_closed_month
@@ -45,6 +46,7 @@ class AsyncReconciler:
         self._ctx = ctx
         self._billing = AsyncBillingChecks(ctx, invoices)
         self._methods = AsyncMethodChecks(ctx)
+        self._payments = AsyncPaymentChecks(ctx, invoices.payments)
 
     async def run(
         self,
@@ -168,6 +170,8 @@ class AsyncReconciler:
         if Check.PAYMENT_METHOD in checks:
             org = documents.org(doc)
             await self._settle(report, await self._methods.scan(org, stale_before))
+        if Check.PAYMENT in checks:
+            await self._settle(report, await self._payments.scan(oid, stale_before))
         return OrgScan(str(oid), report.findings[before:])
 
     async def _settle(self, report: ReconcileReport, findings: list[Finding]) -> None:
@@ -182,6 +186,8 @@ class AsyncReconciler:
             try:
                 if finding.check is Check.PAYMENT_METHOD:
                     done = await self._methods.repair(finding)
+                elif finding.check is Check.PAYMENT:
+                    done = await self._payments.repair(finding)
                 else:
                     done = await self._billing.repair(finding)
                 finding.action = f"{finding.action}: {done}"

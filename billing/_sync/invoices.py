@@ -24,6 +24,11 @@ class Invoices:
         self._ctx = ctx
         self._payments = Payments(ctx)
 
+    @property
+    def payments(self) -> Payments:
+        """The payment steps (`pay`, `settle`, `cancel`), shared with reconciliation."""
+        return self._payments
+
     def pay(self, org_id: Any, invoice_id: Any) -> Payment:
         """Charge the invoice to the org's default payment method: see `AsyncPayments.pay`."""
         return self._payments.pay(org_id, invoice_id)

@@ -23,6 +23,7 @@ from billing._sync.context import Context
 from billing._sync.invoices import Invoices
 from billing._sync.reconcile_billing import BillingChecks
 from billing._sync.reconcile_methods import MethodChecks
+from billing._sync.reconcile_payments import PaymentChecks
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translate
 from billing.domain.periods import last_closed_month
@@ -46,6 +47,7 @@ class Reconciler:
         self._ctx = ctx
         self._billing = BillingChecks(ctx, invoices)
         self._methods = MethodChecks(ctx)
+        self._payments = PaymentChecks(ctx, invoices.payments)
 
     def run(
         self,
@@ -169,6 +171,8 @@ class Reconciler:
         if Check.PAYMENT_METHOD in checks:
             org = documents.org(doc)
             self._settle(report, self._methods.scan(org, stale_before))
+        if Check.PAYMENT in checks:
+            self._settle(report, self._payments.scan(oid, stale_before))
         return OrgScan(str(oid), report.findings[before:])
 
     def _settle(self, report: ReconcileReport, findings: list[Finding]) -> None:
@@ -183,6 +187,8 @@ class Reconciler:
             try:
                 if finding.check is Check.PAYMENT_METHOD:
                     done = self._methods.repair(finding)
+                elif finding.check is Check.PAYMENT:
+                    done = self._payments.repair(finding)
                 else:
                     done = self._billing.repair(finding)
                 finding.action = f"{finding.action}: {done}"

@@ -162,7 +162,8 @@ COLLECTIONS: tuple[Collection, ...] = (
             currency=_CURRENCY,
         ),
     ),
-    Collection(WEBHOOK_EVENTS),
+    # Reconciliation reports the events that disagreed with our records, per org.
+    Collection(WEBHOOK_EVENTS, indexes=(Index([("org_id", 1), ("outcome", 1)], "outcome"),)),
     Collection(WEBHOOK_LOG),
     Collection(RECONCILIATION_RUNS),
     Collection(RECONCILIATION_LEASES),

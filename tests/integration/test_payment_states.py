@@ -26,9 +26,11 @@ from billing import (
     PaymentRequiresAction,
     PaymentStatus,
     WebhookOutcome,
+    faults,
 )
 from billing.adapters.stripe_webhooks import sign
 from billing.domain.payments import IntentStatus
+from billing.faults import InjectedFault
 from tests.support import figures
 from tests.support.billing_data import OCT, seed_conversations
 from tests.support.drivers import FLAVOURS, Clock, Driver
@@ -276,3 +278,40 @@ def test_a_payment_error_names_its_attempt(d: Driver) -> None:
     assert caught.value.code == "card_declined"
     assert stored(d, inv)["payment_lease"] is None
     assert_money(d, inv)
+
+
+def test_reconciliation_settles_attempts_left_behind(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    with faults.active({"payments.after_confirm": "raise"}), pytest.raises(InjectedFault):
+        d("invoices.pay", org.id, inv.id)  # charged in Stripe, the process died, webhook lost
+    other_org, other = open_invoice(d)
+    with faults.active({"payments.after_claim": "raise"}), pytest.raises(InjectedFault):
+        d("invoices.pay", other_org.id, other.id)  # died before any intent
+    dry = d("reconciliation.run", checks=["payment"])
+    assert dry.findings == []  # too recent: a live call may still be working on them
+    d.clock.advance(16 * 60)
+    dry = d("reconciliation.run", checks=["payment"])
+    assert sorted(f.check.value for f in dry.findings) == ["payment", "payment"]
+    report = d("reconciliation.run", apply=True, checks=["payment"])
+    assert [f.result for f in report.findings] == ["repaired", "repaired"], report.as_json()
+    assert stored(d, inv)["status"] == "paid" and d.fake.taken(inv.id) == inv.total
+    assert [a["status"] for a in attempts(d, other)] == ["failed"]
+    assert stored(d, other)["payment_lease"] is None
+    assert d("invoices.pay", other_org.id, other.id).status is PaymentStatus.SUCCEEDED
+    assert_money(d, inv)
+    assert_money(d, other)
+    assert d("reconciliation.run", checks=["payment"]).clean
+
+
+def test_reconciliation_reports_webhooks_that_disagreed(d: Driver) -> None:
+    org, inv = open_invoice(d, token="pm_card_threeDSecure2Required")
+    with pytest.raises(PaymentRequiresAction):
+        d("invoices.pay", org.id, inv.id)
+    (intent_id,) = d.fake.intents
+    lying = {"id": intent_id, "object": "payment_intent", "status": "succeeded", "amount": 1,
+             "currency": "usd", "metadata": {"org_id": org.id}}
+    d("webhooks.handle", *event("payment_intent.succeeded", lying))
+    report = d("reconciliation.run", apply=True, checks=["payment"])
+    (finding,) = report.findings
+    assert finding.result == "reported" and "amount 1" in finding.summary
+    assert stored(d, inv)["status"] == "open"
