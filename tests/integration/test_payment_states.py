@@ -81,7 +81,7 @@ def assert_money(d: Driver, inv: Any) -> None:
 
 
 def covered(*states: IntentStatus) -> None:
-    figures.add("stripe intent states reached", len(states))
+    figures.seen("stripe intent states reached", *(s.value for s in states))
 
 
 def test_processing_blocks_a_second_charge_until_it_settles(d: Driver) -> None:
@@ -197,7 +197,10 @@ def test_a_transient_create_failure_is_abandoned_by_the_next_pay(d: Driver) -> N
     assert payment.status is PaymentStatus.SUCCEEDED
     assert [a["status"] for a in attempts(d, inv)] == ["canceled", "succeeded"]
     assert d.fake.taken(inv.id) == inv.total  # the lost intent was never confirmed
+    lost = [i for i in d.fake.intents.values() if i.status is IntentStatus.REQUIRES_CONFIRMATION]
+    assert len(lost) == 1  # created in Stripe, answer lost: never confirmed by anyone
     assert_money(d, inv)
+    covered(IntentStatus.REQUIRES_CONFIRMATION)
 
 
 def test_a_lost_confirm_answer_is_settled_not_charged_again(d: Driver) -> None:

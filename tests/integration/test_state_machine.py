@@ -405,10 +405,8 @@ def run_machine(client: MongoClient[Any], db_name: str, side: FakeStripe | Local
                               for intent_id in side.charged_intents(customers))
             assert all(n == 1 for n in charged.values()), charged  # never charged twice
             for invoice_id in charged:
-                # "void" only because of the bug test_void_leaves_no_payment_that_can_take_money
-                # shows: a 3-D Secure payment finished after the void still charges.
                 inv = self.db.invoices.find_one({"_id": invoice_id})
-                assert inv is not None and inv["status"] in ("paid", "void"), inv
+                assert inv is not None and inv["status"] == "paid", inv
 
         def teardown(self) -> None:
             try:
