@@ -3,8 +3,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY billing ./billing
-RUN pip install . && useradd --create-home billing
+RUN pip install -c constraints.txt . && useradd --create-home billing
 USER billing
 CMD ["billing", "--help"]

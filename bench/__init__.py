@@ -1,4 +1,4 @@
-"""The benchmark of issue 6: `python -m bench --size tiny|full` (see docs/benchmarks.md).
+"""The benchmark: `python -m bench --size tiny|full` (figures in docs/benchmarks.md).
 
     counting.py  commands per name, write conflicts and retries (a pymongo CommandListener)
     proxy.py     a loopback TCP proxy adding a round trip of latency

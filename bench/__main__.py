@@ -1,8 +1,9 @@
 """`python -m bench [--size tiny|full] [--cases 1,2,3,4,5] [--delay-ms 1.0] [--out FILE]`
 
 Starts its own SecantusDB (or uses MONGODB_URI), runs the cases, prints their tables and writes
-the markdown page. Exit status 0 when every case ran and every check held (equal totals,
-one invoice per race...), 1 otherwise.
+the markdown page: docs/benchmarks.md after a full run, FILE with --out (a smaller run never
+overwrites the committed page unless asked to). Exit status 0 when every case ran and every
+check held (equal totals, one invoice per race...), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from bench.cases import SIZES, Bench, CheckFailed, registry
 from bench.proxy import DelayProxy
 from billing.domain.periods import last_closed_month
 
+PAGE = Path("docs/benchmarks.md")
+
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[2])
@@ -28,7 +31,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="comma-separated case numbers (default: all)")
     parser.add_argument("--delay-ms", type=float, default=1.0,
                         help="simulated network round trip for case 1; 0 skips it (default 1.0)")
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the page (default: docs/benchmarks.md for --size "
+                        "full, none otherwise)")
     return parser.parse_args(argv)
 
 
@@ -65,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         facts = report.machine_facts(eng.name, extra)
     seconds = time.monotonic() - began
+    if args.out is None and args.size != "full":
+        print(f"done after {seconds:.0f} s; no page written for --size {args.size} "
+              "(pass --out FILE for one)")
+        return 0
+    args.out = args.out or PAGE
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report.page(facts, tables, command=" ".join(["python -m bench", *argv]),
                                     size=args.size, seconds=seconds))

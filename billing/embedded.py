@@ -66,6 +66,14 @@ class EmbeddedDatabase:
         uri: str = self._server.uri
         return uri + "?replicaSet=secantus"
 
+    def start(self) -> EmbeddedDatabase:
+        """Start the server (as `with` does); call `stop()` when done."""
+        return self.__enter__()
+
+    def stop(self) -> None:
+        """Stop the server and release the data directory."""
+        self.__exit__(None, None, None)
+
     def __enter__(self) -> EmbeddedDatabase:
         try:
             from secantus import SecantusDBServer

@@ -44,15 +44,15 @@ class Billing:
     `client` must reach a replica set or sharded cluster (transactions). The instance is cheap,
     holds no connections of its own and is safe to share between tasks.
 
-    Options: `max_docs_per_transaction` bounds the conversations one transaction bills (MongoDB's
-    guidance is 1,000); `transaction_retry_seconds` bounds retries of conflicting transactions;
-    `client_bulk_write` forces (True) or forbids (False) one `bulkWrite` command across
-    collections, detected from the server by default (MongoDB 8.0+); `joined_reads` reads an
-    org's billing snapshot in one `$lookup` aggregate (True) or three aggregates (False), by
-    default one except on SecantusDB, whose `$lookup` scans; `gateway` takes payments
-    (`AsyncStripeGateway`); `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds`
-    is how long one payment attempt holds an invoice before another may take over; `clock` is
-    for tests.
+    Options: `max_docs_per_transaction` bounds the conversations one transaction bills
+    (MongoDB's guidance is 1,000); `transaction_retry_seconds` bounds retries of conflicting
+    transactions; `client_bulk_write` forces (True) or forbids (False) one `bulkWrite` command
+    across collections, detected from the server by default (MongoDB 8.0+); `joined_reads` reads
+    an org's billing snapshot in one `$lookup` aggregate (True) or three aggregates (False), by
+    default one except on SecantusDB, whose `$lookup` scans; `gateway` takes payments (the
+    Stripe gateway from `billing.gateways` matching this client: sync or async);
+    `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds` is how long one payment
+    attempt holds an invoice before another may take over; `clock` is for tests.
     """
 
     def __init__(

@@ -1,7 +1,8 @@
 # Sourced by scripts/test and scripts/demo: `ensure_venv EXTRA` makes .venv in the
 # repo root (the current directory) and installs `-e .[EXTRA]` into it.
-# A stamp per extra holds the hash of pyproject.toml, so the slow pip step runs
-# only on a fresh machine or after the dependencies changed.
+# Versions come from constraints.txt (refreshed by scripts/lock). A stamp per extra holds the
+# hash of pyproject.toml and constraints.txt, so the slow pip step runs only on a fresh machine
+# or after the dependencies changed.
 
 find_python() {
     # The project needs 3.11+; a plain `python3` may be older on some machines.
@@ -26,12 +27,14 @@ ensure_venv() {
     fi
     stamp=.venv/.billing-stamp-$extra
     want=$(.venv/bin/python -c \
-        'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest())') ||
+        'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()
+                             + open("constraints.txt", "rb").read()).hexdigest())') ||
         return 1
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "installing billing[$extra] into .venv (pyproject.toml changed or new .venv)" >&2
         # Written only after a successful install, so a failed one is retried next run.
-        .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extra]" || return 1
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+            -c constraints.txt -e ".[$extra]" || return 1
         echo "$want" >"$stamp"
     fi
 }

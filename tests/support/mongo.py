@@ -31,7 +31,7 @@ def secantus_server(
     """Yields the URI of an in-process SecantusDB; stops it on exit.
 
     A short transaction lifetime, because a write blocked by an abandoned
-    transaction waits for that long (see shared/ENGINES.md).
+    transaction waits for that long.
     """
     from secantus import SecantusDBServer
 

@@ -1,4 +1,4 @@
-"""localstripe, the Stripe stand-in integration tests run against (see shared/ENGINES.md).
+"""localstripe, the Stripe stand-in integration tests run against.
 
 It runs as a subprocess listening on 127.0.0.1 only. The listening socket is bound here and
 handed to the child, so there is no window in which another process could take the port.

@@ -83,3 +83,13 @@ def test_an_error_keeps_its_message() -> None:
     assert exc.message == str(exc) == "no org 1: create it first"
     assert isinstance(exc, LookupError)
     assert isinstance(errors.InvalidMoney("x"), ValueError)
+
+
+def test_billing_exports_the_whole_error_tree() -> None:
+    import billing
+
+    exported = set(billing.__all__)
+    missing = {name for name in defined_errors() if name not in exported}
+    assert missing == set(), f"add to billing/__init__.py and its __all__: {sorted(missing)}"
+    for name in defined_errors():
+        assert getattr(billing, name) is getattr(errors, name)
