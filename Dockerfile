@@ -7,4 +7,5 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY billing ./billing
 RUN pip install -c constraints.txt . && useradd --create-home billing
 USER billing
-CMD ["billing", "--help"]
+# Installs or updates the schema (idempotent); every other command needs it done first.
+CMD ["billing", "setup"]

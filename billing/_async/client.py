@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient
-from pymongo.errors import OperationFailure, PyMongoError
 
+from billing._async import schema_setup
 from billing._async.context import AsyncContext
 from billing._async.conversations import AsyncConversations
 from billing._async.gateway import AsyncPaymentGateway
@@ -19,13 +19,9 @@ from billing._async.payment_methods import AsyncPaymentMethods
 from billing._async.reconciler import AsyncReconciler
 from billing._async.unit_of_work import AsyncUnitOfWork
 from billing._async.webhooks import AsyncWebhooks
-from billing.adapters.mongo_errors import translate
-from billing.adapters.schema import COLLECTIONS
 from billing.domain.periods import utc
-from billing.errors import ConfigurationError, InvalidInput
-
-_INDEX_CONFLICT = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict
-_NAMESPACE_EXISTS = 48
+from billing.errors import InvalidInput
+from billing.schema_report import SchemaReport
 
 
 def _utcnow() -> datetime:
@@ -75,7 +71,7 @@ class AsyncBilling:
         self._uow = AsyncUnitOfWork(client, database, retry_seconds=transaction_retry_seconds,
                                     client_bulk_write=client_bulk_write,
                                     joined_reads=joined_reads)
-        ctx = AsyncContext(self._uow, _milliseconds(clock), max_docs_per_transaction,
+        self._ctx = ctx = AsyncContext(self._uow, _milliseconds(clock), max_docs_per_transaction,
                            gateway, payment_lease_seconds, webhook_secret)
         self.orgs = AsyncOrgs(ctx)
         self.conversations = AsyncConversations(ctx)
@@ -90,36 +86,27 @@ class AsyncBilling:
         """The pymongo database (timezone-aware), for tools and tests."""
         return self._uow.db
 
-    async def setup(self) -> None:
-        """Create the collections, validators and indexes of the data contract. Idempotent.
+    async def setup(self) -> SchemaReport:
+        """Bring the database to this version's data contract: create the collections,
+        validators and indexes that are missing, update validators that differ, then apply
+        pending migrations in order (each recorded in `schema_migrations`, each safe to rerun
+        and to interrupt). Idempotent; returns what it changed.
 
         Raises ConfigurationError if an index of the same name exists with other keys or options
-        (drop it, then run setup again) or the server has no transactions.
+        (drop it, then run setup again), the database is at a newer schema version than this
+        code, or the server has no transactions.
         """
         await self._uow.check_server()
-        db = self._uow.db
-        try:
-            existing = set(await db.list_collection_names())
-            for spec in COLLECTIONS:
-                if spec.name not in existing:
-                    try:
-                        options: dict[str, Any] = {}
-                        if spec.validator:
-                            options["validator"] = spec.validator
-                        await db.create_collection(spec.name, **options)
-                    except OperationFailure as exc:
-                        if exc.code != _NAMESPACE_EXISTS:  # created concurrently
-                            raise
-                elif spec.validator:
-                    await db.command("collMod", spec.name, validator=spec.validator)
-                for index in spec.indexes:
-                    await db[spec.name].create_index(index.keys, **index.options())
-        except OperationFailure as exc:
-            if exc.code in _INDEX_CONFLICT:
-                raise ConfigurationError(
-                    f"an existing index conflicts with billing's data contract ({exc}): "
-                    "drop that index, then run setup() again"
-                ) from exc
-            raise translate(exc) from exc
-        except PyMongoError as exc:
-            raise translate(exc) from exc
+        return await schema_setup.apply(self._uow.db, now=self._ctx.now())
+
+    async def schema_drift(self) -> SchemaReport:
+        """What `setup` would change (missing or different collections, validators, indexes,
+        pending migrations); writes nothing. `report.current` is True when nothing would."""
+        await self._uow.check_server()
+        return await schema_setup.check(self._uow.db)
+
+    async def require_schema(self) -> None:
+        """ConfigurationError unless `setup` has brought this database to this code's version
+        (never set up, a misspelt database name, or migrations pending)."""
+        await self._uow.check_server()
+        await schema_setup.require_current(self._uow.db)

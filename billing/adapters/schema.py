@@ -18,6 +18,7 @@ WEBHOOK_EVENTS = "webhook_events"  # processed events, written in the effect's t
 WEBHOOK_LOG = "webhook_log"  # failed deliveries, written outside any transaction (audit)
 RECONCILIATION_RUNS = "reconciliation_runs"  # one audit record per --apply run
 RECONCILIATION_LEASES = "reconciliation_leases"  # _id "shard:I/N": one --apply run per shard
+SCHEMA_MIGRATIONS = "schema_migrations"  # _id = version: the migrations `setup` applied
 
 
 @dataclass(frozen=True)
@@ -167,4 +168,5 @@ COLLECTIONS: tuple[Collection, ...] = (
     Collection(WEBHOOK_LOG),
     Collection(RECONCILIATION_RUNS),
     Collection(RECONCILIATION_LEASES),
+    Collection(SCHEMA_MIGRATIONS),
 )

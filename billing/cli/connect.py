@@ -48,10 +48,12 @@ def resolve_uri(uri: str | None) -> str | None:
 
 @contextlib.contextmanager
 def billing_for(uri: str | None, database: str, *, notices: TextIO,
-                gateway: PaymentGateway | None = None) -> Iterator[Billing]:
+                gateway: PaymentGateway | None = None,
+                require_schema: bool = True) -> Iterator[Billing]:
     """`Billing` on `database` of the resolved server, with `gateway` for Stripe calls (None:
     none are made); closes the client (and stops the embedded database) on exit. Raises
-    ConfigurationError for a bad URI or missing extra."""
+    ConfigurationError for a bad URI or missing extra, and (unless `require_schema` is False)
+    for a database that `billing setup` has not brought to this version."""
     database = database_name(database)
     uri = resolve_uri(uri)
     with contextlib.ExitStack() as stack:
@@ -61,7 +63,10 @@ def billing_for(uri: str | None, database: str, *, notices: TextIO,
                   f"(SecantusDB) in {embedded.data_dir}", file=notices, flush=True)
             uri = embedded.uri
         client = stack.enter_context(_client(uri))
-        yield Billing(client, database=database, gateway=gateway)
+        billing = Billing(client, database=database, gateway=gateway)
+        if require_schema:
+            billing.require_schema()
+        yield billing
 
 
 @contextlib.contextmanager

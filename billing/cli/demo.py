@@ -43,7 +43,8 @@ def add_parser(commands: Any, *, parents: list[argparse.ArgumentParser]) -> None
 def main(args: argparse.Namespace) -> int:
     period = last_closed_month()
     database = args.database or DEFAULT_DATABASE
-    with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
+    with connect.billing_for(args.uri, database, notices=sys.stderr,
+                             require_schema=False) as billing:
         reset(billing)
         billing.setup()
         orgs, conversations = seed(billing, period)

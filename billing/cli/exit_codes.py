@@ -5,12 +5,14 @@
     1  ORGS_FAILED         invoice run: some orgs failed; the output names them and why. Rerunning
                            is safe: orgs already invoiced are not billed twice. reconcile: findings
                            remain (a dry run found some; with --apply, a repair failed or a finding
-                           is for a person: result failed or reported)
+                           is for a person: result failed or reported). setup --check: the schema
+                           differs from this version's data contract
     2  USAGE               the arguments are wrong: unknown option, malformed or open period,
                            malformed id or shard, unknown --check or --org (any `InvalidInput` or
                            `NotFound`)
     3  UNAVAILABLE         configuration error or database unreachable (`ConfigurationError`,
-                           `DatabaseError` that stopped the whole command); nothing more was written
+                           `DatabaseError` that stopped the whole command), or a database without
+                           this version's schema (run `billing setup`); nothing more was written
     4  LEASE_NOT_ACQUIRED  reconcile --apply: another run holds the shard's lease, so this one
                            repaired nothing (or it lost the lease mid-run: its repairs so far
                            stand); let the other run finish, or retry later

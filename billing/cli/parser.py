@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from billing.cli import demo, exit_codes, invoice_run, reconcile
+from billing.cli import demo, exit_codes, invoice_run, reconcile, setup
 
 
 class UsageError(Exception):
@@ -22,7 +22,8 @@ class _Parser(argparse.ArgumentParser):
 def build() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="billing",
-        description="Usage billing on MongoDB: seed a demo, run invoice runs, reconcile.",
+        description="Usage billing on MongoDB: set up the schema, seed a demo, run invoice "
+                    "runs, reconcile.",
         epilog=exit_codes.EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -32,6 +33,7 @@ def build() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _connection_options(common, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    setup.add_parser(commands, parents=[common])
     demo.add_parser(commands, parents=[common])
     invoice_run.add_parser(commands, parents=[common])
     reconcile.add_parser(commands, parents=[common])

@@ -1,0 +1,48 @@
+"""Schema versions: the data contract installed by `setup`, and the migrations between versions.
+
+Each migration brings existing data from the version before it to its own. It must be safe to
+run again and to interrupt at any point (an interrupted `setup` simply runs it again), so each
+is a set of conditional updates that match only documents still in the old shape. It is
+recorded in `schema_migrations` (`_id` = its version) only after it finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from billing.adapters import schema
+
+Db = Any  # the pymongo database (async or sync)
+
+
+async def _baseline(db: Db) -> int:
+    """Version 1: the collections, validators and indexes of the data contract (set up by
+    `setup` itself before any migration runs); no documents to change."""
+    return 0
+
+
+async def _confirming_payments(db: Db) -> int:
+    """Version 2: a payment attempt confirmed by an earlier version was left `pending` with its
+    intent recorded, so a `pending` attempt with an intent may have been confirmed: it becomes
+    `confirming`, which is settled from Stripe's state before any new charge."""
+    result = await db[schema.PAYMENTS].update_many(
+        {"status": "pending", "intent_id": {"$type": "string"}},
+        {"$set": {"status": "confirming"}})
+    return int(result.modified_count)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[Db], Awaitable[int]]  # returns how many documents it changed
+
+
+MIGRATIONS = (
+    Migration(1, "the data contract: collections, validators and indexes", _baseline),
+    Migration(2, "payments: pending attempts with an intent become confirming",
+              _confirming_payments),
+)
+VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,140 @@
+# Generated from billing/_async by tools/synchro.py: do not edit.
+"""Installing and checking the data contract: `setup`, `setup --check`, and the version gate.
+
+`apply` creates what is missing (collections with their validators, indexes), updates validators
+that differ, then runs the pending migrations in order, recording each; `check` reports the same
+without writing. Both are idempotent and safe to run while billing runs elsewhere.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+
+from billing._sync.migrations import MIGRATIONS, VERSION
+from billing.adapters import schema
+from billing.adapters.mongo_errors import translate
+from billing.errors import ConfigurationError
+from billing.schema_report import SchemaReport, index_drift, validator_differs
+
+_INDEX_CONFLICT = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict
+_NAMESPACE_EXISTS = 48
+
+
+def version_of(db: Any) -> int:
+    """The database's schema version: the highest migration it recorded (0: never set up)."""
+    try:
+        docs = db[schema.SCHEMA_MIGRATIONS].find({}, {"_id": 1}).to_list()
+    except PyMongoError as exc:
+        raise translate(exc) from exc
+    return max((d["_id"] for d in docs if isinstance(d["_id"], int)), default=0)
+
+
+def check(db: Any) -> SchemaReport:
+    """What `apply` would change; writes nothing."""
+    try:
+        return _check(db)
+    except PyMongoError as exc:
+        raise translate(exc) from exc
+
+
+def _check(db: Any) -> SchemaReport:
+    report = SchemaReport(version=version_of(db), target=VERSION)
+    cursor = db.list_collections()
+    options = {c["name"]: c.get("options", {}) for c in cursor.to_list()}
+    for spec in schema.COLLECTIONS:
+        if spec.name not in options:
+            report.changes.append(f"create collection {spec.name}" + (
+                f" with indexes {', '.join(i.name for i in spec.indexes)}" if spec.indexes
+                else ""))
+            continue
+        if validator_differs(spec, options[spec.name]):
+            report.changes.append(f"update the validator of {spec.name}")
+        for index, problem in index_drift(spec, db[spec.name].index_information()):
+            verb = "create" if problem == "missing" else "replace (drop it first: it differs)"
+            report.changes.append(f"{verb} index {spec.name}.{index.name}")
+    if report.version > VERSION:
+        report.changes.append(
+            f"the database is at schema version {report.version}, newer than this billing's "
+            f"{VERSION}: upgrade billing")
+    report.changes += [f"apply migration {m.version}: {m.name}"
+                       for m in MIGRATIONS if m.version > report.version]
+    return report
+
+
+def apply(db: Any, *, now: datetime | None = None) -> SchemaReport:
+    """Bring the database to this code's schema version; what changed is in the report.
+
+    Raises ConfigurationError when an index of the same name differs (drop it, then run setup
+    again) or the database is at a newer version than this code knows."""
+    try:
+        return _apply(db, now or datetime.now(UTC))
+    except OperationFailure as exc:
+        if exc.code in _INDEX_CONFLICT:
+            raise ConfigurationError(
+                f"an existing index conflicts with billing's data contract ({exc}): drop that "
+                "index, then run setup again") from exc
+        raise translate(exc) from exc
+    except PyMongoError as exc:
+        raise translate(exc) from exc
+
+
+def _apply(db: Any, now: datetime) -> SchemaReport:
+    before = _check(db)
+    if before.version > VERSION:
+        raise ConfigurationError(before.changes[-1] if before.changes else "newer schema")
+    done = SchemaReport(version=before.version, target=VERSION)
+    existing = set(db.list_collection_names())
+    for spec in schema.COLLECTIONS:
+        if spec.name not in existing:
+            try:
+                db.create_collection(
+                    spec.name, **({"validator": spec.validator} if spec.validator else {}))
+                done.changes.append(f"created collection {spec.name}")
+            except OperationFailure as exc:
+                if exc.code != _NAMESPACE_EXISTS:  # created concurrently
+                    raise
+        elif f"update the validator of {spec.name}" in before.changes:
+            db.command("collMod", spec.name, validator=spec.validator)
+            done.changes.append(f"updated the validator of {spec.name}")
+        have = db[spec.name].index_information()
+        for index in spec.indexes:
+            if index.name not in have:
+                db[spec.name].create_index(index.keys, **index.options())
+                done.changes.append(f"created index {spec.name}.{index.name}")
+            else:  # a different one raises IndexOptionsConflict / IndexKeySpecsConflict
+                db[spec.name].create_index(index.keys, **index.options())
+    for migration in MIGRATIONS:
+        if migration.version <= done.version:
+            continue
+        changed = migration.apply(db)
+        try:
+            db[schema.SCHEMA_MIGRATIONS].insert_one({
+                "_id": migration.version, "name": migration.name, "applied_at": now,
+                "documents_changed": changed})
+        except DuplicateKeyError:
+            pass  # another setup recorded it first; the migration is idempotent
+        done.version = migration.version
+        done.changes.append(f"applied migration {migration.version}: {migration.name} "
+                            f"({changed} document{'' if changed == 1 else 's'} changed)")
+    return done
+
+
+def require_current(db: Any) -> None:
+    """ConfigurationError unless the database is at this code's schema version."""
+    version = version_of(db)
+    if version == VERSION:
+        return
+    if version == 0:
+        raise ConfigurationError(
+            f"database {db.name!r} has no billing schema (never set up, or a misspelt database "
+            "name): run setup first (the CLI: billing setup)")
+    if version < VERSION:
+        raise ConfigurationError(
+            f"database {db.name!r} is at billing schema version {version}, this billing needs "
+            f"{VERSION}: run setup to apply the migrations (the CLI: billing setup)")
+    raise ConfigurationError(
+        f"database {db.name!r} is at billing schema version {version}, newer than this "
+        f"billing's {VERSION}: upgrade billing")

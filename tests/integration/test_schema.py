@@ -1,0 +1,98 @@
+"""`setup`: the data contract installed idempotently, drift reported, migrations applied once and
+safe to rerun, and a database without the schema refused (sync and async)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import AsyncMongoClient, MongoClient
+
+from billing import AsyncBilling, Billing, ConfigurationError
+from billing._sync.migrations import MIGRATIONS, VERSION
+from billing.adapters import schema
+from tests.support.billing_data import dump
+
+pytestmark = pytest.mark.integration
+
+
+def test_setup_installs_the_contract_once_and_reports_what_it_did(
+    client: MongoClient[Any], db_name: str
+) -> None:
+    b = Billing(client, database=db_name)
+    drift = b.schema_drift()
+    assert not drift.current and drift.version == 0 and drift.target == VERSION
+    assert any(c.startswith("create collection invoices") for c in drift.changes)
+    with pytest.raises(ConfigurationError, match="no billing schema"):
+        b.require_schema()
+
+    first = b.setup()
+    assert first.version == VERSION and first.changes
+    assert "created index invoices.one_per_period" in first.changes
+    assert [c for c in first.changes if c.startswith("applied migration")] == [
+        f"applied migration {m.version}: {m.name} (0 documents changed)" for m in MIGRATIONS]
+    assert b.schema_drift().current
+    b.require_schema()
+    before = dump(b.database)
+    again = b.setup()
+    assert again.changes == [] and again.current
+    assert dump(b.database) == before  # idempotent: nothing written
+
+
+def test_drift_names_a_missing_index_and_setup_restores_it(
+    client: MongoClient[Any], db_name: str
+) -> None:
+    b = Billing(client, database=db_name)
+    b.setup()
+    b.database.invoices.drop_index("one_per_period")
+    drift = b.schema_drift()
+    assert drift.changes == ["create index invoices.one_per_period"] and not drift.current
+    assert b.setup().changes == ["created index invoices.one_per_period"]
+    assert b.schema_drift().current
+
+
+def test_a_pending_migration_is_applied_once_and_reruns_are_harmless(
+    client: MongoClient[Any], db_name: str
+) -> None:
+    b = Billing(client, database=db_name)
+    b.setup()
+    # A database last set up by version 1, holding an attempt an earlier billing confirmed.
+    b.database[schema.SCHEMA_MIGRATIONS].delete_one({"_id": 2})
+    pid = ObjectId()
+    b.database.payments.insert_one({
+        "_id": pid, "org_id": ObjectId(), "invoice_id": ObjectId(), "attempt": 1,
+        "status": "pending", "amount": 100, "currency": "usd", "idempotency_key": "k",
+        "intent_id": "pi_1"})
+    with pytest.raises(ConfigurationError, match="version 1"):
+        b.require_schema()
+    assert b.schema_drift().changes == [f"apply migration 2: {MIGRATIONS[1].name}"]
+    # Interrupted after its update, before its record: the rerun applies it again, harmlessly.
+    MIGRATIONS[1].apply(b.database)
+    report = b.setup()
+    assert report.changes == [f"applied migration 2: {MIGRATIONS[1].name} (0 documents changed)"]
+    doc = b.database.payments.find_one({"_id": pid})
+    assert doc is not None and doc["status"] == "confirming"
+    assert b.setup().changes == []
+    b.require_schema()
+
+
+def test_a_newer_schema_is_refused(client: MongoClient[Any], db_name: str) -> None:
+    b = Billing(client, database=db_name)
+    b.setup()
+    b.database[schema.SCHEMA_MIGRATIONS].insert_one({"_id": VERSION + 1, "name": "future"})
+    with pytest.raises(ConfigurationError, match="newer"):
+        b.setup()
+    with pytest.raises(ConfigurationError, match="newer"):
+        b.require_schema()
+
+
+async def test_async_setup_is_the_same(async_client: AsyncMongoClient[Any], db_name: str
+                                       ) -> None:
+    b = AsyncBilling(async_client, database=db_name)
+    with pytest.raises(ConfigurationError):
+        await b.require_schema()
+    report = await b.setup()
+    assert report.version == VERSION and "created collection payments" in report.changes
+    assert (await b.schema_drift()).current
+    assert (await b.setup()).changes == []
