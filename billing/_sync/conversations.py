@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bson import ObjectId
@@ -12,8 +13,10 @@ from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
 from billing.domain.inputs import NewConversation
 from billing.domain.models import Conversation
-from billing.errors import NotFound
-from billing.plans.conversations import conversation_plan
+from billing.errors import BillingError, InvalidInput, NotFound, shown
+from billing.plans.conversations import batch_plan, conversation_plan
+
+MAX_BATCH = 1000  # conversations per record_many call: one transaction, MongoDB's guidance
 
 
 class Conversations:
@@ -43,6 +46,50 @@ class Conversations:
             return plan.result
 
         return documents.conversation(self._ctx.uow.run(work))
+
+    def record_many(self, org_id: Any, items: Sequence[Mapping[str, Any]]
+                          ) -> list[Conversation]:
+        """Record up to 1,000 finished conversations in one transaction, for backends that
+        ingest in bulk; each item is a mapping with `started_at`, `ended_at` and optionally
+        `external_id`, as for `record`. All or nothing: a bad item raises InvalidInput (or
+        StateConflict for an external_id recorded with other times) naming its index, and
+        nothing is written. Idempotent per `external_id`: a repeated batch writes nothing and
+        returns the documents first recorded. Returns the conversations in the items' order."""
+        oid = ids.object_id(org_id, name="org_id")
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
+            raise InvalidInput(f"items must be a list of mappings, got {shown(items)}")
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise InvalidInput(f"items must hold 1 to {MAX_BATCH} conversations, got "
+                               f"{len(items)}: split larger batches")
+        parsed = [self._item(index, item) for index, item in enumerate(items)]
+        keys = sorted({p.external_id for p in parsed if p.external_id is not None})
+
+        def work(txn: Transaction) -> list[dict[str, Any]]:
+            org = txn.find_one(schema.ORGS, {"_id": oid})
+            existing = txn.find(schema.CONVERSATIONS, {
+                "org_id": oid, "external_id": {"$in": keys}}, limit=MAX_BATCH) if keys else []
+            plan = batch_plan(org, existing, parsed, org_id=oid, now=self._ctx.now(),
+                              make_id=ObjectId)
+            txn.write(plan.writes)
+            return plan.result
+
+        return [documents.conversation(doc) for doc in self._ctx.uow.run(work)]
+
+    @staticmethod
+    def _item(index: int, item: Any) -> NewConversation:
+        if not isinstance(item, Mapping):
+            raise InvalidInput(f"items[{index}] must be a mapping with started_at and ended_at, "
+                               f"got {shown(item)}; nothing was written")
+        unknown = set(item) - {"started_at", "ended_at", "external_id"}
+        if unknown:
+            raise InvalidInput(f"items[{index}] has unknown fields {sorted(map(str, unknown))}; "
+                               "nothing was written")
+        try:
+            return NewConversation.parse(started_at=item.get("started_at"),
+                                         ended_at=item.get("ended_at"),
+                                         external_id=item.get("external_id"))
+        except BillingError as exc:
+            raise type(exc)(f"items[{index}]: {exc.message}; nothing was written") from None
 
     def get(self, org_id: Any, conversation_id: Any) -> Conversation:
         oid = ids.object_id(org_id, name="org_id")
