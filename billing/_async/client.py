@@ -99,6 +99,12 @@ class AsyncBilling:
         await self._uow.check_server()
         return await schema_setup.apply(self._uow.db, now=self._ctx.now())
 
+    async def shard(self) -> list[str]:
+        """On a mongos: shard the tenant collections by `org_id` (docs/scaling.md), once;
+        returns what it sharded. ConfigurationError elsewhere. Run `setup` first."""
+        await self._uow.check_server()
+        return await schema_setup.shard(self._uow.client, self._uow.db)
+
     async def schema_drift(self) -> SchemaReport:
         """What `setup` would change (missing or different collections, validators, indexes,
         pending migrations); writes nothing. `report.current` is True when nothing would."""

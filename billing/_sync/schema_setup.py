@@ -138,3 +138,30 @@ def require_current(db: Any) -> None:
     raise ConfigurationError(
         f"database {db.name!r} is at billing schema version {version}, newer than this "
         f"billing's {VERSION}: upgrade billing")
+
+
+def shard(client: Any, db: Any) -> list[str]:
+    """On a mongos: shard each tenant collection by its key in `schema.SHARD_KEYS`, once
+    (a collection already sharded on that key is left alone; on another key,
+    ConfigurationError). Run `apply` first: the shard keys need the collections' indexes."""
+    try:
+        hello = client.admin.command("hello")
+        if hello.get("msg") != "isdbgrid":
+            raise ConfigurationError(
+                "sharding needs a sharded cluster: connect to a mongos (this server is not one; "
+                "see docker-compose.sharded.yml)")
+        done: list[str] = []
+        for name, key in schema.SHARD_KEYS.items():
+            namespace = f"{db.name}.{name}"
+            current = client.config.collections.find_one({"_id": namespace})
+            if current is not None and not current.get("dropped", False):
+                if dict(current.get("key", {})) != key:
+                    raise ConfigurationError(
+                        f"{namespace} is sharded on {dict(current['key'])}, not {key}: billing "
+                        "expects its documented shard key (docs/scaling.md)")
+                continue
+            client.admin.command("shardCollection", namespace, key=key)
+            done.append(f"sharded {name} on {key}")
+        return done
+    except PyMongoError as exc:
+        raise translate(exc) from exc

@@ -170,3 +170,18 @@ COLLECTIONS: tuple[Collection, ...] = (
     Collection(RECONCILIATION_LEASES),
     Collection(SCHEMA_MIGRATIONS),
 )
+
+
+# Where tenant data lives on a sharded cluster (docs/scaling.md): every tenant collection by
+# `org_id`, so an org's documents stay together and every unique index (all prefixed by
+# `org_id`) remains enforceable; the rest are small or keyed by ids from elsewhere (Stripe's
+# event ids, shard names) and stay unsharded on the database's primary shard.
+SHARD_KEYS: dict[str, dict[str, int]] = {
+    CONVERSATIONS: {"org_id": 1},
+    INVOICES: {"org_id": 1},
+    LINE_ITEMS: {"org_id": 1},
+    PAYMENT_METHODS: {"org_id": 1},
+    PAYMENTS: {"org_id": 1},
+}
+UNSHARDED = (ORGS, WEBHOOK_EVENTS, WEBHOOK_LOG, RECONCILIATION_RUNS, RECONCILIATION_LEASES,
+             SCHEMA_MIGRATIONS)

@@ -1,6 +1,6 @@
 """The `billing` command: parse, dispatch to a command module, map errors to exit codes.
 
-    billing [--uri URI] [--database NAME] setup [--check] [--json]
+    billing [--uri URI] [--database NAME] setup [--check | --shard] [--json]
     billing [--uri URI] [--database NAME] demo [--json]
     billing [--uri URI] [--database NAME] invoice run --period YYYY-MM [--org ID] [--json]
     billing [--uri URI] [--database NAME] reconcile [--apply] [--org ID] [--check KIND ...]

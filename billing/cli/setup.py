@@ -1,10 +1,11 @@
-"""`billing setup [--check] [--json]`: install or check the data contract and its version.
+"""`billing setup [--check | --shard] [--json]`: install or check the data contract.
 
 Creates the collections, validators and indexes that are missing, updates validators that
 differ, and applies pending migrations in order, each recorded and safe to rerun or interrupt;
 prints what it changed. With --check it writes nothing and exits 1 when anything differs
 (a missing or different index or validator, pending migrations, an unknown newer version).
 Every other command refuses a database that `setup` has not brought to this version (exit 3).
+With --shard, on a mongos, it then shards the tenant collections by org_id (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ def add_parser(commands: Any, *, parents: list[argparse.ArgumentParser]) -> None
     setup = commands.add_parser(
         "setup", help="create or update collections, validators, indexes; apply migrations",
         parents=parents, description=(__doc__ or "").split("\n\n")[1].replace("\n", " "))
-    setup.add_argument("--check", action="store_true",
+    mode = setup.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
                        help="report what differs from the data contract, change nothing; "
                             "exit 1 if anything does")
+    mode.add_argument("--shard", action="store_true",
+                       help="after setup, shard the tenant collections by org_id (on a mongos "
+                            "only; idempotent)")
     setup.add_argument("--json", action="store_true",
                        help="print one JSON document (the changes and exit_code) on stdout")
     setup.set_defaults(handler=main)
@@ -36,6 +41,8 @@ def main(args: argparse.Namespace) -> int:
     with connect.billing_for(args.uri, database, notices=sys.stderr,
                              require_schema=False) as billing:
         report = billing.schema_drift() if args.check else billing.setup()
+        if args.shard and not args.check:
+            report.changes += billing.shard()
     return show(report, database, check=args.check, as_json=args.json)
 
 

@@ -55,3 +55,10 @@ def test_setup_then_check_then_drift(mongo_uri: str, db_name: str,
     client[db_name].invoices.drop_index("one_per_period")
     drift = cli("--uri", mongo_uri, "--database", db_name, "setup", "--check")
     assert drift.returncode == 1 and "create index invoices.one_per_period" in drift.stdout
+
+
+def test_shard_needs_a_mongos(mongo_uri: str, db_name: str) -> None:
+    result = cli("--uri", mongo_uri, "--database", db_name, "setup", "--shard")
+    assert result.returncode == 3 and "mongos" in one_error_line(result)
+    both = cli("--uri", mongo_uri, "--database", db_name, "setup", "--shard", "--check")
+    assert both.returncode == 2
