@@ -14,7 +14,7 @@ from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import ids, queries, schema
 from billing.domain.models import Invoice, Payment
 from billing.domain.periods import Period
-from billing.errors import BillingError, InvalidInput, shown
+from billing.errors import InvalidInput, shown
 from billing.plans import invoices as invoice_plans
 
 
@@ -41,7 +41,12 @@ class AsyncInvoices:
 
         Raises InvalidPeriod / PeriodNotClosed / InvalidInput for bad arguments, OrgNotFound,
         NothingToBill (no unbilled conversations and no invoice yet), CurrencyMismatch, and
-        TransientDatabaseError (retry). Nothing is written when an error is raised.
+        InvalidMoney (the period's total would exceed the largest storable amount), and
+        TransientDatabaseError (retry). An error in the first transaction writes nothing; the
+        overflow of a run of several chunks is checked for the whole period before the first
+        one commits. An error in a later chunk (CurrencyMismatch after the org's currency
+        changed, a transient failure) leaves the draft with the chunks so far, and the next call
+        resumes it.
         """
         oid = ids.object_id(org_id, name="org_id")
         period = Period.of(period_start, period_end, now=self._ctx.now())
@@ -71,8 +76,8 @@ class AsyncInvoices:
             try:
                 invoice = await self._bill(oid, period, supplement=0, finalize=True)
                 result = runs.result_of(str(oid), summary.started_at, invoice=invoice)
-            except BillingError as exc:
-                if not isinstance(exc, runs.ORG_LEVEL_ERRORS):
+            except Exception as exc:
+                if not runs.org_level(exc):
                     raise
                 result = runs.result_of(str(oid), summary.started_at, error=exc)
             summary.results.append(result)
@@ -105,11 +110,30 @@ class AsyncInvoices:
             faults.hit("invoice.chunk.after_write")
             return plan
 
+        await self._require_fits(org_id, period, supplement)
         while True:
             plan = await self._ctx.uow.run(step)
             if plan.done:
                 return plan.result
             faults.hit("invoice.between_chunks")
+
+    async def _require_fits(self, org_id: ObjectId, period: Period, supplement: int) -> None:
+        """Before a run of several chunks: the whole period's total must be storable (one
+        transaction is all or nothing, so a single chunk needs no check)."""
+        limit = self._ctx.max_docs_per_transaction
+
+        async def read(txn: AsyncTransaction) -> tuple[Any, Any] | None:
+            if await txn.count(schema.CONVERSATIONS, queries.unbilled(org_id, period)) <= limit:
+                return None
+            return (await txn.aggregate_one(schema.ORGS, queries.snapshot_head(
+                org_id, period, supplement=supplement)),
+                await txn.aggregate_one(schema.CONVERSATIONS, queries.period_usage(
+                    org_id, period)))
+
+        read_ = await self._ctx.uow.run(read)
+        if read_ is not None:
+            invoice_plans.require_fits(*read_, org_id=org_id, period=period,
+                                       supplement=supplement)
 
     async def get(self, org_id: Any, invoice_id: Any) -> Invoice:
         """The invoice with its line items, read from one snapshot."""

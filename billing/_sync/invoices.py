@@ -15,7 +15,7 @@ from billing._sync.unit_of_work import Transaction
 from billing.adapters import ids, queries, schema
 from billing.domain.models import Invoice, Payment
 from billing.domain.periods import Period
-from billing.errors import BillingError, InvalidInput, shown
+from billing.errors import InvalidInput, shown
 from billing.plans import invoices as invoice_plans
 
 
@@ -42,7 +42,12 @@ class Invoices:
 
         Raises InvalidPeriod / PeriodNotClosed / InvalidInput for bad arguments, OrgNotFound,
         NothingToBill (no unbilled conversations and no invoice yet), CurrencyMismatch, and
-        TransientDatabaseError (retry). Nothing is written when an error is raised.
+        InvalidMoney (the period's total would exceed the largest storable amount), and
+        TransientDatabaseError (retry). An error in the first transaction writes nothing; the
+        overflow of a run of several chunks is checked for the whole period before the first
+        one commits. An error in a later chunk (CurrencyMismatch after the org's currency
+        changed, a transient failure) leaves the draft with the chunks so far, and the next call
+        resumes it.
         """
         oid = ids.object_id(org_id, name="org_id")
         period = Period.of(period_start, period_end, now=self._ctx.now())
@@ -72,8 +77,8 @@ class Invoices:
             try:
                 invoice = self._bill(oid, period, supplement=0, finalize=True)
                 result = runs.result_of(str(oid), summary.started_at, invoice=invoice)
-            except BillingError as exc:
-                if not isinstance(exc, runs.ORG_LEVEL_ERRORS):
+            except Exception as exc:
+                if not runs.org_level(exc):
                     raise
                 result = runs.result_of(str(oid), summary.started_at, error=exc)
             summary.results.append(result)
@@ -106,11 +111,30 @@ class Invoices:
             faults.hit("invoice.chunk.after_write")
             return plan
 
+        self._require_fits(org_id, period, supplement)
         while True:
             plan = self._ctx.uow.run(step)
             if plan.done:
                 return plan.result
             faults.hit("invoice.between_chunks")
+
+    def _require_fits(self, org_id: ObjectId, period: Period, supplement: int) -> None:
+        """Before a run of several chunks: the whole period's total must be storable (one
+        transaction is all or nothing, so a single chunk needs no check)."""
+        limit = self._ctx.max_docs_per_transaction
+
+        def read(txn: Transaction) -> tuple[Any, Any] | None:
+            if txn.count(schema.CONVERSATIONS, queries.unbilled(org_id, period)) <= limit:
+                return None
+            return (txn.aggregate_one(schema.ORGS, queries.snapshot_head(
+                org_id, period, supplement=supplement)),
+                txn.aggregate_one(schema.CONVERSATIONS, queries.period_usage(
+                    org_id, period)))
+
+        read_ = self._ctx.uow.run(read)
+        if read_ is not None:
+            invoice_plans.require_fits(*read_, org_id=org_id, period=period,
+                                       supplement=supplement)
 
     def get(self, org_id: Any, invoice_id: Any) -> Invoice:
         """The invoice with its line items, read from one snapshot."""
