@@ -346,3 +346,40 @@ def test_a_currency_change_mid_run_can_be_finished_as_its_message_says(
     invoice = b.invoices.create_for_period(org.id, *OCT)
     assert (invoice.status.value, invoice.conversations, invoice.currency) == ("open", 5, "usd")
     check_invariants(db)
+
+
+def test_the_contract_queries_are_served_by_an_index(mongo_uri: str, db_name: str) -> None:
+    from pymongo import MongoClient
+
+    from tests.integration.test_reconcile import Commands, stages
+
+    listener = Commands()
+    with MongoClient(mongo_uri, tz_aware=True, event_listeners=[listener]) as watched:
+        b = Billing(watched, database=db_name)
+        b.setup()
+        db = b.database
+        first, second = new_org(b, "first"), new_org(b, "second")
+        convs = seed_conversations(db, first.id, 3)
+        b.invoices.create_for_period(first.id, *OCT)
+        db.conversations.update_one({"_id": convs[0]["_id"]},
+                                    {"$set": {"org_id": oid(second.id)}})
+        db.conversations.insert_many([
+            {"org_id": first.id, "started_at": OCT[0], "ended_at": OCT[0], "line_item_id": None},
+            {"org_id": oid(first.id), "started_at": OCT[0], "ended_at": OCT[0],
+             "line_item_id": ""}])
+        listener.reads.clear()
+        report = b.reconciliation.run(apply=True)
+        for org_id in (first.id, second.id):
+            b.reconciliation.run(org_id=org_id)
+        shapes: dict[str, list[str]] = {}
+        for name, command in listener.reads:
+            if name == "aggregate":
+                command = {**command, "cursor": {}}
+            plan = db.command("explain", command, verbosity="queryPlanner")
+            query = command.get("pipeline", command.get("filter"))
+            shapes.setdefault(f"{name} {command[name]} {query}", []).extend(stages(plan))
+    assert {f.check for f in report.findings} == {
+        Check.DANGLING_LINK, Check.USAGE_QUANTITY, Check.MALFORMED}
+    scanned = {shape for shape, names in shapes.items() if "COLLSCAN" in names
+               and shape.split()[1] != "orgs"}
+    assert scanned == set(), scanned
