@@ -383,3 +383,29 @@ def test_the_contract_queries_are_served_by_an_index(mongo_uri: str, db_name: st
     scanned = {shape for shape, names in shapes.items() if "COLLSCAN" in names
                and shape.split()[1] != "orgs"}
     assert scanned == set(), scanned
+
+
+def test_the_cli_prints_its_json_and_exits_1_past_bad_data(
+    billing: Billing, mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from billing.cli import main
+
+    for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "MONGODB_URI"):
+        monkeypatch.delenv(name, raising=False)
+    db = billing.database
+    broken, fine = new_org(billing, "broken"), new_org(billing, "fine")
+    db.conversations.insert_many(array_dated(broken.id, SEP[0]))
+    seed_conversations(db, fine.id, 2, start=SEP[0])
+
+    code = main(["--uri", mongo_uri, "--database", db_name, "reconcile", "--apply", "--json"])
+
+    [line] = capsys.readouterr().out.splitlines()
+    doc = json.loads(line)
+    assert code == doc["exit_code"] == 1
+    assert doc["orgs_scanned"] == 2
+    assert {(f["check"], f["result"]) for f in doc["findings"]} == {
+        ("malformed", "reported"), ("unbilled", "repaired")}
+    assert db.invoices.count_documents({"org_id": oid(fine.id), "status": "open"}) == 1
