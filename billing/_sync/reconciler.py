@@ -70,8 +70,10 @@ class Reconciler:
         Dry run (the default) reads only: no repair, no lease, no audit record. With `apply`,
         the shard's lease is taken first (LeaseNotAcquired if another run holds it) and an
         audit record is written to `reconciliation_runs` before and after. A repair that fails
-        is recorded on its finding (result "failed") and the run goes on; errors that stop the
-        whole run (database unreachable) are raised after the audit record says so.
+        is recorded on its finding (result "failed") and the run goes on, and so is a check that
+        cannot finish for one org (bad data, a Stripe error): a "failed" finding of that org.
+        Errors that stop the whole run (database unreachable) are raised after the audit record
+        says so.
         """
         selected = _checks(checks)
         part = _shard(shard)
