@@ -243,6 +243,37 @@ def test_a_deleted_stripe_customer_fails_its_org_and_the_run_goes_on(
     assert audit is not None and audit["status"] == "finished" and len(audit["errors"]) == 1
 
 
+async def test_async_a_deleted_stripe_customer_fails_its_org_and_the_run_goes_on(
+    async_client: Any, db_name: str, async_stripe_gateway: Any,
+    stripe_client: stripe.StripeClient
+) -> None:
+    b = AsyncBilling(async_client, database=db_name, gateway=async_stripe_gateway,
+                     transaction_retry_seconds=60)
+    await b.setup()
+    gone = await b.orgs.create(name="customer deleted in Stripe", currency="usd",
+                               per_conversation=50, per_started_minute=10)
+    pm = stripe_client.v1.payment_methods.create(params={
+        "type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
+                                 "exp_year": 2034, "cvc": "123"}})
+    await b.payment_methods.attach(gone.id, str(pm.id), request_id="r-1")
+    customer = (await b.orgs.get(gone.id)).stripe_customer_id
+    assert customer is not None
+    stripe_client.v1.customers.delete(customer)
+    later = await b.orgs.create(name="later", currency="usd", per_conversation=50,
+                                per_started_minute=10)
+    await b.database.conversations.insert_one({
+        "org_id": oid(later.id), "started_at": SEP[0], "ended_at": SEP[0] + timedelta(seconds=1),
+        "line_item_id": None})
+
+    report = await b.reconciliation.run(apply=True)
+
+    assert report.orgs_scanned == 2
+    assert [(f.check, f.org_id) for f in report.findings if f.result == "failed"] == [
+        (Check.PAYMENT_METHOD, gone.id)]
+    inv = await b.database.invoices.find_one({"org_id": oid(later.id)})
+    assert inv is not None and (inv["status"], inv["total"]) == ("open", 50 + 10)
+
+
 # ---- no invisible usage -------------------------------------------------------------------------
 
 def test_links_and_org_ids_that_break_the_contract_are_reported(billing: Billing) -> None:
