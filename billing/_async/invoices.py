@@ -101,6 +101,12 @@ class AsyncInvoices:
                     for name, pipeline in queries.snapshot_conversations(
                             org_id, period, limit=limit).items():
                         snap[name] = await txn.aggregate(schema.CONVERSATIONS, pipeline)
+            if not checked and snap is not None and len(snap["chunk"]) > limit:
+                # More chunks follow: an overflow found in one of them would leave a draft that
+                # every retry fails on, so the whole period is bounded before the first commits.
+                invoice_plans.require_fits(
+                    snap, await txn.aggregate_one(schema.CONVERSATIONS, queries.period_usage(
+                        org_id, period)), org_id=org_id, period=period, supplement=supplement)
             plan = invoice_plans.bill_chunk(
                 snap, org_id=org_id, period=period, supplement=supplement,
                 limit=self._ctx.max_docs_per_transaction, finalize=finalize, now=self._ctx.now(),
@@ -110,30 +116,13 @@ class AsyncInvoices:
             faults.hit("invoice.chunk.after_write")
             return plan
 
-        await self._require_fits(org_id, period, supplement)
+        checked = False  # the whole period's total, by this call's first transaction
         while True:
             plan = await self._ctx.uow.run(step)
+            checked = True
             if plan.done:
                 return plan.result
             faults.hit("invoice.between_chunks")
-
-    async def _require_fits(self, org_id: ObjectId, period: Period, supplement: int) -> None:
-        """Before a run of several chunks: the whole period's total must be storable (one
-        transaction is all or nothing, so a single chunk needs no check)."""
-        limit = self._ctx.max_docs_per_transaction
-
-        async def read(txn: AsyncTransaction) -> tuple[Any, Any] | None:
-            if await txn.count(schema.CONVERSATIONS, queries.unbilled(org_id, period)) <= limit:
-                return None
-            return (await txn.aggregate_one(schema.ORGS, queries.snapshot_head(
-                org_id, period, supplement=supplement)),
-                await txn.aggregate_one(schema.CONVERSATIONS, queries.period_usage(
-                    org_id, period)))
-
-        read_ = await self._ctx.uow.run(read)
-        if read_ is not None:
-            invoice_plans.require_fits(*read_, org_id=org_id, period=period,
-                                       supplement=supplement)
 
     async def get(self, org_id: Any, invoice_id: Any) -> Invoice:
         """The invoice with its line items, read from one snapshot."""
