@@ -4,8 +4,11 @@ Policies (what `--apply` does for each kind):
 - unbilled: conversations that ended before the last closed month boundary and are unbilled.
   Billed exactly once onto the month's invoice while it is a draft (or when none exists yet),
   otherwise onto a supplementary invoice for that month (supplement 1, 2, ...).
-- dangling_link: a billed conversation whose line item is missing, or a line item whose invoice
-  is missing. A missing conversations line item is restored on its invoice when the invoice
+- dangling_link: a billed conversation whose line item is missing in every org, or a line item
+  whose invoice is missing. A conversation linked to a line item of another org (its `org_id` was
+  rewritten after billing, or is an array) is reported for a person, never released: releasing
+  it would bill it twice. So are links whose conversations break the data contract (see
+  malformed). A missing conversations line item is restored on its invoice when the invoice
   still records it (the period's invoice lacks its conversations item, counts exactly those
   conversations, and its stored subtotal misses a whole multiple of their count): they were
   charged there, so rebilling them would charge their minutes twice. With no invoice left for
@@ -28,7 +31,15 @@ Policies (what `--apply` does for each kind):
 - payment: payment attempts not settled after `stale_after` (a lost webhook, a process that died,
   a `processing` payment) are settled from Stripe's state, never charged again; webhooks whose
   amount, currency or customer disagreed with our attempt are reported for a person.
-- malformed: conversations billing cannot price. Reported, never changed.
+- usage_quantity: a conversations line item whose quantity differs from the number of the
+  org's conversations linked to it (confirmed on one snapshot). Reported: money is a person's call.
+- malformed: conversations billing cannot price (`started_at` or `ended_at` not one date, or
+  ending before they start), and conversations that break the data contract's types
+  (`line_item_id` neither null nor an ObjectId; `org_id` an array, a string, a number, null or
+  missing). Billing skips them; reported, never changed.
+
+A check that cannot finish for one org (bad data, a Stripe error) is recorded as a failed
+finding of that org and the run goes on; only an unreachable database stops the run.
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ class Check(StrEnum):
     PAYMENT_METHOD = "payment_method"
     PAYMENT = "payment"
     MALFORMED = "malformed"
+    USAGE_QUANTITY = "usage_quantity"
 
 
 @dataclass

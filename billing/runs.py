@@ -43,12 +43,14 @@ class OrgResult:
 
 
 def result_of(org_id: str, started_at: datetime, invoice: Invoice | None = None,
-              error: BillingError | None = None) -> OrgResult:
+              error: Exception | None = None) -> OrgResult:
     if isinstance(error, NothingToBill):
         return OrgResult(org_id, Outcome.NOTHING_TO_BILL)
-    if error is not None:
+    if isinstance(error, BillingError):
         return OrgResult(org_id, Outcome.FAILED, error=f"{type(error).__name__}: {error.message}",
                          retryable=error.retryable)
+    if error is not None:  # unexpected: recorded so the run goes on
+        return OrgResult(org_id, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
     assert invoice is not None
     fresh = invoice.finalized_at is not None and invoice.finalized_at >= started_at
     return OrgResult(org_id, Outcome.INVOICED if fresh else Outcome.ALREADY_INVOICED, invoice)
@@ -99,3 +101,12 @@ Progress = Callable[[int, int, OrgResult], None]  # (done, total, latest result)
 ORG_LEVEL_ERRORS: tuple[type[BillingError], ...] = (
     errors.StateConflict, errors.NotFound, errors.InvalidInput, errors.DatabaseError,
 )
+
+
+def org_level(exc: Exception) -> bool:
+    """Whether `exc` fails one org of a run (recorded) rather than the whole run (raised): an
+    unreachable database or bad configuration stops the run; anything else, even unexpected
+    (bad data), is that org's failure."""
+    if isinstance(exc, errors.DatabaseUnavailable | errors.ConfigurationError):
+        return False
+    return not isinstance(exc, BillingError) or isinstance(exc, ORG_LEVEL_ERRORS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from bson import ObjectId
@@ -38,23 +39,49 @@ class AsyncBillingChecks:
 
     # ---- detection -----------------------------------------------------------------------------
 
-    async def dangling(self, oid: ObjectId) -> list[Finding]:
-        """Billed conversations whose line item is missing; line items whose invoice is missing."""
-        out: list[Finding] = []
+    async def _linked(self, oid: ObjectId) -> dict[ObjectId, int]:
+        """The org's billed conversations counted per line item."""
         groups = await self._aggregate(schema.CONVERSATIONS, [
             {"$match": {"org_id": oid, "line_item_id": queries.ANY_OBJECT_ID}},
             {"$group": {"_id": "$line_item_id", "n": {"$sum": 1}}}])
-        linked = {g["_id"]: g["n"] for g in groups}
+        return {g["_id"]: g["n"] for g in groups if isinstance(g["_id"], ObjectId)}
+
+    async def dangling(self, oid: ObjectId) -> list[Finding]:
+        """Billed conversations whose line item is missing; line items whose invoice is missing."""
+        out: list[Finding] = []
+        linked = await self._linked(oid)
         items = await self._db()[schema.LINE_ITEMS].find(
             {"org_id": oid}, {"invoice_id": 1}).to_list()
         known = {i["_id"] for i in items}
-        for item_id, n in linked.items():
-            if item_id not in known:
+        missing = [item_id for item_id in linked if item_id not in known]
+        elsewhere = {d["_id"]: d["org_id"] for d in await self._db()[schema.LINE_ITEMS].find(
+            queries.line_items_in_any_org(missing), {"org_id": 1}).hint("_id_").to_list()
+        } if missing else {}
+        for item_id in missing:
+            n = linked[item_id]
+            if item_id in elsewhere:
+                out.append(Finding(
+                    Check.DANGLING_LINK, str(oid), f"{n} conversations of org {oid} are billed on "
+                    f"line item {item_id} of org {elsewhere[item_id]}", n, [str(item_id)],
+                    "report: their org_id was changed after billing or is not one id; a person "
+                    "must decide which org they belong to (they stay billed)", repairable=False))
+                continue
+            broken = await self._aggregate(schema.CONVERSATIONS, [
+                {"$match": {"org_id": oid, "line_item_id": item_id}},
+                {"$match": {"$nor": [queries.WELL_FORMED]}}, {"$group": {"_id": None, "n": {
+                    "$sum": 1}}}])
+            if broken:
                 out.append(Finding(
                     Check.DANGLING_LINK, str(oid), f"{n} conversations point to missing line "
-                    f"item {item_id}", n, [str(item_id)],
-                    "restore the line item from its invoice, or release them to be billed again",
-                    params={"line_item_id": item_id, "orphan": False}))
+                    f"item {item_id}, {broken[0]['n']} of them malformed", n, [str(item_id)],
+                    "report: the host must fix them before they can be released",
+                    repairable=False))
+                continue
+            out.append(Finding(
+                Check.DANGLING_LINK, str(oid), f"{n} conversations point to missing line "
+                f"item {item_id}", n, [str(item_id)],
+                "restore the line item from its invoice, or release them to be billed again",
+                params={"line_item_id": item_id, "orphan": False}))
         invoice_ids = {i["invoice_id"] for i in items}
         found = {d["_id"] for d in await self._db()[schema.INVOICES].find(
             {"org_id": oid, "_id": {"$in": list(invoice_ids)}}, {"_id": 1}).hint(
@@ -117,20 +144,83 @@ class AsyncBillingChecks:
         return out
 
     async def malformed(self, oid: ObjectId, boundary: datetime) -> list[Finding]:
-        # Unbilled conversations of the org (on the index), then the broken ones among them.
+        """Conversations billing cannot price, and those that break the contract's types.
+
+        One pass over the org's conversations on the index's `org_id` prefix: "any type but
+        null or an ObjectId" has no index bounds (see queries.BROKEN_CONTRACT)."""
+        times = {"line_item_id": None, "$or": [
+            {"$expr": {"$ne": [{"$type": "$ended_at"}, "date"]}},
+            {"ended_at": {"$lt": boundary}, "$nor": [queries.WELL_FORMED]}]}
         rows = await self._aggregate(schema.CONVERSATIONS, [
-            {"$match": {"org_id": oid, "line_item_id": None}},
-            {"$match": {"$or": [{"ended_at": {"$not": {"$type": "date"}}},
-                                {"ended_at": {"$lt": boundary},
-                                 "$nor": [queries.WELL_FORMED]}]}},
-            {"$group": {"_id": None, "n": {"$sum": 1}, "ids": {"$push": "$_id"}}},
-            {"$project": {"n": 1, "ids": {"$slice": ["$ids", SAMPLE_IDS]}}}])
-        if not rows:
-            return []
-        n, sample = rows[0]["n"], [str(i) for i in rows[0]["ids"]]
-        return [Finding(Check.MALFORMED, str(oid), f"{n} conversations cannot be priced "
-                        "(started_at or ended_at not a date, or ends before it starts)", n,
-                        sample, "report: the host must fix them", repairable=False)]
+            {"$match": {"org_id": oid}},
+            {"$match": {"$or": [{"$expr": queries.BROKEN_CONTRACT}, times]}},
+            {"$group": {"_id": {"$cond": [queries.BROKEN_CONTRACT, "contract", "times"]},
+                        "n": {"$sum": 1}, "ids": {"$push": "$_id"}}},
+            {"$project": {"n": 1, "ids": {"$slice": ["$ids", SAMPLE_IDS]}}},
+            {"$sort": {"_id": -1}}])
+        texts = {
+            "times": "cannot be priced (started_at or ended_at not one date, or it ends before "
+                     "it starts)",
+            "contract": "break the data contract (line_item_id neither null nor an ObjectId, "
+                        "or org_id not one ObjectId): billing skips them",
+        }
+        return [Finding(Check.MALFORMED, str(oid), f"{r['n']} conversations {texts[r['_id']]}",
+                        r["n"], [str(i) for i in r["ids"]], "report: the host must fix them",
+                        repairable=False) for r in rows]
+
+    async def orgless(self, only: ObjectId | None = None) -> list[Finding]:
+        """Conversations whose `org_id` names no org (a string, a number, null, missing): no
+        org's scan sees them. Each query is a type-bracketed range on the index; with `only`,
+        the one org's id written as a string."""
+        out = []
+        kinds = queries.ORGLESS if only is None else (("a string", {"org_id": str(only)}),)
+        for kind, match in kinds:
+            rows = await self._aggregate(schema.CONVERSATIONS, [
+                {"$match": match},
+                {"$group": {"_id": None, "n": {"$sum": 1}, "ids": {"$push": "$_id"},
+                            "orgs": {"$addToSet": "$org_id"}}},
+                {"$project": {"n": 1, "ids": {"$slice": ["$ids", SAMPLE_IDS]},
+                              "orgs": {"$slice": ["$orgs", 5]}}}])
+            if rows:
+                r = rows[0]
+                seen = ", ".join(repr(o) for o in r["orgs"] if o is not None)
+                out.append(Finding(
+                    Check.MALFORMED, str(only) if only else "-", f"{r['n']} conversations have "
+                    f"an org_id that is {kind}{f' ({seen})' if seen else ''}, not an org's "
+                    "ObjectId: billing skips them", r["n"], [str(i) for i in r["ids"]],
+                    "report: the host must fix them", repairable=False))
+        return out
+
+    async def usage_quantity(self, oid: ObjectId) -> list[Finding]:
+        """Conversations line items whose quantity is not the number of conversations linked to
+        them; a mismatch is confirmed on one snapshot (a chunk may commit between the reads)."""
+        linked = await self._linked(oid)
+        items = [i for i in await self._db()[schema.LINE_ITEMS].find(
+            {"org_id": oid}, {"kind": 1, "quantity": 1, "invoice_id": 1}).to_list()
+            if i.get("kind") == LineItemKind.CONVERSATIONS.value]
+        out = []
+        for item in items:
+            if item.get("quantity") == linked.get(item["_id"], 0):
+                continue
+            confirmed = await self._ctx.uow.run(partial(self._usage_of, oid=oid,
+                                                        iid=item["_id"]))
+            if confirmed is None:
+                continue
+            quantity, n, invoice_id = confirmed
+            out.append(Finding(
+                Check.USAGE_QUANTITY, str(oid), f"line item {item['_id']} of invoice "
+                f"{invoice_id} bills {quantity} conversations but {n} are linked to it", 1,
+                [str(item["_id"])], "report: a person must decide what was charged",
+                repairable=False))
+        return out
+
+    async def _usage_of(self, txn: AsyncTransaction, *, oid: ObjectId, iid: ObjectId
+                        ) -> tuple[Any, int, Any] | None:
+        item = await txn.find_one(schema.LINE_ITEMS, {"_id": iid, "org_id": oid})
+        n = await txn.count(schema.CONVERSATIONS, {"org_id": oid, "line_item_id": iid})
+        if item is None or item.get("quantity") == n:
+            return None
+        return item.get("quantity"), n, item.get("invoice_id")
 
     # ---- repairs (each its own transaction or bounded invoice run) ---------------------------
 
@@ -159,8 +249,13 @@ class AsyncBillingChecks:
         n = span["n"] if span else 0
         writes: list[Write] = []
         if not p["orphan"] and span is not None:
-            if await txn.find_one(schema.LINE_ITEMS, {"_id": item_id, "org_id": oid}):
+            item = await txn.find_one(schema.LINE_ITEMS, queries.line_items_in_any_org([item_id]))
+            if item is not None and item["org_id"] == oid:
                 return "already consistent"
+            if item is not None:
+                raise StateConflict(
+                    f"{n} conversations of org {oid} point to line item {item_id} of org "
+                    f"{item['org_id']}: a person must decide which org they belong to")
             candidates = []
             # period_start <= first as `$lt first + 1 ms` (BSON dates are milliseconds): SecantusDB
             # drops the boundary of `$lte` on a middle key of a compound index.

@@ -15,7 +15,7 @@ from billing._sync.unit_of_work import Transaction
 from billing.adapters import ids, queries, schema
 from billing.domain.models import Invoice, Payment
 from billing.domain.periods import Period
-from billing.errors import BillingError, InvalidInput, shown
+from billing.errors import InvalidInput, shown
 from billing.plans import invoices as invoice_plans
 
 
@@ -55,7 +55,12 @@ class Invoices:
 
         Raises InvalidPeriod / PeriodNotClosed / InvalidInput for bad arguments, OrgNotFound,
         NothingToBill (no unbilled conversations and no invoice yet), CurrencyMismatch, and
-        TransientDatabaseError (retry). Nothing is written when an error is raised.
+        InvalidMoney (the period's total would exceed the largest storable amount), and
+        TransientDatabaseError (retry). An error in the first transaction writes nothing; the
+        overflow of a run of several chunks is checked for the whole period before the first
+        one commits. An error in a later chunk (CurrencyMismatch after the org's currency
+        changed, a transient failure) leaves the draft with the chunks so far, and the next call
+        resumes it.
         """
         oid = ids.object_id(org_id, name="org_id")
         period = Period.of(period_start, period_end, now=self._ctx.now())
@@ -85,8 +90,8 @@ class Invoices:
             try:
                 invoice = self._bill(oid, period, supplement=0, finalize=True)
                 result = runs.result_of(str(oid), summary.started_at, invoice=invoice)
-            except BillingError as exc:
-                if not isinstance(exc, runs.ORG_LEVEL_ERRORS):
+            except Exception as exc:
+                if not runs.org_level(exc):
                     raise
                 result = runs.result_of(str(oid), summary.started_at, error=exc)
             summary.results.append(result)
@@ -110,6 +115,12 @@ class Invoices:
                     for name, pipeline in queries.snapshot_conversations(
                             org_id, period, limit=limit).items():
                         snap[name] = txn.aggregate(schema.CONVERSATIONS, pipeline)
+            if not checked and snap is not None and len(snap["chunk"]) > limit:
+                # More chunks follow: an overflow found in one of them would leave a draft that
+                # every retry fails on, so the whole period is bounded before the first commits.
+                invoice_plans.require_fits(
+                    snap, txn.aggregate_one(schema.CONVERSATIONS, queries.period_usage(
+                        org_id, period)), org_id=org_id, period=period, supplement=supplement)
             plan = invoice_plans.bill_chunk(
                 snap, org_id=org_id, period=period, supplement=supplement,
                 limit=self._ctx.max_docs_per_transaction, finalize=finalize, now=self._ctx.now(),
@@ -119,8 +130,10 @@ class Invoices:
             faults.hit("invoice.chunk.after_write")
             return plan
 
+        checked = False  # the whole period's total, by this call's first transaction
         while True:
             plan = self._ctx.uow.run(step)
+            checked = True
             if plan.done:
                 return plan.result
             faults.hit("invoice.between_chunks")

@@ -27,7 +27,14 @@ from billing._sync.reconcile_payments import PaymentChecks
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translate
 from billing.domain.periods import last_closed_month
-from billing.errors import BillingError, InvalidInput, LeaseNotAcquired, OrgNotFound, shown
+from billing.errors import (
+    BillingError,
+    DatabaseUnavailable,
+    InvalidInput,
+    LeaseNotAcquired,
+    OrgNotFound,
+    shown,
+)
 from billing.reconciliation import (
     Check,
     Finding,
@@ -65,8 +72,10 @@ class Reconciler:
         Dry run (the default) reads only: no repair, no lease, no audit record. With `apply`,
         the shard's lease is taken first (LeaseNotAcquired if another run holds it) and an
         audit record is written to `reconciliation_runs` before and after. A repair that fails
-        is recorded on its finding (result "failed") and the run goes on; errors that stop the
-        whole run (database unreachable) are raised after the audit record says so.
+        is recorded on its finding (result "failed") and the run goes on, and so is a check that
+        cannot finish for one org (bad data, a Stripe error): a "failed" finding of that org.
+        Errors that stop the whole run (database unreachable) are raised after the audit record
+        says so.
         """
         selected = _checks(checks)
         part = _shard(shard)
@@ -137,6 +146,9 @@ class Reconciler:
                 report.orgs_scanned += 1
                 if progress is not None:
                     progress(done, total, scan)
+        if Check.MALFORMED in report.checks and (oid is not None or report.shard[0] == 0):
+            # Once per run (by shard 0): these belong to no org, so no org's scan sees them.
+            self._settle(report, self._billing.orgless(only=oid))
         if oid is None and Check.PAYMENT_METHOD in report.checks:
             self._settle(report, self._methods.orphans(shard=report.shard))
 
@@ -154,25 +166,33 @@ class Reconciler:
     def _org(self, report: ReconcileReport, doc: dict[str, Any],
                    stale_before: datetime) -> OrgScan:
         """The checks of one org, in repair order: links first (released conversations are then
-        billed by `unbilled`), drafts before late conversations (they may bill them)."""
+        billed by `unbilled`), drafts before late conversations (they may bill them), usage
+        quantities once billing is repaired. A check that fails is recorded on the org and the
+        run goes on to the next org (an unreachable database stops it)."""
         oid: ObjectId = doc["_id"]
-        checks, b = report.checks, self._billing
-        before = len(report.findings)
-        if Check.DANGLING_LINK in checks:
-            self._settle(report, b.dangling(oid))
-        if Check.WRONG_TOTALS in checks:
-            self._settle(report, b.wrong_totals(oid))
-        if Check.STALE_DRAFT in checks:
-            self._settle(report, b.stale_drafts(oid, stale_before))
-        if Check.UNBILLED in checks:
-            self._settle(report, b.unbilled(oid, report.boundary))
-        if Check.MALFORMED in checks:
-            self._settle(report, b.malformed(oid, report.boundary))
-        if Check.PAYMENT_METHOD in checks:
-            org = documents.org(doc)
-            self._settle(report, self._methods.scan(org, stale_before))
-        if Check.PAYMENT in checks:
-            self._settle(report, self._payments.scan(oid, stale_before))
+        b, before = self._billing, len(report.findings)
+        steps: list[tuple[Check, Callable[[], list[Finding]]]] = [
+            (Check.DANGLING_LINK, lambda: b.dangling(oid)),
+            (Check.WRONG_TOTALS, lambda: b.wrong_totals(oid)),
+            (Check.STALE_DRAFT, lambda: b.stale_drafts(oid, stale_before)),
+            (Check.UNBILLED, lambda: b.unbilled(oid, report.boundary)),
+            (Check.USAGE_QUANTITY, lambda: b.usage_quantity(oid)),
+            (Check.MALFORMED, lambda: b.malformed(oid, report.boundary)),
+            (Check.PAYMENT_METHOD, lambda: self._methods.scan(documents.org(doc), stale_before)),
+            (Check.PAYMENT, lambda: self._payments.scan(oid, stale_before)),
+        ]
+        for check, find in steps:
+            if check not in report.checks:
+                continue
+            try:
+                self._settle(report, find())
+            except Exception as exc:
+                error = _org_level(exc)
+                report.findings.append(Finding(
+                    check, str(oid), f"the {check.value} check of org {oid} could not finish",
+                    0, [], "fix the cause and run again", repairable=False, result="failed",
+                    error=_describe(error)))
+                break
         return OrgScan(str(oid), report.findings[before:])
 
     def _settle(self, report: ReconcileReport, findings: list[Finding]) -> None:
@@ -193,8 +213,8 @@ class Reconciler:
                     done = self._billing.repair(finding)
                 finding.action = f"{finding.action}: {done}"
                 finding.result = "repaired"
-            except BillingError as exc:
-                finding.result, finding.error = "failed", _describe(exc)
+            except Exception as exc:
+                finding.result, finding.error = "failed", _describe(_org_level(exc))
 
     # ---- the audit record (plain writes, outside every repair transaction) -------------------
 
@@ -306,6 +326,14 @@ def _shard(shard: Any) -> tuple[int, int]:
             isinstance(p, int) and not isinstance(p, bool) for p in shard):
         return parse_shard(f"{shard[0]}/{shard[1]}")
     raise InvalidInput(f"shard must be (I, N) or 'I/N', got {shown(shard)}")
+
+
+def _org_level(exc: Exception) -> Exception:
+    """The error to record on one org's finding; re-raises what must stop the whole run."""
+    error = translate(exc) if isinstance(exc, PyMongoError) else exc
+    if isinstance(error, DatabaseUnavailable):
+        raise exc
+    return error
 
 
 def _describe(exc: BaseException) -> str:

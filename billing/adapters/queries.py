@@ -6,6 +6,7 @@ select exactly the same conversations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,11 +17,24 @@ from billing.domain.periods import Period
 
 Doc = dict[str, Any]
 
-# A conversation billing can price: both ends are dates and it does not end before it starts.
-WELL_FORMED: Doc = {
-    "started_at": {"$type": "date"},
-    "$expr": {"$lte": ["$started_at", "$ended_at"]},
-}
+# A conversation billing can price: its org is one ObjectId, both ends are dates (not arrays
+# holding dates: `{$type: "date"}` matches those, and `$lte` compares arrays) and it does not end
+# before it starts. BSON types by `$type` in `$expr`, which mongod and SecantusDB read alike.
+WELL_FORMED: Doc = {"$expr": {"$and": [
+    {"$eq": [{"$type": "$org_id"}, "objectId"]},
+    {"$eq": [{"$type": "$started_at"}, "date"]},
+    {"$eq": [{"$type": "$ended_at"}, "date"]},
+    {"$lte": ["$started_at", "$ended_at"]},
+]}}
+
+# `line_item_id` as the data contract allows it: null (or absent) until billed, then an ObjectId.
+LINK_TYPES = ["null", "missing", "objectId"]
+
+
+def well_formed(doc: Doc) -> bool:
+    """WELL_FORMED in Python, for what pricing is given: dates, in order."""
+    start, end = doc.get("started_at"), doc.get("ended_at")
+    return isinstance(start, datetime) and isinstance(end, datetime) and start <= end
 
 
 def unbilled(org_id: ObjectId, period: Period) -> Doc:
@@ -66,6 +80,32 @@ def pipeline_hint(pipeline: list[Doc]) -> str | None:
 ANY_OBJECT_ID = {"$gte": ObjectId("0" * 24)}
 
 
+# Conversations that break the data contract's types: `line_item_id` neither null nor an
+# ObjectId, or `org_id` not one ObjectId (an array matches every org it holds). An `$expr`: no
+# index bounds exist for "any type but these", so it filters an org's conversations.
+BROKEN_CONTRACT: Doc = {"$or": [
+    {"$not": [{"$in": [{"$type": "$line_item_id"}, LINK_TYPES]}]},
+    {"$ne": [{"$type": "$org_id"}, "objectId"]},
+]}
+
+# `org_id` values that name no org and that an index range can find: strings (e.g. an org's id
+# written as hex), numbers, null or no field at all. Type-bracketed ranges, so on the index.
+ORGLESS: tuple[tuple[str, Doc], ...] = (
+    ("a string", {"org_id": {"$gte": ""}}),
+    ("a number", {"org_id": {"$gte": float("-inf")}}),
+    ("null or missing", {"org_id": None}),
+)
+
+
+def line_items_in_any_org(item_ids: list[ObjectId]) -> Doc:
+    """Line items by `_id` in every org: the one read of tenant data not scoped to an org.
+
+    Reconciliation needs it to tell a line item missing everywhere (its conversations may be
+    released and billed again) from one that belongs to another org (a conversation's `org_id`
+    was rewritten after billing, or is an array): releasing those would bill them twice."""
+    return {"_id": {"$in": item_ids}}
+
+
 def with_items(org_id: ObjectId) -> Doc:
     """$lookup stage attaching an invoice's line items (scoped to the org) as `items`."""
     return {"$lookup": {
@@ -79,25 +119,41 @@ def with_items(org_id: ObjectId) -> Doc:
 MAX_EXCLUDED = 1000
 
 
-def chunk_marks(base: Doc, last: Doc, following: Doc | None, malformed: Doc | None) -> Doc:
+def chunk_marks(base: Doc, last: Doc, following: Doc | None, malformed: Doc | None,
+                *, rejected: Sequence[Any] = ()) -> Doc:
     """The filter that matches exactly the chunk ending at `last` (`following` is the next
-    well-formed conversation, if any): unbilled, up to that key, well-formed.
+    well-formed conversation, if any): unbilled, up to that key, well-formed, not `rejected`
+    (conversations of the chunk that pricing refused: see `well_formed`).
 
     Index-only where it can be, because SecantusDB scans the collection for `$or` and `$expr`
     (mongod does not): when `following` ends later than `last`, the chunk is every well-formed
     conversation that ended by `last`'s end, a plain range (`$lt` end + 1 ms: SecantusDB drops
     the boundary of `$lte` on a middle key of the index); malformed ones are excluded by id.
-    A tie across the chunk's end, or more than MAX_EXCLUDED malformed ones, takes the exact
-    `$or`/`$expr` filter."""
+    A tie across the chunk's end, rejected conversations, or more than MAX_EXCLUDED malformed
+    ones take the exact `$or`/`$expr` filter."""
     last_end, last_id = last["ended_at"], last["_id"]
     keys = malformed.get("keys", []) if malformed else []
     tied = following is not None and following["ended_at"] == last_end
-    if tied or (malformed is not None and len(keys) < malformed["n"]):
-        return {**base, **WELL_FORMED, **up_to(last_end, last_id)}
-    excluded = [k["i"] for k in keys if k["e"] <= last_end]
+    if rejected or tied or (malformed is not None and len(keys) < malformed["n"]):
+        exact = {**base, **WELL_FORMED, **up_to(last_end, last_id)}
+        return {**exact, "_id": {"$nin": list(rejected)}} if rejected else exact
+    # A malformed end that is not one date (an array of them) may fall in any range: excluded.
+    excluded = [k["i"] for k in keys
+                if not isinstance(k.get("e"), datetime) or k["e"] <= last_end]
     upper = min(last_end + timedelta(milliseconds=1), base["ended_at"]["$lt"])
     return {**base, "ended_at": {**base["ended_at"], "$lt": upper},
             **({"_id": {"$nin": excluded}} if excluded else {})}
+
+
+def period_usage(org_id: ObjectId, period: Period) -> list[Doc]:
+    """The period's well-formed unbilled conversations counted, with their started minutes
+    summed (as `ceil(ms / 60000)`, the pricing rule; a double, exact below 2^53 minutes)."""
+    duration = {"$subtract": ["$ended_at", "$started_at"]}
+    return [
+        {"$match": unbilled(org_id, period)}, {"$match": WELL_FORMED},
+        {"$group": {"_id": None, "n": {"$sum": 1},
+                    "minutes": {"$sum": {"$ceil": {"$divide": [duration, 60_000]}}}}},
+    ]
 
 
 def billing_snapshot(org_id: ObjectId, period: Period, *, supplement: int, limit: int) -> list[Doc]:

@@ -49,9 +49,14 @@ def new_invoice(org: Org, period: Period, *, supplement: int, now: datetime, id:
 
 def require_draft(invoice: Invoice) -> None:
     if invoice.status is not S.DRAFT:
+        if invoice.status is S.VOID:
+            advice = "a void invoice stays as it is"
+        else:  # finalised: its number and totals are issued
+            advice = "its line items are final: void it if it is wrong (its conversations " \
+                     "are then written off)"
         raise InvoiceNotEditable(
             f"invoice {invoice.id} is {invoice.status.value}: only draft invoices can be edited; "
-            "void it and bill a supplementary invoice instead"
+            f"{advice}"
         )
 
 
@@ -65,7 +70,9 @@ def add_usage(invoice: Invoice, org: Org, used: Usage, *, new_id: Callable[[], s
     if invoice.currency != org.currency:
         raise CurrencyMismatch(
             f"org {org.id} now bills in {org.currency} but its draft invoice {invoice.id} is in "
-            f"{invoice.currency}: void the draft, then bill the period again"
+            f"{invoice.currency}: set the org's currency back to {invoice.currency} to finish the "
+            "draft, or void it (the conversations already on it are then written off; "
+            "reconciliation bills the rest on a supplementary invoice)"
         )
     items = list(invoice.line_items)
     for kind, qty, unit, text in (

@@ -21,7 +21,7 @@ from billing.domain.models import (
 )
 from billing.domain.periods import Period
 from billing.domain.pricing import usage
-from billing.errors import LineItemNotFound, NothingToBill, PaymentInProgress
+from billing.errors import InvalidMoney, LineItemNotFound, NothingToBill, PaymentInProgress
 from billing.plans import Doc, Plan, new_id, require_org
 
 
@@ -49,16 +49,19 @@ def bill_chunk(
     if old is not None and old.status is not InvoiceStatus.DRAFT:
         return Plan(old)  # already finalised: idempotent
     chunk, more = snap["chunk"][:limit], len(snap["chunk"]) > limit
-    malformed = snap["malformed"][0]["n"] if snap["malformed"] else 0
-    if old is None and not chunk:
+    # Pricing sees only what Python also finds well-formed; the rest count as malformed.
+    priced = [c for c in chunk if queries.well_formed(c)]
+    rejected = [c["_id"] for c in chunk if not queries.well_formed(c)]
+    malformed = (snap["malformed"][0]["n"] if snap["malformed"] else 0) + len(rejected)
+    if old is None and not priced:
         extra = f" ({malformed} malformed ones skipped)" if malformed else ""
         raise NothingToBill(
             f"org {org.id} has no unbilled conversations that ended in {period.label}{extra}"
         )
     new = old or invoicing.new_invoice(org, period, supplement=supplement, now=now, id=new_id())
     marks: list[Write] = []
-    if chunk:
-        new = invoicing.add_usage(new, org, usage((c["started_at"], c["ended_at"]) for c in chunk),
+    if priced:
+        new = invoicing.add_usage(new, org, usage((c["started_at"], c["ended_at"]) for c in priced),
                                   new_id=new_id)
         item = new.item(LineItemKind.CONVERSATIONS)
         assert item is not None
@@ -66,9 +69,10 @@ def bill_chunk(
             schema.CONVERSATIONS, "update_many",
             queries.chunk_marks(queries.unbilled(org_id, period), chunk[-1],
                                 snap["chunk"][limit] if more else None,
-                                snap["malformed"][0] if snap["malformed"] else None),
+                                snap["malformed"][0] if snap["malformed"] else None,
+                                rejected=rejected),
             {"$set": {"line_item_id": ObjectId(item.id)}},
-            expect=len(chunk),
+            expect=len(priced),
         ))
     new = new.model_copy(update={"skipped_malformed": malformed, "complete": not more})
     if not more and finalize:
@@ -78,6 +82,40 @@ def bill_chunk(
         return Plan(new)
     return Plan(new.model_copy(update={"version": old.version + 1 if old else 0}),
                 invoice_changes(old, new) + marks, done=not more)
+
+
+def require_fits(snap: Doc | None, used: Doc | None, *, org_id: ObjectId, period: Period,
+                 supplement: int) -> None:
+    """InvalidMoney when the period's invoice (its draft, if any, plus every unbilled
+    conversation `used` counts) would total more than MongoDB can store. Checked before a run of
+    several chunks commits its first one: an overflow found in a later chunk would leave a draft
+    that every retry fails on."""
+    org = require_org(snap, org_id)
+    assert snap is not None
+    old = documents.invoice(snap["invoice"][0], snap["invoice"][0]["items"]) if snap["invoice"] \
+        else None
+    if used is None or (old is not None and old.status is not InvoiceStatus.DRAFT):
+        return
+    count, minutes = int(used["n"]), int(used["minutes"])
+    total = old.subtotal if old is not None else 0
+    for kind, added, price in ((LineItemKind.CONVERSATIONS, count, org.prices.per_conversation),
+                               (LineItemKind.MINUTES, minutes, org.prices.per_started_minute)):
+        item = old.item(kind) if old is not None else None
+        if item is not None:  # the draft's frozen price
+            total += item.unit_amount * added
+        else:
+            total += price * added
+    if total <= money.MAX_AMOUNT:
+        return
+    what = "invoice" if supplement == 0 else f"supplementary invoice {supplement}"
+    fix = (f"its draft {old.id} is unchanged and keeps its prices: check the conversations' "
+           "times, or void the draft (the conversations on it are then written off)"
+           if old is not None else
+           "nothing was written: check the org's prices and the conversations' times")
+    raise InvalidMoney(
+        f"org {org.id}'s {what} for {period.label} would total {total}, more than the largest "
+        f"storable amount {money.MAX_AMOUNT} ({count} unbilled conversations, {minutes} started "
+        f"minutes); {fix}")
 
 
 def finalize(snap: Doc | None, invoice: Invoice, *, now: datetime) -> Plan[Invoice]:

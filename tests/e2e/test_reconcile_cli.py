@@ -108,7 +108,7 @@ def test_a_dry_run_lists_the_findings_exits_1_and_changes_nothing(
     assert code == 1 and doc["mode"] == "dry-run" and doc["clean"] is False
     assert doc["counts"] == {"unbilled": 1, "dangling_link": broken["dangling"],
                              "wrong_totals": 1, "stale_draft": 0, "payment_method": 0, "payment": 0,
-                             "malformed": 0}
+                             "malformed": 0, "usage_quantity": 0}
     assert doc["orgs_scanned"] == 3 and doc["outstanding"] == 2 + broken["dangling"]
     assert {f["result"] for f in doc["findings"]} == {"found"}
     [unbilled] = [f for f in doc["findings"] if f["check"] == "unbilled"]

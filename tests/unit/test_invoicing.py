@@ -116,7 +116,7 @@ def test_a_price_change_between_chunks_does_not_reprice_the_draft() -> None:
 def test_add_usage_refuses_a_changed_org_currency() -> None:
     acme = org(currency="usd")
     inv = invoicing.add_usage(invoice(acme), acme, Usage(1, 1), new_id=new_id)
-    with pytest.raises(CurrencyMismatch, match="void the draft"):
+    with pytest.raises(CurrencyMismatch, match="set the org's currency back to usd"):
         invoicing.add_usage(inv, org(id=acme.id, currency="eur"), Usage(1, 1), new_id=new_id)
 
 

@@ -1,0 +1,444 @@
+"""Data that breaks the contract, on SecantusDB: never billed twice, never invisible, never the
+end of a run.
+
+The host backend owns the conversations, so a conversation can be moved to another org after
+billing, hold an array where a date or an org id belongs, or carry a `line_item_id` that is
+neither null nor an ObjectId. The checks are on the documents and the money after each run.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import stripe
+from bson import ObjectId
+
+from billing import AsyncBilling, Billing, InvalidMoney, Period
+from billing.domain.money import MAX_AMOUNT
+from billing.reconciliation import Check
+from tests.support.billing_data import OCT, check_invariants, dump, seed_conversations
+
+pytestmark = pytest.mark.integration
+SEP = (datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC))
+
+
+def new_org(b: Billing, name: str, **prices: int) -> Any:
+    return b.orgs.create(name=name, currency="usd", per_conversation=prices.get("conv", 50),
+                         per_started_minute=prices.get("minute", 10))
+
+
+def oid(value: Any) -> ObjectId:
+    return ObjectId(str(value))
+
+
+def money(db: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every invoice's (org, supplement, status, total) and every conversation's link."""
+    invoices = sorted((str(i["org_id"]), i["supplement"], i["status"], i["total"])
+                      for i in db.invoices.find({}))
+    links = sorted((str(c["_id"]), repr(c.get("line_item_id"))) for c in db.conversations.find({}))
+    return invoices, links
+
+
+def results(report: Any, check: Check) -> list[tuple[str, str, int]]:
+    return sorted((f.org_id, f.result, f.count) for f in report.findings if f.check is check)
+
+
+# ---- reconciliation never bills twice -----------------------------------------------------------
+
+def test_a_conversation_moved_to_another_org_after_billing_is_reported_not_rebilled(
+    billing: Billing
+) -> None:
+    db = billing.database
+    first, second = new_org(billing, "first"), new_org(billing, "second")
+    convs = seed_conversations(db, first.id, 3)
+    billing.invoices.create_for_period(first.id, *OCT)
+    db.conversations.update_one({"_id": convs[0]["_id"]}, {"$set": {"org_id": oid(second.id)}})
+    before = money(db)
+
+    for _ in range(2):  # every nightly run: the same findings, nothing billed again
+        report = billing.reconciliation.run(apply=True)
+
+        assert money(db) == before
+        assert db.invoices.count_documents({"org_id": oid(second.id)}) == 0
+        assert results(report, Check.DANGLING_LINK) == [(second.id, "reported", 1)]
+        # The first org's line item bills 3 conversations but only 2 of its own point at it.
+        assert results(report, Check.USAGE_QUANTITY) == [(first.id, "reported", 1)]
+        assert not report.clean
+
+
+def test_an_array_org_id_is_never_released_nor_billed_again(billing: Billing) -> None:
+    db = billing.database
+    first, second = new_org(billing, "first"), new_org(billing, "second")
+    convs = seed_conversations(db, first.id, 2)
+    billing.invoices.create_for_period(first.id, *OCT)
+    db.conversations.update_one({"_id": convs[0]["_id"]},
+                                {"$set": {"org_id": [oid(first.id), oid(second.id)]}})
+    unbilled = {"_id": ObjectId(), "org_id": [oid(first.id), oid(second.id)],
+                "started_at": SEP[0], "ended_at": SEP[0] + timedelta(seconds=5),
+                "line_item_id": None}
+    db.conversations.insert_one(unbilled)
+    before = money(db)
+
+    for _ in range(3):
+        report = billing.reconciliation.run(apply=True)
+
+        assert money(db) == before
+        assert results(report, Check.DANGLING_LINK) == [(second.id, "reported", 1)]
+        # Both conversations break the contract in both orgs' scans; neither is billed.
+        assert results(report, Check.MALFORMED) == [(first.id, "reported", 2),
+                                                    (second.id, "reported", 2)]
+        assert report.counts[Check.UNBILLED.value] == 0
+
+
+async def test_async_an_array_org_id_is_never_released_nor_billed_again(
+    abilling: AsyncBilling
+) -> None:
+    db = abilling.database
+    first = await abilling.orgs.create(name="first", currency="usd", per_conversation=50,
+                                       per_started_minute=10)
+    second = await abilling.orgs.create(name="second", currency="usd", per_conversation=50,
+                                        per_started_minute=10)
+    conv = {"_id": ObjectId(), "org_id": oid(first.id), "started_at": OCT[0],
+            "ended_at": OCT[0] + timedelta(seconds=30), "line_item_id": None}
+    await db.conversations.insert_one(conv)
+    invoice = await abilling.invoices.create_for_period(first.id, *OCT)
+    await db.conversations.update_one({"_id": conv["_id"]},
+                                      {"$set": {"org_id": [oid(first.id), oid(second.id)]}})
+
+    for _ in range(2):
+        report = await abilling.reconciliation.run(apply=True)
+
+        stored = await db.conversations.find_one({"_id": conv["_id"]})
+        assert stored is not None
+        assert stored["line_item_id"] == oid(invoice.line_items[0].id)
+        assert await db.invoices.count_documents({}) == 1
+        assert results(report, Check.DANGLING_LINK) == [(second.id, "reported", 1)]
+
+
+def test_a_line_item_missing_everywhere_is_still_restored_or_released(billing: Billing) -> None:
+    db = billing.database
+    org = new_org(billing, "lost")
+    seed_conversations(db, org.id, 4)
+    billing.invoices.create_for_period(org.id, *OCT)
+    db.invoices.delete_many({})
+    db.line_items.delete_many({})
+
+    report = billing.reconciliation.run(apply=True)
+
+    assert report.clean, [f.as_json() for f in report.outstanding]
+    check_invariants(db)
+    assert db.conversations.count_documents({"line_item_id": None}) == 0
+    assert db.invoices.count_documents({"org_id": oid(org.id)}) == 1
+
+
+# ---- bad data never stops a run -----------------------------------------------------------------
+
+def array_dated(org_id: str, start: datetime) -> list[dict[str, Any]]:
+    return [
+        {"_id": ObjectId(), "org_id": oid(org_id), "started_at": [start],
+         "ended_at": start + timedelta(minutes=1), "line_item_id": None},
+        {"_id": ObjectId(), "org_id": oid(org_id), "started_at": start,
+         "ended_at": [start + timedelta(minutes=2), start - timedelta(days=1)],
+         "line_item_id": None},
+    ]
+
+
+@pytest.mark.parametrize("per_transaction", [2, 1000])
+def test_array_dates_are_malformed_and_the_period_is_billed(
+    client: Any, db_name: str, per_transaction: int
+) -> None:
+    b = Billing(client, database=db_name, max_docs_per_transaction=per_transaction,
+                transaction_retry_seconds=60)
+    b.setup()
+    db = b.database
+    org = new_org(b, "arrays")
+    good = seed_conversations(db, org.id, 5)
+    bad = array_dated(org.id, OCT[0] + timedelta(days=2))
+    db.conversations.insert_many(bad)
+
+    invoice = b.invoices.create_for_period(org.id, *OCT)
+
+    assert (invoice.status.value, invoice.conversations, invoice.skipped_malformed) == (
+        "open", 5, 2)
+    assert invoice.total == 5 * 50 + 10 * sum(
+        -(-int((c["ended_at"] - c["started_at"]).total_seconds() * 1000) // 60_000) for c in good)
+    assert db.conversations.count_documents({"_id": {"$in": [c["_id"] for c in bad]},
+                                             "line_item_id": None}) == 2
+    check_invariants(db)
+
+
+def test_run_period_and_reconcile_go_on_past_array_dates(billing: Billing) -> None:
+    db = billing.database
+    broken, fine = new_org(billing, "broken"), new_org(billing, "fine")
+    db.conversations.insert_many(array_dated(broken.id, OCT[0]) + array_dated(broken.id, SEP[0]))
+    seed_conversations(db, broken.id, 2)
+    seed_conversations(db, fine.id, 3)
+    seed_conversations(db, fine.id, 1, start=SEP[0])
+
+    summary = billing.invoices.run_period(Period(*OCT))
+
+    assert summary.ok and summary.counts["invoiced"] == 2
+    skipped = {r.org_id: r.invoice.skipped_malformed for r in summary.results if r.invoice}
+    assert skipped == {broken.id: 2, fine.id: 0}
+
+    report = billing.reconciliation.run(apply=True)
+
+    assert results(report, Check.UNBILLED) == [(fine.id, "repaired", 1)]
+    assert results(report, Check.MALFORMED) == [(broken.id, "reported", 4)]
+    assert all(f.result != "failed" for f in report.findings)
+    assert report.orgs_scanned == 2
+    assert db.invoices.count_documents({"org_id": oid(fine.id)}) == 2
+    assert db.invoices.count_documents({"org_id": oid(broken.id)}) == 1  # September: all broken
+    check_invariants(db)
+
+
+async def test_async_array_dates_do_not_stop_run_period(abilling: AsyncBilling) -> None:
+    db = abilling.database
+    broken = await abilling.orgs.create(name="broken", currency="usd", per_conversation=50,
+                                        per_started_minute=10)
+    fine = await abilling.orgs.create(name="fine", currency="usd", per_conversation=50,
+                                      per_started_minute=10)
+    await db.conversations.insert_many(array_dated(broken.id, OCT[0]))
+    await db.conversations.insert_one({"org_id": oid(fine.id), "started_at": OCT[0],
+                                       "ended_at": OCT[0] + timedelta(seconds=61),
+                                       "line_item_id": None})
+
+    summary = await abilling.invoices.run_period(Period(*OCT))
+
+    outcomes = {r.org_id: r.outcome.value for r in summary.results}
+    assert outcomes == {broken.id: "nothing_to_bill", fine.id: "invoiced"}
+    inv = await db.invoices.find_one({"org_id": oid(fine.id)})
+    assert inv is not None and inv["total"] == 50 + 2 * 10
+    report = await abilling.reconciliation.run(apply=True)
+    assert results(report, Check.MALFORMED) == [(broken.id, "reported", 2)]
+
+
+def test_a_deleted_stripe_customer_fails_its_org_and_the_run_goes_on(
+    client: Any, db_name: str, stripe_gateway: Any, stripe_client: stripe.StripeClient
+) -> None:
+    b = Billing(client, database=db_name, gateway=stripe_gateway, transaction_retry_seconds=60)
+    b.setup()
+    gone = new_org(b, "customer deleted in Stripe")
+    pm = stripe_client.v1.payment_methods.create(params={
+        "type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
+                                 "exp_year": 2034, "cvc": "123"}})
+    b.payment_methods.attach(gone.id, str(pm.id), request_id="r-1")
+    customer = b.orgs.get(gone.id).stripe_customer_id
+    assert customer is not None
+    stripe_client.v1.customers.delete(customer)
+    later = new_org(b, "later")
+    seed_conversations(b.database, later.id, 2, start=SEP[0])
+
+    report = b.reconciliation.run(apply=True)
+
+    assert report.orgs_scanned == 2
+    failed = [f for f in report.findings if f.result == "failed"]
+    assert [(f.check, f.org_id) for f in failed] == [(Check.PAYMENT_METHOD, gone.id)]
+    assert failed[0].error and "StripeError" not in failed[0].error, failed[0].error
+    assert results(report, Check.UNBILLED) == [(later.id, "repaired", 2)]
+    assert b.database.invoices.count_documents({"org_id": oid(later.id)}) == 1
+    audit = b.database.reconciliation_runs.find_one({"_id": ObjectId(report.run_id)})
+    assert audit is not None and audit["status"] == "finished" and len(audit["errors"]) == 1
+
+
+async def test_async_a_deleted_stripe_customer_fails_its_org_and_the_run_goes_on(
+    async_client: Any, db_name: str, async_stripe_gateway: Any,
+    stripe_client: stripe.StripeClient
+) -> None:
+    b = AsyncBilling(async_client, database=db_name, gateway=async_stripe_gateway,
+                     transaction_retry_seconds=60)
+    await b.setup()
+    gone = await b.orgs.create(name="customer deleted in Stripe", currency="usd",
+                               per_conversation=50, per_started_minute=10)
+    pm = stripe_client.v1.payment_methods.create(params={
+        "type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
+                                 "exp_year": 2034, "cvc": "123"}})
+    await b.payment_methods.attach(gone.id, str(pm.id), request_id="r-1")
+    customer = (await b.orgs.get(gone.id)).stripe_customer_id
+    assert customer is not None
+    stripe_client.v1.customers.delete(customer)
+    later = await b.orgs.create(name="later", currency="usd", per_conversation=50,
+                                per_started_minute=10)
+    await b.database.conversations.insert_one({
+        "org_id": oid(later.id), "started_at": SEP[0], "ended_at": SEP[0] + timedelta(seconds=1),
+        "line_item_id": None})
+
+    report = await b.reconciliation.run(apply=True)
+
+    assert report.orgs_scanned == 2
+    assert [(f.check, f.org_id) for f in report.findings if f.result == "failed"] == [
+        (Check.PAYMENT_METHOD, gone.id)]
+    inv = await b.database.invoices.find_one({"org_id": oid(later.id)})
+    assert inv is not None and (inv["status"], inv["total"]) == ("open", 50 + 10)
+
+
+# ---- no invisible usage -------------------------------------------------------------------------
+
+def test_links_and_org_ids_that_break_the_contract_are_reported(billing: Billing) -> None:
+    db = billing.database
+    org = new_org(billing, "odd links")
+    values: list[Any] = ["", False, 0, [], {}]
+    odd = [{"_id": ObjectId(), "org_id": oid(org.id), "started_at": OCT[0],
+            "ended_at": OCT[0] + timedelta(seconds=10), "line_item_id": value}
+           for value in values]
+    hexed = {"_id": ObjectId(), "org_id": org.id, "started_at": OCT[0],
+             "ended_at": OCT[0] + timedelta(seconds=10), "line_item_id": None}
+    db.conversations.insert_many([*odd, hexed])
+    before = dump(db)
+
+    dry = billing.reconciliation.run()
+
+    assert dump(db) == before and not dry.clean
+    assert results(dry, Check.MALFORMED) == [("-", "found", 1), (org.id, "found", 5)]
+    assert sorted(dry.findings[-1].ids + dry.findings[-2].ids) == sorted(
+        str(d["_id"]) for d in [*odd, hexed])
+    one_org = billing.reconciliation.run(org_id=org.id, checks=["malformed"])
+    assert results(one_org, Check.MALFORMED) == [(org.id, "found", 1), (org.id, "found", 5)]
+
+    applied = billing.reconciliation.run(apply=True)
+
+    assert results(applied, Check.MALFORMED) == [("-", "reported", 1), (org.id, "reported", 5)]
+    after = dump(db)
+    after.pop("reconciliation_runs")
+    assert after == {k: v for k, v in before.items() if k != "reconciliation_runs"}
+
+
+# ---- a bounded run that cannot finish leaves nothing to wedge a retry ---------------------------
+
+def test_an_overflow_in_a_later_chunk_is_refused_before_the_first_one(
+    client: Any, db_name: str
+) -> None:
+    b = Billing(client, database=db_name, max_docs_per_transaction=2,
+                transaction_retry_seconds=60)
+    b.setup()
+    db = b.database
+    dear = new_org(b, "dear", conv=MAX_AMOUNT // 3 + 1, minute=0)  # 2 fit, 3 do not
+    seed_conversations(db, dear.id, 3)
+    after = new_org(b, "after")
+    seed_conversations(db, after.id, 3)
+    before = dump(db)
+
+    for _ in range(2):  # a retry meets the same refusal, not a wedged draft
+        with pytest.raises(InvalidMoney, match="nothing was written"):
+            b.invoices.create_for_period(dear.id, *OCT)
+        assert dump(db) == before
+
+    summary = b.invoices.run_period(Period(*OCT))
+
+    assert {r.org_id: r.outcome.value for r in summary.results} == {
+        dear.id: "failed", after.id: "invoiced"}
+    assert db.invoices.count_documents({"org_id": oid(dear.id)}) == 0
+    assert db.conversations.count_documents({"org_id": oid(dear.id), "line_item_id": None}) == 3
+
+
+async def test_async_an_overflow_in_a_later_chunk_is_refused_before_the_first_one(
+    async_client: Any, db_name: str
+) -> None:
+    b = AsyncBilling(async_client, database=db_name, max_docs_per_transaction=2,
+                     transaction_retry_seconds=60)
+    await b.setup()
+    dear = await b.orgs.create(name="dear", currency="usd", per_conversation=0,
+                               per_started_minute=MAX_AMOUNT // 5 + 1)
+    await b.database.conversations.insert_many([  # 2 started minutes each: 4 fit, 6 do not
+        {"org_id": oid(dear.id), "started_at": OCT[0] + timedelta(hours=i),
+         "ended_at": OCT[0] + timedelta(hours=i, seconds=90), "line_item_id": None}
+        for i in range(3)])
+
+    with pytest.raises(InvalidMoney, match="nothing was written"):
+        await b.invoices.create_for_period(dear.id, *OCT)
+
+    assert await b.database.invoices.count_documents({}) == 0
+    assert await b.database.line_items.count_documents({}) == 0
+    assert await b.database.conversations.count_documents({"line_item_id": None}) == 3
+
+
+def test_a_currency_change_mid_run_can_be_finished_as_its_message_says(
+    client: Any, db_name: str
+) -> None:
+    from billing import CurrencyMismatch, faults
+    from billing.faults import InjectedFault
+
+    b = Billing(client, database=db_name, max_docs_per_transaction=2,
+                transaction_retry_seconds=60)
+    b.setup()
+    db = b.database
+    org = new_org(b, "switching")
+    seed_conversations(db, org.id, 5)
+    with faults.active({"invoice.between_chunks": "raise"}), pytest.raises(InjectedFault):
+        b.invoices.create_for_period(org.id, *OCT)
+    db.orgs.update_one({"_id": oid(org.id)}, {"$set": {"currency": "eur"}})
+
+    with pytest.raises(CurrencyMismatch, match="set the org's currency back to usd") as caught:
+        b.invoices.create_for_period(org.id, *OCT)
+    assert "void it" in caught.value.message
+
+    db.orgs.update_one({"_id": oid(org.id)}, {"$set": {"currency": "usd"}})
+    invoice = b.invoices.create_for_period(org.id, *OCT)
+    assert (invoice.status.value, invoice.conversations, invoice.currency) == ("open", 5, "usd")
+    check_invariants(db)
+
+
+def test_the_contract_queries_are_served_by_an_index(mongo_uri: str, db_name: str) -> None:
+    from pymongo import MongoClient
+
+    from tests.integration.test_reconcile import Commands, stages
+
+    listener = Commands()
+    watched: MongoClient[dict[str, Any]]
+    with MongoClient(mongo_uri, tz_aware=True, event_listeners=[listener]) as watched:
+        b = Billing(watched, database=db_name)
+        b.setup()
+        db = b.database
+        first, second = new_org(b, "first"), new_org(b, "second")
+        convs = seed_conversations(db, first.id, 3)
+        b.invoices.create_for_period(first.id, *OCT)
+        db.conversations.update_one({"_id": convs[0]["_id"]},
+                                    {"$set": {"org_id": oid(second.id)}})
+        db.conversations.insert_many([
+            {"org_id": first.id, "started_at": OCT[0], "ended_at": OCT[0], "line_item_id": None},
+            {"org_id": oid(first.id), "started_at": OCT[0], "ended_at": OCT[0],
+             "line_item_id": ""}])
+        listener.reads.clear()
+        report = b.reconciliation.run(apply=True)
+        for org_id in (first.id, second.id):
+            b.reconciliation.run(org_id=org_id)
+        shapes: dict[str, list[str]] = {}
+        for name, command in listener.reads:
+            if name == "aggregate":
+                command = {**command, "cursor": {}}
+            plan = db.command("explain", command, verbosity="queryPlanner")
+            query = command.get("pipeline", command.get("filter"))
+            shapes.setdefault(f"{name} {command[name]} {query}", []).extend(stages(plan))
+    assert {f.check for f in report.findings} == {
+        Check.DANGLING_LINK, Check.USAGE_QUANTITY, Check.MALFORMED}
+    scanned = {shape for shape, names in shapes.items() if "COLLSCAN" in names
+               and shape.split()[1] != "orgs"}
+    assert scanned == set(), scanned
+
+
+def test_the_cli_prints_its_json_and_exits_1_past_bad_data(
+    billing: Billing, mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from billing.cli import main
+
+    for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "MONGODB_URI"):
+        monkeypatch.delenv(name, raising=False)
+    db = billing.database
+    broken, fine = new_org(billing, "broken"), new_org(billing, "fine")
+    db.conversations.insert_many(array_dated(broken.id, SEP[0]))
+    seed_conversations(db, fine.id, 2, start=SEP[0])
+
+    code = main(["--uri", mongo_uri, "--database", db_name, "reconcile", "--apply", "--json"])
+
+    [line] = capsys.readouterr().out.splitlines()
+    doc = json.loads(line)
+    assert code == doc["exit_code"] == 1
+    assert doc["orgs_scanned"] == 2
+    assert {(f["check"], f["result"]) for f in doc["findings"]} == {
+        ("malformed", "reported"), ("unbilled", "repaired")}
+    assert db.invoices.count_documents({"org_id": oid(fine.id), "status": "open"}) == 1
