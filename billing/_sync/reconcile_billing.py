@@ -132,15 +132,18 @@ class BillingChecks:
             {"$match": {"org_id": oid, "line_item_id": None, "ended_at": {"$lt": boundary}}},
             {"$match": queries.WELL_FORMED},  # a stage of its own: see queries.billing_snapshot
             {"$group": {"_id": {"y": {"$year": "$ended_at"}, "m": {"$month": "$ended_at"}},
-                        "n": {"$sum": 1}}},
+                        # $firstN (MongoDB 5.2+): a sample without holding a month's ids.
+                        "n": {"$sum": 1}, "ids": {"$firstN": {"input": "$_id",
+                                                             "n": SAMPLE_IDS}}}},
             {"$sort": {"_id.y": 1, "_id.m": 1}}])
         out = []
         for r in rows:
             start = datetime(r["_id"]["y"], r["_id"]["m"], 1, tzinfo=UTC)
             period = Period(start, next_month(start))
+            noun = "conversation" if r["n"] == 1 else "conversations"
             out.append(Finding(
-                Check.UNBILLED, str(oid), f"{r['n']} unbilled conversations ended in "
-                f"{period.label}", r["n"], [], "bill onto the month's draft, or a "
+                Check.UNBILLED, str(oid), f"{r['n']} unbilled {noun} ended in {period.label}",
+                r["n"], [str(i) for i in r["ids"]], "bill onto the month's draft, or a "
                 "supplementary invoice if it is final", params={"period": period}))
         return out
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
+from collections.abc import Mapping
 from typing import Any
 
 from billing.adapters import ids
 from billing.cli import connect, exit_codes, invoice_run
-from billing.cli.output import ProgressBar, emit_json, table
-from billing.reconciliation import Check, Finding, ReconcileReport, parse_shard
+from billing.cli import report as run_report
+from billing.cli.output import ProgressBar, emit_json
+from billing.reconciliation import SAMPLE_IDS, Check, ReconcileReport, parse_shard
 
 CHECKS = [c.value for c in Check]
-HEADERS = ("CHECK", "ORG", "COUNT", "SUMMARY", "ACTION", "RESULT")
+WIDTH = 100  # the longest line printed for people (a terminal, a mail, a ticket)
 DRY_RUN_NOTICE = "dry run: nothing changed; add --apply to repair"
 
 
@@ -51,38 +54,60 @@ def main(args: argparse.Namespace) -> int:
         with ProgressBar(sys.stderr, "repairing" if args.apply else "checking") as bar:
             report = billing.reconciliation.run(apply=args.apply, org_id=org_id,
                                                 checks=args.checks, shard=shard, progress=bar)
+        names = {} if args.json else run_report.names_of(
+            billing, {f.org_id for f in report.findings})
         # Shown before the embedded database (if any) takes its seconds to stop.
-        return show(report, as_json=args.json)
+        return show(report, as_json=args.json, names=names)
 
 
-def show(report: ReconcileReport, *, as_json: bool) -> int:
-    """Print the report (table or one JSON document); returns the exit code."""
+def show(report: ReconcileReport, *, as_json: bool,
+         names: Mapping[str, str] | None = None) -> int:
+    """Print the report (findings for people, or one JSON document); returns the exit code."""
     code = exit_codes.for_report(report)
     if as_json:
         emit_json({**report.as_json(), "exit_code": code}, sys.stdout)
     else:
-        print(render(report), flush=True)
+        print(render(report, names or {}), flush=True)
         if not report.apply:
             print(DRY_RUN_NOTICE, file=sys.stderr, flush=True)
     return code
 
 
-def render(report: ReconcileReport) -> str:
+def render(report: ReconcileReport, names: Mapping[str, str] | None = None) -> str:
+    """The report in lines of at most WIDTH characters: a heading, one block per finding (what,
+    which org by name, a sample of ids with the count, the action and its result), counts."""
+    names = names or {}
     index, total = report.shard
     mode = "apply" if report.apply else "dry run"
-    lines = [f"Reconciliation ({mode}) of {report.orgs_scanned} org(s), shard {index}/{total}: "
-             f"conversations that ended before {report.boundary:%Y-%m-%d} should be billed", ""]
-    if report.findings:
-        lines += [table(HEADERS, [_row(f) for f in report.findings], right=(2,)), ""]
+    lines = _wrap(f"Reconciliation ({mode}) of {plural(report.orgs_scanned, 'org')}, shard "
+                  f"{index}/{total}: conversations that ended before "
+                  f"{report.boundary:%Y-%m-%d} should be billed") + [""]
+    for f in report.findings:
+        org = names.get(f.org_id)
+        who = f"{org} (org {f.org_id})" if org else f"org {f.org_id}"
+        lines += _wrap(f"[{f.result}] {f.check.value}: {who}")
+        lines += _wrap(f.summary, indent="    ")
+        if f.ids and f.check is not Check.WRONG_TOTALS:
+            shown = f.ids[:SAMPLE_IDS]
+            more = f" (first {len(shown)} of {f.count})" if f.count > len(shown) else ""
+            lines += _wrap(f"ids{more}: {', '.join(shown)}", indent="    ")
+        lines += _wrap(f"action: {f.action}", indent="    ")
+        if f.error:
+            lines += _wrap(f"error: {f.error}", indent="    ")
+        lines.append("")
     counts = ", ".join(f"{n} {check}" for check, n in report.counts.items())
-    lines.append(f"Findings: {counts}; {len(report.outstanding)} outstanding")
-    lines += [f"FAILED {f.check.value} (org {f.org_id}): {f.error}"
-              for f in report.findings if f.error]
+    lines += _wrap(f"Findings: {counts}; {len(report.outstanding)} outstanding")
     if report.apply and report.outstanding:
-        lines.append("Reported findings need a person; failed repairs may be retried: "
-                     "rerunning is safe.")
+        lines += _wrap("Reported findings need a person; failed repairs may be retried: "
+                       "rerunning is safe.")
     return "\n".join(lines)
 
 
-def _row(f: Finding) -> list[str]:
-    return [f.check.value, f.org_id, str(f.count), f.summary, f.action, f.result]
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _wrap(text: str, *, indent: str = "") -> list[str]:
+    return textwrap.wrap(" ".join(text.split()), width=WIDTH, initial_indent=indent,
+                         subsequent_indent=indent + "  ", break_long_words=True,
+                         break_on_hyphens=False) or [indent.rstrip()]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bson import ObjectId
@@ -21,7 +21,14 @@ RIGHT = (2, 3, 4)  # numeric columns
 
 def org_names(billing: Billing, summary: RunSummary) -> dict[str, str]:
     """Names of the summary's orgs, for display; empty if they cannot be read (ids are shown)."""
-    ids = [ObjectId(r.org_id) for r in summary.results]
+    return names_of(billing, {r.org_id for r in summary.results})
+
+
+def names_of(billing: Billing, org_ids: Iterable[str]) -> dict[str, str]:
+    """Names of these orgs, for display; ids that are not orgs (or unreadable) are left out."""
+    ids = [ObjectId(i) for i in org_ids if ObjectId.is_valid(i)]
+    if not ids:
+        return {}
     try:
         docs: list[dict[str, Any]] = list(
             billing.database[schema.ORGS].find({"_id": {"$in": ids}}, {"name": 1}))

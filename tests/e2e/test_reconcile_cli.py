@@ -113,6 +113,7 @@ def test_a_dry_run_lists_the_findings_exits_1_and_changes_nothing(
     assert {f["result"] for f in doc["findings"]} == {"found"}
     [unbilled] = [f for f in doc["findings"] if f["check"] == "unbilled"]
     assert (unbilled["org_id"], unbilled["count"]) == (broken["late"].id, 3)
+    assert len(unbilled["ids"]) == 3 and all(ObjectId.is_valid(i) for i in unbilled["ids"])
     assert dump(db) == before  # not even a lease or an audit record
 
 
@@ -156,7 +157,10 @@ def test_the_table_shows_findings_and_says_a_dry_run_changed_nothing(
                              "--check", "wrong_totals")
 
     assert code == 1
-    assert "CHECK" in out and broken["late"].id in out and broken["totals"].id in out
+    assert "[found] unbilled" in out and broken["late"].id in out and broken["totals"].id in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert f"{broken['late'].name} (org {broken['late'].id})" in out  # names, as invoice run
+    assert "3 unbilled conversations" in out
     assert "Findings: 1 unbilled, 1 wrong_totals; 2 outstanding" in out
     assert "dangling_link" not in out  # not chosen
     drawn = terminal.getvalue()

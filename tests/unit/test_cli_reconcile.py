@@ -6,6 +6,7 @@ import io
 from datetime import UTC, datetime
 
 import pytest
+from bson import ObjectId
 
 from billing.cli import exit_codes, main, parser, reconcile
 from billing.cli.output import ProgressBar
@@ -97,11 +98,23 @@ def test_the_table_lists_findings_counts_and_failures() -> None:
     r = report("repaired", "failed")
     r.findings[1].error = "StateConflict: a person must decide"
 
-    text = reconcile.render(r)
+    r.findings[0].ids = [str(ObjectId()) for _ in range(25)]
+    r.findings[0].count = 40
+    r.findings[0].summary = "40 unbilled conversations ended in 2026-10 " + "and more " * 20
 
-    assert "CHECK" in text and "RESULT" in text and r.findings[0].org_id in text
+    text = reconcile.render(r, {r.findings[0].org_id: "Acme Corp"})
+
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert f"[repaired] unbilled: Acme Corp (org {r.findings[0].org_id})" in text
+    assert "ids (first 20 of 40): " + ", ".join(r.findings[0].ids[:2]) in text
+    assert r.findings[0].ids[20] not in text
     assert "Findings: 2 unbilled, 0 dangling_link" in text and "1 outstanding" in text
-    assert f"FAILED unbilled (org {r.findings[1].org_id}): StateConflict" in text
+    assert f"[failed] unbilled: org {r.findings[1].org_id}" in text
+    assert "error: StateConflict: a person must decide" in text
+
+
+def test_plurals() -> None:
+    assert reconcile.plural(1, "org") == "1 org" and reconcile.plural(0, "org") == "0 orgs"
 
 
 def test_checks_are_repeatable_and_default_to_all() -> None:
