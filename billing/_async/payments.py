@@ -62,7 +62,7 @@ class AsyncPayments:
                 return claim.payment
             payment = claim.payment
             if claim.next is Next.RESOLVE:
-                payment = await self._resolve(oid, iid, claim, stop=False)
+                payment = await self._resolve(oid, iid, claim, stop=False, resume=True)
                 if payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
                     continue  # that attempt is over: the next round starts a new one
                 if payment.status is PaymentStatus.SUCCEEDED:
@@ -142,26 +142,26 @@ class AsyncPayments:
             return latest
         return await self._resolve(oid, iid, claim, stop=stop)
 
-    async def _resolve(self, oid: ObjectId, iid: ObjectId, claim: Claim, *, stop: bool
-                       ) -> Payment:
+    async def _resolve(self, oid: ObjectId, iid: ObjectId, claim: Claim, *, stop: bool,
+                       resume: bool = False) -> Payment:
         """Bring an earlier attempt to what Stripe says, holding the lease by `claim.token`.
 
         A confirmation whose outcome is unknown (Stripe still says `requires_confirmation`)
         is canceled in Stripe, so a confirmation still in flight cannot land later; with
-        `stop`, an intent awaiting the customer or never confirmed is canceled too. A cancel
+        `stop`, an intent awaiting the customer is canceled too. An intent never sent to be
+        confirmed is handed back to `pay` with `resume` (it confirms that one instead of a new
+        one); otherwise its call is gone (its lease expired) and it is canceled. A cancel
         that fails never lets anyone charge: the attempt stays as it was."""
         payment, gateway = claim.payment, self._ctx.gateway
         if payment.intent_id is None:  # nothing in Stripe we know of: close it here
-            return (await self._record(oid, iid, payment, None, failure=(
-                plans.ABANDONED, "abandoned before an intent was recorded; a late intent is "
-                "canceled, never confirmed")))[1]
+            return (await self._record(oid, iid, payment, None, abandon=True))[1]
         try:
             intent = await gateway.retrieve_intent(payment.intent_id)
         except BillingError as exc:
             await self._release(oid, iid, claim.token)
             raise _unknown(payment, iid) from exc
         unconfirmed = intent.status is IntentStatus.REQUIRES_CONFIRMATION
-        if unconfirmed and payment.status is PaymentStatus.PENDING and not stop:
+        if unconfirmed and payment.status is PaymentStatus.PENDING and resume:
             return payment  # never sent to be confirmed: this call confirms it (lease held)
         if unconfirmed or (stop and intent.status is IntentStatus.REQUIRES_ACTION):
             intent = await self._cancel(oid, iid, payment, claim.token)
@@ -293,12 +293,13 @@ class AsyncPayments:
 
     async def _record(
         self, oid: ObjectId, iid: ObjectId, payment: Payment, intent: Intent | None, *,
-        failure: tuple[str | None, str] | None = None,
+        failure: tuple[str | None, str] | None = None, abandon: bool = False,
     ) -> tuple[Invoice, Payment]:
         async def work(txn: AsyncTransaction) -> tuple[Invoice, Payment]:
             invoice = await read_invoice(txn, oid, iid)
             current = await self._payment(txn, oid, payment.id)
-            plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure)
+            plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure,
+                                abandon=abandon)
             await txn.write(plan.writes)
             faults.hit("payments.settle.after_write")
             return plan.result

@@ -78,9 +78,7 @@ def claim(
         # Its intent may still be being created: abandon it, so that one is never confirmed.
         writes.append(_set(latest, {"status": PaymentStatus.CANCELED.value,
                                     "failure_code": ABANDONED, "updated_at": now,
-                                    "failure_message": "abandoned before an intent was "
-                                    "recorded; a late intent is canceled, never confirmed"},
-                           status=latest.status))
+                                    "failure_message": ABANDON_NOTE}, status=latest.status))
     if invoice.total == 0:
         return _free(invoice, now, token, writes)
     if least := below_minimum(invoice.total, invoice.currency):
@@ -164,9 +162,13 @@ def release(invoice: Invoice, token: str) -> Plan[Invoice]:
                 invoice_changes(invoice, new))
 
 
+ABANDON_NOTE = ("abandoned before an intent was recorded; a late intent is canceled, never "
+                "confirmed")
+
+
 def settle(
     invoice: Invoice, payment: Payment, intent: Intent | None, *, now: datetime,
-    failure: tuple[str | None, str] | None = None,
+    failure: tuple[str | None, str] | None = None, abandon: bool = False,
 ) -> Plan[tuple[Invoice, Payment]]:
     """Apply what Stripe said about the attempt: paid, declined, needs the customer, or still
     processing. Never moves an invoice backwards: a paid invoice stays paid, and a success
@@ -175,9 +177,11 @@ def settle(
     status = payment.status
     if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED):
         # Not final yet; succeeded and canceled never move back on a late or reordered report.
-        status = _status(intent, failure, payment.status)
+        status = PaymentStatus.CANCELED if abandon else _status(intent, failure, payment.status)
         fields = {"status": status.value, "updated_at": now}
-        if failure is not None:
+        if abandon:
+            fields.update(failure_code=ABANDONED, failure_message=ABANDON_NOTE)
+        elif failure is not None:
             fields.update(failure_code=failure[0], failure_message=failure[1][:300])
         elif intent is not None and intent.failure_code:
             fields.update(failure_code=intent.failure_code,

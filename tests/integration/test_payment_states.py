@@ -167,7 +167,8 @@ def test_void_while_the_create_call_outlives_the_lease_never_charges(d: Driver) 
     assert doc["status"] == "void" and doc["amount_paid"] == 0
     assert d.fake.taken(inv.id) == 0 and d.fake.charges == []
     assert all(i.status is not IntentStatus.SUCCEEDED for i in d.fake.intents.values())
-    assert [a["status"] for a in attempts(d, inv)] in (["canceled"], ["failed"])
+    assert [(a["status"], a["failure_code"]) for a in attempts(d, inv)] == [
+        ("canceled", "abandoned")]
     assert_money(d, inv)
 
 
@@ -298,7 +299,7 @@ def test_reconciliation_settles_attempts_left_behind(d: Driver) -> None:
     report = d("reconciliation.run", apply=True, checks=["payment"])
     assert [f.result for f in report.findings] == ["repaired", "repaired"], report.as_json()
     assert stored(d, inv)["status"] == "paid" and d.fake.taken(inv.id) == inv.total
-    assert [a["status"] for a in attempts(d, other)] == ["failed"]
+    assert [a["status"] for a in attempts(d, other)] == ["canceled"]
     assert stored(d, other)["payment_lease"] is None
     assert d("invoices.pay", other_org.id, other.id).status is PaymentStatus.SUCCEEDED
     assert_money(d, inv)
@@ -318,3 +319,27 @@ def test_reconciliation_reports_webhooks_that_disagreed(d: Driver) -> None:
     (finding,) = report.findings
     assert finding.result == "reported" and "amount 1" in finding.summary
     assert stored(d, inv)["status"] == "open"
+
+
+def test_settling_closes_attempts_whose_call_is_gone(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    d.fake.fail_next("confirm_intent", PaymentProviderUnavailable("timeout"))  # never arrived
+    with pytest.raises(PaymentProviderUnavailable):
+        d("invoices.pay", org.id, inv.id)
+    assert [a["status"] for a in attempts(d, inv)] == ["confirming"]
+    settled = d("invoices.settle_payment", org.id, inv.id)
+    assert settled.status is PaymentStatus.CANCELED and stored(d, inv)["payment_lease"] is None
+    (first,) = d.fake.intents
+    assert d.fake.intents[first].status is IntentStatus.CANCELED  # a late confirm cannot land
+    # An attempt whose call died after recording its intent, before confirming it.
+    payment = d("invoices.pay", org.id, inv.id)
+    assert payment.status is PaymentStatus.SUCCEEDED and d.fake.taken(inv.id) == inv.total
+    org2, inv2 = open_invoice(d)
+    with faults.active({"payments.after_claim": "raise"}), pytest.raises(InjectedFault):
+        d("invoices.pay", org2.id, inv2.id)
+    d.clock.advance(LEASE + 1)
+    assert d("invoices.settle_payment", org2.id, inv2.id).status is PaymentStatus.CANCELED
+    assert stored(d, inv2)["payment_lease"] is None  # settling never keeps the invoice
+    assert d("invoices.pay", org2.id, inv2.id).status is PaymentStatus.SUCCEEDED
+    assert_money(d, inv)
+    assert_money(d, inv2)
