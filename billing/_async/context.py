@@ -9,6 +9,7 @@ from datetime import datetime
 from billing._async.gateway import AsyncPaymentGateway
 from billing._async.unit_of_work import AsyncUnitOfWork
 from billing.errors import ConfigurationError
+from billing.plans.collections import DEFAULT_SCHEDULE
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class AsyncContext:
     gateway_or_none: AsyncPaymentGateway | None = None
     payment_lease_seconds: float = 60.0
     webhook_secret: str | None = None
+    collection_schedule: tuple[int, ...] = DEFAULT_SCHEDULE
 
     @property
     def gateway(self) -> AsyncPaymentGateway:

@@ -9,6 +9,7 @@ from bson.errors import InvalidId
 
 from billing import faults
 from billing._async.context import AsyncContext
+from billing._async.payments import dunning
 from billing._async.reads import read_invoice
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, schema
@@ -86,9 +87,14 @@ class AsyncWebhooks:
                 return WebhookOutcome.IGNORED, "event has no intent id", oid
             doc = await txn.find_one(schema.PAYMENTS, {"org_id": oid, "intent_id": intent_id})
             payment = documents.payment(doc) if doc is not None else None
-            invoice = await read_invoice(txn, oid, ObjectId(payment.invoice_id)) \
-                if payment is not None else None
-            outcome, detail, writes = intent_event(event.type, obj, payment, invoice, now=now)
+            invoice = failures = None
+            days: tuple[int, ...] = ()
+            if payment is not None:
+                invoice = await read_invoice(txn, oid, ObjectId(payment.invoice_id))
+                failures, days = await dunning(txn, oid, ObjectId(payment.invoice_id),
+                                               payment.id, self._ctx.collection_schedule)
+            outcome, detail, writes = intent_event(event.type, obj, payment, invoice, now=now,
+                                                   failures=failures or 0, days=days)
             await txn.write(writes)
             return outcome, detail, oid
         customer = obj.get("id") if event.type == "customer.deleted" else (

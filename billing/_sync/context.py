@@ -10,6 +10,7 @@ from datetime import datetime
 from billing._sync.gateway import PaymentGateway
 from billing._sync.unit_of_work import UnitOfWork
 from billing.errors import ConfigurationError
+from billing.plans.collections import DEFAULT_SCHEDULE
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Context:
     gateway_or_none: PaymentGateway | None = None
     payment_lease_seconds: float = 60.0
     webhook_secret: str | None = None
+    collection_schedule: tuple[int, ...] = DEFAULT_SCHEDULE
 
     @property
     def gateway(self) -> PaymentGateway:

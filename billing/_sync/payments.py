@@ -28,8 +28,8 @@ from billing.errors import (
     PaymentInProgress,
     PaymentProviderUnavailable,
 )
+from billing.plans import collections, require_org
 from billing.plans import payments as plans
-from billing.plans import require_org
 from billing.plans.payment_methods import require_method
 from billing.plans.payments import Claim, Next
 
@@ -299,8 +299,10 @@ class Payments:
         def work(txn: Transaction) -> tuple[Invoice, Payment]:
             invoice = read_invoice(txn, oid, iid)
             current = self._payment(txn, oid, payment.id)
+            failures, days = dunning(txn, oid, iid, payment.id,
+                                           self._ctx.collection_schedule)
             plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure,
-                                abandon=abandon)
+                                abandon=abandon, failures=failures, days=days)
             txn.write(plan.writes)
             faults.hit("payments.settle.after_write")
             return plan.result
@@ -320,6 +322,18 @@ def _unknown(payment: Payment, iid: ObjectId) -> PaymentProviderUnavailable:
         f"Stripe could not be asked about payment {payment.id} of invoice {iid}: nothing new "
         "was charged and the attempt stays as recorded, blocking any new charge until its "
         "state is known; retry later", payment_id=payment.id)
+
+
+def dunning(txn: Transaction, oid: ObjectId, iid: ObjectId, payment_id: str,
+                  default: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """For settling `payment_id`: the invoice's other failed attempts that used up a scheduled
+    attempt, and the org's retry schedule (its own, else the deployment's)."""
+    org = txn.find_one(schema.ORGS, {"_id": oid})
+    days = tuple(org.get("collection_schedule") or default) if org else default
+    others = txn.find(schema.PAYMENTS, {"org_id": oid, "invoice_id": iid})
+    failures = sum(1 for doc in others if str(doc["_id"]) != payment_id
+                   and collections.counted(documents.payment(doc)))
+    return failures, days
 
 
 def latest_payment(txn: Transaction, oid: ObjectId, iid: ObjectId,

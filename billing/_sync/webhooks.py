@@ -10,6 +10,7 @@ from bson.errors import InvalidId
 
 from billing import faults
 from billing._sync.context import Context
+from billing._sync.payments import dunning
 from billing._sync.reads import read_invoice
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, schema
@@ -87,9 +88,14 @@ class Webhooks:
                 return WebhookOutcome.IGNORED, "event has no intent id", oid
             doc = txn.find_one(schema.PAYMENTS, {"org_id": oid, "intent_id": intent_id})
             payment = documents.payment(doc) if doc is not None else None
-            invoice = read_invoice(txn, oid, ObjectId(payment.invoice_id)) \
-                if payment is not None else None
-            outcome, detail, writes = intent_event(event.type, obj, payment, invoice, now=now)
+            invoice = failures = None
+            days: tuple[int, ...] = ()
+            if payment is not None:
+                invoice = read_invoice(txn, oid, ObjectId(payment.invoice_id))
+                failures, days = dunning(txn, oid, ObjectId(payment.invoice_id),
+                                               payment.id, self._ctx.collection_schedule)
+            outcome, detail, writes = intent_event(event.type, obj, payment, invoice, now=now,
+                                                   failures=failures or 0, days=days)
             txn.write(writes)
             return outcome, detail, oid
         customer = obj.get("id") if event.type == "customer.deleted" else (

@@ -39,6 +39,7 @@ class Org(_Model):
     stripe_customer_id: str | None = None
     default_payment_method_id: str | None = None
     invoice_seq: int = 0  # number of the org's last finalised invoice
+    collection_schedule: tuple[int, ...] | None = None  # retry days; None: the deployment's
     created_at: datetime
 
 

@@ -13,6 +13,7 @@ Stripe's state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -39,7 +40,7 @@ from billing.errors import (
     PaymentInProgress,
     PaymentRequiresAction,
 )
-from billing.plans import Doc, Plan
+from billing.plans import Doc, Plan, collections
 
 PAYABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
 FINAL = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED})
@@ -169,10 +170,15 @@ ABANDON_NOTE = ("abandoned before an intent was recorded; a late intent is cance
 def settle(
     invoice: Invoice, payment: Payment, intent: Intent | None, *, now: datetime,
     failure: tuple[str | None, str] | None = None, abandon: bool = False,
+    failures: int = 0, days: Sequence[int] = (),
 ) -> Plan[tuple[Invoice, Payment]]:
     """Apply what Stripe said about the attempt: paid, declined, needs the customer, or still
     processing. Never moves an invoice backwards: a paid invoice stays paid, and a success
-    reported late still pays an open invoice. Releases the lease if this attempt holds it."""
+    reported late still pays an open invoice. Releases the lease if this attempt holds it.
+
+    `failures` counts the invoice's other failed attempts that used up a scheduled attempt
+    (`plans.collections.counted`) and `days` is the org's retry schedule: when this failure
+    uses up the last one, the open invoice becomes `uncollectible` in the same writes."""
     fields: Doc = {}
     status = payment.status
     if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED):
@@ -193,6 +199,10 @@ def settle(
         updates["payment_lease"] = None
     if status is PaymentStatus.SUCCEEDED and invoice.status in PAYABLE:
         updates.update(status=InvoiceStatus.PAID, amount_paid=payment.amount, paid_at=now)
+    if (payment.status is not PaymentStatus.FAILED and collections.counted(new_payment)
+            and days and collections.exhausted(failures + 1, days)
+            and invoice.status is InvoiceStatus.OPEN):
+        updates["status"] = InvoiceStatus.UNCOLLECTIBLE
     new_invoice = invoice.model_copy(update=updates)
     writes: list[Write] = []
     if fields and new_payment != payment:

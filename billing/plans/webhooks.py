@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -51,8 +52,8 @@ def processed(event_id: str, event_type: str, outcome: WebhookOutcome, detail: s
 
 
 def intent_event(event_type: str, obj: dict[str, Any], payment: Payment | None,
-                 invoice: Invoice | None, *, now: datetime
-                 ) -> tuple[WebhookOutcome, str, list[Write]]:
+                 invoice: Invoice | None, *, now: datetime, failures: int = 0,
+                 days: Sequence[int] = ()) -> tuple[WebhookOutcome, str, list[Write]]:
     """What a `payment_intent.*` event does. The payment and invoice come from our own records,
     found by the intent's id (never from its metadata), and the event changes nothing unless
     its amount, currency and customer are the attempt's."""
@@ -70,7 +71,8 @@ def intent_event(event_type: str, obj: dict[str, Any], payment: Payment | None,
     failure = None
     if event_type == "payment_intent.payment_failed":
         failure = (intent.failure_code, intent.failure_message or "payment failed")
-    plan = payments.settle(invoice, payment, intent, now=now, failure=failure)
+    plan = payments.settle(invoice, payment, intent, now=now, failure=failure,
+                           failures=failures, days=days)
     return (WebhookOutcome.PROCESSED, f"payment {payment.id}: {plan.result[1].status}",
             plan.writes)
 
