@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,9 @@ from billing._async.reconciler import AsyncReconciler
 from billing._async.unit_of_work import AsyncUnitOfWork
 from billing._async.webhooks import AsyncWebhooks
 from billing.domain.periods import utc
-from billing.errors import InvalidInput
+from billing.errors import ConfigurationError, InvalidInput
+from billing.plans import collections
+from billing.plans.collections import DEFAULT_SCHEDULE
 from billing.schema_report import SchemaReport
 
 
@@ -47,7 +49,9 @@ class AsyncBilling:
     default one except on SecantusDB, whose `$lookup` scans; `gateway` takes payments (the
     Stripe gateway from `billing.gateways` matching this client: sync or async);
     `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds` is how long one payment
-    attempt holds an invoice before another may take over; `clock` is for tests.
+    attempt holds an invoice before another may take over; `collection_schedule` the days after
+    finalisation on which `collect` attempts payment (default 0, 3, 5, 7; per org:
+    `orgs.set_collection_schedule`); `clock` is for tests.
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class AsyncBilling:
         gateway: AsyncPaymentGateway | None = None,
         webhook_secret: str | None = None,
         payment_lease_seconds: float = 60.0,
+        collection_schedule: Sequence[int] = DEFAULT_SCHEDULE,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if isinstance(max_docs_per_transaction, bool) or not isinstance(
@@ -71,8 +76,12 @@ class AsyncBilling:
         self._uow = AsyncUnitOfWork(client, database, retry_seconds=transaction_retry_seconds,
                                     client_bulk_write=client_bulk_write,
                                     joined_reads=joined_reads)
+        try:
+            days = collections.schedule(collection_schedule, name="collection_schedule")
+        except InvalidInput as exc:
+            raise ConfigurationError(exc.message) from None
         self._ctx = ctx = AsyncContext(self._uow, _milliseconds(clock), max_docs_per_transaction,
-                           gateway, payment_lease_seconds, webhook_secret)
+                                       gateway, payment_lease_seconds, webhook_secret, days)
         self.orgs = AsyncOrgs(ctx)
         self.conversations = AsyncConversations(ctx)
         self.invoices = AsyncInvoices(ctx)

@@ -9,10 +9,10 @@ from bson import ObjectId
 from billing._async.context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
-from billing.adapters.writes import insert
+from billing.adapters.writes import Write, insert
 from billing.domain.inputs import NewOrg
 from billing.domain.models import Org, Prices
-from billing.plans import require_org
+from billing.plans import collections, require_org
 
 
 class AsyncOrgs:
@@ -43,3 +43,18 @@ class AsyncOrgs:
         oid = ids.object_id(org_id, name="org_id")
         await self._ctx.uow.check_server()
         return require_org(await self._ctx.uow.db[schema.ORGS].find_one({"_id": oid}), oid)
+
+    async def set_collection_schedule(self, org_id: Any, days: Any) -> Org:
+        """Override the deployment's retry schedule for this org: the days after finalisation
+        on which `collect` attempts payment (e.g. [0, 2, 4]); None returns to the default.
+        InvalidInput for a bad schedule, OrgNotFound; nothing is written then."""
+        oid = ids.object_id(org_id, name="org_id")
+        value = None if days is None else list(collections.schedule(days, name="days"))
+
+        async def work(txn: AsyncTransaction) -> Org:
+            org = require_org(await txn.find_one(schema.ORGS, {"_id": oid}), oid)
+            await txn.write([Write(schema.ORGS, "update_one", {"_id": oid},
+                                   {"$set": {"collection_schedule": value}})])
+            return org.model_copy(update={"collection_schedule": value})
+
+        return await self._ctx.uow.run(work)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,9 @@ from billing._sync.reconciler import Reconciler
 from billing._sync.unit_of_work import UnitOfWork
 from billing._sync.webhooks import Webhooks
 from billing.domain.periods import utc
-from billing.errors import InvalidInput
+from billing.errors import ConfigurationError, InvalidInput
+from billing.plans import collections
+from billing.plans.collections import DEFAULT_SCHEDULE
 from billing.schema_report import SchemaReport
 
 
@@ -48,7 +50,9 @@ class Billing:
     default one except on SecantusDB, whose `$lookup` scans; `gateway` takes payments (the
     Stripe gateway from `billing.gateways` matching this client: sync or async);
     `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds` is how long one payment
-    attempt holds an invoice before another may take over; `clock` is for tests.
+    attempt holds an invoice before another may take over; `collection_schedule` the days after
+    finalisation on which `collect` attempts payment (default 0, 3, 5, 7; per org:
+    `orgs.set_collection_schedule`); `clock` is for tests.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class Billing:
         gateway: PaymentGateway | None = None,
         webhook_secret: str | None = None,
         payment_lease_seconds: float = 60.0,
+        collection_schedule: Sequence[int] = DEFAULT_SCHEDULE,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if isinstance(max_docs_per_transaction, bool) or not isinstance(
@@ -72,8 +77,12 @@ class Billing:
         self._uow = UnitOfWork(client, database, retry_seconds=transaction_retry_seconds,
                                     client_bulk_write=client_bulk_write,
                                     joined_reads=joined_reads)
+        try:
+            days = collections.schedule(collection_schedule, name="collection_schedule")
+        except InvalidInput as exc:
+            raise ConfigurationError(exc.message) from None
         self._ctx = ctx = Context(self._uow, _milliseconds(clock), max_docs_per_transaction,
-                           gateway, payment_lease_seconds, webhook_secret)
+                                       gateway, payment_lease_seconds, webhook_secret, days)
         self.orgs = Orgs(ctx)
         self.conversations = Conversations(ctx)
         self.invoices = Invoices(ctx)

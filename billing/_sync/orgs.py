@@ -10,10 +10,10 @@ from bson import ObjectId
 from billing._sync.context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
-from billing.adapters.writes import insert
+from billing.adapters.writes import Write, insert
 from billing.domain.inputs import NewOrg
 from billing.domain.models import Org, Prices
-from billing.plans import require_org
+from billing.plans import collections, require_org
 
 
 class Orgs:
@@ -44,3 +44,18 @@ class Orgs:
         oid = ids.object_id(org_id, name="org_id")
         self._ctx.uow.check_server()
         return require_org(self._ctx.uow.db[schema.ORGS].find_one({"_id": oid}), oid)
+
+    def set_collection_schedule(self, org_id: Any, days: Any) -> Org:
+        """Override the deployment's retry schedule for this org: the days after finalisation
+        on which `collect` attempts payment (e.g. [0, 2, 4]); None returns to the default.
+        InvalidInput for a bad schedule, OrgNotFound; nothing is written then."""
+        oid = ids.object_id(org_id, name="org_id")
+        value = None if days is None else list(collections.schedule(days, name="days"))
+
+        def work(txn: Transaction) -> Org:
+            org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
+            txn.write([Write(schema.ORGS, "update_one", {"_id": oid},
+                                   {"$set": {"collection_schedule": value}})])
+            return org.model_copy(update={"collection_schedule": value})
+
+        return self._ctx.uow.run(work)

@@ -18,7 +18,11 @@ from bson import ObjectId
 
 from billing import (
     AmountBelowMinimum,
+    Billing,
+    ConfigurationError,
+    InvalidInput,
     InvoiceStatus,
+    OrgNotFound,
     PaymentError,
     PaymentInProgress,
     PaymentMethodNotFound,
@@ -32,7 +36,7 @@ from billing.adapters.stripe_webhooks import sign
 from billing.domain.payments import IntentStatus
 from billing.faults import InjectedFault
 from tests.support import figures
-from tests.support.billing_data import OCT, seed_conversations
+from tests.support.billing_data import OCT, dump, seed_conversations
 from tests.support.drivers import FLAVOURS, Clock, Driver
 
 pytestmark = pytest.mark.integration
@@ -343,3 +347,31 @@ def test_settling_closes_attempts_whose_call_is_gone(d: Driver) -> None:
     assert d("invoices.pay", org2.id, inv2.id).status is PaymentStatus.SUCCEEDED
     assert_money(d, inv)
     assert_money(d, inv2)
+
+
+def test_the_failure_that_uses_up_the_schedule_makes_the_invoice_uncollectible(d: Driver) -> None:
+    org, inv = open_invoice(d, token="pm_card_chargeCustomerFail")
+    d("orgs.set_collection_schedule", org.id, [0, 2])
+    with pytest.raises(PaymentError):
+        d("invoices.pay", org.id, inv.id)
+    assert stored(d, inv)["status"] == "open"
+    with pytest.raises(PaymentError):
+        d("invoices.pay", org.id, inv.id)
+    assert stored(d, inv)["status"] == "uncollectible"  # in the transaction of that failure
+    d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-2", make_default=True)
+    assert d("invoices.pay", org.id, inv.id).status is PaymentStatus.SUCCEEDED
+    assert stored(d, inv)["status"] == "paid"
+    assert_money(d, inv)
+
+
+def test_schedules_are_checked(d: Driver) -> None:
+    org = d("orgs.create", name="A", currency="usd", per_conversation=1, per_started_minute=1)
+    before = dump(d.db)
+    with pytest.raises(InvalidInput):
+        d("orgs.set_collection_schedule", org.id, [3, 1])
+    with pytest.raises(OrgNotFound):
+        d("orgs.set_collection_schedule", str(ObjectId()), [0])
+    assert dump(d.db) == before
+    assert d("orgs.set_collection_schedule", org.id, None).collection_schedule is None
+    with pytest.raises(ConfigurationError):
+        Billing(d.sync_client, collection_schedule=[0, 0])
