@@ -145,10 +145,11 @@ class PaymentError(BillingError):
     """Stripe did not take the payment. The invoice stays open; the attempt is recorded."""
 
     def __init__(self, message: str, *, code: str | None = None,
-                 payment_id: str | None = None) -> None:
+                 payment_id: str | None = None, decline_code: str | None = None) -> None:
         super().__init__(message)
         self.code = code  # Stripe's error code, e.g. "card_declined", when it gave one
         self.payment_id = payment_id  # the attempt concerned, when there is one
+        self.decline_code = decline_code  # the issuer's reason, e.g. "lost_card", if given
 
 
 class CardDeclined(PaymentError):

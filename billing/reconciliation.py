@@ -169,6 +169,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, total
 
 
+def shard_of(value: Any) -> tuple[int, int]:
+    """A shard given as 'I/N' or (I, N), checked like `parse_shard`."""
+    from billing.errors import InvalidInput, shown
+
+    if isinstance(value, str):
+        return parse_shard(value)
+    if isinstance(value, tuple) and len(value) == 2 and all(
+            isinstance(p, int) and not isinstance(p, bool) for p in value):
+        return parse_shard(f"{value[0]}/{value[1]}")
+    raise InvalidInput(f"shard must be (I, N) or 'I/N', got {shown(value)}")
+
+
 def in_shard(org_id: Any, shard: tuple[int, int]) -> bool:
     """Orgs split by their id: ObjectIds are spread evenly by their random and counter bytes."""
     return int(str(org_id)[-6:], 16) % shard[1] == shard[0]

@@ -9,6 +9,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from billing._async import schema_setup
+from billing._async.collect import AsyncCollections
 from billing._async.context import AsyncContext
 from billing._async.conversations import AsyncConversations
 from billing._async.gateway import AsyncPaymentGateway
@@ -89,6 +90,7 @@ class AsyncBilling:
         self.payment_methods = AsyncPaymentMethods(ctx)
         self.webhooks = AsyncWebhooks(ctx)
         self.reconciliation = AsyncReconciler(ctx, self.invoices)
+        self.collections = AsyncCollections(ctx, self.invoices.payments)
 
     @property
     def database(self) -> Any:

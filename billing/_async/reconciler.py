@@ -15,14 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from billing._async.context import AsyncContext
 from billing._async.invoices import AsyncInvoices
 from billing._async.reconcile_billing import AsyncBillingChecks
 from billing._async.reconcile_methods import AsyncMethodChecks
 from billing._async.reconcile_payments import AsyncPaymentChecks
+from billing._async.run_lease import AsyncRunLease, lease_key
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translate
 from billing.domain.periods import last_closed_month
@@ -30,7 +30,6 @@ from billing.errors import (
     BillingError,
     DatabaseUnavailable,
     InvalidInput,
-    LeaseNotAcquired,
     OrgNotFound,
     shown,
 )
@@ -40,7 +39,7 @@ from billing.reconciliation import (
     OrgScan,
     ReconcileReport,
     in_shard,
-    parse_shard,
+    shard_of,
 )
 
 ORG_PAGE = 100
@@ -77,7 +76,7 @@ class AsyncReconciler:
         says so.
         """
         selected = _checks(checks)
-        part = _shard(shard)
+        part = shard_of(shard)
         oid = None if org_id is None else ids.object_id(org_id, name="org_id")
         if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float) \
                 or not 0 < lease_seconds < 86_400:  # also refuses NaN
@@ -92,7 +91,8 @@ class AsyncReconciler:
         now = self._ctx.now()
         report = ReconcileReport(str(ObjectId()), bool(apply), selected, part, now,
                                  last_closed_month(now).end)
-        lease = _Lease(self._ctx, report.run_id, part, oid, lease_seconds) if apply else None
+        lease = AsyncRunLease(self._ctx, report.run_id, lease_key(part, oid),
+                              lease_seconds) if apply else None
         try:
             if lease is not None:
                 await lease.acquire()
@@ -117,7 +117,7 @@ class AsyncReconciler:
     # ---- the scan ---------------------------------------------------------------------------
 
     async def _scan(self, report: ReconcileReport, oid: ObjectId | None,
-                    progress: Progress | None, lease: _Lease | None,
+                    progress: Progress | None, lease: AsyncRunLease | None,
                     stale_after: timedelta) -> None:
         orgs = self._ctx.uow.db[schema.ORGS]
         scope: dict[str, Any] = {} if oid is None else {"_id": oid}
@@ -248,57 +248,6 @@ class AsyncReconciler:
                 raise  # the run itself succeeded: a lost audit record is worth an error
 
 
-class _Lease:
-    """One `reconciliation_leases` document per shard (or org run): holder and expiry."""
-
-    def __init__(self, ctx: AsyncContext, run_id: str, shard: tuple[int, int],
-                 oid: ObjectId | None, seconds: float) -> None:
-        self._ctx = ctx
-        self._holder = run_id
-        self._key = f"org:{oid}" if oid is not None else f"shard:{shard[0]}/{shard[1]}"
-        self._seconds = seconds
-        self._held = False
-
-    def _coll(self) -> Any:
-        return self._ctx.uow.db[schema.RECONCILIATION_LEASES]
-
-    async def acquire(self) -> None:
-        now = self._ctx.now()
-        try:
-            await self._coll().find_one_and_update(
-                {"_id": self._key, "$or": [{"expires_at": {"$lte": now}},
-                                           {"holder": self._holder}]},
-                {"$set": self._fields(now)}, upsert=True, return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:  # held by another run and not expired
-            held = await self._coll().find_one({"_id": self._key}) or {}
-            raise LeaseNotAcquired(
-                f"another reconciliation run ({held.get('holder')} on {held.get('host')}, "
-                f"pid {held.get('pid')}) holds the lease {self._key} until "
-                f"{held.get('expires_at')}; let it finish, or retry after that") from None
-        self._held = True
-
-    async def renew(self) -> None:
-        now = self._ctx.now()
-        if await self._coll().find_one_and_update(
-                {"_id": self._key, "holder": self._holder}, {"$set": self._fields(now)}) is None:
-            self._held = False
-            raise LeaseNotAcquired(
-                f"lost the lease {self._key} (it expired and another run took it); this run "
-                "stopped, its repairs so far stand")
-
-    async def release(self) -> None:
-        if self._held:
-            try:
-                await self._coll().delete_one({"_id": self._key, "holder": self._holder})
-            except PyMongoError:
-                pass  # it expires on its own
-            self._held = False
-
-    def _fields(self, now: datetime) -> dict[str, Any]:
-        return {"holder": self._holder, "expires_at": now + timedelta(seconds=self._seconds),
-                "renewed_at": now, "host": socket.gethostname(), "pid": os.getpid()}
-
-
 def _checks(checks: Iterable[Check | str] | None) -> tuple[Check, ...]:
     if checks is None:
         return tuple(Check)
@@ -316,15 +265,6 @@ def _checks(checks: Iterable[Check | str] | None) -> tuple[Check, ...]:
     if not chosen:
         raise InvalidInput("no check chosen")
     return tuple(c for c in Check if c in chosen)
-
-
-def _shard(shard: Any) -> tuple[int, int]:
-    if isinstance(shard, str):
-        return parse_shard(shard)
-    if isinstance(shard, tuple) and len(shard) == 2 and all(
-            isinstance(p, int) and not isinstance(p, bool) for p in shard):
-        return parse_shard(f"{shard[0]}/{shard[1]}")
-    raise InvalidInput(f"shard must be (I, N) or 'I/N', got {shown(shard)}")
 
 
 def _org_level(exc: Exception) -> Exception:

@@ -10,6 +10,7 @@ from typing import Any
 from pymongo import MongoClient
 
 from billing._sync import schema_setup
+from billing._sync.collect import Collections
 from billing._sync.context import Context
 from billing._sync.conversations import Conversations
 from billing._sync.gateway import PaymentGateway
@@ -90,6 +91,7 @@ class Billing:
         self.payment_methods = PaymentMethods(ctx)
         self.webhooks = Webhooks(ctx)
         self.reconciliation = Reconciler(ctx, self.invoices)
+        self.collections = Collections(ctx, self.invoices.payments)
 
     @property
     def database(self) -> Any:

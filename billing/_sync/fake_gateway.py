@@ -32,12 +32,14 @@ from billing.errors import (
     PaymentMethodNotFound,
 )
 
+LOST_CARD = "4000000000009987"  # declined with decline_code lost_card: retrying is pointless
 ASYNC_DEBIT = "bank-debit"  # not a card: confirmed intents wait in `processing`
 TOKENS = {
     "pm_card_visa": "4242424242424242",
     "pm_card_visa_chargeDeclined": "4000000000000002",
     "pm_card_chargeDeclined": "4000000000000002",
     "pm_card_chargeCustomerFail": "4000000000000341",
+    "pm_card_lostCard": LOST_CARD,
     "pm_card_threeDSecure2Required": "4000000000003220",
     "pm_bank_debit": ASYNC_DEBIT,
 }
@@ -194,7 +196,7 @@ class FakeGateway:
             status, code = IntentStatus.REQUIRES_ACTION, None
         elif number == ASYNC_DEBIT:
             status, code = IntentStatus.PROCESSING, None
-        elif number in DECLINED | CHARGE_DECLINED:
+        elif number in DECLINED | CHARGE_DECLINED | {LOST_CARD}:
             status, code = IntentStatus.REQUIRES_PAYMENT_METHOD, "card_declined"
         else:
             status, code = IntentStatus.SUCCEEDED, None
@@ -203,7 +205,7 @@ class FakeGateway:
             intent, status=status, failure_code=code,
             failure_message="Your card was declined." if code else None)
         if code:
-            raise _declined()
+            raise _declined("lost_card" if number == LOST_CARD else None)
         return self._done("confirm_intent", self.intents[intent_id])
 
     def retrieve_intent(self, intent_id: str) -> Intent:
@@ -255,6 +257,7 @@ class FakeGateway:
         return self.intents[intent_id]
 
 
-def _declined() -> CardDeclined:
-    return CardDeclined("the card was declined (card_declined): ask the customer for another "
-                        "payment method", code="card_declined")
+def _declined(decline_code: str | None = None) -> CardDeclined:
+    detail = f"card_declined, {decline_code}" if decline_code else "card_declined"
+    return CardDeclined(f"the card was declined ({detail}): ask the customer for another "
+                        "payment method", code="card_declined", decline_code=decline_code)

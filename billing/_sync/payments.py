@@ -220,7 +220,9 @@ class Payments:
             intent = gateway.confirm_intent(
                 payment.intent_id, idempotency_key=f"{payment.idempotency_key}:confirm")
         except CardDeclined as exc:
-            self._record(oid, iid, payment, None, failure=(exc.code, exc.message))
+            # The issuer's reason (lost_card...) when Stripe gives one: it decides retries.
+            self._record(oid, iid, payment, None,
+                               failure=(exc.decline_code or exc.code, exc.message))
             raise
         except BillingError as exc:
             # Stripe may or may not have confirmed it: only its state can say.

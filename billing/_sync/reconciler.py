@@ -16,14 +16,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from billing._sync.context import Context
 from billing._sync.invoices import Invoices
 from billing._sync.reconcile_billing import BillingChecks
 from billing._sync.reconcile_methods import MethodChecks
 from billing._sync.reconcile_payments import PaymentChecks
+from billing._sync.run_lease import RunLease, lease_key
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translate
 from billing.domain.periods import last_closed_month
@@ -31,7 +31,6 @@ from billing.errors import (
     BillingError,
     DatabaseUnavailable,
     InvalidInput,
-    LeaseNotAcquired,
     OrgNotFound,
     shown,
 )
@@ -41,7 +40,7 @@ from billing.reconciliation import (
     OrgScan,
     ReconcileReport,
     in_shard,
-    parse_shard,
+    shard_of,
 )
 
 ORG_PAGE = 100
@@ -78,7 +77,7 @@ class Reconciler:
         says so.
         """
         selected = _checks(checks)
-        part = _shard(shard)
+        part = shard_of(shard)
         oid = None if org_id is None else ids.object_id(org_id, name="org_id")
         if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float) \
                 or not 0 < lease_seconds < 86_400:  # also refuses NaN
@@ -93,7 +92,8 @@ class Reconciler:
         now = self._ctx.now()
         report = ReconcileReport(str(ObjectId()), bool(apply), selected, part, now,
                                  last_closed_month(now).end)
-        lease = _Lease(self._ctx, report.run_id, part, oid, lease_seconds) if apply else None
+        lease = RunLease(self._ctx, report.run_id, lease_key(part, oid),
+                              lease_seconds) if apply else None
         try:
             if lease is not None:
                 lease.acquire()
@@ -118,7 +118,7 @@ class Reconciler:
     # ---- the scan ---------------------------------------------------------------------------
 
     def _scan(self, report: ReconcileReport, oid: ObjectId | None,
-                    progress: Progress | None, lease: _Lease | None,
+                    progress: Progress | None, lease: RunLease | None,
                     stale_after: timedelta) -> None:
         orgs = self._ctx.uow.db[schema.ORGS]
         scope: dict[str, Any] = {} if oid is None else {"_id": oid}
@@ -249,57 +249,6 @@ class Reconciler:
                 raise  # the run itself succeeded: a lost audit record is worth an error
 
 
-class _Lease:
-    """One `reconciliation_leases` document per shard (or org run): holder and expiry."""
-
-    def __init__(self, ctx: Context, run_id: str, shard: tuple[int, int],
-                 oid: ObjectId | None, seconds: float) -> None:
-        self._ctx = ctx
-        self._holder = run_id
-        self._key = f"org:{oid}" if oid is not None else f"shard:{shard[0]}/{shard[1]}"
-        self._seconds = seconds
-        self._held = False
-
-    def _coll(self) -> Any:
-        return self._ctx.uow.db[schema.RECONCILIATION_LEASES]
-
-    def acquire(self) -> None:
-        now = self._ctx.now()
-        try:
-            self._coll().find_one_and_update(
-                {"_id": self._key, "$or": [{"expires_at": {"$lte": now}},
-                                           {"holder": self._holder}]},
-                {"$set": self._fields(now)}, upsert=True, return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:  # held by another run and not expired
-            held = self._coll().find_one({"_id": self._key}) or {}
-            raise LeaseNotAcquired(
-                f"another reconciliation run ({held.get('holder')} on {held.get('host')}, "
-                f"pid {held.get('pid')}) holds the lease {self._key} until "
-                f"{held.get('expires_at')}; let it finish, or retry after that") from None
-        self._held = True
-
-    def renew(self) -> None:
-        now = self._ctx.now()
-        if self._coll().find_one_and_update(
-                {"_id": self._key, "holder": self._holder}, {"$set": self._fields(now)}) is None:
-            self._held = False
-            raise LeaseNotAcquired(
-                f"lost the lease {self._key} (it expired and another run took it); this run "
-                "stopped, its repairs so far stand")
-
-    def release(self) -> None:
-        if self._held:
-            try:
-                self._coll().delete_one({"_id": self._key, "holder": self._holder})
-            except PyMongoError:
-                pass  # it expires on its own
-            self._held = False
-
-    def _fields(self, now: datetime) -> dict[str, Any]:
-        return {"holder": self._holder, "expires_at": now + timedelta(seconds=self._seconds),
-                "renewed_at": now, "host": socket.gethostname(), "pid": os.getpid()}
-
-
 def _checks(checks: Iterable[Check | str] | None) -> tuple[Check, ...]:
     if checks is None:
         return tuple(Check)
@@ -317,15 +266,6 @@ def _checks(checks: Iterable[Check | str] | None) -> tuple[Check, ...]:
     if not chosen:
         raise InvalidInput("no check chosen")
     return tuple(c for c in Check if c in chosen)
-
-
-def _shard(shard: Any) -> tuple[int, int]:
-    if isinstance(shard, str):
-        return parse_shard(shard)
-    if isinstance(shard, tuple) and len(shard) == 2 and all(
-            isinstance(p, int) and not isinstance(p, bool) for p in shard):
-        return parse_shard(f"{shard[0]}/{shard[1]}")
-    raise InvalidInput(f"shard must be (I, N) or 'I/N', got {shown(shard)}")
 
 
 def _org_level(exc: Exception) -> Exception:

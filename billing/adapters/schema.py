@@ -19,6 +19,7 @@ WEBHOOK_LOG = "webhook_log"  # failed deliveries, written outside any transactio
 RECONCILIATION_RUNS = "reconciliation_runs"  # one audit record per --apply run
 RECONCILIATION_LEASES = "reconciliation_leases"  # _id "shard:I/N": one --apply run per shard
 SCHEMA_MIGRATIONS = "schema_migrations"  # _id = version: the migrations `setup` applied
+COLLECTION_RUNS = "collection_runs"  # one audit record per `collect --apply` run
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ COLLECTIONS: tuple[Collection, ...] = (
     Collection(RECONCILIATION_RUNS),
     Collection(RECONCILIATION_LEASES),
     Collection(SCHEMA_MIGRATIONS),
+    Collection(COLLECTION_RUNS),
 )
 
 
@@ -184,4 +186,4 @@ SHARD_KEYS: dict[str, dict[str, int]] = {
     PAYMENTS: {"org_id": 1},
 }
 UNSHARDED = (ORGS, WEBHOOK_EVENTS, WEBHOOK_LOG, RECONCILIATION_RUNS, RECONCILIATION_LEASES,
-             SCHEMA_MIGRATIONS)
+             SCHEMA_MIGRATIONS, COLLECTION_RUNS)

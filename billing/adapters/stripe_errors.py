@@ -45,7 +45,7 @@ def translate(exc: stripe.StripeError) -> BillingError:
         decline = _decline_code(exc)
         detail = f"{code}, {decline}" if decline else str(code)
         return CardDeclined(f"the card was declined ({detail}){ref}: ask the customer for "
-                            "another payment method", code=code)
+                            "another payment method", code=code, decline_code=decline)
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
         # Stripe's own message quotes (part of) the key: leave it out entirely.
         return ConfigurationError(

@@ -1,0 +1,178 @@
+# Generated from billing/_async by tools/synchro.py: do not edit.
+"""Collection (dunning): charge every open invoice that is due under its org's retry schedule.
+
+One attempt per due invoice per run, through `payments.pay`, so the payment rule holds whoever
+else pays (the host's own `pay()`, another run on an overlapping shard): never two attempts at
+once, never a new intent while one can still move money. A dry run only reads.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from bson import ObjectId
+
+from billing._sync.context import Context
+from billing._sync.payments import Payments
+from billing._sync.run_lease import RunLease, lease_key
+from billing.adapters import documents, ids, schema
+from billing.collection_runs import Collected, CollectionReport, OrgCollection, Progress, Result
+from billing.domain.models import Invoice, Payment
+from billing.errors import (
+    BillingError,
+    CardDeclined,
+    DatabaseUnavailable,
+    InvalidInput,
+    NoDefaultPaymentMethod,
+    OrgNotFound,
+    PaymentError,
+    PaymentInProgress,
+    PaymentRequiresAction,
+    shown,
+)
+from billing.plans import collections as plan
+from billing.reconciliation import in_shard, shard_of
+
+ORG_PAGE = 100
+
+
+class Collections:
+    def __init__(self, ctx: Context, payments: Payments) -> None:
+        self._ctx = ctx
+        self._payments = payments
+
+    def run(self, *, apply: bool = False, org_id: Any = None,
+                  shard: tuple[int, int] | str = (0, 1), progress: Progress | None = None,
+                  lease_seconds: float = 300.0) -> CollectionReport:
+        """Find the open invoices due for an attempt (and with `apply=True` charge them).
+
+        Dry run (default): reads only, lists what would be charged and the amount. With
+        `apply`, the shard's lease is taken first (LeaseNotAcquired if another collect run
+        holds it; `reconciliation_leases`, `_id` `collect:shard:I/N`), each due invoice gets one
+        attempt, and an audit record is written to `collection_runs` before and after. One
+        invoice's failure is recorded on its line and the run goes on; an unreachable database
+        stops it (DatabaseUnavailable)."""
+        part = shard_of(shard)
+        oid = None if org_id is None else ids.object_id(org_id, name="org_id")
+        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float) \
+                or not 0 < lease_seconds < 86_400:
+            raise InvalidInput(f"lease_seconds must be a number of seconds from 0 to 86400, "
+                               f"got {shown(lease_seconds)}")
+        self._ctx.uow.check_server()
+        db = self._ctx.uow.db
+        if oid is not None and db[schema.ORGS].find_one({"_id": oid}, {"_id": 1}) is None:
+            raise OrgNotFound(f"no org {oid}")
+        report = CollectionReport(str(ObjectId()), bool(apply), part, self._ctx.now())
+        lease = RunLease(self._ctx, report.run_id, lease_key(part, oid, kind="collect"),
+                              lease_seconds, what="collect run") if apply else None
+        try:
+            if lease is not None:
+                lease.acquire()
+                self._audit(report, "running")
+            try:
+                self._scan(report, oid, progress, lease)
+            except BaseException as exc:
+                report.finished_at = self._ctx.now()
+                if lease is not None:
+                    self._audit(report, "failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+            report.finished_at = self._ctx.now()
+            if lease is not None:
+                self._audit(report, "finished")
+            return report
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _scan(self, report: CollectionReport, oid: ObjectId | None,
+                    progress: Progress | None, lease: RunLease | None) -> None:
+        orgs = self._ctx.uow.db[schema.ORGS]
+        scope: dict[str, Any] = {} if oid is None else {"_id": oid}
+        total = orgs.count_documents(scope) if scope else \
+            orgs.estimated_document_count()
+        done, last = 0, None
+        while oid is None or last is None:
+            page = orgs.find(scope if last is None else {"_id": {"$gt": last}}).sort(
+                "_id", 1).hint([("_id", 1)]).limit(ORG_PAGE).to_list()
+            if not page:
+                break
+            for doc in page:
+                last = doc["_id"]
+                done += 1
+                if not in_shard(last, report.shard):
+                    continue
+                if lease is not None:
+                    lease.renew()
+                items = self._org(report, doc)
+                report.items += items
+                report.orgs_scanned += 1
+                if progress is not None:
+                    progress(done, total, OrgCollection(str(last), items))
+
+    def _org(self, report: CollectionReport, doc: dict[str, Any]) -> list[Collected]:
+        oid: ObjectId = doc["_id"]
+        db = self._ctx.uow.db
+        invoices = [documents.invoice(d) for d in db[schema.INVOICES].find(
+            {"org_id": oid, "status": "open"}).to_list()]
+        if not invoices:
+            return []
+        attempts: dict[str, list[Payment]] = {}
+        for p in db[schema.PAYMENTS].find(
+                {"org_id": oid, "invoice_id": {"$in": [ObjectId(i.id) for i in invoices]}}
+        ).to_list():
+            attempts.setdefault(str(p["invoice_id"]), []).append(documents.payment(p))
+        days = tuple(doc.get("collection_schedule") or self._ctx.collection_schedule)
+        default = doc.get("default_payment_method_id")
+        items = []
+        for inv in invoices:
+            due = plan.due(inv, attempts.get(inv.id, []), str(default) if default else None,
+                           days, now=report.started_at)
+            if due.state is plan.State.DONE:
+                continue
+            item = Collected(str(oid), inv.id, inv.number, inv.total, inv.currency,
+                             due.attempt, _RESULTS[due.state], due.at, due.reason)
+            if due.state is plan.State.DUE and report.apply:
+                self._charge(inv, item)
+            items.append(item)
+        return items
+
+    def _charge(self, inv: Invoice, item: Collected) -> None:
+        try:
+            payment = self._payments.pay(inv.org_id, inv.id)
+            item.result, item.detail = Result.PAID, f"payment {payment.id}"
+        except DatabaseUnavailable:
+            raise
+        except PaymentRequiresAction as exc:
+            item.result, item.detail = Result.WAITING, exc.message
+        except PaymentInProgress as exc:
+            # Blocked by an attempt Stripe holds (its status is the code), or by a live call.
+            item.result = Result.WAITING if exc.code else Result.BUSY
+            item.detail = exc.message
+        except NoDefaultPaymentMethod as exc:
+            item.result, item.detail = Result.NEEDS_METHOD, exc.message
+        except (CardDeclined, PaymentError) as exc:
+            item.result, item.detail = Result.DECLINED, exc.message
+        except BillingError as exc:
+            item.result, item.detail = Result.FAILED, f"{type(exc).__name__}: {exc.message}"
+
+    def _audit(self, report: CollectionReport, status: str, *,
+                     error: str | None = None) -> None:
+        """The run's record in `collection_runs`, written outside any payment transaction."""
+        doc = {"status": status, "mode": "apply", "shard": f"{report.shard[0]}/{report.shard[1]}",
+               "started_at": report.started_at, "finished_at": report.finished_at,
+               "orgs_scanned": report.orgs_scanned, "counts": report.counts,
+               "charged": report.charged(), "error": error, "host": socket.gethostname(),
+               "pid": os.getpid(),
+               "invoices": [i.as_json() for i in report.items[:1000]]}
+        self._ctx.uow.db[schema.COLLECTION_RUNS].update_one(
+            {"_id": ObjectId(report.run_id)}, {"$set": doc}, upsert=True)
+
+
+_RESULTS = {
+    plan.State.DUE: Result.WOULD_CHARGE,
+    plan.State.NOT_YET: Result.NOT_DUE,
+    plan.State.WAITING: Result.WAITING,
+    plan.State.NEEDS_METHOD: Result.NEEDS_METHOD,
+}

@@ -1,0 +1,85 @@
+# Generated from billing/_async by tools/synchro.py: do not edit.
+"""The lease a long run holds on its shard: one document per (scope, shard) with holder and expiry.
+
+`reconcile --apply` (scope "shard"/"org", as before) and `collect --apply` (scope "collect")
+each take one, so two runs of the same kind do not work on the same orgs at once; a lease that
+expired (its holder died) is taken over. Correctness never rests on it: every repair and every
+payment is guarded by the documents it reads.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from billing._sync.context import Context
+from billing.adapters import schema
+from billing.errors import LeaseNotAcquired
+
+
+def lease_key(shard: tuple[int, int], oid: ObjectId | None, *, kind: str = "") -> str:
+    """`shard:I/N` or `org:ID` for reconciliation; the same with `collect:` in front for
+    collection runs."""
+    key = f"org:{oid}" if oid is not None else f"shard:{shard[0]}/{shard[1]}"
+    return f"{kind}:{key}" if kind else key
+
+
+class RunLease:
+    """One `reconciliation_leases` document: acquire, renew after every org, release."""
+
+    def __init__(self, ctx: Context, run_id: str, key: str, seconds: float, *,
+                 what: str = "reconciliation run") -> None:
+        self._ctx = ctx
+        self._holder = run_id
+        self._key = key
+        self._seconds = seconds
+        self._what = what
+        self._held = False
+        self.taken_from: str | None = None  # the holder of the expired lease this run took over
+
+    def _coll(self) -> Any:
+        return self._ctx.uow.db[schema.RECONCILIATION_LEASES]
+
+    def acquire(self) -> None:
+        now = self._ctx.now()
+        try:
+            before = self._coll().find_one_and_update(
+                {"_id": self._key, "$or": [{"expires_at": {"$lte": now}},
+                                           {"holder": self._holder}]},
+                {"$set": self._fields(now)}, upsert=True, return_document=ReturnDocument.BEFORE)
+        except DuplicateKeyError:  # held by another run and not expired
+            held = self._coll().find_one({"_id": self._key}) or {}
+            raise LeaseNotAcquired(
+                f"another {self._what} ({held.get('holder')} on {held.get('host')}, "
+                f"pid {held.get('pid')}) holds the lease {self._key} until "
+                f"{held.get('expires_at')}; let it finish, or retry after that") from None
+        self._held = True
+        if before is not None and before.get("holder") != self._holder:
+            self.taken_from = str(before.get("holder"))
+
+    def renew(self) -> None:
+        now = self._ctx.now()
+        if self._coll().find_one_and_update(
+                {"_id": self._key, "holder": self._holder}, {"$set": self._fields(now)}) is None:
+            self._held = False
+            raise LeaseNotAcquired(
+                f"lost the lease {self._key} (it expired and another run took it); this run "
+                "stopped, its work so far stands")
+
+    def release(self) -> None:
+        if self._held:
+            try:
+                self._coll().delete_one({"_id": self._key, "holder": self._holder})
+            except PyMongoError:
+                pass  # it expires on its own
+            self._held = False
+
+    def _fields(self, now: datetime) -> dict[str, Any]:
+        return {"holder": self._holder, "expires_at": now + timedelta(seconds=self._seconds),
+                "renewed_at": now, "host": socket.gethostname(), "pid": os.getpid()}

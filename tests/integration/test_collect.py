@@ -1,0 +1,151 @@
+"""Collection runs (`collections.run`): due invoices charged once under the retry schedule,
+declines retried on their day, 3-D Secure and processing reported as waiting, lost cards waiting
+for a new default, concurrent runs never making two attempts (sync and async, SecantusDB)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from billing import LeaseNotAcquired
+from billing.collection_runs import Result
+from tests.support.billing_data import OCT, dump, seed_conversations
+from tests.support.drivers import FLAVOURS, Clock, Driver
+
+pytestmark = pytest.mark.integration
+FINALIZED = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+@pytest.fixture(params=FLAVOURS)
+def d(request: pytest.FixtureRequest, mongo_uri: str, db_name: str) -> Iterator[Driver]:
+    driver = Driver(request.param, mongo_uri, db_name, clock=Clock(FINALIZED),
+                    payment_lease_seconds=60)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+def org_with_invoice(d: Driver, token: str, *, name: str = "Acme") -> tuple[Any, Any]:
+    org = d("orgs.create", name=name, currency="usd", per_conversation=50, per_started_minute=10)
+    seed_conversations(d.db, org.id, 3)
+    inv = d("invoices.create_for_period", org.id, *OCT)
+    d("payment_methods.attach", org.id, token, request_id=f"r-{ObjectId()}")
+    return org, inv
+
+
+def results(report: Any) -> dict[str, str]:
+    return {i.invoice_id: i.result.value for i in report.items}
+
+
+def test_a_dry_run_lists_what_is_due_and_writes_nothing(d: Driver) -> None:
+    _, due = org_with_invoice(d, "pm_card_visa")
+    _, waiting = org_with_invoice(d, "pm_card_threeDSecure2Required", name="Three")
+    before = dump(d.db)
+    report = d("collections.run")
+    assert dump(d.db) == before and d.fake.intents == {}
+    assert results(report) == {due.id: "would_charge", waiting.id: "would_charge"}
+    assert report.charged() == {"usd": due.total + waiting.total} and not report.ok
+
+
+def test_declines_are_retried_on_their_day_and_a_new_card_is_due_at_once(d: Driver) -> None:
+    org, inv = org_with_invoice(d, "pm_card_chargeCustomerFail")
+    d("orgs.set_collection_schedule", org.id, [0, 3, 5])
+    first = d("collections.run", apply=True)
+    assert results(first) == {inv.id: "declined"} and not first.ok
+    again = d("collections.run", apply=True)  # the same day: not due, nothing charged
+    assert results(again) == {inv.id: "not_due"} and again.ok
+    assert len(d.fake.intents) == 1
+    d.clock.advance(3 * 86_400)
+    third = d("collections.run", apply=True)
+    assert results(third) == {inv.id: "declined"} and len(d.fake.intents) == 2
+    d("payment_methods.attach", org.id, "pm_card_visa", request_id="new", make_default=True)
+    paid = d("collections.run", apply=True)  # a new default: due at once, not on day 5
+    assert results(paid) == {inv.id: "paid"} and paid.ok
+    assert d.fake.taken(inv.id) == inv.total
+    assert d("collections.run", apply=True).items == []  # paid: nothing more
+
+
+def test_the_last_failure_makes_the_invoice_uncollectible_and_collection_stops(
+    d: Driver
+) -> None:
+    org, inv = org_with_invoice(d, "pm_card_chargeCustomerFail")
+    d("orgs.set_collection_schedule", org.id, [0, 1])
+    d("collections.run", apply=True)
+    d.clock.advance(86_400)
+    d("collections.run", apply=True)
+    doc = d.db.invoices.find_one({"_id": ObjectId(inv.id)})
+    assert doc is not None and doc["status"] == "uncollectible"
+    d.clock.advance(30 * 86_400)
+    assert d("collections.run", apply=True).items == []
+    assert len(d.fake.intents) == 2
+
+
+def test_three_d_secure_and_processing_wait_and_are_not_retried(d: Driver) -> None:
+    _, secure = org_with_invoice(d, "pm_card_threeDSecure2Required")
+    _, debit = org_with_invoice(d, "pm_bank_debit", name="Debit")
+    first = d("collections.run", apply=True)
+    assert results(first) == {secure.id: "waiting", debit.id: "waiting"} and not first.ok
+    d.clock.advance(10 * 86_400)
+    second = d("collections.run", apply=True)
+    assert results(second) == {secure.id: "waiting", debit.id: "waiting"}
+    assert len(d.fake.intents) == 2  # no new attempt while Stripe holds one
+
+
+def test_a_lost_card_waits_for_a_new_default(d: Driver) -> None:
+    org, inv = org_with_invoice(d, "pm_card_lostCard")
+    assert results(d("collections.run", apply=True)) == {inv.id: "declined"}
+    d.clock.advance(30 * 86_400)
+    waiting = d("collections.run", apply=True)
+    assert results(waiting) == {inv.id: "needs_method"} and len(d.fake.intents) == 1
+    doc = d.db.invoices.find_one({"_id": ObjectId(inv.id)})
+    assert doc is not None and doc["status"] == "open"  # no attempt was burnt
+    d("payment_methods.attach", org.id, "pm_card_visa", request_id="new", make_default=True)
+    assert results(d("collections.run", apply=True)) == {inv.id: "paid"}
+
+
+def test_an_audit_record_per_apply_run_and_the_lease(d: Driver) -> None:
+    _, inv = org_with_invoice(d, "pm_card_visa")
+    report = d("collections.run", apply=True)
+    run = d.db.collection_runs.find_one({"_id": ObjectId(report.run_id)})
+    assert run is not None and run["status"] == "finished"
+    assert run["charged"] == {"usd": inv.total}
+    assert d.db.reconciliation_leases.count_documents({}) == 0  # released
+    d.db.reconciliation_leases.insert_one({"_id": "collect:shard:0/1", "holder": "other",
+                                           "expires_at": FINALIZED + timedelta(hours=1)})
+    with pytest.raises(LeaseNotAcquired):
+        d("collections.run", apply=True)
+
+
+def test_concurrent_runs_on_overlapping_shards_make_one_attempt(
+    mongo_uri: str, db_name: str
+) -> None:
+    d = Driver("sync", mongo_uri, db_name, clock=Clock(FINALIZED))
+    try:
+        invoices = [org_with_invoice(d, "pm_card_visa", name=f"O{i}")[1] for i in range(6)]
+        barrier = threading.Barrier(3)
+        reports: list[Any] = []
+
+        def collect(shard: str) -> None:
+            barrier.wait()
+            reports.append(d.b.collections.run(apply=True, shard=shard))
+
+        threads = [threading.Thread(target=collect, args=(s,)) for s in ("0/1", "0/2", "1/2")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert len(reports) == 3
+        for inv in invoices:
+            assert d.fake.taken(inv.id) == inv.total  # once each, never twice
+            assert d.db.payments.count_documents({"invoice_id": ObjectId(inv.id)}) == 1
+        outcomes = [i.result for r in reports for i in r.items]
+        assert outcomes.count(Result.PAID) == len(invoices)
+        assert set(outcomes) <= {Result.PAID, Result.BUSY, Result.WAITING}
+    finally:
+        d.close()
