@@ -41,7 +41,8 @@ def index_drift(spec: Collection, existing: dict[str, dict[str, Any]]) -> list[t
             continue
         keys = [(k, int(v)) for k, v in have.get("key", [])]
         if keys != index.keys or bool(have.get("unique", False)) != index.unique or \
-                (have.get("partialFilterExpression") or None) != index.partial:
+                (have.get("partialFilterExpression") or None) != index.partial or \
+                have.get("expireAfterSeconds") != index.expire_after:
             out.append((index, "different"))
     return out
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -12,6 +12,7 @@ from billing._async import schema_setup
 from billing._async.collect import AsyncCollections
 from billing._async.context import AsyncContext
 from billing._async.conversations import AsyncConversations
+from billing._async.events import AsyncEvents
 from billing._async.gateway import AsyncPaymentGateway
 from billing._async.invoices import AsyncInvoices
 from billing._async.line_items import AsyncLineItems
@@ -24,6 +25,7 @@ from billing.domain.periods import utc
 from billing.errors import ConfigurationError, InvalidInput
 from billing.plans import collections
 from billing.plans.collections import DEFAULT_SCHEDULE
+from billing.plans.events import DEFAULT_RETENTION
 from billing.schema_report import SchemaReport
 
 
@@ -52,7 +54,8 @@ class AsyncBilling:
     `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds` is how long one payment
     attempt holds an invoice before another may take over; `collection_schedule` the days after
     finalisation on which `collect` attempts payment (default 0, 3, 5, 7; per org:
-    `orgs.set_collection_schedule`); `clock` is for tests.
+    `orgs.set_collection_schedule`); `event_retention` how long billing events are kept (default
+    90 days); `clock` is for tests.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class AsyncBilling:
         webhook_secret: str | None = None,
         payment_lease_seconds: float = 60.0,
         collection_schedule: Sequence[int] = DEFAULT_SCHEDULE,
+        event_retention: timedelta = DEFAULT_RETENTION,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if isinstance(max_docs_per_transaction, bool) or not isinstance(
@@ -81,8 +85,13 @@ class AsyncBilling:
             days = collections.schedule(collection_schedule, name="collection_schedule")
         except InvalidInput as exc:
             raise ConfigurationError(exc.message) from None
+        if not isinstance(event_retention, timedelta) or not \
+                timedelta(hours=1) <= event_retention <= timedelta(days=3650):
+            raise ConfigurationError(f"event_retention must be a timedelta from 1 hour to 3650 "
+                                     f"days, got {event_retention!r:.60}")
         self._ctx = ctx = AsyncContext(self._uow, _milliseconds(clock), max_docs_per_transaction,
-                                       gateway, payment_lease_seconds, webhook_secret, days)
+                                       gateway, payment_lease_seconds, webhook_secret, days,
+                                       event_retention)
         self.orgs = AsyncOrgs(ctx)
         self.conversations = AsyncConversations(ctx)
         self.invoices = AsyncInvoices(ctx)
@@ -91,6 +100,7 @@ class AsyncBilling:
         self.webhooks = AsyncWebhooks(ctx)
         self.reconciliation = AsyncReconciler(ctx, self.invoices)
         self.collections = AsyncCollections(ctx, self.invoices.payments)
+        self.events = AsyncEvents(ctx)
 
     @property
     def database(self) -> Any:

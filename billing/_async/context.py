@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from billing._async.gateway import AsyncPaymentGateway
 from billing._async.unit_of_work import AsyncUnitOfWork
 from billing.errors import ConfigurationError
 from billing.plans.collections import DEFAULT_SCHEDULE
+from billing.plans.events import DEFAULT_RETENTION, Outbox, outbox
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,12 @@ class AsyncContext:
     payment_lease_seconds: float = 60.0
     webhook_secret: str | None = None
     collection_schedule: tuple[int, ...] = DEFAULT_SCHEDULE
+    event_retention: timedelta = DEFAULT_RETENTION
+
+    def outbox(self, org: Mapping[str, Any] | None) -> Outbox | None:
+        """The outbox of a transaction that read `org` (its document), or None without one."""
+        return None if org is None else outbox(org, now=self.now(),
+                                               retention=self.event_retention)
 
     @property
     def gateway(self) -> AsyncPaymentGateway:

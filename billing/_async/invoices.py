@@ -123,6 +123,7 @@ class AsyncInvoices:
             plan = invoice_plans.bill_chunk(
                 snap, org_id=org_id, period=period, supplement=supplement,
                 limit=self._ctx.max_docs_per_transaction, finalize=finalize, now=self._ctx.now(),
+                retention=self._ctx.event_retention,
             )
             faults.hit("invoice.chunk.before_write")
             await txn.write(plan.writes, fault="invoice.chunk")
@@ -160,7 +161,8 @@ class AsyncInvoices:
         async def work(txn: AsyncTransaction) -> Invoice:
             current = await read_invoice(txn, oid, iid)
             org = await txn.find_one(schema.ORGS, {"_id": oid})
-            plan = invoice_plans.finalize(org, current, now=self._ctx.now())
+            plan = invoice_plans.finalize(org, current, now=self._ctx.now(),
+                                          retention=self._ctx.event_retention)
             await txn.write(plan.writes)
             faults.hit("invoice.finalize.after_write")
             return plan.result
@@ -186,7 +188,9 @@ class AsyncInvoices:
         async def work(txn: AsyncTransaction) -> Invoice:
             invoice = await read_invoice(txn, oid, iid)
             latest = await latest_payment(txn, oid, iid, invoice)
-            plan = invoice_plans.void(invoice, latest, now=self._ctx.now())
+            org = await txn.find_one(schema.ORGS, {"_id": oid})
+            plan = invoice_plans.void(invoice, latest, now=self._ctx.now(),
+                                      box=self._ctx.outbox(org))
             await txn.write(plan.writes)
             faults.hit("invoice.void.after_write")
             return plan.result

@@ -117,7 +117,8 @@ class AsyncPayments:
                     schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
             latest = await latest_payment(txn, oid, iid, invoice)
             plan = plans.claim(org, invoice, method, latest, now=self._ctx.now(),
-                               lease_seconds=self._ctx.payment_lease_seconds, token=token)
+                               lease_seconds=self._ctx.payment_lease_seconds, token=token,
+                               box=self._ctx.outbox(documents.org_doc(org)))
             await txn.write(plan.writes)
             return plan.result
 
@@ -300,10 +301,11 @@ class AsyncPayments:
         async def work(txn: AsyncTransaction) -> tuple[Invoice, Payment]:
             invoice = await read_invoice(txn, oid, iid)
             current = await self._payment(txn, oid, payment.id)
-            failures, days = await dunning(txn, oid, iid, payment.id,
-                                           self._ctx.collection_schedule)
+            failures, days, org = await dunning(txn, oid, iid, payment.id,
+                                                self._ctx.collection_schedule)
             plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure,
-                                abandon=abandon, failures=failures, days=days)
+                                abandon=abandon, failures=failures, days=days,
+                                box=self._ctx.outbox(org))
             await txn.write(plan.writes)
             faults.hit("payments.settle.after_write")
             return plan.result
@@ -326,15 +328,16 @@ def _unknown(payment: Payment, iid: ObjectId) -> PaymentProviderUnavailable:
 
 
 async def dunning(txn: AsyncTransaction, oid: ObjectId, iid: ObjectId, payment_id: str,
-                  default: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+                  default: tuple[int, ...]
+                  ) -> tuple[int, tuple[int, ...], dict[str, Any] | None]:
     """For settling `payment_id`: the invoice's other failed attempts that used up a scheduled
-    attempt, and the org's retry schedule (its own, else the deployment's)."""
+    attempt, the org's retry schedule (its own, else the deployment's), and the org."""
     org = await txn.find_one(schema.ORGS, {"_id": oid})
     days = tuple(org.get("collection_schedule") or default) if org else default
     others = await txn.find(schema.PAYMENTS, {"org_id": oid, "invoice_id": iid})
     failures = sum(1 for doc in others if str(doc["_id"]) != payment_id
                    and collections.counted(documents.payment(doc)))
-    return failures, days
+    return failures, days, org
 
 
 async def latest_payment(txn: AsyncTransaction, oid: ObjectId, iid: ObjectId,

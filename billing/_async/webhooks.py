@@ -87,14 +87,15 @@ class AsyncWebhooks:
                 return WebhookOutcome.IGNORED, "event has no intent id", oid
             doc = await txn.find_one(schema.PAYMENTS, {"org_id": oid, "intent_id": intent_id})
             payment = documents.payment(doc) if doc is not None else None
-            invoice = failures = None
+            invoice = failures = payer = None
             days: tuple[int, ...] = ()
             if payment is not None:
                 invoice = await read_invoice(txn, oid, ObjectId(payment.invoice_id))
-                failures, days = await dunning(txn, oid, ObjectId(payment.invoice_id),
-                                               payment.id, self._ctx.collection_schedule)
+                failures, days, payer = await dunning(txn, oid, ObjectId(payment.invoice_id),
+                                                      payment.id, self._ctx.collection_schedule)
             outcome, detail, writes = intent_event(event.type, obj, payment, invoice, now=now,
-                                                   failures=failures or 0, days=days)
+                                                   failures=failures or 0, days=days,
+                                                   box=self._ctx.outbox(payer))
             await txn.write(writes)
             return outcome, detail, oid
         customer = obj.get("id") if event.type == "customer.deleted" else (

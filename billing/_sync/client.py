@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import MongoClient
@@ -13,6 +13,7 @@ from billing._sync import schema_setup
 from billing._sync.collect import Collections
 from billing._sync.context import Context
 from billing._sync.conversations import Conversations
+from billing._sync.events import Events
 from billing._sync.gateway import PaymentGateway
 from billing._sync.invoices import Invoices
 from billing._sync.line_items import LineItems
@@ -25,6 +26,7 @@ from billing.domain.periods import utc
 from billing.errors import ConfigurationError, InvalidInput
 from billing.plans import collections
 from billing.plans.collections import DEFAULT_SCHEDULE
+from billing.plans.events import DEFAULT_RETENTION
 from billing.schema_report import SchemaReport
 
 
@@ -53,7 +55,8 @@ class Billing:
     `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds` is how long one payment
     attempt holds an invoice before another may take over; `collection_schedule` the days after
     finalisation on which `collect` attempts payment (default 0, 3, 5, 7; per org:
-    `orgs.set_collection_schedule`); `clock` is for tests.
+    `orgs.set_collection_schedule`); `event_retention` how long billing events are kept (default
+    90 days); `clock` is for tests.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class Billing:
         webhook_secret: str | None = None,
         payment_lease_seconds: float = 60.0,
         collection_schedule: Sequence[int] = DEFAULT_SCHEDULE,
+        event_retention: timedelta = DEFAULT_RETENTION,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if isinstance(max_docs_per_transaction, bool) or not isinstance(
@@ -82,8 +86,13 @@ class Billing:
             days = collections.schedule(collection_schedule, name="collection_schedule")
         except InvalidInput as exc:
             raise ConfigurationError(exc.message) from None
+        if not isinstance(event_retention, timedelta) or not \
+                timedelta(hours=1) <= event_retention <= timedelta(days=3650):
+            raise ConfigurationError(f"event_retention must be a timedelta from 1 hour to 3650 "
+                                     f"days, got {event_retention!r:.60}")
         self._ctx = ctx = Context(self._uow, _milliseconds(clock), max_docs_per_transaction,
-                                       gateway, payment_lease_seconds, webhook_secret, days)
+                                       gateway, payment_lease_seconds, webhook_secret, days,
+                                       event_retention)
         self.orgs = Orgs(ctx)
         self.conversations = Conversations(ctx)
         self.invoices = Invoices(ctx)
@@ -92,6 +101,7 @@ class Billing:
         self.webhooks = Webhooks(ctx)
         self.reconciliation = Reconciler(ctx, self.invoices)
         self.collections = Collections(ctx, self.invoices.payments)
+        self.events = Events(ctx)
 
     @property
     def database(self) -> Any:

@@ -124,6 +124,7 @@ class Invoices:
             plan = invoice_plans.bill_chunk(
                 snap, org_id=org_id, period=period, supplement=supplement,
                 limit=self._ctx.max_docs_per_transaction, finalize=finalize, now=self._ctx.now(),
+                retention=self._ctx.event_retention,
             )
             faults.hit("invoice.chunk.before_write")
             txn.write(plan.writes, fault="invoice.chunk")
@@ -161,7 +162,8 @@ class Invoices:
         def work(txn: Transaction) -> Invoice:
             current = read_invoice(txn, oid, iid)
             org = txn.find_one(schema.ORGS, {"_id": oid})
-            plan = invoice_plans.finalize(org, current, now=self._ctx.now())
+            plan = invoice_plans.finalize(org, current, now=self._ctx.now(),
+                                          retention=self._ctx.event_retention)
             txn.write(plan.writes)
             faults.hit("invoice.finalize.after_write")
             return plan.result
@@ -187,7 +189,9 @@ class Invoices:
         def work(txn: Transaction) -> Invoice:
             invoice = read_invoice(txn, oid, iid)
             latest = latest_payment(txn, oid, iid, invoice)
-            plan = invoice_plans.void(invoice, latest, now=self._ctx.now())
+            org = txn.find_one(schema.ORGS, {"_id": oid})
+            plan = invoice_plans.void(invoice, latest, now=self._ctx.now(),
+                                      box=self._ctx.outbox(org))
             txn.write(plan.writes)
             faults.hit("invoice.void.after_write")
             return plan.result

@@ -118,7 +118,8 @@ class Payments:
                     schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
             latest = latest_payment(txn, oid, iid, invoice)
             plan = plans.claim(org, invoice, method, latest, now=self._ctx.now(),
-                               lease_seconds=self._ctx.payment_lease_seconds, token=token)
+                               lease_seconds=self._ctx.payment_lease_seconds, token=token,
+                               box=self._ctx.outbox(documents.org_doc(org)))
             txn.write(plan.writes)
             return plan.result
 
@@ -301,10 +302,11 @@ class Payments:
         def work(txn: Transaction) -> tuple[Invoice, Payment]:
             invoice = read_invoice(txn, oid, iid)
             current = self._payment(txn, oid, payment.id)
-            failures, days = dunning(txn, oid, iid, payment.id,
-                                           self._ctx.collection_schedule)
+            failures, days, org = dunning(txn, oid, iid, payment.id,
+                                                self._ctx.collection_schedule)
             plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure,
-                                abandon=abandon, failures=failures, days=days)
+                                abandon=abandon, failures=failures, days=days,
+                                box=self._ctx.outbox(org))
             txn.write(plan.writes)
             faults.hit("payments.settle.after_write")
             return plan.result
@@ -327,15 +329,16 @@ def _unknown(payment: Payment, iid: ObjectId) -> PaymentProviderUnavailable:
 
 
 def dunning(txn: Transaction, oid: ObjectId, iid: ObjectId, payment_id: str,
-                  default: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+                  default: tuple[int, ...]
+                  ) -> tuple[int, tuple[int, ...], dict[str, Any] | None]:
     """For settling `payment_id`: the invoice's other failed attempts that used up a scheduled
-    attempt, and the org's retry schedule (its own, else the deployment's)."""
+    attempt, the org's retry schedule (its own, else the deployment's), and the org."""
     org = txn.find_one(schema.ORGS, {"_id": oid})
     days = tuple(org.get("collection_schedule") or default) if org else default
     others = txn.find(schema.PAYMENTS, {"org_id": oid, "invoice_id": iid})
     failures = sum(1 for doc in others if str(doc["_id"]) != payment_id
                    and collections.counted(documents.payment(doc)))
-    return failures, days
+    return failures, days, org
 
 
 def latest_payment(txn: Transaction, oid: ObjectId, iid: ObjectId,

@@ -20,6 +20,7 @@ RECONCILIATION_RUNS = "reconciliation_runs"  # one audit record per --apply run
 RECONCILIATION_LEASES = "reconciliation_leases"  # _id "shard:I/N": one --apply run per shard
 SCHEMA_MIGRATIONS = "schema_migrations"  # _id = version: the migrations `setup` applied
 COLLECTION_RUNS = "collection_runs"  # one audit record per `collect --apply` run
+EVENTS = "billing_events"  # the outbox: what the host is told, written with each change
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,14 @@ class Index:
     name: str
     unique: bool = False
     partial: dict[str, Any] | None = None
+    expire_after: int | None = None  # seconds: a TTL index
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"name": self.name, "unique": self.unique}
         if self.partial is not None:
             opts["partialFilterExpression"] = self.partial
+        if self.expire_after is not None:
+            opts["expireAfterSeconds"] = self.expire_after
         return opts
 
 
@@ -171,6 +175,15 @@ COLLECTIONS: tuple[Collection, ...] = (
     Collection(RECONCILIATION_LEASES),
     Collection(SCHEMA_MIGRATIONS),
     Collection(COLLECTION_RUNS),
+    Collection(
+        EVENTS,
+        indexes=(
+            # One number per org, in commit order; poll reads an org's events after a number.
+            Index([("org_id", 1), ("seq", 1)], "org_seq", unique=True),
+            # Retention: each event carries its own expiry (Billing(event_retention=...)).
+            Index([("expires_at", 1)], "retention", expire_after=0),
+        ),
+    ),
 )
 
 
@@ -184,6 +197,7 @@ SHARD_KEYS: dict[str, dict[str, int]] = {
     LINE_ITEMS: {"org_id": 1},
     PAYMENT_METHODS: {"org_id": 1},
     PAYMENTS: {"org_id": 1},
+    EVENTS: {"org_id": 1},
 }
 UNSHARDED = (ORGS, WEBHOOK_EVENTS, WEBHOOK_LOG, RECONCILIATION_RUNS, RECONCILIATION_LEASES,
              SCHEMA_MIGRATIONS, COLLECTION_RUNS)

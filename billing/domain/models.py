@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +41,7 @@ class Org(_Model):
     default_payment_method_id: str | None = None
     invoice_seq: int = 0  # number of the org's last finalised invoice
     collection_schedule: tuple[int, ...] | None = None  # retry days; None: the deployment's
+    event_seq: int = 0  # number of the org's last billing event
     created_at: datetime
 
 
@@ -153,3 +155,14 @@ class Payment(_Model):
     failure_message: str | None = None
     created_at: datetime
     updated_at: datetime | None = None
+
+
+class Event(_Model):
+    """A billing event (`billing_events`): numbered per org in commit order."""
+
+    id: str
+    org_id: str
+    seq: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime

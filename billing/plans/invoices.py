@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bson import ObjectId
 
@@ -22,23 +22,34 @@ from billing.domain.models import (
 from billing.domain.periods import Period
 from billing.domain.pricing import usage
 from billing.errors import InvalidMoney, LineItemNotFound, NothingToBill, PaymentInProgress
-from billing.plans import Doc, Plan, new_id, require_org
+from billing.plans import Doc, Plan, events, new_id, require_org
 
 
-def _finalizing(org: Org, invoice: Invoice, now: datetime) -> tuple[Invoice, Write]:
+def _finalizing(org: Org, invoice: Invoice, now: datetime, retention: timedelta
+                ) -> tuple[Invoice, list[Write]]:
     """Open the invoice with the org's next number; the org's counter moves in the same transaction
-    and only from the value read, so numbers are gapless and never reused."""
+    and only from the value read, so numbers are gapless and never reused. Emits
+    `invoice.finalized` in the same writes."""
     number = org.invoice_seq + 1
     org_write = Write(
         schema.ORGS, "update_one", {"_id": ObjectId(org.id), "invoice_seq": org.invoice_seq},
         {"$set": {"invoice_seq": number}},
     )
-    return invoicing.finalize(invoice, number=number, now=now), org_write
+    opened = invoicing.finalize(invoice, number=number, now=now)
+    box = events.Outbox(ObjectId(org.id), org.event_seq, now, retention)
+    return opened, [org_write, *events.emit(box, [("invoice.finalized", event_data(opened))])]
+
+
+def event_data(invoice: Invoice, **extra: object) -> dict[str, object]:
+    """What an invoice event tells the host (ids, amounts, never a secret)."""
+    return {"invoice_id": invoice.id, "number": invoice.number, "status": invoice.status.value,
+            "total": invoice.total, "currency": invoice.currency,
+            "period_start": invoice.period_start, "period_end": invoice.period_end, **extra}
 
 
 def bill_chunk(
     snap: Doc | None, *, org_id: ObjectId, period: Period, supplement: int, limit: int,
-    finalize: bool, now: datetime,
+    finalize: bool, now: datetime, retention: timedelta = events.DEFAULT_RETENTION,
 ) -> Plan[Invoice]:
     """One bounded step of billing a period: at most `limit` conversations, then complete and
     (if asked) finalise once none remain. Re-running after a commit resumes where it stopped."""
@@ -76,8 +87,8 @@ def bill_chunk(
         ))
     new = new.model_copy(update={"skipped_malformed": malformed, "complete": not more})
     if not more and finalize:
-        new, org_write = _finalizing(org, new, now)
-        marks.append(org_write)
+        new, org_writes = _finalizing(org, new, now, retention)
+        marks += org_writes
     if new == old:
         return Plan(new)
     return Plan(new.model_copy(update={"version": old.version + 1 if old else 0}),
@@ -118,17 +129,19 @@ def require_fits(snap: Doc | None, used: Doc | None, *, org_id: ObjectId, period
         f"minutes); {fix}")
 
 
-def finalize(snap: Doc | None, invoice: Invoice, *, now: datetime) -> Plan[Invoice]:
+def finalize(snap: Doc | None, invoice: Invoice, *, now: datetime,
+             retention: timedelta = events.DEFAULT_RETENTION) -> Plan[Invoice]:
     """Finalise a complete draft (an incomplete one is resumed by the caller first)."""
     if invoice.status is InvoiceStatus.OPEN:
         return Plan(invoice)
     invoicing.require_draft(invoice)
     org = require_org(snap, ObjectId(invoice.org_id))
-    new, org_write = _finalizing(org, invoice, now)
-    return _changed(invoice, new, [org_write])
+    new, org_writes = _finalizing(org, invoice, now, retention)
+    return _changed(invoice, new, org_writes)
 
 
-def void(invoice: Invoice, latest: Payment | None, *, now: datetime) -> Plan[Invoice]:
+def void(invoice: Invoice, latest: Payment | None, *, now: datetime,
+         box: events.Outbox | None = None) -> Plan[Invoice]:
     """Void an unpaid invoice. Its conversations stay linked to it: billed once, ever.
 
     Refused while money can still move: a payment attempt holds the invoice's lease, or the
@@ -145,7 +158,8 @@ def void(invoice: Invoice, latest: Payment | None, *, now: datetime) -> Plan[Inv
             f"payment {latest.id} of invoice {invoice.id} ({latest.status.value}) can still "
             "take money: it is canceled in Stripe before voiding; retry the void",
             payment_id=latest.id)
-    return _changed(invoice, invoicing.transition(invoice, InvoiceStatus.VOID))
+    voided = invoicing.transition(invoice, InvoiceStatus.VOID)
+    return _changed(invoice, voided, events.emit(box, [("invoice.voided", event_data(voided))]))
 
 
 # Payment states in which a Stripe intent may still move money.

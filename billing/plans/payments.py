@@ -40,7 +40,8 @@ from billing.errors import (
     PaymentInProgress,
     PaymentRequiresAction,
 )
-from billing.plans import Doc, Plan, collections
+from billing.plans import Doc, Plan, collections, events
+from billing.plans.invoices import event_data
 
 PAYABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
 FINAL = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED})
@@ -65,7 +66,7 @@ class Claim:
 
 def claim(
     org: Org, invoice: Invoice, method: PaymentMethod | None, latest: Payment | None, *,
-    now: datetime, lease_seconds: float, token: str,
+    now: datetime, lease_seconds: float, token: str, box: events.Outbox | None = None,
 ) -> Plan[Claim]:
     """Take the invoice's payment lease for this call and say what it must do next."""
     _require_payable(invoice)
@@ -81,7 +82,7 @@ def claim(
                                     "failure_code": ABANDONED, "updated_at": now,
                                     "failure_message": ABANDON_NOTE}, status=latest.status))
     if invoice.total == 0:
-        return _free(invoice, now, token, writes)
+        return _free(invoice, now, token, writes, box)
     if least := below_minimum(invoice.total, invoice.currency):
         raise AmountBelowMinimum(
             f"invoice {invoice.id} is due {invoice.total} {invoice.currency} (minor units), "
@@ -170,7 +171,7 @@ ABANDON_NOTE = ("abandoned before an intent was recorded; a late intent is cance
 def settle(
     invoice: Invoice, payment: Payment, intent: Intent | None, *, now: datetime,
     failure: tuple[str | None, str] | None = None, abandon: bool = False,
-    failures: int = 0, days: Sequence[int] = (),
+    failures: int = 0, days: Sequence[int] = (), box: events.Outbox | None = None,
 ) -> Plan[tuple[Invoice, Payment]]:
     """Apply what Stripe said about the attempt: paid, declined, needs the customer, or still
     processing. Never moves an invoice backwards: a paid invoice stays paid, and a success
@@ -178,7 +179,9 @@ def settle(
 
     `failures` counts the invoice's other failed attempts that used up a scheduled attempt
     (`plans.collections.counted`) and `days` is the org's retry schedule: when this failure
-    uses up the last one, the open invoice becomes `uncollectible` in the same writes."""
+    uses up the last one, the open invoice becomes `uncollectible` in the same writes. With an
+    outbox, the events of what changed (`invoice.paid`, `payment.failed`,
+    `payment.requires_action`, `invoice.uncollectible`) are written with it."""
     fields: Doc = {}
     status = payment.status
     if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED):
@@ -210,7 +213,28 @@ def settle(
     if new_invoice != invoice:
         writes += invoice_changes(invoice, new_invoice)
         new_invoice = new_invoice.model_copy(update={"version": invoice.version + 1})
+    writes += events.emit(box, _events(invoice, new_invoice, payment, new_payment))
     return Plan((new_invoice, new_payment), writes)
+
+
+def _events(invoice: Invoice, new_invoice: Invoice, payment: Payment, new_payment: Payment
+            ) -> list[tuple[str, dict[str, object]]]:
+    out: list[tuple[str, dict[str, object]]] = []
+    about = {"payment_id": new_payment.id, "attempt": new_payment.attempt,
+             "amount": new_payment.amount, "currency": new_payment.currency}
+    moved = new_payment.status is not payment.status
+    if moved and new_payment.status is PaymentStatus.FAILED:
+        out.append(("payment.failed", {"invoice_id": invoice.id, **about,
+                                       "failure_code": new_payment.failure_code}))
+    if moved and new_payment.status is PaymentStatus.REQUIRES_ACTION:
+        out.append(("payment.requires_action", {"invoice_id": invoice.id, **about}))
+    if new_invoice.status is not invoice.status:
+        kind = {InvoiceStatus.PAID: "invoice.paid",
+                InvoiceStatus.UNCOLLECTIBLE: "invoice.uncollectible"}.get(new_invoice.status)
+        if kind is not None:
+            out.append((kind, event_data(new_invoice, amount_paid=new_invoice.amount_paid,
+                                         payment_id=new_payment.id)))
+    return out
 
 
 def blocked(payment: Payment, invoice_id: str) -> PaymentInProgress | PaymentRequiresAction:
@@ -230,7 +254,8 @@ def blocked(payment: Payment, invoice_id: str) -> PaymentInProgress | PaymentReq
         code=payment.status.value, payment_id=payment.id)
 
 
-def _free(invoice: Invoice, now: datetime, token: str, writes: list[Write]) -> Plan[Claim]:
+def _free(invoice: Invoice, now: datetime, token: str, writes: list[Write],
+          box: events.Outbox | None) -> Plan[Claim]:
     """An invoice of total 0 is paid without going to Stripe (which refuses amount 0)."""
     attempt = invoice.payment_attempts + 1
     doc: Doc = {
@@ -243,8 +268,10 @@ def _free(invoice: Invoice, now: datetime, token: str, writes: list[Write]) -> P
     new = invoice.model_copy(update={"payment_attempts": attempt, "payment_lease": None,
                                      "status": InvoiceStatus.PAID, "amount_paid": 0,
                                      "paid_at": now})
+    paid = events.emit(box, [("invoice.paid", event_data(new, amount_paid=0,
+                                                         payment_id=str(doc["_id"])))])
     return Plan(Claim(Next.DONE, documents.payment(doc), token),
-                [*writes, insert(schema.PAYMENTS, doc), *invoice_changes(invoice, new)])
+                [*writes, insert(schema.PAYMENTS, doc), *invoice_changes(invoice, new), *paid])
 
 
 def _require_payable(invoice: Invoice) -> None:

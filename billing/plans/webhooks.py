@@ -12,7 +12,7 @@ from billing.adapters import schema
 from billing.adapters.writes import Write, insert
 from billing.domain.models import Invoice, Payment
 from billing.domain.payments import Intent, IntentStatus
-from billing.plans import payments
+from billing.plans import events, payments
 
 HANDLED = frozenset({
     "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.processing",
@@ -53,7 +53,8 @@ def processed(event_id: str, event_type: str, outcome: WebhookOutcome, detail: s
 
 def intent_event(event_type: str, obj: dict[str, Any], payment: Payment | None,
                  invoice: Invoice | None, *, now: datetime, failures: int = 0,
-                 days: Sequence[int] = ()) -> tuple[WebhookOutcome, str, list[Write]]:
+                 days: Sequence[int] = (), box: events.Outbox | None = None
+                 ) -> tuple[WebhookOutcome, str, list[Write]]:
     """What a `payment_intent.*` event does. The payment and invoice come from our own records,
     found by the intent's id (never from its metadata), and the event changes nothing unless
     its amount, currency and customer are the attempt's."""
@@ -72,7 +73,7 @@ def intent_event(event_type: str, obj: dict[str, Any], payment: Payment | None,
     if event_type == "payment_intent.payment_failed":
         failure = (intent.failure_code, intent.failure_message or "payment failed")
     plan = payments.settle(invoice, payment, intent, now=now, failure=failure,
-                           failures=failures, days=days)
+                           failures=failures, days=days, box=box)
     return (WebhookOutcome.PROCESSED, f"payment {payment.id}: {plan.result[1].status}",
             plan.writes)
 

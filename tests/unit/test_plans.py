@@ -41,7 +41,7 @@ from billing.plans.conversations import conversation_plan
 from tests.unit.factories import NOW, OCT, Doc, conversations, invoice, line_item, org, snapshot
 
 S = InvoiceStatus
-TENANT = {schema.INVOICES, schema.LINE_ITEMS, schema.CONVERSATIONS}
+TENANT = {schema.INVOICES, schema.LINE_ITEMS, schema.CONVERSATIONS, schema.EVENTS}
 
 
 def bill(snap: Doc | None, owner: Org, *, limit: int = 100, finalize: bool = True,
@@ -67,7 +67,10 @@ def assert_scoped(writes: list[Write], owner: Org) -> None:
 def committed(owner: Org, plan: Plan[Invoice]) -> Org:
     """The org as the next transaction reads it once `plan` committed."""
     for w in of(plan.writes, schema.ORGS):
-        assert w.filter["invoice_seq"] == owner.invoice_seq
+        counter = "invoice_seq" if "invoice_seq" in w.filter else "event_seq"
+        read = getattr(owner, counter)
+        unset = {"$in": [None, 0]} if counter == "event_seq" else 0
+        assert w.filter[counter] == (read if read else unset)
         owner = owner.model_copy(update=w.doc["$set"])
     return owner
 
@@ -98,6 +101,7 @@ def test_one_chunk_bills_finalises_and_numbers_a_new_invoice() -> None:
     assert [(w.collection, w.op) for w in plan.writes] == [
         (schema.INVOICES, "insert"), (schema.LINE_ITEMS, "insert"), (schema.LINE_ITEMS, "insert"),
         (schema.CONVERSATIONS, "update_many"), (schema.ORGS, "update_one"),
+        (schema.ORGS, "update_one"), (schema.EVENTS, "insert"),
     ]
     stored = of(plan.writes, schema.INVOICES)[0].doc
     assert (stored["status"], stored["number"], stored["total"]) == ("open", 42, inv.total)
@@ -156,7 +160,10 @@ def test_the_last_chunk_finalises_the_draft_with_a_guarded_counter() -> None:
     assert plan.done
     assert (inv.status, inv.number, inv.complete, inv.conversations) == (S.OPEN, 10, True, 3)
     assert inv.id == draft.id and inv.version == draft.version + 1
-    [counter] = of(plan.writes, schema.ORGS)
+    counter, events_counter = of(plan.writes, schema.ORGS)
+    assert events_counter.filter == {"_id": ObjectId(acme.id), "event_seq": {"$in": [None, 0]}}
+    [finalized] = of(plan.writes, schema.EVENTS)
+    assert finalized.doc["type"] == "invoice.finalized" and finalized.doc["seq"] == 1
     assert counter.op == "update_one" and counter.expect == 1
     assert counter.filter == {"_id": ObjectId(acme.id), "invoice_seq": 9}
     assert counter.doc == {"$set": {"invoice_seq": 10}}
@@ -283,7 +290,8 @@ def test_finalize_numbers_a_complete_draft() -> None:
     assert (plan.result.status, plan.result.number, plan.result.version) == (
         S.OPEN, 2, draft.version + 1)
     assert [(w.collection, w.op) for w in plan.writes] == [
-        (schema.INVOICES, "update_one"), (schema.ORGS, "update_one")]
+        (schema.INVOICES, "update_one"), (schema.ORGS, "update_one"), (schema.ORGS, "update_one"),
+        (schema.EVENTS, "insert")]
     assert of(plan.writes, schema.ORGS)[0].filter["invoice_seq"] == 1
     assert_scoped(plan.writes, acme)
 
