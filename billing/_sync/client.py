@@ -27,6 +27,7 @@ from billing.errors import ConfigurationError, InvalidInput
 
 _INDEX_CONFLICT = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict
 _NAMESPACE_EXISTS = 48
+_DUPLICATE_KEY = 11000
 
 
 def _utcnow() -> datetime:
@@ -120,6 +121,12 @@ class Billing:
                 raise ConfigurationError(
                     f"an existing index conflicts with billing's data contract ({exc}): "
                     "drop that index, then run setup() again"
+                ) from exc
+            if exc.code == _DUPLICATE_KEY:
+                raise ConfigurationError(
+                    f"stored documents break a unique index of billing's data contract ({exc}): "
+                    "for payment_methods, two live records of one Stripe method; mark all but "
+                    "one `detached`, then run setup() again"
                 ) from exc
             raise translate(exc) from exc
         except PyMongoError as exc:

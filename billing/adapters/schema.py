@@ -18,6 +18,8 @@ WEBHOOK_EVENTS = "webhook_events"  # processed events, written in the effect's t
 WEBHOOK_LOG = "webhook_log"  # failed deliveries, written outside any transaction (audit)
 RECONCILIATION_RUNS = "reconciliation_runs"  # one audit record per --apply run
 RECONCILIATION_LEASES = "reconciliation_leases"  # _id "shard:I/N": one --apply run per shard
+# Payment-method statuses that hold their Stripe method (at most one such record per method).
+LIVE_HOLDING = ["active", "detaching"]
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,9 @@ COLLECTIONS: tuple[Collection, ...] = (
             # The idempotency key of attach: one payment method per org and request id.
             Index([("org_id", 1), ("request_id", 1)], "request", unique=True),
             Index([("org_id", 1), ("stripe_id", 1)], "stripe_id"),
+            # One live record per Stripe method: two attaches or adoptions of one card collide.
+            Index([("org_id", 1), ("stripe_id", 1)], "live_stripe_id", unique=True,
+                  partial={"stripe_id": {"$type": "string"}, "status": {"$in": LIVE_HOLDING}}),
             Index([("org_id", 1), ("status", 1)], "status"),
         ),
         validator=_schema(

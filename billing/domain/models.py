@@ -31,12 +31,23 @@ class Prices(_Model):
     per_started_minute: int = Field(ge=0)
 
 
+class CustomerClaim(_Model):
+    """Taken before the org's Stripe customer is created, so one call creates it at a time."""
+
+    generation: int  # the customer's generation: its creation key and metadata carry it
+    holder: str | None  # the call creating it; None once released after a failure
+    expires_at: datetime  # after this another call may take over
+    first_claimed_at: datetime  # a later claim looks for customers created since then
+
+
 class Org(_Model):
     id: str
     name: str
     currency: str
     prices: Prices
     stripe_customer_id: str | None = None
+    customer_generation: int = 0  # bumped when the org's Stripe customer is deleted
+    customer_claim: CustomerClaim | None = None
     default_payment_method_id: str | None = None
     invoice_seq: int = 0  # number of the org's last finalised invoice
     created_at: datetime
@@ -122,6 +133,8 @@ class PaymentMethod(_Model):
     exp_year: int | None = None
     created_at: datetime
     updated_at: datetime | None = None
+    failure: str | None = None  # why a failed attach failed
+    duplicate_of: str | None = None  # failed because this live method holds the same card
 
 
 class PaymentStatus(StrEnum):
