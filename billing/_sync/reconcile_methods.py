@@ -51,8 +51,16 @@ class MethodChecks:
         if not org.stripe_customer_id:
             attached = {}  # no customer (deleted, or never made): nothing of it is usable
         elif gateway is not None:
-            attached = {m.id: m for m in gateway.list_payment_methods(
-                org.stripe_customer_id)}
+            try:
+                attached = {m.id: m for m in gateway.list_payment_methods(
+                    org.stripe_customer_id)}
+            except PaymentMethodNotFound:  # deleted in Stripe, its event never processed
+                out.append(_finding(
+                    oid, f"the org's Stripe customer {org.stripe_customer_id} no longer exists "
+                    "in Stripe", "forget it here as customer.deleted does (its methods "
+                    "detached, the default cleared)", "customer_gone",
+                    customer=org.stripe_customer_id))
+                return out
         for d in docs:
             if d["status"] == "detaching":
                 out.append(_finding(oid, f"detach of {d['_id']} was interrupted",
@@ -148,6 +156,14 @@ class MethodChecks:
                                                                   S.DETACHED))
         if repair == "extra_customer":
             return self._delete_extra_customer(oid, p["customer"])
+        if repair == "customer_gone":
+            try:  # asked again just before forgetting it
+                self._ctx.gateway.list_payment_methods(p["customer"])
+                return "exists in Stripe: kept"
+            except PaymentMethodNotFound:
+                pass
+            return self._ctx.uow.run(
+                lambda txn: self._forget_customer(txn, oid, p["customer"]))
         if repair in ("finish_attach", "adopt"):
             # Stripe's view is read before the transaction: callbacks make no Stripe calls.
             org = require_org(self._ctx.uow.db[schema.ORGS].find_one(
@@ -159,6 +175,16 @@ class MethodChecks:
             return self._ctx.uow.run(
                 lambda txn: self._attach_side(txn, oid, repair, p, attached))
         return self._ctx.uow.run(lambda txn: self._local(txn, oid, repair, p))
+
+    def _forget_customer(self, txn: Transaction, oid: ObjectId,
+                               customer: str) -> str:
+        org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
+        if org.stripe_customer_id != customer:
+            return "already forgotten"
+        methods = [documents.payment_method(d) for d in txn.find(
+            schema.PAYMENT_METHODS, {"org_id": oid, "status": {"$in": schema.LIVE_HOLDING}})]
+        txn.write(plans.customer_deleted(org, methods, self._ctx.now()))
+        return f"forgotten; {len(methods)} methods marked detached"
 
     def _delete_extra_customer(self, oid: ObjectId, customer_id: str) -> str:
         """Checked again just before: still not the org's customer, no creation in flight,

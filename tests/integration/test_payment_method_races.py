@@ -470,3 +470,26 @@ def test_concurrent_first_attaches_make_one_customer_on_localstripe(
     assert made == [customer]
     listed = stripe_client.v1.payment_methods.list(params={"customer": customer, "type": "card"})
     assert {m.id for m in listed.data} == set(sources)
+
+
+def test_reconciliation_forgets_a_customer_deleted_in_stripe_whose_event_was_lost(
+    client: Any, db_name: str
+) -> None:
+    gateway = FakeGateway(replay_customer_keys=True)
+    b = new_billing(client, db_name, gateway)
+    org = new_org(b)
+    method = b.payment_methods.attach(org, gateway.create_card(VISA), request_id="r-1")
+    dead = org_doc(b, org)["stripe_customer_id"]
+    delete_in_stripe(gateway, dead)  # no customer.deleted reaches billing
+
+    dry = b.reconciliation.run(checks=["payment_method"])
+    assert [f.params.get("repair") for f in dry.findings] == ["customer_gone"]
+    b.reconciliation.run(apply=True, checks=["payment_method"])
+    stored = org_doc(b, org)
+    assert stored["stripe_customer_id"] is None and stored["default_payment_method_id"] is None
+    assert b.database.payment_methods.find_one(
+        {"_id": ObjectId(method.id)})["status"] == "detached"
+    again = b.payment_methods.attach(org, gateway.create_card(VISA), request_id="r-2")
+    assert org_doc(b, org)["stripe_customer_id"] not in (None, dead)
+    assert again.status.value == "active"
+    check_settled(b.database, gateway)
