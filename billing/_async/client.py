@@ -51,7 +51,8 @@ class AsyncBilling:
     org's billing snapshot in one `$lookup` aggregate (True) or three aggregates (False), by
     default one except on SecantusDB, whose `$lookup` scans; `gateway` takes payments
     (`AsyncStripeGateway`); `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds`
-    is how long one payment attempt holds an invoice before another may take over; `clock` is
+    is how long one payment attempt holds an invoice (and one call the creation of an org's
+    Stripe customer) before another may take over; `clock` is
     for tests.
     """
 
