@@ -120,6 +120,24 @@ async def test_create_customer_returns_a_customer_id(backend: Backend) -> None:
     assert (await customer(backend)).startswith("cus_")
 
 
+async def test_customers_are_found_by_our_metadata_and_deleted(
+    backend: Backend,
+) -> None:
+    mine = await call(backend.gateway.create_customer(
+        org_id="org-7", name="Acme", idempotency_key="cus:org-7:3", generation=3))
+    await call(backend.gateway.create_customer(org_id="org-8", name="Other",
+                                               idempotency_key="cus:org-8:0"))
+    found = await call(backend.gateway.find_customers(org_id="org-7", created_since=0))
+    assert [(c.id, c.org_id, c.generation) for c in found] == [(mine, "org-7", 3)]
+    assert found[0].created > 1_700_000_000
+
+    await call(backend.gateway.delete_customer(mine, idempotency_key="del:1"))
+    await call(backend.gateway.delete_customer(mine, idempotency_key="del:2"))  # gone: no error
+    assert await call(backend.gateway.find_customers(org_id="org-7", created_since=0)) == []
+    with pytest.raises(PaymentMethodNotFound):
+        await call(backend.gateway.list_payment_methods(mine))
+
+
 async def test_an_attached_token_becomes_a_new_method_listed_for_the_customer(
     backend: Backend,
 ) -> None:
