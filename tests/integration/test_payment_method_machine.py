@@ -53,7 +53,7 @@ from tests.support.stripe import VISA
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec_method_machine"
-MACHINE_SETTINGS = settings(max_examples=20, stateful_step_count=30, deadline=None,
+MACHINE_SETTINGS = settings(max_examples=12, stateful_step_count=25, deadline=None,
                             suppress_health_check=[HealthCheck.too_slow], database=None)
 GATEWAY_CALLS = ["create_customer", "find_customers", "delete_customer", "attach", "detach",
                  "list_payment_methods"]

@@ -25,6 +25,7 @@ from pymongo.errors import DuplicateKeyError
 from billing import (
     AsyncBilling,
     Billing,
+    ConfigurationError,
     InvalidTransition,
     PaymentError,
     PaymentProviderUnavailable,
@@ -326,6 +327,24 @@ def test_the_database_refuses_two_live_records_of_one_card(client: Any, db_name:
             b.database.payment_methods.insert_one({**base, "request_id": f"b-{status}",
                                                    "status": status})
     b.setup()  # idempotent on the existing database
+
+
+def test_setup_over_duplicate_live_records_is_a_configuration_error(
+    client: Any, db_name: str
+) -> None:
+    b = new_billing(client, db_name, FakeGateway())
+    org = ObjectId(new_org(b))
+    b.database.payment_methods.drop_index("live_stripe_id")  # a database from before the index
+    base = {"org_id": org, "stripe_id": "pm_x", "source": "pm_x", "status": "active",
+            "created_at": datetime.now(UTC)}
+    b.database.payment_methods.insert_many([{**base, "request_id": "a"},
+                                            {**base, "request_id": "b"}])
+    with pytest.raises(ConfigurationError, match="two live records of one Stripe method"):
+        b.setup()
+    b.database.payment_methods.update_one({"request_id": "b"},
+                                          {"$set": {"status": "detached"}})
+    b.setup()
+    assert "live_stripe_id" in b.database.payment_methods.index_information()
 
 
 # ---- 5. customer re-created after deletion ----------------------------------------------------
