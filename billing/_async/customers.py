@@ -55,7 +55,9 @@ async def ensure_customer(ctx: AsyncContext, org_id: ObjectId) -> str:
         except BaseException:
             await _release(ctx, org_id, holder)
             raise
-        recorded = await ctx.uow.run(_recorder(org_id, step.generation, created))
+        started = ctx.now()
+        recorded = await ctx.uow.run(_recorder(ctx, org_id, step.generation, created,
+                                               step.look_since))
         if recorded == created:
             return created
         # Not wanted (another customer was recorded meanwhile): ours is new, empty and ours.
@@ -63,7 +65,7 @@ async def ensure_customer(ctx: AsyncContext, org_id: ObjectId) -> str:
             await ctx.gateway.delete_customer(
                 created, idempotency_key=f"cus-delete:{org_id}:{created}")
         except BillingError:
-            pass  # reconciliation deletes empty extra customers
+            await _audit(ctx, org_id, started)  # reconciliation deletes it
         if recorded is not None:
             return recorded
 
@@ -89,15 +91,28 @@ async def _claim(ctx: AsyncContext, txn: AsyncTransaction, org_id: ObjectId,
     return plan.result
 
 
-def _recorder(org_id: ObjectId, generation: int, customer_id: str
+def _recorder(ctx: AsyncContext, org_id: ObjectId, generation: int, customer_id: str,
+              contested_since: datetime | None
               ) -> Callable[[AsyncTransaction], Awaitable[str | None]]:
     async def record(txn: AsyncTransaction) -> str | None:
         org = require_org(await txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
-        plan = plans.record(org, generation=generation, customer_id=customer_id)
+        plan = plans.record(org, generation=generation, customer_id=customer_id,
+                            now=ctx.now(), contested_since=contested_since)
         await txn.write(plan.writes)
         return plan.result
 
     return record
+
+
+async def _audit(ctx: AsyncContext, org_id: ObjectId, since: datetime) -> None:
+    async def work(txn: AsyncTransaction) -> None:
+        org = require_org(await txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
+        await txn.write(plans.audit(org, since=since, until=ctx.now()))
+
+    try:
+        await ctx.uow.run(work)
+    except BillingError:
+        pass  # best effort: the customer stays unknown to reconciliation
 
 
 async def _release(ctx: AsyncContext, org_id: ObjectId, holder: str) -> None:

@@ -99,13 +99,16 @@ class AsyncFakeGateway:
         self._customer_keys[idempotency_key] = customer_id
         return self._done("create_customer", customer_id)
 
-    async def find_customers(self, *, org_id: str, created_since: int) -> list[StripeCustomer]:
+    async def find_customers(
+        self, *, org_id: str, created_since: int, created_until: int | None = None
+    ) -> list[StripeCustomer]:
         self._enter("find_customers", None)
         found = [StripeCustomer(id=cid, org_id=meta["org_id"],
                                 generation=int(meta["billing_generation"]),
                                 created=self._created[cid])
                  for cid, meta in self.customers.items()
-                 if meta["org_id"] == org_id and self._created[cid] >= created_since]
+                 if meta["org_id"] == org_id and created_since <= self._created[cid]
+                 and (created_until is None or self._created[cid] <= created_until)]
         return self._done("find_customers", found)
 
     async def delete_customer(self, customer_id: str, *, idempotency_key: str) -> None:

@@ -87,18 +87,18 @@ class AsyncMethodChecks:
 
     async def _extra_customers(self, org: Org) -> list[Finding]:
         """Stripe customers our metadata says we created for this org, other than its current
-        one (a lost answer, a race, or code before creation was claimed). Empty ones are
-        deleted; one with payment methods is left to a person. Skipped while a creation may be
-        in flight (a claim that has not expired) and for orgs that never had a customer."""
-        claim = org.customer_claim
-        if not org.stripe_customer_id and claim is None and not org.customer_generation:
+        one, in the org's audit window (a creation taken over after a lost answer or a crash,
+        or a customer made by a losing racer that could not be deleted). Empty ones are deleted;
+        one with payment methods is left to a person. Orgs without a recorded customer are
+        skipped: their next attach looks for and uses what an earlier claim created."""
+        audit = org.customer_audit
+        if audit is None or not org.stripe_customer_id:
             return []
-        if claim is not None and claim.holder is not None and claim.expires_at > self._ctx.now():
-            return []
-        since = int(org.created_at.timestamp()) - CLOCK_SLACK_S
+        since = int(audit.since.timestamp()) - CLOCK_SLACK_S
+        until = int(audit.until.timestamp()) + CLOCK_SLACK_S
         out = []
-        for customer in await self._ctx.gateway.find_customers(org_id=org.id,
-                                                                created_since=since):
+        for customer in await self._ctx.gateway.find_customers(
+                org_id=org.id, created_since=since, created_until=until):
             if customer.id == org.stripe_customer_id:
                 continue
             methods = await self._ctx.gateway.list_payment_methods(customer.id)
@@ -190,11 +190,8 @@ class AsyncMethodChecks:
         still without payment methods."""
         org = require_org(await self._ctx.uow.db[schema.ORGS].find_one(
             {"_id": oid}, hint="_id_"), oid)
-        claim = org.customer_claim
-        if org.stripe_customer_id == customer_id or (
-                claim is not None and claim.holder is not None
-                and claim.expires_at > self._ctx.now()):
-            return "in use: kept"
+        if org.stripe_customer_id in (None, customer_id):
+            return "in use, or the org's next customer: kept"
         if await self._ctx.gateway.list_payment_methods(customer_id):
             return "payment methods attached meanwhile: kept"
         await self._ctx.gateway.delete_customer(

@@ -8,6 +8,7 @@ from billing.adapters.stripe_errors import translate, translating
 from billing.domain.payments import CardMethod, Intent, IntentStatus, StripeCustomer
 from billing.errors import NotFound
 
+_END_OF_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z
 GENERATION = "billing_generation"  # customer metadata: the org's claim that created it
 # An intent in one of these states was confirmed before: a retried confirm returns it.
 _CONFIRMED = frozenset({IntentStatus.SUCCEEDED, IntentStatus.PROCESSING,
@@ -37,20 +38,24 @@ class AsyncStripeGateway:
                 options={"idempotency_key": idempotency_key})
         return customer.id
 
-    async def find_customers(self, *, org_id: str, created_since: int) -> list[StripeCustomer]:
+    async def find_customers(
+        self, *, org_id: str, created_since: int, created_until: int | None = None
+    ) -> list[StripeCustomer]:
         # customers.list, not customers.search: search lags behind writes, and this looks for
-        # a customer created moments ago. Newest first, bounded by `created`.
+        # a customer created moments ago. Bounded by `created`, so only that window is paged.
+        until = created_until if created_until is not None else _END_OF_TIME
         with translating():
             try:
                 page = await self._v1.customers.list_async(
-                    params={"created": {"gte": created_since}, "limit": 100})
+                    params={"created": {"gte": created_since, "lte": until}, "limit": 100})
             except stripe.InvalidRequestError as exc:
                 if exc.http_status != 400:
                     raise
                 # A server without the `created` filter (localstripe): list all, filter here.
                 page = await self._v1.customers.list_async(params={"limit": 100})
             found = [_customer(c) async for c in page.auto_paging_iter()]
-        return [c for c in found if c.org_id == org_id and c.created >= created_since]
+        return [c for c in found if c.org_id == org_id and c.created >= created_since
+                and (created_until is None or c.created <= created_until)]
 
     async def delete_customer(self, customer_id: str, *, idempotency_key: str) -> None:
         try:

@@ -56,7 +56,9 @@ def ensure_customer(ctx: Context, org_id: ObjectId) -> str:
         except BaseException:
             _release(ctx, org_id, holder)
             raise
-        recorded = ctx.uow.run(_recorder(org_id, step.generation, created))
+        started = ctx.now()
+        recorded = ctx.uow.run(_recorder(ctx, org_id, step.generation, created,
+                                               step.look_since))
         if recorded == created:
             return created
         # Not wanted (another customer was recorded meanwhile): ours is new, empty and ours.
@@ -64,7 +66,7 @@ def ensure_customer(ctx: Context, org_id: ObjectId) -> str:
             ctx.gateway.delete_customer(
                 created, idempotency_key=f"cus-delete:{org_id}:{created}")
         except BillingError:
-            pass  # reconciliation deletes empty extra customers
+            _audit(ctx, org_id, started)  # reconciliation deletes it
         if recorded is not None:
             return recorded
 
@@ -90,15 +92,28 @@ def _claim(ctx: Context, txn: Transaction, org_id: ObjectId,
     return plan.result
 
 
-def _recorder(org_id: ObjectId, generation: int, customer_id: str
+def _recorder(ctx: Context, org_id: ObjectId, generation: int, customer_id: str,
+              contested_since: datetime | None
               ) -> Callable[[Transaction], str | None]:
     def record(txn: Transaction) -> str | None:
         org = require_org(txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
-        plan = plans.record(org, generation=generation, customer_id=customer_id)
+        plan = plans.record(org, generation=generation, customer_id=customer_id,
+                            now=ctx.now(), contested_since=contested_since)
         txn.write(plan.writes)
         return plan.result
 
     return record
+
+
+def _audit(ctx: Context, org_id: ObjectId, since: datetime) -> None:
+    def work(txn: Transaction) -> None:
+        org = require_org(txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
+        txn.write(plans.audit(org, since=since, until=ctx.now()))
+
+    try:
+        ctx.uow.run(work)
+    except BillingError:
+        pass  # best effort: the customer stays unknown to reconciliation
 
 
 def _release(ctx: Context, org_id: ObjectId, holder: str) -> None:

@@ -21,9 +21,11 @@ class PaymentGateway(Protocol):
         """Create a customer (metadata org_id and generation) and return its id."""
         ...
 
-    def find_customers(self, *, org_id: str, created_since: int) -> list[StripeCustomer]:
-        """Customers whose metadata names `org_id`, created at or after `created_since` (Unix
-        seconds): what a create whose answer was lost left behind."""
+    def find_customers(
+        self, *, org_id: str, created_since: int, created_until: int | None = None
+    ) -> list[StripeCustomer]:
+        """Customers whose metadata names `org_id`, created in [`created_since`,
+        `created_until`] (Unix seconds): what a create whose answer was lost left behind."""
         ...
 
     def delete_customer(self, customer_id: str, *, idempotency_key: str) -> None:

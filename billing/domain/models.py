@@ -40,6 +40,14 @@ class CustomerClaim(_Model):
     first_claimed_at: datetime  # a later claim looks for customers created since then
 
 
+class CustomerAudit(_Model):
+    """When Stripe may hold extra customers made for the org (a creation taken over, or one not
+    wanted and not deleted): reconciliation looks for them there."""
+
+    since: datetime
+    until: datetime
+
+
 class Org(_Model):
     id: str
     name: str
@@ -48,6 +56,7 @@ class Org(_Model):
     stripe_customer_id: str | None = None
     customer_generation: int = 0  # bumped when the org's Stripe customer is deleted
     customer_claim: CustomerClaim | None = None
+    customer_audit: CustomerAudit | None = None
     default_payment_method_id: str | None = None
     invoice_seq: int = 0  # number of the org's last finalised invoice
     created_at: datetime

@@ -58,18 +58,35 @@ def claim(org: Org, *, holder: str, now: datetime, seconds: float) -> Plan[Custo
                              {"$set": {"customer_claim": taken}})])
 
 
-def record(org: Org, *, generation: int, customer_id: str) -> Plan[str | None]:
+def record(org: Org, *, generation: int, customer_id: str, now: datetime,
+           contested_since: datetime | None = None) -> Plan[str | None]:
     """The org's customer after recording `customer_id`: another one when a concurrent caller
-    recorded first, None when the generation moved on (the caller's customer is not wanted)."""
+    recorded first, None when the generation moved on (the caller's customer is not wanted).
+    A creation taken over (`contested_since`: its first claim) leaves an audit window in which
+    reconciliation looks for extra customers."""
     if org.stripe_customer_id:
         return Plan(org.stripe_customer_id)
     if org.customer_generation != generation:
         return Plan(None)
     guard = {"_id": ObjectId(org.id), "stripe_customer_id": None,
              "customer_generation": generation_filter(generation)}
-    return Plan(customer_id, [Write(schema.ORGS, "update_one", guard, {"$set": {
-        "stripe_customer_id": customer_id, "customer_generation": generation,
-        "customer_claim": None}})])
+    fields: dict[str, Any] = {"stripe_customer_id": customer_id,
+                              "customer_generation": generation, "customer_claim": None}
+    if contested_since is not None:
+        fields["customer_audit"] = _widened(org, contested_since, now)
+    return Plan(customer_id, [Write(schema.ORGS, "update_one", guard, {"$set": fields})])
+
+
+def audit(org: Org, *, since: datetime, until: datetime) -> list[Write]:
+    """Widen the org's audit window: a customer made for it may be left in Stripe."""
+    return [Write(schema.ORGS, "update_one", {"_id": ObjectId(org.id)},
+                  {"$set": {"customer_audit": _widened(org, since, until)}})]
+
+
+def _widened(org: Org, since: datetime, until: datetime) -> dict[str, datetime]:
+    if org.customer_audit is not None:
+        since, until = min(since, org.customer_audit.since), max(until, org.customer_audit.until)
+    return {"since": since, "until": until}
 
 
 def release(org: Org, *, holder: str) -> list[Write]:

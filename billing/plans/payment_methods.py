@@ -100,8 +100,14 @@ def activate(
     writes = [Write(schema.PAYMENT_METHODS, "update_one",
                     {"_id": ObjectId(pending.id), "org_id": ObjectId(org.id), "status": "pending"},
                     {"$set": fields})]
-    if make_default or org.default_payment_method_id is None:
-        writes.append(_set_default(org, pending.id))
+    # The org is always written, guarded by its customer: a concurrent customer.deleted (which
+    # writes the org) conflicts with this transaction instead of missing the new method.
+    default = pending.id if make_default or org.default_payment_method_id is None \
+        else org.default_payment_method_id
+    writes.append(Write(schema.ORGS, "update_one", {
+        "_id": ObjectId(org.id), "default_payment_method_id": org.default_payment_method_id,
+        "stripe_customer_id": card.customer_id,
+    }, {"$set": {"default_payment_method_id": default}, "$inc": {"methods_version": 1}}))
     return Plan(Activation(pending.model_copy(update={**fields, "status": S.ACTIVE})), writes)
 
 

@@ -424,11 +424,17 @@ def test_a_lost_create_customer_answer_is_found_not_made_again(
 def test_reconciliation_deletes_only_empty_extra_customers_billing_made_for_the_org(
     client: Any, db_name: str
 ) -> None:
-    gateway = FakeGateway()
+    gateway = FakeGateway(replay_customer_keys=False)
     b = new_billing(client, db_name, gateway)
     org, other = new_org(b), new_org(b, "Other")
-    b.payment_methods.attach(org, gateway.create_card(VISA), request_id="r-1")
+    source = gateway.create_card(VISA)
+    gateway.fail_next("create_customer", PaymentProviderUnavailable("reset"), after=True)
+    with pytest.raises(PaymentProviderUnavailable):
+        b.payment_methods.attach(org, source, request_id="r-1")
+    b.payment_methods.attach(org, source, request_id="r-1")  # takes the creation over
+    assert org_doc(b, org)["customer_audit"] is not None
     current = org_doc(b, org)["stripe_customer_id"]
+    # Customers made for the org around then by callers that lost the race.
     empty = gateway.create_customer(org_id=org, name="A", idempotency_key="old-1")
     with_card = gateway.create_customer(org_id=org, name="A", idempotency_key="old-2")
     kept_card = gateway.create_card(VISA)
@@ -512,3 +518,35 @@ def test_reconciliation_forgets_a_customer_deleted_in_stripe_whose_event_was_los
     assert org_doc(b, org)["stripe_customer_id"] not in (None, dead)
     assert again.status.value == "active"
     check_settled(b.database, gateway)
+
+
+def test_customer_deleted_concurrently_with_the_activation_transaction(
+    client: Any, db_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook runs while the activation's transaction is open (and has not set a new
+    default, so without a write on the org the two would write disjoint documents)."""
+    gateway = FakeGateway()
+    b = new_billing(client, db_name, gateway)
+    org = new_org(b)
+    b.payment_methods.attach(org, gateway.create_card(VISA), request_id="r-1")
+    customer = org_doc(b, org)["stripe_customer_id"]
+    webhook: list[threading.Thread] = []
+
+    def during_activation(name: str) -> None:
+        if name == "payment_methods.attach.after_write" and not webhook:
+            delete_in_stripe(gateway, customer)
+            payload = customer_deleted_event(customer)
+            webhook.append(threading.Thread(target=b.webhooks.handle,
+                                            args=(payload, sign(payload, secret=SECRET))))
+            webhook[0].start()
+            webhook[0].join(timeout=1.5)  # it commits now unless it conflicts with us
+
+    monkeypatch.setattr("billing._sync.payment_methods.faults.hit", during_activation)
+    b.payment_methods.attach(org, gateway.create_card(VISA), request_id="r-2")
+    webhook[0].join(timeout=60)
+    monkeypatch.undo()
+
+    stored = org_doc(b, org)
+    assert stored["stripe_customer_id"] is None and stored["default_payment_method_id"] is None
+    assert b.database.payment_methods.count_documents({"status": "active"}) == 0
+    check_methods(b.database, gateway)

@@ -57,12 +57,20 @@ def test_an_org_with_a_customer_needs_no_claim() -> None:
 
 def test_recording_keeps_a_customer_recorded_first_and_drops_an_old_generation() -> None:
     owner = org().model_copy(update={"stripe_customer_id": "cus_1"})
-    assert customers.record(owner, generation=0, customer_id="cus_2").result == "cus_1"
+    assert customers.record(owner, generation=0, customer_id="cus_2", now=NOW).result == "cus_1"
     moved = org().model_copy(update={"customer_generation": 2})
-    assert customers.record(moved, generation=1, customer_id="cus_2").result is None
-    plan = customers.record(org(), generation=0, customer_id="cus_2")
+    assert customers.record(moved, generation=1, customer_id="cus_2", now=NOW).result is None
+    plan = customers.record(org(), generation=0, customer_id="cus_2", now=NOW)
     assert plan.result == "cus_2"
     assert plan.writes[0].doc["$set"]["customer_claim"] is None
+    assert "customer_audit" not in plan.writes[0].doc["$set"]
+
+
+def test_a_creation_taken_over_leaves_an_audit_window_for_reconciliation() -> None:
+    first = NOW - timedelta(hours=2)
+    plan = customers.record(org(), generation=0, customer_id="cus_2", now=NOW,
+                            contested_since=first)
+    assert plan.writes[0].doc["$set"]["customer_audit"] == {"since": first, "until": NOW}
 
 
 def test_a_deleted_customer_moves_the_generation_on() -> None:
