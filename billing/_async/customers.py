@@ -48,6 +48,7 @@ async def ensure_customer(ctx: AsyncContext, org_id: ObjectId) -> str:
                     "finished: retry the call later")
             await sleep(WAIT_S)
             continue
+        started = ctx.now()
         try:
             created = await _find_or_create(ctx, org_id, org.name, step.generation,
                                             step.look_since)
@@ -55,7 +56,6 @@ async def ensure_customer(ctx: AsyncContext, org_id: ObjectId) -> str:
         except BaseException:
             await _release(ctx, org_id, holder)
             raise
-        started = ctx.now()
         recorded = await ctx.uow.run(_recorder(ctx, org_id, step.generation, created,
                                                step.look_since))
         if recorded == created:

@@ -186,8 +186,8 @@ class AsyncMethodChecks:
         return f"forgotten; {len(methods)} methods marked detached"
 
     async def _delete_extra_customer(self, oid: ObjectId, customer_id: str) -> str:
-        """Checked again just before: still not the org's customer, no creation in flight,
-        still without payment methods."""
+        """Checked again just before: the org still has another customer recorded (so no
+        attach will take this one over), and this one still has no payment methods."""
         org = require_org(await self._ctx.uow.db[schema.ORGS].find_one(
             {"_id": oid}, hint="_id_"), oid)
         if org.stripe_customer_id in (None, customer_id):

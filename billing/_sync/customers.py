@@ -49,6 +49,7 @@ def ensure_customer(ctx: Context, org_id: ObjectId) -> str:
                     "finished: retry the call later")
             sleep(WAIT_S)
             continue
+        started = ctx.now()
         try:
             created = _find_or_create(ctx, org_id, org.name, step.generation,
                                             step.look_since)
@@ -56,7 +57,6 @@ def ensure_customer(ctx: Context, org_id: ObjectId) -> str:
         except BaseException:
             _release(ctx, org_id, holder)
             raise
-        started = ctx.now()
         recorded = ctx.uow.run(_recorder(ctx, org_id, step.generation, created,
                                                step.look_since))
         if recorded == created:

@@ -29,8 +29,8 @@ class PaymentGateway(Protocol):
         ...
 
     def delete_customer(self, customer_id: str, *, idempotency_key: str) -> None:
-        """Delete the customer (irreversible; Stripe detaches its payment methods); a customer
-        that is already gone is not an error."""
+        """Delete the customer (irreversible); a customer that is already gone is not an
+        error."""
         ...
 
     def attach(
