@@ -180,6 +180,7 @@ def _org(buffers: _Buffers, oid: ObjectId, i: int, orgs: int, seqs: int, now: da
         buffers.methods.append(_method(oid, "detaching", now))
     return documents.org_doc(Org(
         id=str(oid), name=f"Reconcile {i}", currency="usd", invoice_seq=seqs, created_at=now,
+        stripe_customer_id=f"cus_{oid}",  # methods without a customer would be findings
         default_payment_method_id=str(default), prices=Prices(
             per_conversation=seed.PER_CONVERSATION, per_started_minute=seed.PER_STARTED_MINUTE)))
 
@@ -187,7 +188,8 @@ def _org(buffers: _Buffers, oid: ObjectId, i: int, orgs: int, seqs: int, now: da
 def _method(oid: ObjectId, status: str, now: datetime) -> Doc:
     pid = ObjectId()
     return {"_id": pid, "org_id": oid, "request_id": f"seed:{pid}", "status": status,
-            "stripe_id": f"pm_{pid}", "brand": "visa", "last4": "4242",
+            "stripe_id": f"pm_{pid}", "customer_id": f"cus_{oid}", "brand": "visa",
+            "last4": "4242",
             "created_at": now - timedelta(days=30), "updated_at": now - timedelta(days=30)}
 
 

@@ -25,9 +25,11 @@ Policies (what `--apply` does for each kind):
   what. Pending attaches are finished when Stripe shows the method on the org's customer, or
   failed when it does not; unfinished detaches are detached; a method attached to the org's
   customer but unknown here is adopted (never detached: the org may use it); an active method
-  that Stripe no longer has attached is marked detached; a default pointing at a missing or
-  unusable method is cleared. The only detach in Stripe that reconciliation makes is of a
-  method whose org no longer exists, and its finding says so.
+  that Stripe no longer has attached, or of an org without a customer, is marked detached; a
+  default pointing at a missing or unusable method is cleared; a recorded customer that Stripe
+  no longer has is forgotten (as customer.deleted does). The only detach in Stripe that
+  reconciliation makes is of a method whose org no longer exists, and the only deletion is of
+  an empty extra customer our metadata says billing created for the org; both findings say so.
 - payment: payment attempts not settled after `stale_after` (a lost webhook, a process that died,
   a `processing` payment) are settled from Stripe's state, never charged again; webhooks whose
   amount, currency or customer disagreed with our attempt are reported for a person.

@@ -52,7 +52,8 @@ class AsyncBilling:
     default one except on SecantusDB, whose `$lookup` scans; `gateway` takes payments (the
     Stripe gateway from `billing.gateways` matching this client: sync or async);
     `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds` is how long one payment
-    attempt holds an invoice before another may take over; `collection_schedule` the days after
+    attempt holds an invoice (and one call the creation of an org's Stripe customer) before
+    another may take over; `collection_schedule` the days after
     finalisation on which `collect` attempts payment (default 0, 3, 5, 7; per org:
     `orgs.set_collection_schedule`); `event_retention` how long billing events are kept (default
     90 days); `clock` is for tests.

@@ -18,11 +18,18 @@ before or after Stripe acted, and `during` runs code while a call is in flight.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
 
-from billing.domain.payments import MINIMUM_CHARGE, CardMethod, Intent, IntentStatus
+from billing.domain.payments import (
+    MINIMUM_CHARGE,
+    CardMethod,
+    Intent,
+    IntentStatus,
+    StripeCustomer,
+)
 from billing.errors import (
     BillingError,
     CardDeclined,
@@ -50,7 +57,8 @@ _CONFIRMED = frozenset({IntentStatus.SUCCEEDED, IntentStatus.PROCESSING,
 _CANCELABLE = frozenset({IntentStatus.REQUIRES_PAYMENT_METHOD, IntentStatus.REQUIRES_CONFIRMATION,
                          IntentStatus.REQUIRES_ACTION, IntentStatus.REQUIRES_CAPTURE})
 T = TypeVar("T")
-_METHODS = frozenset({"create_customer", "attach", "detach", "retrieve_payment_method",
+_METHODS = frozenset({"create_customer", "find_customers", "delete_customer", "attach",
+                      "detach", "retrieve_payment_method",
                       "list_payment_methods", "create_intent", "confirm_intent",
                       "retrieve_intent", "cancel_intent"})
 
@@ -60,10 +68,17 @@ class AsyncFakeGateway:
 
     `charges` lists money actually moved, as (intent_id, amount, currency); `calls` every call as
     (method, idempotency_key or None). `fail_next` injects errors, before or after the effect.
+    `customers` holds live customers only (a deleted one is removed, its methods detached).
+    With `replay_customer_keys` (Stripe's behaviour, for 24 hours) a create_customer repeating an
+    idempotency key answers with the customer that key created, even a deleted one; without it
+    (localstripe's behaviour) every call creates a customer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, replay_customer_keys: bool = True) -> None:
         self.customers: dict[str, dict[str, str]] = {}  # id -> metadata, name
+        self.replay_customer_keys = replay_customer_keys
+        self._customer_keys: dict[str, str] = {}  # idempotency key -> customer id
+        self._created: dict[str, int] = {}  # customer id -> Unix seconds
         self.methods: dict[str, CardMethod] = {}
         self.intents: dict[str, Intent] = {}
         self.charges: list[tuple[str, int, str]] = []
@@ -129,11 +144,38 @@ class AsyncFakeGateway:
         self.methods[method.id], self._numbers[method.id] = method, number
         return method.id
 
-    async def create_customer(self, *, org_id: str, name: str, idempotency_key: str) -> str:
+    async def create_customer(
+        self, *, org_id: str, name: str, idempotency_key: str, generation: int = 0
+    ) -> str:
         self._enter("create_customer", idempotency_key)
+        if self.replay_customer_keys and idempotency_key in self._customer_keys:
+            return await self._done("create_customer", self._customer_keys[idempotency_key])
         customer_id = self._new_id("cus")
-        self.customers[customer_id] = {"org_id": org_id, "name": name}
+        self.customers[customer_id] = {"org_id": org_id, "name": name,
+                                       "billing_generation": str(generation)}
+        self._created[customer_id] = int(time.time())
+        self._customer_keys[idempotency_key] = customer_id
         return await self._done("create_customer", customer_id)
+
+    async def find_customers(
+        self, *, org_id: str, created_since: int, created_until: int | None = None
+    ) -> list[StripeCustomer]:
+        self._enter("find_customers", None)
+        found = [StripeCustomer(id=cid, org_id=meta["org_id"],
+                                generation=int(meta["billing_generation"]),
+                                created=self._created[cid])
+                 for cid, meta in self.customers.items()
+                 if meta["org_id"] == org_id and created_since <= self._created[cid]
+                 and (created_until is None or self._created[cid] <= created_until)]
+        return await self._done("find_customers", found)
+
+    async def delete_customer(self, customer_id: str, *, idempotency_key: str) -> None:
+        self._enter("delete_customer", idempotency_key)
+        if self.customers.pop(customer_id, None) is not None:
+            for method in list(self.methods.values()):
+                if method.customer_id == customer_id:
+                    self.methods[method.id] = replace(method, customer_id=None)
+        await self._done("delete_customer", None)
 
     async def attach(
         self, *, payment_method: str, customer_id: str, idempotency_key: str

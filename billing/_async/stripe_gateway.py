@@ -5,9 +5,11 @@ from __future__ import annotations
 import stripe
 
 from billing.adapters.stripe_errors import translate, translating
-from billing.domain.payments import CardMethod, Intent, IntentStatus
+from billing.domain.payments import CardMethod, Intent, IntentStatus, StripeCustomer
 from billing.errors import NotFound
 
+_END_OF_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z
+GENERATION = "billing_generation"  # customer metadata: the org's claim that created it
 # An intent in one of these states was confirmed before: a retried confirm returns it.
 _CONFIRMED = frozenset({IntentStatus.SUCCEEDED, IntentStatus.PROCESSING,
                         IntentStatus.REQUIRES_CAPTURE, IntentStatus.REQUIRES_ACTION})
@@ -26,12 +28,43 @@ class AsyncStripeGateway:
         self._v1 = client.v1
         self._off_session = off_session
 
-    async def create_customer(self, *, org_id: str, name: str, idempotency_key: str) -> str:
+    async def create_customer(
+        self, *, org_id: str, name: str, idempotency_key: str, generation: int = 0
+    ) -> str:
+        metadata = {"org_id": org_id, GENERATION: str(generation)}
         with translating():
             customer = await self._v1.customers.create_async(
-                params={"name": name, "metadata": {"org_id": org_id}},
+                params={"name": name, "metadata": metadata},
                 options={"idempotency_key": idempotency_key})
         return customer.id
+
+    async def find_customers(
+        self, *, org_id: str, created_since: int, created_until: int | None = None
+    ) -> list[StripeCustomer]:
+        # customers.list, not customers.search: search lags behind writes, and this looks for
+        # a customer created moments ago. Bounded by `created`, so only that window is paged.
+        until = created_until if created_until is not None else _END_OF_TIME
+        with translating():
+            try:
+                page = await self._v1.customers.list_async(
+                    params={"created": {"gte": created_since, "lte": until}, "limit": 100})
+            except stripe.InvalidRequestError as exc:
+                if exc.http_status != 400:
+                    raise
+                # A server without the `created` filter (localstripe): list all, filter here.
+                page = await self._v1.customers.list_async(params={"limit": 100})
+            found = [_customer(c) async for c in page.auto_paging_iter()]
+        return [c for c in found if c.org_id == org_id and c.created >= created_since
+                and (created_until is None or c.created <= created_until)]
+
+    async def delete_customer(self, customer_id: str, *, idempotency_key: str) -> None:
+        try:
+            await self._v1.customers.delete_async(
+                customer_id, options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as exc:
+            error = translate(exc)
+            if not isinstance(error, NotFound):
+                raise error from exc
 
     async def attach(
         self, *, payment_method: str, customer_id: str, idempotency_key: str
@@ -132,6 +165,15 @@ def _card(method: stripe.PaymentMethod) -> CardMethod:
         brand=card.brand if card else None, last4=card.last4 if card else None,
         exp_month=card.exp_month if card else None, exp_year=card.exp_year if card else None,
     )
+
+
+def _customer(customer: stripe.Customer) -> StripeCustomer:
+    meta = customer.metadata.to_dict() if customer.metadata else {}
+    generation = meta.get(GENERATION)
+    return StripeCustomer(
+        id=customer.id, org_id=meta.get("org_id"),
+        generation=int(generation) if isinstance(generation, str) and generation.isdigit()
+        else None, created=int(customer.created))
 
 
 def _intent(intent: stripe.PaymentIntent) -> Intent:

@@ -1,39 +1,127 @@
 # Generated from billing/_async by tools/synchro.py: do not edit.
-"""The org's Stripe customer: created once, recorded once."""
+"""The org's Stripe customer: claimed here before it is created in Stripe, recorded once."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
 
 from bson import ObjectId
 
 from billing import faults
+from billing._sync._io import sleep
 from billing._sync.context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import schema
-from billing.adapters.writes import Write
+from billing.errors import BillingError, PaymentInProgress
+from billing.plans import customers as plans
 from billing.plans import require_org
+
+CLOCK_SLACK_S = 300  # between our clock and Stripe's, when looking for a customer we created
+WAIT_S = 0.05  # between looks at another call's claim
 
 
 def ensure_customer(ctx: Context, org_id: ObjectId) -> str:
     """The org's Stripe customer id, creating the customer if it has none.
 
-    The create call carries the key `cus-create:{org_id}` (Stripe answers a repeat with the same
-    customer); the id is recorded only where none is yet, so concurrent callers agree on one.
+    One call at a time creates it: a claim on the org (expiring after `payment_lease_seconds`)
+    is taken first, and concurrent callers wait for the id it records. The create carries the
+    key `cus-create:{org_id}:{generation}` and the metadata org_id and generation; a call taking
+    over a claim of the same generation first looks for a customer that one created, so a lost
+    answer or a crash does not make a second customer. PaymentInProgress (retryable) if another
+    call holds the claim for longer than `transaction_retry_seconds`.
     """
     ctx.uow.check_server()
     org = require_org(ctx.uow.db[schema.ORGS].find_one({"_id": org_id}), org_id)
     if org.stripe_customer_id:
         return org.stripe_customer_id
-    created = ctx.gateway.create_customer(
-        org_id=str(org_id), name=org.name, idempotency_key=f"cus-create:{org_id}")
-    faults.hit("customer.after_create")
+    holder = str(ObjectId())
+    deadline = time.monotonic() + ctx.uow.retry_seconds
+    while True:
+        step = ctx.uow.run(lambda txn: _claim(ctx, txn, org_id, holder))
+        if step.customer_id is not None:
+            return step.customer_id
+        if step.generation is None:  # another call holds the claim
+            if time.monotonic() > deadline:
+                raise PaymentInProgress(
+                    f"another call is creating the Stripe customer of org {org_id} and has not "
+                    "finished: retry the call later")
+            sleep(WAIT_S)
+            continue
+        started = ctx.now()
+        try:
+            created = _find_or_create(ctx, org_id, org.name, step.generation,
+                                            step.look_since)
+            faults.hit("customer.after_create")
+        except BaseException:
+            _release(ctx, org_id, holder)
+            raise
+        recorded = ctx.uow.run(_recorder(ctx, org_id, step.generation, created,
+                                               step.look_since))
+        if recorded == created:
+            return created
+        # Not wanted (another customer was recorded meanwhile): ours is new, empty and ours.
+        try:
+            ctx.gateway.delete_customer(
+                created, idempotency_key=f"cus-delete:{org_id}:{created}")
+        except BillingError:
+            _audit(ctx, org_id, started)  # reconciliation deletes it
+        if recorded is not None:
+            return recorded
 
-    def record(txn: Transaction) -> str:
-        current = require_org(txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
-        if current.stripe_customer_id:
-            return current.stripe_customer_id  # a concurrent caller won
-        txn.write([Write(schema.ORGS, "update_one",
-                               {"_id": org_id, "stripe_customer_id": None},
-                               {"$set": {"stripe_customer_id": created}})])
-        return created
 
-    return ctx.uow.run(record)
+def _find_or_create(ctx: Context, org_id: ObjectId, name: str, generation: int,
+                          look_since: datetime | None) -> str:
+    if look_since is not None:
+        since = int(look_since.timestamp()) - CLOCK_SLACK_S
+        found = sorted((c.created, c.id) for c in ctx.gateway.find_customers(
+            org_id=str(org_id), created_since=since) if c.generation == generation)
+        if found:
+            return found[0][1]  # the oldest; reconciliation deletes the others if empty
+    return ctx.gateway.create_customer(
+        org_id=str(org_id), name=name, generation=generation,
+        idempotency_key=f"cus-create:{org_id}:{generation}")
+
+
+def _claim(ctx: Context, txn: Transaction, org_id: ObjectId,
+                 holder: str) -> plans.CustomerStep:
+    org = require_org(txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
+    plan = plans.claim(org, holder=holder, now=ctx.now(), seconds=ctx.payment_lease_seconds)
+    txn.write(plan.writes)
+    return plan.result
+
+
+def _recorder(ctx: Context, org_id: ObjectId, generation: int, customer_id: str,
+              contested_since: datetime | None
+              ) -> Callable[[Transaction], str | None]:
+    def record(txn: Transaction) -> str | None:
+        org = require_org(txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
+        plan = plans.record(org, generation=generation, customer_id=customer_id,
+                            now=ctx.now(), contested_since=contested_since)
+        txn.write(plan.writes)
+        return plan.result
+
+    return record
+
+
+def _audit(ctx: Context, org_id: ObjectId, since: datetime) -> None:
+    def work(txn: Transaction) -> None:
+        org = require_org(txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
+        txn.write(plans.audit(org, since=since, until=ctx.now()))
+
+    try:
+        ctx.uow.run(work)
+    except BillingError:
+        pass  # best effort: the customer stays unknown to reconciliation
+
+
+def _release(ctx: Context, org_id: ObjectId, holder: str) -> None:
+    def work(txn: Transaction) -> None:
+        org = require_org(txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
+        txn.write(plans.release(org, holder=holder))
+
+    try:
+        ctx.uow.run(work)
+    except BillingError:
+        pass  # the claim expires instead

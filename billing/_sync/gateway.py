@@ -11,12 +11,26 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from billing.domain.payments import CardMethod, Intent
+from billing.domain.payments import CardMethod, Intent, StripeCustomer
 
 
 class PaymentGateway(Protocol):
-    def create_customer(self, *, org_id: str, name: str, idempotency_key: str) -> str:
-        """Create a customer (metadata org_id) and return its id."""
+    def create_customer(
+        self, *, org_id: str, name: str, idempotency_key: str, generation: int = 0
+    ) -> str:
+        """Create a customer (metadata org_id and generation) and return its id."""
+        ...
+
+    def find_customers(
+        self, *, org_id: str, created_since: int, created_until: int | None = None
+    ) -> list[StripeCustomer]:
+        """Customers whose metadata names `org_id`, created in [`created_since`,
+        `created_until`] (Unix seconds): what a create whose answer was lost left behind."""
+        ...
+
+    def delete_customer(self, customer_id: str, *, idempotency_key: str) -> None:
+        """Delete the customer (irreversible); a customer that is already gone is not an
+        error."""
         ...
 
     def attach(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bson import ObjectId
@@ -12,10 +13,11 @@ from billing._sync.context import Context
 from billing._sync.customers import ensure_customer
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
+from billing.adapters.writes import Write
 from billing.domain.inputs import text
 from billing.domain.models import PaymentMethod, PaymentMethodStatus
 from billing.domain.payments import CardMethod
-from billing.errors import BillingError, PaymentMethodNotFound
+from billing.errors import BillingError, PaymentError, PaymentMethodNotFound
 from billing.plans import payment_methods as plans
 from billing.plans import require_org
 
@@ -31,10 +33,15 @@ class PaymentMethods:
         """Attach a Stripe payment method to the org (its first becomes the default).
 
         Idempotent per `request_id`: a repeat returns the same method and attaches nothing
-        again. Steps: a pending record; the Stripe customer (created once); the attach in Stripe,
-        outside any transaction; then one transaction activating the record and setting the
-        default. If that transaction fails the attach is undone in Stripe; if the undo fails
-        too, the pending record (with the Stripe id) is left for reconciliation.
+        again. Steps: a pending record; the Stripe customer (created once, see
+        `ensure_customer`); the attach in Stripe, outside any transaction; then one transaction
+        activating the record and setting the default, only if the card is on the org's current
+        customer and no other record holds it (a card already attached here returns that
+        method). If that transaction fails, what committed is read back first: an active record
+        is kept (the attach succeeded); otherwise the attach is undone in Stripe unless another
+        record holds the card. If the undo fails too, the pending record (with the Stripe id) is
+        left for reconciliation. PaymentError when the attach was refused or the org's customer
+        was deleted meanwhile (the record is `failed`: use a new request_id).
         """
         oid = ids.object_id(org_id, name="org_id")
         source = text(stripe_payment_method, name="stripe_payment_method", limit=255)
@@ -46,7 +53,12 @@ class PaymentMethods:
             org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
             existing = txn.find_one(schema.PAYMENT_METHODS,
                                           {"org_id": oid, "request_id": request})
-            plan = plans.begin_attach(org, existing, source=source, request_id=request, now=now())
+            original = None
+            if existing is not None and existing.get("duplicate_of"):
+                original = txn.find_one(schema.PAYMENT_METHODS, {
+                    "_id": ObjectId(existing["duplicate_of"]), "org_id": oid})
+            plan = plans.begin_attach(org, existing, source=source, request_id=request,
+                                      now=now(), original=original)
             txn.write(plan.writes)
             return plan.result
 
@@ -61,41 +73,74 @@ class PaymentMethods:
         except BillingError as exc:
             if not exc.retryable:  # refused: the request is over
                 reason = f"{type(exc).__name__}: {exc.message}"
-                self._ctx.uow.run(lambda txn: txn.write(
-                    plans.fail(oid, pending, reason, now())))
+                self._while_pending(oid, pending, lambda m: plans.fail(
+                    oid, m, reason, now()))
             raise
         pending_id = ObjectId(pending.id)
 
-        def activate(txn: Transaction) -> PaymentMethod:
+        def activate(txn: Transaction) -> plans.Activation:
             org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
             current = plans.require_method(txn.find_one(
                 schema.PAYMENT_METHODS, {"_id": pending_id, "org_id": oid}), oid, pending_id)
-            plan = plans.activate(org, current, card, make_default=bool(make_default), now=now())
+            plan = plans.activate(org, current, card, make_default=bool(make_default),
+                                  now=now(), holder=_holder(txn, oid, card.id))
             txn.write(plan.writes)
             faults.hit("payment_methods.attach.after_write")
             return plan.result
 
         try:
             faults.hit("payment_methods.attach.after_stripe")
-            return self._ctx.uow.run(activate)
-        except BaseException:  # the process lives on: undo the Stripe attach
+            done = self._ctx.uow.run(activate)
+        except BaseException:  # the process lives on: undo what did not commit
             self._compensate(oid, pending, card, key)
             raise
+        if done.undo:
+            self._undo_in_stripe(card, key)
+        if done.failure is not None:
+            raise PaymentError(f"attach request {request!r} failed: {done.failure}; use a new "
+                               "request_id to try again")
+        return done.method
 
     def _compensate(self, oid: Any, pending: PaymentMethod, card: CardMethod,
                           key: str) -> None:
-        """Undo the Stripe attach of a failed activation; else leave it for reconciliation."""
+        """After a failed or interrupted activation: read what committed before undoing. A
+        record holding the card (this one, when the commit happened before the failure, or
+        another) means there is nothing to undo in Stripe. Otherwise undo the Stripe attach,
+        then mark the record failed; if Stripe fails, leave it for reconciliation."""
         try:
-            self._ctx.gateway.detach(card.id, idempotency_key=f"{key}:undo")
-            self._ctx.uow.run(lambda txn: txn.write(
-                plans.fail(oid, pending, "activation failed; detached in Stripe",
-                           self._ctx.now())))
+            holder = self._ctx.uow.run(lambda txn: _holder(txn, oid, card.id))
+        except BillingError:
+            return  # what committed is unknown: reconciliation decides
+        try:
+            if holder is None:
+                self._ctx.gateway.detach(card.id, idempotency_key=f"{key}:undo")
+            reason = "activation failed" + ("; detached in Stripe" if holder is None else "")
+            self._while_pending(oid, pending, lambda m: plans.fail(
+                oid, m, reason, self._ctx.now()))
         except BillingError:
             try:
-                self._ctx.uow.run(lambda txn: txn.write(
-                    plans.record_stripe_id(oid, pending, card.id)))
+                self._while_pending(oid, pending, lambda m: plans.record_stripe_id(
+                    oid, m, card.id))
             except BillingError:
                 pass  # reconciliation finds the Stripe method by listing the customer
+
+    def _while_pending(self, oid: Any, pending: PaymentMethod,
+                             plan: Callable[[PaymentMethod], list[Write]]) -> None:
+        """Apply `plan` to the record only if it is still pending (read in the transaction)."""
+        pid = ObjectId(pending.id)
+
+        def work(txn: Transaction) -> None:
+            doc = txn.find_one(schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid})
+            if doc is not None and doc["status"] == PaymentMethodStatus.PENDING.value:
+                txn.write(plan(documents.payment_method(doc)))
+
+        self._ctx.uow.run(work)
+
+    def _undo_in_stripe(self, card: CardMethod, key: str) -> None:
+        try:
+            self._ctx.gateway.detach(card.id, idempotency_key=f"{key}:undo")
+        except BillingError:
+            pass  # attached to nothing of ours: reconciliation adopts or reports it
 
     def detach(self, org_id: Any, payment_method_id: Any) -> PaymentMethod:
         """Detach from the org and in Stripe. The org's default is cleared first (same
@@ -135,7 +180,9 @@ class PaymentMethods:
         return plan.result
 
     def set_default(self, org_id: Any, payment_method_id: Any) -> PaymentMethod:
-        """Make an active method the org's default."""
+        """Make an active method, attached to the org's current Stripe customer, the org's
+        default (InvalidTransition otherwise). Conflicts with a concurrent detach of the same
+        method: whichever commits second sees the other's result."""
         oid = ids.object_id(org_id, name="org_id")
         pid = ids.object_id(payment_method_id, name="payment_method_id")
 
@@ -155,3 +202,9 @@ class PaymentMethods:
         cursor = self._ctx.uow.db[schema.PAYMENT_METHODS].find(
             {"org_id": oid, "status": PaymentMethodStatus.ACTIVE.value}).sort("_id", 1)
         return [documents.payment_method(doc) for doc in cursor]
+
+
+def _holder(txn: Transaction, oid: ObjectId, stripe_id: str) -> dict[str, Any] | None:
+    """The live record holding the Stripe method, if any (at most one: unique index)."""
+    return txn.find_one(schema.PAYMENT_METHODS, {
+        "org_id": oid, "stripe_id": stripe_id, "status": {"$in": schema.LIVE_HOLDING}})

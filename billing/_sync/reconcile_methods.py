@@ -10,6 +10,7 @@ from bson import ObjectId
 
 from billing import faults
 from billing._sync.context import Context
+from billing._sync.customers import CLOCK_SLACK_S
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, queries, schema
 from billing.adapters.writes import Write, insert
@@ -47,9 +48,19 @@ class MethodChecks:
                                 "active", "clear the default", "clear_default", method=default))
         gateway = self._ctx.gateway_or_none
         attached: dict[str, CardMethod] | None = None
-        if gateway is not None and org.stripe_customer_id:
-            attached = {m.id: m for m in gateway.list_payment_methods(
-                org.stripe_customer_id)}
+        if not org.stripe_customer_id:
+            attached = {}  # no customer (deleted, or never made): nothing of it is usable
+        elif gateway is not None:
+            try:
+                attached = {m.id: m for m in gateway.list_payment_methods(
+                    org.stripe_customer_id)}
+            except PaymentMethodNotFound:  # deleted in Stripe, its event never processed
+                out.append(_finding(
+                    oid, f"the org's Stripe customer {org.stripe_customer_id} no longer exists "
+                    "in Stripe", "forget it here as customer.deleted does (its methods "
+                    "detached, the default cleared)", "customer_gone",
+                    customer=org.stripe_customer_id))
+                return out
         for d in docs:
             if d["status"] == "detaching":
                 out.append(_finding(oid, f"detach of {d['_id']} was interrupted",
@@ -71,6 +82,40 @@ class MethodChecks:
             out.append(_finding(oid, f"{stripe_id} is attached to the org's Stripe customer but "
                                 "unknown here", "adopt it (never detach what the org may use)",
                                 "adopt", stripe_id=stripe_id))
+        if gateway is not None:
+            out += self._extra_customers(org)
+        return out
+
+    def _extra_customers(self, org: Org) -> list[Finding]:
+        """Stripe customers our metadata says we created for this org, other than its current
+        one, in the org's audit window (a creation taken over after a lost answer or a crash,
+        or a customer made by a losing racer that could not be deleted). Empty ones are deleted;
+        one with payment methods is left to a person. Orgs without a recorded customer are
+        skipped: their next attach looks for and uses what an earlier claim created."""
+        audit = org.customer_audit
+        if audit is None or not org.stripe_customer_id:
+            return []
+        since = int(audit.since.timestamp()) - CLOCK_SLACK_S
+        until = int(audit.until.timestamp()) + CLOCK_SLACK_S
+        out = []
+        for customer in self._ctx.gateway.find_customers(
+                org_id=org.id, created_since=since, created_until=until):
+            if customer.id == org.stripe_customer_id:
+                continue
+            methods = self._ctx.gateway.list_payment_methods(customer.id)
+            what = (f"Stripe customer {customer.id} was created by billing for this org (its "
+                    f"metadata says org {org.id}, generation {customer.generation}) but is not "
+                    "the org's customer")
+            if methods:
+                out.append(Finding(
+                    Check.PAYMENT_METHOD, org.id, f"{what}, and has {len(methods)} payment "
+                    "methods attached", 1, [customer.id], "left for a person: detach its "
+                    "methods or delete it in Stripe", repairable=False))
+                continue
+            out.append(_finding(org.id, f"{what} and has no payment methods",
+                                "delete it in Stripe (irreversible; our metadata says billing "
+                                "created it for this org)", "extra_customer",
+                                customer=customer.id))
         return out
 
     def orphans(self, *, shard: tuple[int, int] = (0, 1), only: ObjectId | None = None,
@@ -109,6 +154,16 @@ class MethodChecks:
                 self._detach_in_stripe(doc["stripe_id"], key)
             return self._ctx.uow.run(lambda txn: self._mark(txn, oid, p["method"],
                                                                   S.DETACHED))
+        if repair == "extra_customer":
+            return self._delete_extra_customer(oid, p["customer"])
+        if repair == "customer_gone":
+            try:  # asked again just before forgetting it
+                self._ctx.gateway.list_payment_methods(p["customer"])
+                return "exists in Stripe: kept"
+            except PaymentMethodNotFound:
+                pass
+            return self._ctx.uow.run(
+                lambda txn: self._forget_customer(txn, oid, p["customer"]))
         if repair in ("finish_attach", "adopt"):
             # Stripe's view is read before the transaction: callbacks make no Stripe calls.
             org = require_org(self._ctx.uow.db[schema.ORGS].find_one(
@@ -120,6 +175,29 @@ class MethodChecks:
             return self._ctx.uow.run(
                 lambda txn: self._attach_side(txn, oid, repair, p, attached))
         return self._ctx.uow.run(lambda txn: self._local(txn, oid, repair, p))
+
+    def _forget_customer(self, txn: Transaction, oid: ObjectId,
+                               customer: str) -> str:
+        org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
+        if org.stripe_customer_id != customer:
+            return "already forgotten"
+        methods = [documents.payment_method(d) for d in txn.find(
+            schema.PAYMENT_METHODS, {"org_id": oid, "status": {"$in": schema.LIVE_HOLDING}})]
+        txn.write(plans.customer_deleted(org, methods, self._ctx.now()))
+        return f"forgotten; {len(methods)} methods marked detached"
+
+    def _delete_extra_customer(self, oid: ObjectId, customer_id: str) -> str:
+        """Checked again just before: the org still has another customer recorded (so no
+        attach will take this one over), and this one still has no payment methods."""
+        org = require_org(self._ctx.uow.db[schema.ORGS].find_one(
+            {"_id": oid}, hint="_id_"), oid)
+        if org.stripe_customer_id in (None, customer_id):
+            return "in use, or the org's next customer: kept"
+        if self._ctx.gateway.list_payment_methods(customer_id):
+            return "payment methods attached meanwhile: kept"
+        self._ctx.gateway.delete_customer(
+            customer_id, idempotency_key=f"reconcile-customer:{oid}:{customer_id}")
+        return "deleted in Stripe"
 
     def _detach_in_stripe(self, stripe_id: str, key: str) -> None:
         try:
@@ -173,8 +251,11 @@ class MethodChecks:
             if card is None:
                 txn.write(plans.fail(oid, pending, "not attached in Stripe", now))
                 return "marked failed"
-            txn.write(plans.activate(org, pending, card, make_default=False, now=now).writes)
-            return "activated"
+            done = plans.activate(org, pending, card, make_default=False, now=now,
+                                  holder=self._holder(txn, oid, card.id))
+            txn.write(done.writes)
+            return "activated" if done.result.failure is None and \
+                done.result.method.id == pending.id else "marked failed"
         card = attached.get(p["stripe_id"])
         if card is None:
             return "no longer attached"
@@ -182,13 +263,19 @@ class MethodChecks:
                 schema.PAYMENT_METHODS, {"org_id": oid, "stripe_id": card.id},
                 hint="stripe_id")):
             return "already known"
+        # A concurrent adoption (overlapping shards) inserts the same card: the unique index
+        # on live records makes one of the two transactions retry and find it known.
         new_id = ObjectId()
         doc = {"_id": new_id, "org_id": oid, "request_id": f"adopted:{card.id}:{new_id}",
                "source": card.id, "status": "pending", "created_at": now, "updated_at": now}
         pending = documents.payment_method(doc)
-        txn.write([insert(schema.PAYMENT_METHODS, doc),
-                         *plans.activate(org, pending, card, make_default=False, now=now).writes])
+        done = plans.activate(org, pending, card, make_default=False, now=now)
+        txn.write([insert(schema.PAYMENT_METHODS, doc), *done.writes])
         return f"adopted as {doc['_id']}"
+
+    def _holder(self, txn: Transaction, oid: ObjectId, stripe_id: str) -> Doc | None:
+        return txn.find_one(schema.PAYMENT_METHODS, {
+            "org_id": oid, "stripe_id": stripe_id, "status": {"$in": schema.LIVE_HOLDING}})
 
 
 def _stripe_id(doc: Doc) -> str | None:

@@ -21,6 +21,7 @@ from billing.schema_report import SchemaReport, index_drift, validator_differs
 
 _INDEX_CONFLICT = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict
 _NAMESPACE_EXISTS = 48
+_DUPLICATE_KEY = 11000  # a unique index cannot be built over the stored documents
 
 
 def version_of(db: Any) -> int:
@@ -76,6 +77,11 @@ def apply(db: Any, *, now: datetime | None = None) -> SchemaReport:
             raise ConfigurationError(
                 f"an existing index conflicts with billing's data contract ({exc}): drop that "
                 "index, then run setup again") from exc
+        if exc.code == _DUPLICATE_KEY:
+            raise ConfigurationError(
+                f"stored documents break a unique index of billing's data contract ({exc}): "
+                "for payment_methods, two live records of one Stripe method; mark all but "
+                "one `detached`, then run setup again") from exc
         raise translate(exc) from exc
     except PyMongoError as exc:
         raise translate(exc) from exc

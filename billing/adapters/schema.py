@@ -21,6 +21,8 @@ RECONCILIATION_LEASES = "reconciliation_leases"  # _id "shard:I/N": one --apply 
 SCHEMA_MIGRATIONS = "schema_migrations"  # _id = version: the migrations `setup` applied
 COLLECTION_RUNS = "collection_runs"  # one audit record per `collect --apply` run
 EVENTS = "billing_events"  # the outbox: what the host is told, written with each change
+# Payment-method statuses that hold their Stripe method (at most one such record per method).
+LIVE_HOLDING = ["active", "detaching"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,9 @@ COLLECTIONS: tuple[Collection, ...] = (
             # The idempotency key of attach: one payment method per org and request id.
             Index([("org_id", 1), ("request_id", 1)], "request", unique=True),
             Index([("org_id", 1), ("stripe_id", 1)], "stripe_id"),
+            # One live record per Stripe method: two attaches or adoptions of one card collide.
+            Index([("org_id", 1), ("stripe_id", 1)], "live_stripe_id", unique=True,
+                  partial={"stripe_id": {"$type": "string"}, "status": {"$in": LIVE_HOLDING}}),
             Index([("org_id", 1), ("status", 1)], "status"),
         ),
         validator=_schema(

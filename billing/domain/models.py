@@ -32,12 +32,32 @@ class Prices(_Model):
     per_started_minute: int = Field(ge=0)
 
 
+class CustomerClaim(_Model):
+    """Taken before the org's Stripe customer is created, so one call creates it at a time."""
+
+    generation: int  # the customer's generation: its creation key and metadata carry it
+    holder: str | None  # the call creating it; None once released after a failure
+    expires_at: datetime  # after this another call may take over
+    first_claimed_at: datetime  # a later claim looks for customers created since then
+
+
+class CustomerAudit(_Model):
+    """When Stripe may hold extra customers made for the org (a creation taken over, or one not
+    wanted and not deleted): reconciliation looks for them there."""
+
+    since: datetime
+    until: datetime
+
+
 class Org(_Model):
     id: str
     name: str
     currency: str
     prices: Prices
     stripe_customer_id: str | None = None
+    customer_generation: int = 0  # bumped when the org's Stripe customer is deleted
+    customer_claim: CustomerClaim | None = None
+    customer_audit: CustomerAudit | None = None
     default_payment_method_id: str | None = None
     invoice_seq: int = 0  # number of the org's last finalised invoice
     collection_schedule: tuple[int, ...] | None = None  # retry days; None: the deployment's
@@ -126,6 +146,8 @@ class PaymentMethod(_Model):
     exp_year: int | None = None
     created_at: datetime
     updated_at: datetime | None = None
+    failure: str | None = None  # why a failed attach failed
+    duplicate_of: str | None = None  # failed because this live method holds the same card
 
 
 class PaymentStatus(StrEnum):

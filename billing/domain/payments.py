@@ -18,6 +18,16 @@ class CardMethod:
     exp_year: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StripeCustomer:
+    """A Stripe customer we created: our metadata says for which org and claim generation."""
+
+    id: str  # cus_...
+    org_id: str | None
+    generation: int | None
+    created: int  # Unix seconds, Stripe's clock
+
+
 class IntentStatus(StrEnum):
     REQUIRES_PAYMENT_METHOD = "requires_payment_method"  # after a decline
     REQUIRES_CONFIRMATION = "requires_confirmation"

@@ -7,6 +7,7 @@ default locally before detaching in Stripe.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from bson import ObjectId
@@ -16,7 +17,7 @@ from billing.adapters.writes import Write, insert
 from billing.domain.models import Org, PaymentMethod, PaymentMethodStatus
 from billing.domain.payments import CardMethod
 from billing.errors import InvalidInput, InvalidTransition, PaymentError, PaymentMethodNotFound
-from billing.plans import Doc, Plan
+from billing.plans import Doc, Plan, customers
 
 S = PaymentMethodStatus
 
@@ -28,10 +29,12 @@ def require_method(doc: Doc | None, org_id: ObjectId, pm_id: ObjectId) -> Paymen
 
 
 def begin_attach(
-    org: Org, existing: Doc | None, *, source: str, request_id: str, now: datetime
+    org: Org, existing: Doc | None, *, source: str, request_id: str, now: datetime,
+    original: Doc | None = None,
 ) -> Plan[PaymentMethod]:
     """A pending record keyed by (org, request_id): a repeat finds it instead of attaching
-    twice. A repeat of a request that already failed says so."""
+    twice. A repeat of a request that already failed says so; of one that found the card already
+    attached here (`original`, still active), returns that method."""
     if existing is not None:
         method = documents.payment_method(existing)
         if existing.get("source") != source:
@@ -39,6 +42,9 @@ def begin_attach(
                 f"request_id {request_id!r} was used for another payment method: "
                 "use a new request_id for a new attach"
             )
+        if method.status is S.FAILED and original is not None \
+                and original.get("status") == S.ACTIVE.value:
+            return Plan(documents.payment_method(original))
         if method.status is S.FAILED:
             raise PaymentError(
                 f"attach request {request_id!r} failed earlier ({existing.get('failure')}): "
@@ -51,24 +57,68 @@ def begin_attach(
     return Plan(documents.payment_method(doc), [insert(schema.PAYMENT_METHODS, doc)])
 
 
+@dataclass(frozen=True)
+class Activation:
+    """What an attach's activation decided. `undo`: the card this call attached in Stripe is
+    held by no record here, detach it; `failure`: the attach failed (the record says why)."""
+
+    method: PaymentMethod
+    undo: bool = False
+    failure: str | None = None
+
+
 def activate(
-    org: Org, pending: PaymentMethod, card: CardMethod, *, make_default: bool, now: datetime
-) -> Plan[PaymentMethod]:
+    org: Org, pending: PaymentMethod, card: CardMethod, *, make_default: bool, now: datetime,
+    holder: Doc | None = None,
+) -> Plan[Activation]:
     """pending -> active with Stripe's details; becomes the default when asked or when the org
-    has none."""
+    has none. `holder` is the live record already holding `card` (at most one: unique index).
+    Refused (the record fails) when the card is attached to a customer that is no longer the
+    org's (deleted meanwhile) or another record holds the card."""
+    unwanted = holder is None
     if pending.status is S.ACTIVE:
-        return Plan(pending)
+        return Plan(Activation(pending, undo=unwanted))
     if pending.status is not S.PENDING:
-        raise InvalidTransition(f"payment method {pending.id} is {pending.status.value}")
+        return Plan(Activation(pending, undo=unwanted,
+                               failure=f"the attach is {pending.status.value}"))
+    if holder is not None:
+        other = documents.payment_method(holder)
+        if other.status is S.ACTIVE:
+            reason = f"the card is already attached as payment method {other.id}"
+            return Plan(Activation(other), _failed(org, pending, reason, now, other.id))
+        reason = (f"the card is being detached as payment method {other.id}: attach it again "
+                  "once that has finished")
+        return Plan(Activation(pending, failure=reason), _failed(org, pending, reason, now))
+    if card.customer_id is None or card.customer_id != org.stripe_customer_id:
+        reason = (f"the card was attached to Stripe customer {card.customer_id}, which is no "
+                  "longer the org's (deleted meanwhile)")
+        return Plan(Activation(pending, undo=True, failure=reason),
+                    _failed(org, pending, reason, now))
     fields: Doc = {"status": S.ACTIVE.value, "stripe_id": card.id, "customer_id": card.customer_id,
                    "brand": card.brand, "last4": card.last4, "exp_month": card.exp_month,
                    "exp_year": card.exp_year, "updated_at": now}
     writes = [Write(schema.PAYMENT_METHODS, "update_one",
                     {"_id": ObjectId(pending.id), "org_id": ObjectId(org.id), "status": "pending"},
                     {"$set": fields})]
-    if make_default or org.default_payment_method_id is None:
-        writes.append(_set_default(org, pending.id))
-    return Plan(pending.model_copy(update={**fields, "status": S.ACTIVE}), writes)
+    # The org is always written, guarded by its customer: a concurrent customer.deleted (which
+    # writes the org) conflicts with this transaction instead of missing the new method.
+    default = pending.id if make_default or org.default_payment_method_id is None \
+        else org.default_payment_method_id
+    writes.append(Write(schema.ORGS, "update_one", {
+        "_id": ObjectId(org.id), "default_payment_method_id": org.default_payment_method_id,
+        "stripe_customer_id": card.customer_id,
+    }, {"$set": {"default_payment_method_id": default}, "$inc": {"methods_version": 1}}))
+    return Plan(Activation(pending.model_copy(update={**fields, "status": S.ACTIVE})), writes)
+
+
+def _failed(org: Org, pending: PaymentMethod, reason: str, now: datetime,
+            duplicate_of: str | None = None) -> list[Write]:
+    fields: Doc = {"status": S.FAILED.value, "failure": reason[:300], "updated_at": now}
+    if duplicate_of is not None:
+        fields["duplicate_of"] = duplicate_of
+    return [Write(schema.PAYMENT_METHODS, "update_one",
+                  {"_id": ObjectId(pending.id), "org_id": ObjectId(org.id), "status": "pending"},
+                  {"$set": fields})]
 
 
 def fail(org_id: ObjectId, pending: PaymentMethod, reason: str, now: datetime) -> list[Write]:
@@ -110,14 +160,24 @@ def finish_detach(org_id: ObjectId, method: PaymentMethod, now: datetime) -> Pla
 
 
 def set_default(org: Org, method: PaymentMethod) -> Plan[Org]:
+    """The org's default, only on an active method attached to the org's current customer.
+    The method is written too (its `version`), so a concurrent detach, which writes the method,
+    conflicts with this transaction instead of both committing."""
     if method.status is not S.ACTIVE:
         raise InvalidTransition(
             f"payment method {method.id} is {method.status.value}: only an active one can be "
             "the default")
+    if method.customer_id != org.stripe_customer_id:
+        raise InvalidTransition(
+            f"payment method {method.id} is attached to Stripe customer {method.customer_id}, "
+            "which is not the org's: attach the card again")
     updated = org.model_copy(update={"default_payment_method_id": method.id})
     if org.default_payment_method_id == method.id:
         return Plan(updated)
-    return Plan(updated, [_set_default(org, method.id)])
+    touch = Write(schema.PAYMENT_METHODS, "update_one",
+                  {"_id": ObjectId(method.id), "org_id": ObjectId(org.id), "status": "active"},
+                  {"$inc": {"version": 1}})
+    return Plan(updated, [touch, _set_default(org, method.id)])
 
 
 def _set_default(org: Org, method_id: str | None) -> Write:
@@ -142,9 +202,7 @@ def detached_in_stripe(org: Org, method: PaymentMethod, now: datetime) -> Plan[P
 
 def customer_deleted(org: Org, methods: list[PaymentMethod], now: datetime) -> list[Write]:
     """The org's Stripe customer is gone, and with it every attachment."""
-    writes = [Write(schema.ORGS, "update_one",
-                    {"_id": ObjectId(org.id), "stripe_customer_id": org.stripe_customer_id},
-                    {"$set": {"stripe_customer_id": None, "default_payment_method_id": None}})]
+    writes = [customers.deleted(org)]
     for method in methods:
         writes += detached_in_stripe(org.model_copy(update={"default_payment_method_id": None}),
                                      method, now).writes

@@ -204,12 +204,19 @@ def line_item(t: Crash, point: str) -> None:
 
 
 def customer(t: Crash, point: str) -> None:
+    """Killed between creating the customer and recording it: once its claim expires, the
+    repeat finds that customer (localstripe ignores idempotency keys) instead of making another."""
     org = t.org()
-    t.crash(point, "attach", org=org.id, request_id="r-1")
+    t.crash(point, "attach", org=org.id, request_id="r-1",
+            options={"payment_lease_seconds": SHORT_LEASE})
     assert t.b.orgs.get(org.id).stripe_customer_id is None  # created in Stripe, not recorded
     method = t.b.payment_methods.attach(org.id, "pm_card_visa", request_id="r-1")
     assert method.status is PaymentMethodStatus.ACTIVE
-    assert t.b.orgs.get(org.id).default_payment_method_id == method.id
+    stored = t.b.orgs.get(org.id)
+    assert stored.default_payment_method_id == method.id
+    made = [c.id for c in t.sc.v1.customers.list(params={"limit": 100}).auto_paging_iter()
+            if c.metadata and c.metadata.to_dict().get("org_id") == org.id]
+    assert made == [stored.stripe_customer_id]
 
 
 def attach(recover: str) -> Callable[[Crash, str], None]:

@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import json
 import socket
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -118,6 +119,24 @@ async def attach(b: Backend, method: str, customer_id: str) -> Any:
 
 async def test_create_customer_returns_a_customer_id(backend: Backend) -> None:
     assert (await customer(backend)).startswith("cus_")
+
+
+async def test_customers_are_found_by_our_metadata_and_deleted(
+    backend: Backend,
+) -> None:
+    mine = await call(backend.gateway.create_customer(
+        org_id="org-7", name="Acme", idempotency_key="cus:org-7:3", generation=3))
+    await call(backend.gateway.create_customer(org_id="org-8", name="Other",
+                                               idempotency_key="cus:org-8:0"))
+    found = await call(backend.gateway.find_customers(org_id="org-7", created_since=0))
+    assert [(c.id, c.org_id, c.generation) for c in found] == [(mine, "org-7", 3)]
+    assert found[0].created > 1_700_000_000
+
+    await call(backend.gateway.delete_customer(mine, idempotency_key="del:1"))
+    await call(backend.gateway.delete_customer(mine, idempotency_key="del:2"))  # gone: no error
+    assert await call(backend.gateway.find_customers(org_id="org-7", created_since=0)) == []
+    with pytest.raises(PaymentMethodNotFound):
+        await call(backend.gateway.list_payment_methods(mine))
 
 
 async def test_an_attached_token_becomes_a_new_method_listed_for_the_customer(
@@ -487,3 +506,20 @@ def test_a_failed_intent_reports_stripes_failure() -> None:
     intent = gateway.retrieve_intent("pi_1")
     assert (intent.failure_code, intent.failure_message) == (
         "card_declined", "Your card was declined.")
+
+
+def test_customers_are_listed_by_created_window_and_matched_on_our_metadata() -> None:
+    def customer(cid: str, org: str, generation: str, created: int) -> dict[str, Any]:
+        return {"id": cid, "object": "customer", "created": created,
+                "metadata": {"org_id": org, "billing_generation": generation}}
+
+    gateway, http = canned((200, {"object": "list", "url": "/v1/customers", "has_more": False,
+                                  "data": [customer("cus_2", "org-1", "1", 1_800_000_100),
+                                           customer("cus_1", "org-2", "0", 1_800_000_050)]}))
+
+    found = gateway.find_customers(org_id="org-1", created_since=1_800_000_000,
+                                   created_until=1_800_000_200)
+    assert [(c.id, c.generation, c.created) for c in found] == [("cus_2", 1, 1_800_000_100)]
+    method, url, _, _ = http.requests[0]
+    assert method == "get" and "created[gte]=1800000000" in urllib.parse.unquote(url)
+    assert "created[lte]=1800000200" in urllib.parse.unquote(url)
