@@ -99,3 +99,9 @@ Progress = Callable[[int, int, OrgResult], None]  # (done, total, latest result)
 ORG_LEVEL_ERRORS: tuple[type[BillingError], ...] = (
     errors.StateConflict, errors.NotFound, errors.InvalidInput, errors.DatabaseError,
 )
+
+
+def stops_the_run(exc: BillingError) -> bool:
+    """True for errors every later org would meet too: the database unreachable (the next org
+    would only wait out another server selection), bad configuration."""
+    return isinstance(exc, errors.DatabaseUnavailable) or not isinstance(exc, ORG_LEVEL_ERRORS)

@@ -8,6 +8,7 @@ from billing import faults
 from billing._async.context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import schema
+from billing.adapters.mongo_errors import translated
 from billing.adapters.writes import Write
 from billing.plans import require_org
 
@@ -19,7 +20,9 @@ async def ensure_customer(ctx: AsyncContext, org_id: ObjectId) -> str:
     customer); the id is recorded only where none is yet, so concurrent callers agree on one.
     """
     await ctx.uow.check_server()
-    org = require_org(await ctx.uow.db[schema.ORGS].find_one({"_id": org_id}), org_id)
+    with translated():
+        doc = await ctx.uow.db[schema.ORGS].find_one({"_id": org_id})
+    org = require_org(doc, org_id)
     if org.stripe_customer_id:
         return org.stripe_customer_id
     created = await ctx.gateway.create_customer(

@@ -23,9 +23,16 @@ from billing._async.invoices import AsyncInvoices
 from billing._async.reconcile_billing import AsyncBillingChecks
 from billing._async.reconcile_methods import AsyncMethodChecks
 from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translate
+from billing.adapters.mongo_errors import translate, translated
 from billing.domain.periods import last_closed_month
-from billing.errors import BillingError, InvalidInput, LeaseNotAcquired, OrgNotFound, shown
+from billing.errors import (
+    BillingError,
+    DatabaseUnavailable,
+    InvalidInput,
+    LeaseNotAcquired,
+    OrgNotFound,
+    shown,
+)
 from billing.reconciliation import (
     Check,
     Finding,
@@ -77,7 +84,8 @@ class AsyncReconciler:
                                f"got {shown(stale_after)}")
         await self._ctx.uow.check_server()
         if oid is not None:
-            await self._require_org(oid, selected)
+            with translated():
+                await self._require_org(oid, selected)
         now = self._ctx.now()
         report = ReconcileReport(str(ObjectId()), bool(apply), selected, part, now,
                                  last_closed_month(now).end)
@@ -85,9 +93,11 @@ class AsyncReconciler:
         try:
             if lease is not None:
                 await lease.acquire()
+                await self._close_abandoned(report)
                 await self._audit_start(report, oid)
             try:
-                await self._scan(report, oid, progress, lease, stale_after)
+                with translated():  # detection reads: typed errors, recorded on the audit
+                    await self._scan(report, oid, progress, lease, stale_after)
             except BaseException as exc:
                 report.finished_at = self._ctx.now()
                 if lease is not None:
@@ -180,12 +190,15 @@ class AsyncReconciler:
                 finding.result = "reported"
                 continue
             try:
-                if finding.check is Check.PAYMENT_METHOD:
-                    done = await self._methods.repair(finding)
-                else:
-                    done = await self._billing.repair(finding)
+                with translated():
+                    if finding.check is Check.PAYMENT_METHOD:
+                        done = await self._methods.repair(finding)
+                    else:
+                        done = await self._billing.repair(finding)
                 finding.action = f"{finding.action}: {done}"
                 finding.result = "repaired"
+            except DatabaseUnavailable:
+                raise  # every later repair would fail the same way: the run stops
             except BillingError as exc:
                 finding.result, finding.error = "failed", _describe(exc)
 
@@ -197,6 +210,21 @@ class AsyncReconciler:
             "org_id": oid, "checks": [c.value for c in report.checks],
             "shard": f"{report.shard[0]}/{report.shard[1]}", "boundary": report.boundary,
             "started_at": report.started_at, "host": socket.gethostname(), "pid": os.getpid()})
+
+    async def _close_abandoned(self, report: ReconcileReport) -> None:
+        """Close the audit records of runs that died without closing them (SIGKILL, power cut):
+        records still `running` whose run holds no live lease. Live runs always hold one (they
+        take it before writing their record), so only the dead are marked `abandoned`."""
+        runs, now = self._ctx.uow.db[schema.RECONCILIATION_RUNS], self._ctx.now()
+        live = [ObjectId(d["holder"]) async for d in self._ctx.uow.db[
+            schema.RECONCILIATION_LEASES].find({"expires_at": {"$gt": now}}, {"holder": 1})
+            if ObjectId.is_valid(d.get("holder"))]
+        await runs.update_many(
+            {"status": "running", "_id": {"$nin": live}},
+            {"$set": {"status": "abandoned", "finished_at": now,
+                      "errors": [f"abandoned: the run ended without closing this record (killed, "
+                                 f"or its host lost); noticed by run {report.run_id}. Its "
+                                 "repairs so far stand; later runs repair what it left"]}})
 
     async def _audit_end(self, report: ReconcileReport, error: str | None = None) -> None:
         summary = report.as_json()
@@ -303,4 +331,6 @@ def _shard(shard: Any) -> tuple[int, int]:
 
 def _describe(exc: BaseException) -> str:
     message = exc.message if isinstance(exc, BillingError) else str(exc)
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM as the CLI raises it
+        message = message or "interrupted (SIGINT)"
     return f"{type(exc).__name__}: {message}"

@@ -9,6 +9,7 @@ from billing import faults
 from billing._sync.context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import schema
+from billing.adapters.mongo_errors import translated
 from billing.adapters.writes import Write
 from billing.plans import require_org
 
@@ -20,7 +21,9 @@ def ensure_customer(ctx: Context, org_id: ObjectId) -> str:
     customer); the id is recorded only where none is yet, so concurrent callers agree on one.
     """
     ctx.uow.check_server()
-    org = require_org(ctx.uow.db[schema.ORGS].find_one({"_id": org_id}), org_id)
+    with translated():
+        doc = ctx.uow.db[schema.ORGS].find_one({"_id": org_id})
+    org = require_org(doc, org_id)
     if org.stripe_customer_id:
         return org.stripe_customer_id
     created = ctx.gateway.create_customer(

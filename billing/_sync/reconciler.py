@@ -24,9 +24,16 @@ from billing._sync.invoices import Invoices
 from billing._sync.reconcile_billing import BillingChecks
 from billing._sync.reconcile_methods import MethodChecks
 from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translate
+from billing.adapters.mongo_errors import translate, translated
 from billing.domain.periods import last_closed_month
-from billing.errors import BillingError, InvalidInput, LeaseNotAcquired, OrgNotFound, shown
+from billing.errors import (
+    BillingError,
+    DatabaseUnavailable,
+    InvalidInput,
+    LeaseNotAcquired,
+    OrgNotFound,
+    shown,
+)
 from billing.reconciliation import (
     Check,
     Finding,
@@ -78,7 +85,8 @@ class Reconciler:
                                f"got {shown(stale_after)}")
         self._ctx.uow.check_server()
         if oid is not None:
-            self._require_org(oid, selected)
+            with translated():
+                self._require_org(oid, selected)
         now = self._ctx.now()
         report = ReconcileReport(str(ObjectId()), bool(apply), selected, part, now,
                                  last_closed_month(now).end)
@@ -86,9 +94,11 @@ class Reconciler:
         try:
             if lease is not None:
                 lease.acquire()
+                self._close_abandoned(report)
                 self._audit_start(report, oid)
             try:
-                self._scan(report, oid, progress, lease, stale_after)
+                with translated():  # detection reads: typed errors, recorded on the audit
+                    self._scan(report, oid, progress, lease, stale_after)
             except BaseException as exc:
                 report.finished_at = self._ctx.now()
                 if lease is not None:
@@ -181,12 +191,15 @@ class Reconciler:
                 finding.result = "reported"
                 continue
             try:
-                if finding.check is Check.PAYMENT_METHOD:
-                    done = self._methods.repair(finding)
-                else:
-                    done = self._billing.repair(finding)
+                with translated():
+                    if finding.check is Check.PAYMENT_METHOD:
+                        done = self._methods.repair(finding)
+                    else:
+                        done = self._billing.repair(finding)
                 finding.action = f"{finding.action}: {done}"
                 finding.result = "repaired"
+            except DatabaseUnavailable:
+                raise  # every later repair would fail the same way: the run stops
             except BillingError as exc:
                 finding.result, finding.error = "failed", _describe(exc)
 
@@ -198,6 +211,21 @@ class Reconciler:
             "org_id": oid, "checks": [c.value for c in report.checks],
             "shard": f"{report.shard[0]}/{report.shard[1]}", "boundary": report.boundary,
             "started_at": report.started_at, "host": socket.gethostname(), "pid": os.getpid()})
+
+    def _close_abandoned(self, report: ReconcileReport) -> None:
+        """Close the audit records of runs that died without closing them (SIGKILL, power cut):
+        records still `running` whose run holds no live lease. Live runs always hold one (they
+        take it before writing their record), so only the dead are marked `abandoned`."""
+        runs, now = self._ctx.uow.db[schema.RECONCILIATION_RUNS], self._ctx.now()
+        live = [ObjectId(d["holder"]) for d in self._ctx.uow.db[
+            schema.RECONCILIATION_LEASES].find({"expires_at": {"$gt": now}}, {"holder": 1})
+            if ObjectId.is_valid(d.get("holder"))]
+        runs.update_many(
+            {"status": "running", "_id": {"$nin": live}},
+            {"$set": {"status": "abandoned", "finished_at": now,
+                      "errors": [f"abandoned: the run ended without closing this record (killed, "
+                                 f"or its host lost); noticed by run {report.run_id}. Its "
+                                 "repairs so far stand; later runs repair what it left"]}})
 
     def _audit_end(self, report: ReconcileReport, error: str | None = None) -> None:
         summary = report.as_json()
@@ -304,4 +332,6 @@ def _shard(shard: Any) -> tuple[int, int]:
 
 def _describe(exc: BaseException) -> str:
     message = exc.message if isinstance(exc, BillingError) else str(exc)
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM as the CLI raises it
+        message = message or "interrupted (SIGINT)"
     return f"{type(exc).__name__}: {message}"

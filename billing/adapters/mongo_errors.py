@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from pymongo.errors import (
     ConfigurationError as MongoConfigurationError,
 )
@@ -55,6 +58,16 @@ def translate(exc: PyMongoError) -> DatabaseError | ConfigurationError:
             "and nothing was written: retry the same call"
         )
     return DatabaseError(f"database operation failed ({name}, code {code}): {_brief(exc)}")
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Reads outside the unit of work (sync or async code alike): any PyMongoError leaves as
+    its billing error, e.g. `with translated(): doc = await coll.find_one(...)`."""
+    try:
+        yield
+    except PyMongoError as exc:
+        raise translate(exc) from exc
 
 
 def _brief(exc: PyMongoError) -> str:

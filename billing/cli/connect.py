@@ -24,8 +24,10 @@ from billing.errors import ConfigurationError, InvalidInput
 from billing.gateways import PaymentGateway, StripeGateway
 
 # An unreachable server fails the command (exit 3) after this long instead of hanging a cron
-# job; a serverSelectionTimeoutMS in the URI wins.
-SERVER_SELECTION_TIMEOUT_MS = 10_000
+# job: runs stop at the first server selection that times out (DatabaseUnavailable). Long
+# enough to ride out a replica-set election (MongoDB expects most within about 12 s); a
+# serverSelectionTimeoutMS in the URI wins.
+SERVER_SELECTION_TIMEOUT_MS = 15_000
 # A Stripe call that hangs fails (and is reported) after this long rather than Stripe's 80 s.
 STRIPE_TIMEOUT_S = 30
 _NOT_IN_DATABASE_NAMES = frozenset('/\\. "$\x00')

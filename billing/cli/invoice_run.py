@@ -12,7 +12,7 @@ from typing import Any
 
 from billing import Billing
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, report
+from billing.cli import connect, exit_codes, report, signals
 from billing.cli.output import ProgressBar, emit_json
 from billing.domain.periods import Period
 from billing.runs import RunSummary
@@ -58,6 +58,7 @@ def show(summary: RunSummary, names: dict[str, str], *, as_json: bool,
          extra: dict[str, Any] | None = None) -> int:
     """Print the summary (table or one JSON document); returns the exit code."""
     code = exit_codes.for_summary(summary)
+    signals.outcome_shown()
     if as_json:
         emit_json({**summary.as_json(), **(extra or {}), "exit_code": code}, sys.stdout)
     else:

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, invoice_run
+from billing.cli import connect, exit_codes, invoice_run, signals
 from billing.cli.output import ProgressBar, emit_json, table
 from billing.reconciliation import Check, Finding, ReconcileReport, parse_shard
 
@@ -58,6 +58,7 @@ def main(args: argparse.Namespace) -> int:
 def show(report: ReconcileReport, *, as_json: bool) -> int:
     """Print the report (table or one JSON document); returns the exit code."""
     code = exit_codes.for_report(report)
+    signals.outcome_shown()
     if as_json:
         emit_json({**report.as_json(), "exit_code": code}, sys.stdout)
     else:
