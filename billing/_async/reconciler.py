@@ -93,7 +93,7 @@ class AsyncReconciler:
         try:
             if lease is not None:
                 await lease.acquire()
-                await self._close_abandoned(report)
+                await self._close_abandoned(report, lease)
                 await self._audit_start(report, oid)
             try:
                 with translated():  # detection reads: typed errors, recorded on the audit
@@ -211,20 +211,18 @@ class AsyncReconciler:
             "shard": f"{report.shard[0]}/{report.shard[1]}", "boundary": report.boundary,
             "started_at": report.started_at, "host": socket.gethostname(), "pid": os.getpid()})
 
-    async def _close_abandoned(self, report: ReconcileReport) -> None:
-        """Close the audit records of runs that died without closing them (SIGKILL, power cut):
-        records still `running` whose run holds no live lease. Live runs always hold one (they
-        take it before writing their record), so only the dead are marked `abandoned`."""
-        runs, now = self._ctx.uow.db[schema.RECONCILIATION_RUNS], self._ctx.now()
-        live = [ObjectId(d["holder"]) async for d in self._ctx.uow.db[
-            schema.RECONCILIATION_LEASES].find({"expires_at": {"$gt": now}}, {"holder": 1})
-            if ObjectId.is_valid(d.get("holder"))]
-        await runs.update_many(
-            {"status": "running", "_id": {"$nin": live}},
-            {"$set": {"status": "abandoned", "finished_at": now,
-                      "errors": [f"abandoned: the run ended without closing this record (killed, "
-                                 f"or its host lost); noticed by run {report.run_id}. Its "
-                                 "repairs so far stand; later runs repair what it left"]}})
+    async def _close_abandoned(self, report: ReconcileReport, lease: _Lease) -> None:
+        """Close the audit record of the run whose expired lease this one took over: it died
+        without closing it (SIGKILL, power cut), or it is too stuck to renew (if it wakes, it
+        loses the lease at its next renewal and records `failed` itself)."""
+        if lease.taken_from is None or not ObjectId.is_valid(lease.taken_from):
+            return
+        await self._ctx.uow.db[schema.RECONCILIATION_RUNS].update_one(
+            {"_id": ObjectId(lease.taken_from), "status": "running"},
+            {"$set": {"status": "abandoned", "finished_at": self._ctx.now(),
+                      "errors": [f"abandoned: the run's lease expired without it closing this "
+                                 f"record (killed, or its host lost); run {report.run_id} took "
+                                 "over. Its repairs so far stand; later runs repair the rest"]}})
 
     async def _audit_end(self, report: ReconcileReport, error: str | None = None) -> None:
         summary = report.as_json()
@@ -260,6 +258,7 @@ class _Lease:
         self._key = f"org:{oid}" if oid is not None else f"shard:{shard[0]}/{shard[1]}"
         self._seconds = seconds
         self._held = False
+        self.taken_from: str | None = None  # the holder of the expired lease this run took over
 
     def _coll(self) -> Any:
         return self._ctx.uow.db[schema.RECONCILIATION_LEASES]
@@ -267,10 +266,10 @@ class _Lease:
     async def acquire(self) -> None:
         now = self._ctx.now()
         try:
-            await self._coll().find_one_and_update(
+            before = await self._coll().find_one_and_update(
                 {"_id": self._key, "$or": [{"expires_at": {"$lte": now}},
                                            {"holder": self._holder}]},
-                {"$set": self._fields(now)}, upsert=True, return_document=ReturnDocument.AFTER)
+                {"$set": self._fields(now)}, upsert=True, return_document=ReturnDocument.BEFORE)
         except DuplicateKeyError:  # held by another run and not expired
             held = await self._coll().find_one({"_id": self._key}) or {}
             raise LeaseNotAcquired(
@@ -278,6 +277,8 @@ class _Lease:
                 f"pid {held.get('pid')}) holds the lease {self._key} until "
                 f"{held.get('expires_at')}; let it finish, or retry after that") from None
         self._held = True
+        if before is not None and before.get("holder") != self._holder:
+            self.taken_from = str(before.get("holder"))
 
     async def renew(self) -> None:
         now = self._ctx.now()
