@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
+from billing import options
 from billing._async.context import AsyncContext
 from billing._async.conversations import AsyncConversations
 from billing._async.gateway import AsyncPaymentGateway
@@ -22,8 +24,13 @@ from billing._async.webhooks import AsyncWebhooks
 from billing.adapters.mongo_errors import translate
 from billing.adapters.schema import COLLECTIONS
 from billing.domain.periods import utc
-from billing.errors import ConfigurationError, InvalidInput
+from billing.errors import ConfigurationError
 
+GATEWAY_METHODS = ("create_customer", "attach", "detach", "retrieve_payment_method",
+                   "list_payment_methods", "create_intent", "confirm_intent", "retrieve_intent",
+                   "cancel_intent")
+CLIENTS = "Billing takes a pymongo MongoClient, AsyncBilling an AsyncMongoClient"
+GATEWAYS = "billing.gateways.StripeGateway for Billing, its Async twin for AsyncBilling"
 _INDEX_CONFLICT = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict
 _NAMESPACE_EXISTS = 48
 
@@ -51,7 +58,8 @@ class AsyncBilling:
     default one except on SecantusDB, whose `$lookup` scans; `gateway` takes payments
     (`AsyncStripeGateway`); `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds`
     is how long one payment attempt holds an invoice before another may take over; `clock` is
-    for tests.
+    for tests. A bad option (wrong type, NaN or infinite seconds, a database name MongoDB
+    refuses) raises ConfigurationError here, at construction.
     """
 
     def __init__(
@@ -68,15 +76,26 @@ class AsyncBilling:
         payment_lease_seconds: float = 60.0,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        if isinstance(max_docs_per_transaction, bool) or not isinstance(
-            max_docs_per_transaction, int
-        ) or not 1 <= max_docs_per_transaction <= 100_000:
-            raise InvalidInput("max_docs_per_transaction must be an int from 1 to 100000")
-        self._uow = AsyncUnitOfWork(client, database, retry_seconds=transaction_retry_seconds,
-                                    client_bulk_write=client_bulk_write,
-                                    joined_reads=joined_reads)
-        ctx = AsyncContext(self._uow, _milliseconds(clock), max_docs_per_transaction,
-                           gateway, payment_lease_seconds, webhook_secret)
+        # Every option is checked here, so a bad one fails now (ConfigurationError), not at the
+        # first call with a pymongo or built-in error.
+        options.instance(client, AsyncMongoClient, name="client",
+                         example=CLIENTS)
+        database = options.database(database)
+        max_docs = options.count(max_docs_per_transaction, name="max_docs_per_transaction",
+                                 low=1, high=100_000)
+        retry_seconds = options.seconds(transaction_retry_seconds,
+                                        name="transaction_retry_seconds")
+        lease_seconds = options.seconds(payment_lease_seconds, name="payment_lease_seconds")
+        # The gateway's methods must be coroutines exactly when this class's are.
+        options.gateway(gateway, methods=GATEWAY_METHODS,
+                        coroutines=inspect.iscoroutinefunction(self.setup), example=GATEWAYS)
+        self._uow = AsyncUnitOfWork(
+            client, database, retry_seconds=retry_seconds,
+            client_bulk_write=options.flag(client_bulk_write, name="client_bulk_write"),
+            joined_reads=options.flag(joined_reads, name="joined_reads"))
+        ctx = AsyncContext(self._uow, _milliseconds(options.clock(clock)), max_docs,
+                           gateway, lease_seconds,
+                           options.secret(webhook_secret, name="webhook_secret"))
         self.orgs = AsyncOrgs(ctx)
         self.conversations = AsyncConversations(ctx)
         self.invoices = AsyncInvoices(ctx)

@@ -17,7 +17,7 @@ import stripe
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from billing import Billing
+from billing import Billing, options
 from billing.adapters.mongo_errors import translate
 from billing.embedded import EmbeddedDatabase
 from billing.errors import ConfigurationError, InvalidInput
@@ -30,12 +30,11 @@ from billing.gateways import PaymentGateway, StripeGateway
 SERVER_SELECTION_TIMEOUT_MS = 15_000
 # A Stripe call that hangs fails (and is reported) after this long rather than Stripe's 80 s.
 STRIPE_TIMEOUT_S = 30
-_NOT_IN_DATABASE_NAMES = frozenset('/\\. "$\x00')
 
 
 def database_name(name: str) -> str:
     """A name MongoDB accepts for a database, or InvalidInput (before anything connects)."""
-    if not name or len(name.encode()) > 63 or _NOT_IN_DATABASE_NAMES & set(name):
+    if options.database_name_problem(name):
         raise InvalidInput(
             f"--database {name!r} is not a valid database name: use up to 63 letters, "
             "digits, '_' or '-'"
