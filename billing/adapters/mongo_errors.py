@@ -53,6 +53,11 @@ def translate(exc: PyMongoError) -> DatabaseError | ConfigurationError:
                 "MongoDB is unreachable (server selection timed out): check the URI, the network "
                 "and that the replica set has a primary; nothing was written"
             )
+        if isinstance(exc, ConnectionFailure) and code is None:
+            return TransientDatabaseError(
+                f"lost the connection to MongoDB ({name}): the server may be down or "
+                "unreachable; what was not committed was rolled back: retry the same call"
+            )
         return TransientDatabaseError(
             f"temporary database failure ({name}, code {code}); the transaction was rolled back "
             "and nothing was written: retry the same call"
