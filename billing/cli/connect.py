@@ -23,11 +23,11 @@ from billing.embedded import EmbeddedDatabase
 from billing.errors import ConfigurationError, InvalidInput
 from billing.gateways import PaymentGateway, StripeGateway
 
-# An unreachable server fails the command (exit 3) after this long instead of hanging a cron
-# job: runs stop at the first server selection that times out (DatabaseUnavailable). Long
-# enough to ride out a replica-set election (MongoDB expects most within about 12 s); a
-# serverSelectionTimeoutMS in the URI wins.
-SERVER_SELECTION_TIMEOUT_MS = 15_000
+# An unreachable server fails the command (exit 3) instead of hanging a cron job: a run stops at
+# the first server selection that times out (DatabaseUnavailable), within about two of these
+# (the interrupted transaction's abort waits for one too). Long enough to ride out most
+# replica-set elections; a serverSelectionTimeoutMS in the URI wins.
+SERVER_SELECTION_TIMEOUT_MS = 10_000
 # A Stripe call that hangs fails (and is reported) after this long rather than Stripe's 80 s.
 STRIPE_TIMEOUT_S = 30
 

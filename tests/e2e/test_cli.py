@@ -278,7 +278,8 @@ def test_help_lists_the_exit_codes() -> None:
     result = cli("--help")
 
     assert result.returncode == 0
-    for line in ("0  OK", "1  ORGS_FAILED", "2  USAGE", "3  UNAVAILABLE", "4  LEASE_NOT_ACQUIRED"):
+    for line in ("0  OK", "1  ORGS_FAILED", "2  USAGE", "3  UNAVAILABLE", "4  LEASE_NOT_ACQUIRED",
+                 "130  INTERRUPTED", "143  TERMINATED"):
         assert line in result.stdout
 
 
