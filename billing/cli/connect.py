@@ -42,6 +42,17 @@ def database_name(name: str) -> str:
     return name
 
 
+def connection_string(uri: str, *, source: str) -> str:
+    """`uri` if it is a MongoDB connection string. pymongo would take any other text for a host
+    name and fail only after a server selection timeout, as "unreachable"; this says what is
+    wrong at once: InvalidInput for --uri (exit 2), ConfigurationError for $MONGODB_URI."""
+    if uri.startswith(("mongodb://", "mongodb+srv://")):
+        return uri
+    error = InvalidInput if source == "--uri" else ConfigurationError
+    raise error(f"{source} is not a MongoDB connection string: it must start with mongodb:// or "
+                "mongodb+srv:// (e.g. mongodb://db1.example.com:27017/?replicaSet=rs0)")
+
+
 def resolve_uri(uri: str | None) -> str | None:
     """--uri, else $MONGODB_URI (unset or empty: None, the embedded database)."""
     return uri if uri is not None else (os.environ.get("MONGODB_URI") or None)
@@ -54,7 +65,10 @@ def billing_for(uri: str | None, database: str, *, notices: TextIO,
     none are made); closes the client (and stops the embedded database) on exit. Raises
     ConfigurationError for a bad URI or missing extra."""
     database = database_name(database)
+    source = "--uri" if uri is not None else "MONGODB_URI"
     uri = resolve_uri(uri)
+    if uri is not None:
+        connection_string(uri, source=source)
     with contextlib.ExitStack() as stack:
         if uri is None:
             embedded = stack.enter_context(EmbeddedDatabase())
