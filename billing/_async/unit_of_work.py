@@ -243,8 +243,9 @@ class _Unreachable(Exception):
     """Server selection timed out: not a PyMongoError, so `with_transaction` does not retry it."""
 
     def __init__(self, *, committing: bool) -> None:
-        outcome = ("whether the last transaction committed is unknown; the operation is safe "
-                   "to repeat" if committing else "the transaction was rolled back")
+        outcome = ("whether the last commit took effect is unknown (idempotent calls, such as "
+                   "invoice runs, are safe to repeat)" if committing
+                   else "the transaction was rolled back")
         self.message = (f"MongoDB is unreachable (server selection timed out): {outcome}. Check "
                         "the URI, the network and that the replica set has a primary, then retry")
         super().__init__(self.message)
