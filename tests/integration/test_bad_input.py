@@ -481,6 +481,14 @@ def cli_cases() -> list[list[str]]:
     for database in ["a/b", "a.b", "a b", "a$b", "x" * 64, "\x00"]:
         cases.append(["--database", database, *run, "--period", CLOSED])
         cases.append([*run, "--period", CLOSED, "--database", database])
+    # Bytes that are not UTF-8 reach argv as lone surrogates (surrogateescape).
+    for bad in ["a\udcffb", "\udcff" * 24]:
+        cases.append(["--database", bad, *run, "--period", CLOSED])
+        cases.append([*run, "--period", CLOSED, "--org", bad])
+        cases.append(["reconcile", "--org", bad])
+        cases.append([*run, "--period", bad])
+        cases.append(["reconcile", "--shard", bad])
+        cases.append(["reconcile", "--check", bad])
     cases.append(["demo", "--database", "{db}"])  # the demo refuses a database it did not write
     return cases
 
