@@ -59,7 +59,9 @@ class Invoices:
 
         An org's failure is recorded in the summary and the run goes on; re-running is safe
         (orgs already invoiced come back as `already_invoiced`). Errors that stop the whole run
-        (database unreachable, bad configuration) are raised.
+        (DatabaseUnavailable: no server selectable within the client's serverSelectionTimeoutMS;
+        bad configuration) are raised at once, never recorded org after org; orgs invoiced
+        before stand, and rerunning finishes the rest.
         """
         if not isinstance(period, Period):
             raise InvalidInput(f"period must be a billing.Period (e.g. Period.month('2026-10')), "
