@@ -71,7 +71,10 @@ class Reconciler:
         the shard's lease is taken first (LeaseNotAcquired if another run holds it) and an
         audit record is written to `reconciliation_runs` before and after. A repair that fails
         is recorded on its finding (result "failed") and the run goes on; errors that stop the
-        whole run (database unreachable) are raised after the audit record says so.
+        whole run (DatabaseUnavailable, KeyboardInterrupt) are raised after the audit record
+        says so (status "failed", when the database can still be written) and the lease is
+        released. A run that takes over an expired lease marks its dead holder's record
+        "abandoned".
         """
         selected = _checks(checks)
         part = _shard(shard)
