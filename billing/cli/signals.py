@@ -57,7 +57,9 @@ def handled() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, _handle) for s in HANDLED}
+    # A signal the process was started with ignored (e.g. SIGINT for a background job) stays so.
+    previous = {s: signal.signal(s, _handle) for s in HANDLED
+                if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:

@@ -49,3 +49,13 @@ def test_the_readme_lists_the_exit_codes_of_the_help_table() -> None:
     in_readme = {int(c) for c in re.findall(r"`(\d+)`", paragraph)}
     in_table = {int(c) for c in re.findall(r"^\s+(\d+)  [A-Z_]+", exit_codes.EPILOG, re.M)}
     assert in_readme == in_table == {0, 1, 2, 3, 4, 130, 143}
+
+
+def test_a_signal_ignored_when_the_command_starts_stays_ignored() -> None:
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals.handled():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)  # nothing happens
+    finally:
+        signal.signal(signal.SIGINT, before)
