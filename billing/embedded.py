@@ -23,8 +23,10 @@ from typing import Any
 from billing.errors import ConfigurationError
 
 _MISSING_EXTRA = (
-    "the embedded database needs the optional SecantusDB package: "
-    "pip install 'billing[embedded]', or pass --uri / set MONGODB_URI to use a MongoDB replica set"
+    "the embedded database needs the optional SecantusDB package (the `embedded` extra): "
+    "pip install 'billing[embedded]' where billing is installed as a package, or "
+    "pip install '.[embedded]' from a clone of its repository; or pass --uri / set "
+    "MONGODB_URI to use a MongoDB replica set"
 )
 _LOCK_NAME = "billing.lock"
 

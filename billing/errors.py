@@ -27,7 +27,8 @@
     │   │                             intent can still move money (processing, state unknown)
     │   └── PaymentProviderUnavailable  retryable: network failure, Stripe 5xx or rate limit
     ├── ConfigurationError            a missing extra, a bad URI, a server without transactions,
-    │                                 a rejected Stripe key
+    │                                 a rejected Stripe key, a bad Billing(...) option (raised
+    │                                 when the object is built)
     └── DatabaseError                 MongoDB failed; the operation did not complete
         └── TransientDatabaseError    retryable: conflicts, elections, timeouts, lost connections
             └── DatabaseUnavailable   retryable: no server can be reached; long runs stop at once
@@ -102,7 +103,8 @@ class NothingToBill(StateConflict):
 
 
 class ConfigurationError(BillingError):
-    """The environment is not usable: missing extra, bad URI, no replica set."""
+    """The environment is not usable: missing extra, bad URI, no replica set, a bad option
+    of Billing(...) / AsyncBilling(...)."""
 
 
 class DatabaseError(BillingError):

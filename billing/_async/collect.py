@@ -17,6 +17,7 @@ from billing._async.context import AsyncContext
 from billing._async.payments import AsyncPayments
 from billing._async.run_lease import AsyncRunLease, lease_key
 from billing.adapters import documents, ids, schema
+from billing.adapters.mongo_errors import translated
 from billing.collection_runs import Collected, CollectionReport, OrgCollection, Progress, Result
 from billing.domain.models import Invoice, Payment
 from billing.errors import (
@@ -61,8 +62,10 @@ class AsyncCollections:
                                f"got {shown(lease_seconds)}")
         await self._ctx.uow.check_server()
         db = self._ctx.uow.db
-        if oid is not None and await db[schema.ORGS].find_one({"_id": oid}, {"_id": 1}) is None:
-            raise OrgNotFound(f"no org {oid}")
+        with translated():
+            known = oid is None or await db[schema.ORGS].find_one({"_id": oid}, {"_id": 1})
+        if not known:
+            raise OrgNotFound(f"no org {oid}: check the org id and the database")
         report = CollectionReport(str(ObjectId()), bool(apply), part, self._ctx.now())
         lease = AsyncRunLease(self._ctx, report.run_id, lease_key(part, oid, kind="collect"),
                               lease_seconds, what="collect run") if apply else None
@@ -87,6 +90,11 @@ class AsyncCollections:
 
     async def _scan(self, report: CollectionReport, oid: ObjectId | None,
                     progress: Progress | None, lease: AsyncRunLease | None) -> None:
+        with translated():
+            await self._pages(report, oid, progress, lease)
+
+    async def _pages(self, report: CollectionReport, oid: ObjectId | None,
+                     progress: Progress | None, lease: AsyncRunLease | None) -> None:
         orgs = self._ctx.uow.db[schema.ORGS]
         scope: dict[str, Any] = {} if oid is None else {"_id": oid}
         total = await orgs.count_documents(scope) if scope else \
@@ -165,8 +173,9 @@ class AsyncCollections:
                "charged": report.charged(), "error": error, "host": socket.gethostname(),
                "pid": os.getpid(),
                "invoices": [i.as_json() for i in report.items[:1000]]}
-        await self._ctx.uow.db[schema.COLLECTION_RUNS].update_one(
-            {"_id": ObjectId(report.run_id)}, {"$set": doc}, upsert=True)
+        with translated():
+            await self._ctx.uow.db[schema.COLLECTION_RUNS].update_one(
+                {"_id": ObjectId(report.run_id)}, {"$set": doc}, upsert=True)
 
 
 _RESULTS = {

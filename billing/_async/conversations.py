@@ -10,6 +10,7 @@ from bson import ObjectId
 from billing._async.context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
+from billing.adapters.mongo_errors import translated
 from billing.domain.inputs import NewConversation
 from billing.domain.models import Conversation
 from billing.errors import BillingError, InvalidInput, NotFound, shown
@@ -94,7 +95,9 @@ class AsyncConversations:
         oid = ids.object_id(org_id, name="org_id")
         cid = ids.object_id(conversation_id, name="conversation_id")
         await self._ctx.uow.check_server()
-        doc = await self._ctx.uow.db[schema.CONVERSATIONS].find_one({"_id": cid, "org_id": oid})
+        with translated():
+            doc = await self._ctx.uow.db[schema.CONVERSATIONS].find_one(
+                {"_id": cid, "org_id": oid})
         if doc is None:
             raise NotFound(f"no conversation {cid} in org {oid}")
         return documents.conversation(doc)

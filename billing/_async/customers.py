@@ -13,6 +13,7 @@ from billing._async._io import sleep
 from billing._async.context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import schema
+from billing.adapters.mongo_errors import translated
 from billing.errors import BillingError, PaymentInProgress
 from billing.plans import customers as plans
 from billing.plans import require_org
@@ -32,7 +33,9 @@ async def ensure_customer(ctx: AsyncContext, org_id: ObjectId) -> str:
     call holds the claim for longer than `transaction_retry_seconds`.
     """
     await ctx.uow.check_server()
-    org = require_org(await ctx.uow.db[schema.ORGS].find_one({"_id": org_id}), org_id)
+    with translated():
+        doc = await ctx.uow.db[schema.ORGS].find_one({"_id": org_id})
+    org = require_org(doc, org_id)
     if org.stripe_customer_id:
         return org.stripe_customer_id
     holder = str(ObjectId())

@@ -9,6 +9,7 @@ from bson import ObjectId
 from billing._async.context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
+from billing.adapters.mongo_errors import translated
 from billing.adapters.writes import Write, insert
 from billing.domain.inputs import NewOrg
 from billing.domain.models import Org, Prices
@@ -42,7 +43,9 @@ class AsyncOrgs:
         """The org, or OrgNotFound."""
         oid = ids.object_id(org_id, name="org_id")
         await self._ctx.uow.check_server()
-        return require_org(await self._ctx.uow.db[schema.ORGS].find_one({"_id": oid}), oid)
+        with translated():
+            doc = await self._ctx.uow.db[schema.ORGS].find_one({"_id": oid})
+        return require_org(doc, oid)
 
     async def set_collection_schedule(self, org_id: Any, days: Any) -> Org:
         """Override the deployment's retry schedule for this org: the days after finalisation

@@ -12,6 +12,7 @@ from billing._async.context import AsyncContext
 from billing._async.customers import ensure_customer
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
+from billing.adapters.mongo_errors import translated
 from billing.adapters.writes import Write
 from billing.domain.inputs import text
 from billing.domain.models import PaymentMethod, PaymentMethodStatus
@@ -198,9 +199,11 @@ class AsyncPaymentMethods:
         """The org's active payment methods, oldest first."""
         oid = ids.object_id(org_id, name="org_id")
         await self._ctx.uow.check_server()
-        cursor = self._ctx.uow.db[schema.PAYMENT_METHODS].find(
-            {"org_id": oid, "status": PaymentMethodStatus.ACTIVE.value}).sort("_id", 1)
-        return [documents.payment_method(doc) async for doc in cursor]
+        with translated():
+            docs = await self._ctx.uow.db[schema.PAYMENT_METHODS].find(
+                {"org_id": oid, "status": PaymentMethodStatus.ACTIVE.value}).sort(
+                "_id", 1).to_list()
+        return [documents.payment_method(doc) for doc in docs]
 
 
 async def _holder(txn: AsyncTransaction, oid: ObjectId, stripe_id: str) -> dict[str, Any] | None:

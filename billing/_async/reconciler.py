@@ -24,7 +24,7 @@ from billing._async.reconcile_methods import AsyncMethodChecks
 from billing._async.reconcile_payments import AsyncPaymentChecks
 from billing._async.run_lease import AsyncRunLease, lease_key
 from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translate
+from billing.adapters.mongo_errors import translate, translated
 from billing.domain.periods import last_closed_month
 from billing.errors import (
     BillingError,
@@ -72,8 +72,10 @@ class AsyncReconciler:
         audit record is written to `reconciliation_runs` before and after. A repair that fails
         is recorded on its finding (result "failed") and the run goes on, and so is a check that
         cannot finish for one org (bad data, a Stripe error): a "failed" finding of that org.
-        Errors that stop the whole run (database unreachable) are raised after the audit record
-        says so.
+        Errors that stop the whole run (DatabaseUnavailable, KeyboardInterrupt) are raised after
+        the audit record says so (status "failed", when the database can still be written) and
+        the lease is released. A run that takes over an expired lease marks its dead holder's
+        record "abandoned".
         """
         selected = _checks(checks)
         part = shard_of(shard)
@@ -87,7 +89,8 @@ class AsyncReconciler:
                                f"got {shown(stale_after)}")
         await self._ctx.uow.check_server()
         if oid is not None:
-            await self._require_org(oid, selected)
+            with translated():
+                await self._require_org(oid, selected)
         now = self._ctx.now()
         report = ReconcileReport(str(ObjectId()), bool(apply), selected, part, now,
                                  last_closed_month(now).end)
@@ -96,9 +99,11 @@ class AsyncReconciler:
         try:
             if lease is not None:
                 await lease.acquire()
+                await self._close_abandoned(report, lease)
                 await self._audit_start(report, oid)
             try:
-                await self._scan(report, oid, progress, lease, stale_after)
+                with translated():  # detection reads: typed errors, recorded on the audit
+                    await self._scan(report, oid, progress, lease, stale_after)
             except BaseException as exc:
                 report.finished_at = self._ctx.now()
                 if lease is not None:
@@ -204,14 +209,17 @@ class AsyncReconciler:
                 finding.result = "reported"
                 continue
             try:
-                if finding.check is Check.PAYMENT_METHOD:
-                    done = await self._methods.repair(finding)
-                elif finding.check is Check.PAYMENT:
-                    done = await self._payments.repair(finding)
-                else:
-                    done = await self._billing.repair(finding)
+                with translated():
+                    if finding.check is Check.PAYMENT_METHOD:
+                        done = await self._methods.repair(finding)
+                    elif finding.check is Check.PAYMENT:
+                        done = await self._payments.repair(finding)
+                    else:
+                        done = await self._billing.repair(finding)
                 finding.action = f"{finding.action}: {done}"
                 finding.result = "repaired"
+            except DatabaseUnavailable:
+                raise  # every later repair would fail the same way: the run stops
             except Exception as exc:
                 finding.result, finding.error = "failed", _describe(_org_level(exc))
 
@@ -223,6 +231,19 @@ class AsyncReconciler:
             "org_id": oid, "checks": [c.value for c in report.checks],
             "shard": f"{report.shard[0]}/{report.shard[1]}", "boundary": report.boundary,
             "started_at": report.started_at, "host": socket.gethostname(), "pid": os.getpid()})
+
+    async def _close_abandoned(self, report: ReconcileReport, lease: AsyncRunLease) -> None:
+        """Close the audit record of the run whose expired lease this one took over: it died
+        without closing it (SIGKILL, power cut), or it is too stuck to renew (if it wakes, it
+        loses the lease at its next renewal and records `failed` itself)."""
+        if lease.taken_from is None or not ObjectId.is_valid(lease.taken_from):
+            return
+        await self._ctx.uow.db[schema.RECONCILIATION_RUNS].update_one(
+            {"_id": ObjectId(lease.taken_from), "status": "running"},
+            {"$set": {"status": "abandoned", "finished_at": self._ctx.now(),
+                      "errors": [f"abandoned: the run's lease expired without it closing this "
+                                 f"record (killed, or its host lost); run {report.run_id} took "
+                                 "over. Its repairs so far stand; later runs repair the rest"]}})
 
     async def _audit_end(self, report: ReconcileReport, error: str | None = None) -> None:
         summary = report.as_json()
@@ -277,4 +298,6 @@ def _org_level(exc: Exception) -> Exception:
 
 def _describe(exc: BaseException) -> str:
     message = exc.message if isinstance(exc, BillingError) else str(exc)
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM as the CLI raises it
+        message = message or "interrupted (SIGINT)"
     return f"{type(exc).__name__}: {message}"

@@ -11,7 +11,13 @@ from typing import Any, TypeVar
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient, ReadPreference
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import BulkWriteError, ClientBulkWriteException, DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ClientBulkWriteException,
+    DuplicateKeyError,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -27,13 +33,14 @@ from billing.adapters.writes import (
     client_models,
     collection_models,
 )
-from billing.errors import ConfigurationError, TransientDatabaseError
+from billing.errors import ConfigurationError, DatabaseUnavailable, TransientDatabaseError
 
 T = TypeVar("T")
 Doc = dict[str, Any]
 CLIENT_BULK_WRITE_WIRE_VERSION = 25  # MongoDB 8.0
 
 
+_MAX_TIME_MS_EXPIRED = 50
 AGGREGATE_BATCH = 100_001  # above max_docs_per_transaction + 1; a batch stays under 16 MB
 
 
@@ -184,6 +191,9 @@ class AsyncUnitOfWork:
         `with_transaction`; stale reads (a guard or unique index tripped) by this loop, with a
         fresh snapshot each time. Both stop once `retry_seconds` have passed (pymongo alone
         would retry transient errors for 120 s whatever the setting): TransientDatabaseError.
+        A server that cannot be selected is not retried: DatabaseUnavailable as soon as server
+        selection times out (the client's serverSelectionTimeoutMS), so a run over many orgs
+        stops at once instead of waiting `retry_seconds` per org.
         """
         await self.check_server()
         deadline = time.monotonic() + self.retry_seconds
@@ -194,7 +204,12 @@ class AsyncUnitOfWork:
             # here leaves nothing written.
             if time.monotonic() >= deadline:
                 raise _OutOfTime
-            return await work(AsyncTransaction(self, session))
+            try:
+                result = await work(AsyncTransaction(self, session))
+            except ServerSelectionTimeoutError as exc:
+                raise _Unreachable(committing=False) from exc
+            await _commit(session, deadline)
+            return result
 
         while True:
             try:
@@ -216,7 +231,38 @@ class AsyncUnitOfWork:
             except _OutOfTime:
                 raise TransientDatabaseError(
                     f"gave up after {self.retry_seconds:g} s of transient database errors (write "
-                    "conflicts, or the server unreachable); nothing was written, retry the call"
+                    "conflicts, or lost connections); nothing was written, retry the call"
                 ) from None
+            except _Unreachable as exc:
+                raise DatabaseUnavailable(exc.message) from exc.__cause__
             except PyMongoError as exc:
                 raise translate(exc) from exc
+
+
+class _Unreachable(Exception):
+    """Server selection timed out: not a PyMongoError, so `with_transaction` does not retry it."""
+
+    def __init__(self, *, committing: bool) -> None:
+        outcome = ("whether the last commit took effect is unknown (idempotent calls, such as "
+                   "invoice runs, are safe to repeat)" if committing
+                   else "the transaction was rolled back")
+        self.message = (f"MongoDB is unreachable (server selection timed out): {outcome}. Check "
+                        "the URI, the network and that the replica set has a primary, then retry")
+        super().__init__(self.message)
+
+
+async def _commit(session: AsyncClientSession, deadline: float) -> None:
+    """Commit inside the callback, retrying an unknown outcome as `with_transaction` would, but
+    only until `deadline` and never past a server that cannot be selected."""
+    while True:
+        try:
+            await session.commit_transaction()
+            return
+        except ServerSelectionTimeoutError as exc:
+            raise _Unreachable(committing=True) from exc
+        except PyMongoError as exc:
+            if (exc.has_error_label("UnknownTransactionCommitResult")
+                    and getattr(exc, "code", None) != _MAX_TIME_MS_EXPIRED
+                    and time.monotonic() < deadline):
+                continue
+            raise  # TransientTransactionError: with_transaction runs the whole transaction again

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import MongoClient
 
+from billing import options
 from billing._sync import schema_setup
 from billing._sync.collect import Collections
 from billing._sync.context import Context
@@ -28,6 +30,12 @@ from billing.plans import collections
 from billing.plans.collections import DEFAULT_SCHEDULE
 from billing.plans.events import DEFAULT_RETENTION
 from billing.schema_report import SchemaReport
+
+GATEWAY_METHODS = ("create_customer", "attach", "detach", "retrieve_payment_method",
+                   "list_payment_methods", "create_intent", "confirm_intent", "retrieve_intent",
+                   "cancel_intent", "find_customers", "delete_customer")
+CLIENTS = "Billing takes a pymongo MongoClient, AsyncBilling an AsyncMongoClient"
+GATEWAYS = "billing.gateways.StripeGateway for Billing, its Async twin for AsyncBilling"
 
 
 def _utcnow() -> datetime:
@@ -57,7 +65,9 @@ class Billing:
     another may take over; `collection_schedule` the days after
     finalisation on which `collect` attempts payment (default 0, 3, 5, 7; per org:
     `orgs.set_collection_schedule`); `event_retention` how long billing events are kept (default
-    90 days); `clock` is for tests.
+    90 days); `clock` is for tests. A bad option (wrong type, NaN or infinite
+    seconds, a database name MongoDB refuses, a bad schedule) raises ConfigurationError here,
+    at construction.
     """
 
     def __init__(
@@ -76,13 +86,23 @@ class Billing:
         event_retention: timedelta = DEFAULT_RETENTION,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        if isinstance(max_docs_per_transaction, bool) or not isinstance(
-            max_docs_per_transaction, int
-        ) or not 1 <= max_docs_per_transaction <= 100_000:
-            raise InvalidInput("max_docs_per_transaction must be an int from 1 to 100000")
-        self._uow = UnitOfWork(client, database, retry_seconds=transaction_retry_seconds,
-                                    client_bulk_write=client_bulk_write,
-                                    joined_reads=joined_reads)
+        # Every option is checked here, so a bad one fails now (ConfigurationError), not at the
+        # first call with a pymongo or built-in error.
+        options.instance(client, MongoClient, name="client",
+                         example=CLIENTS)
+        database = options.database(database)
+        max_docs = options.count(max_docs_per_transaction, name="max_docs_per_transaction",
+                                 low=1, high=100_000)
+        retry_seconds = options.seconds(transaction_retry_seconds,
+                                        name="transaction_retry_seconds")
+        lease_seconds = options.seconds(payment_lease_seconds, name="payment_lease_seconds")
+        # The gateway's methods must be coroutines exactly when this class's are.
+        options.gateway(gateway, methods=GATEWAY_METHODS,
+                        coroutines=inspect.iscoroutinefunction(self.setup), example=GATEWAYS)
+        self._uow = UnitOfWork(
+            client, database, retry_seconds=retry_seconds,
+            client_bulk_write=options.flag(client_bulk_write, name="client_bulk_write"),
+            joined_reads=options.flag(joined_reads, name="joined_reads"))
         try:
             days = collections.schedule(collection_schedule, name="collection_schedule")
         except InvalidInput as exc:
@@ -91,9 +111,9 @@ class Billing:
                 timedelta(hours=1) <= event_retention <= timedelta(days=3650):
             raise ConfigurationError(f"event_retention must be a timedelta from 1 hour to 3650 "
                                      f"days, got {event_retention!r:.60}")
-        self._ctx = ctx = Context(self._uow, _milliseconds(clock), max_docs_per_transaction,
-                                       gateway, payment_lease_seconds, webhook_secret, days,
-                                       event_retention)
+        self._ctx = ctx = Context(
+            self._uow, _milliseconds(options.clock(clock)), max_docs, gateway, lease_seconds,
+            options.secret(webhook_secret, name="webhook_secret"), days, event_retention)
         self.orgs = Orgs(ctx)
         self.conversations = Conversations(ctx)
         self.invoices = Invoices(ctx)

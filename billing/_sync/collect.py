@@ -18,6 +18,7 @@ from billing._sync.context import Context
 from billing._sync.payments import Payments
 from billing._sync.run_lease import RunLease, lease_key
 from billing.adapters import documents, ids, schema
+from billing.adapters.mongo_errors import translated
 from billing.collection_runs import Collected, CollectionReport, OrgCollection, Progress, Result
 from billing.domain.models import Invoice, Payment
 from billing.errors import (
@@ -62,8 +63,10 @@ class Collections:
                                f"got {shown(lease_seconds)}")
         self._ctx.uow.check_server()
         db = self._ctx.uow.db
-        if oid is not None and db[schema.ORGS].find_one({"_id": oid}, {"_id": 1}) is None:
-            raise OrgNotFound(f"no org {oid}")
+        with translated():
+            known = oid is None or db[schema.ORGS].find_one({"_id": oid}, {"_id": 1})
+        if not known:
+            raise OrgNotFound(f"no org {oid}: check the org id and the database")
         report = CollectionReport(str(ObjectId()), bool(apply), part, self._ctx.now())
         lease = RunLease(self._ctx, report.run_id, lease_key(part, oid, kind="collect"),
                               lease_seconds, what="collect run") if apply else None
@@ -88,6 +91,11 @@ class Collections:
 
     def _scan(self, report: CollectionReport, oid: ObjectId | None,
                     progress: Progress | None, lease: RunLease | None) -> None:
+        with translated():
+            self._pages(report, oid, progress, lease)
+
+    def _pages(self, report: CollectionReport, oid: ObjectId | None,
+                     progress: Progress | None, lease: RunLease | None) -> None:
         orgs = self._ctx.uow.db[schema.ORGS]
         scope: dict[str, Any] = {} if oid is None else {"_id": oid}
         total = orgs.count_documents(scope) if scope else \
@@ -166,8 +174,9 @@ class Collections:
                "charged": report.charged(), "error": error, "host": socket.gethostname(),
                "pid": os.getpid(),
                "invoices": [i.as_json() for i in report.items[:1000]]}
-        self._ctx.uow.db[schema.COLLECTION_RUNS].update_one(
-            {"_id": ObjectId(report.run_id)}, {"$set": doc}, upsert=True)
+        with translated():
+            self._ctx.uow.db[schema.COLLECTION_RUNS].update_one(
+                {"_id": ObjectId(report.run_id)}, {"$set": doc}, upsert=True)
 
 
 _RESULTS = {

@@ -14,6 +14,7 @@ from billing._sync._io import sleep
 from billing._sync.context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import schema
+from billing.adapters.mongo_errors import translated
 from billing.errors import BillingError, PaymentInProgress
 from billing.plans import customers as plans
 from billing.plans import require_org
@@ -33,7 +34,9 @@ def ensure_customer(ctx: Context, org_id: ObjectId) -> str:
     call holds the claim for longer than `transaction_retry_seconds`.
     """
     ctx.uow.check_server()
-    org = require_org(ctx.uow.db[schema.ORGS].find_one({"_id": org_id}), org_id)
+    with translated():
+        doc = ctx.uow.db[schema.ORGS].find_one({"_id": org_id})
+    org = require_org(doc, org_id)
     if org.stripe_customer_id:
         return org.stripe_customer_id
     holder = str(ObjectId())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from bson import ObjectId
@@ -13,10 +14,13 @@ from billing._sync.payments import Payments, latest_payment
 from billing._sync.reads import read_invoice
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import ids, queries, schema
+from billing.adapters.mongo_errors import translated
 from billing.domain.models import Invoice, Payment
 from billing.domain.periods import Period
 from billing.errors import InvalidInput, shown
 from billing.plans import invoices as invoice_plans
+
+ORG_PAGE = 500  # org ids per read of an invoice run
 
 
 class Invoices:
@@ -73,7 +77,9 @@ class Invoices:
 
         An org's failure is recorded in the summary and the run goes on; re-running is safe
         (orgs already invoiced come back as `already_invoiced`). Errors that stop the whole run
-        (database unreachable, bad configuration) are raised.
+        (DatabaseUnavailable: no server selectable within the client's serverSelectionTimeoutMS;
+        bad configuration) are raised at once, never recorded org after org; orgs invoiced
+        before stand, and rerunning finishes the rest.
         """
         if not isinstance(period, Period):
             raise InvalidInput(f"period must be a billing.Period (e.g. Period.month('2026-10')), "
@@ -81,12 +87,12 @@ class Invoices:
         period = Period.of(period.start, period.end, now=self._ctx.now())
         scope = {} if org_id is None else {"_id": ids.object_id(org_id, name="org_id")}
         self._ctx.uow.check_server()
-        orgs = self._ctx.uow.db[schema.ORGS]
-        summary = runs.RunSummary(period, self._ctx.now(), orgs.count_documents(scope))
+        with translated():
+            total = self._ctx.uow.db[schema.ORGS].count_documents(scope)
+        summary = runs.RunSummary(period, self._ctx.now(), total)
         if org_id is not None and summary.total_orgs == 0:
             plans.require_org(None, scope["_id"])
-        for doc in orgs.find(scope, {"_id": 1}).sort("_id", 1):
-            oid = doc["_id"]
+        for oid in self._org_ids(scope):
             try:
                 invoice = self._bill(oid, period, supplement=0, finalize=True)
                 result = runs.result_of(str(oid), summary.started_at, invoice=invoice)
@@ -99,6 +105,23 @@ class Invoices:
                 progress(len(summary.results), summary.total_orgs, result)
         summary.finished_at = self._ctx.now()
         return summary
+
+    def _org_ids(self, scope: dict[str, Any]) -> Iterator[ObjectId]:
+        """The ids of the orgs in `scope`, in `_id` order, read a page at a time (each read
+        translated: a database lost mid-run raises DatabaseUnavailable, not a pymongo error)."""
+        orgs, last = self._ctx.uow.db[schema.ORGS], None
+        while True:
+            page_filter = scope if last is None else {**scope, "_id": {"$gt": last}}
+            with translated():
+                page = orgs.find(page_filter, {"_id": 1}).sort("_id", 1).limit(
+                    ORG_PAGE).to_list()
+            if not page:
+                return
+            for doc in page:
+                last = doc["_id"]
+                yield last
+            if len(page) < ORG_PAGE:
+                return
 
     def _bill(
         self, org_id: ObjectId, period: Period, *, supplement: int, finalize: bool

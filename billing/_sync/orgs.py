@@ -10,6 +10,7 @@ from bson import ObjectId
 from billing._sync.context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
+from billing.adapters.mongo_errors import translated
 from billing.adapters.writes import Write, insert
 from billing.domain.inputs import NewOrg
 from billing.domain.models import Org, Prices
@@ -43,7 +44,9 @@ class Orgs:
         """The org, or OrgNotFound."""
         oid = ids.object_id(org_id, name="org_id")
         self._ctx.uow.check_server()
-        return require_org(self._ctx.uow.db[schema.ORGS].find_one({"_id": oid}), oid)
+        with translated():
+            doc = self._ctx.uow.db[schema.ORGS].find_one({"_id": oid})
+        return require_org(doc, oid)
 
     def set_collection_schedule(self, org_id: Any, days: Any) -> Org:
         """Override the deployment's retry schedule for this org: the days after finalisation

@@ -13,6 +13,7 @@ from billing._sync.context import Context
 from billing._sync.customers import ensure_customer
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
+from billing.adapters.mongo_errors import translated
 from billing.adapters.writes import Write
 from billing.domain.inputs import text
 from billing.domain.models import PaymentMethod, PaymentMethodStatus
@@ -199,9 +200,11 @@ class PaymentMethods:
         """The org's active payment methods, oldest first."""
         oid = ids.object_id(org_id, name="org_id")
         self._ctx.uow.check_server()
-        cursor = self._ctx.uow.db[schema.PAYMENT_METHODS].find(
-            {"org_id": oid, "status": PaymentMethodStatus.ACTIVE.value}).sort("_id", 1)
-        return [documents.payment_method(doc) for doc in cursor]
+        with translated():
+            docs = self._ctx.uow.db[schema.PAYMENT_METHODS].find(
+                {"org_id": oid, "status": PaymentMethodStatus.ACTIVE.value}).sort(
+                "_id", 1).to_list()
+        return [documents.payment_method(doc) for doc in docs]
 
 
 def _holder(txn: Transaction, oid: ObjectId, stripe_id: str) -> dict[str, Any] | None:

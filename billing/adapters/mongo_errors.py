@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from pymongo.errors import (
     ConfigurationError as MongoConfigurationError,
 )
@@ -50,11 +53,26 @@ def translate(exc: PyMongoError) -> DatabaseError | ConfigurationError:
                 "MongoDB is unreachable (server selection timed out): check the URI, the network "
                 "and that the replica set has a primary; nothing was written"
             )
+        if isinstance(exc, ConnectionFailure) and code is None:
+            return TransientDatabaseError(
+                f"lost the connection to MongoDB ({name}): the server may be down or "
+                "unreachable; what was not committed was rolled back: retry the same call"
+            )
         return TransientDatabaseError(
             f"temporary database failure ({name}, code {code}); the transaction was rolled back "
             "and nothing was written: retry the same call"
         )
     return DatabaseError(f"database operation failed ({name}, code {code}): {_brief(exc)}")
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Reads outside the unit of work (sync or async code alike): any PyMongoError leaves as
+    its billing error, e.g. `with translated(): doc = await coll.find_one(...)`."""
+    try:
+        yield
+    except PyMongoError as exc:
+        raise translate(exc) from exc
 
 
 def _brief(exc: PyMongoError) -> str:

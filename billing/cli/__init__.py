@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pymongo.errors import PyMongoError
 
 from billing.adapters.mongo_errors import translate
-from billing.cli import connect, exit_codes, parser
+from billing.cli import connect, exit_codes, parser, signals
 from billing.cli.output import emit_json
 from billing.errors import BillingError
 
@@ -44,21 +44,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else exit_codes.USAGE
     as_json = bool(getattr(args, "json", False))
-    try:
-        code: int = args.handler(args)
-        return code
-    except PyMongoError as exc:  # a direct database call of a command, e.g. the demo's seeding
-        error = translate(exc)
-        return _fail(error.message, exit_codes.for_error(error), as_json=as_json,
-                     secrets=secrets)
-    except BillingError as exc:
-        return _fail(exc.message, exit_codes.for_error(exc), as_json=as_json, secrets=secrets)
-    except KeyboardInterrupt:
-        return _fail("interrupted; what was committed stays, rerunning is safe",
-                     exit_codes.INTERRUPTED, as_json=as_json, secrets=secrets)
+    with signals.handled():  # SIGTERM stops a command as Ctrl-C does
+        try:
+            code: int = args.handler(args)
+            return code
+        except PyMongoError as exc:  # a direct database call of a command, e.g. the demo's seeding
+            error = translate(exc)
+            return _fail(error.message, exit_codes.for_error(error), as_json=as_json,
+                         secrets=secrets)
+        except BillingError as exc:
+            return _fail(exc.message, exit_codes.for_error(exc), as_json=as_json,
+                         secrets=secrets)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or signals.Stopped by SIGTERM or SIGINT
+            code = exc.exit_code if isinstance(exc, signals.Stopped) else exit_codes.INTERRUPTED
+            return _fail(f"{exc or 'interrupted'}; what was committed stays, rerunning is safe",
+                         code, as_json=as_json, secrets=secrets)
 
 
 def _fail(message: str, code: int, *, as_json: bool, secrets: Sequence[str]) -> int:
+    signals.outcome_shown()
     message = connect.scrub(" ".join(message.split()), secrets)  # one line
     print(f"billing: error: {message}", file=sys.stderr, flush=True)
     if as_json:

@@ -17,28 +17,40 @@ import stripe
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from billing import Billing
+from billing import Billing, options
 from billing.adapters.mongo_errors import translate
 from billing.embedded import EmbeddedDatabase
 from billing.errors import ConfigurationError, InvalidInput
 from billing.gateways import PaymentGateway, StripeGateway
 
-# An unreachable server fails the command (exit 3) after this long instead of hanging a cron
-# job; a serverSelectionTimeoutMS in the URI wins.
+# An unreachable server fails the command (exit 3) instead of hanging a cron job: a run stops at
+# the first server selection that times out (DatabaseUnavailable), within about two of these
+# (the interrupted transaction's abort waits for one too). Long enough to ride out most
+# replica-set elections; a serverSelectionTimeoutMS in the URI wins.
 SERVER_SELECTION_TIMEOUT_MS = 10_000
 # A Stripe call that hangs fails (and is reported) after this long rather than Stripe's 80 s.
 STRIPE_TIMEOUT_S = 30
-_NOT_IN_DATABASE_NAMES = frozenset('/\\. "$\x00')
 
 
 def database_name(name: str) -> str:
     """A name MongoDB accepts for a database, or InvalidInput (before anything connects)."""
-    if not name or len(name.encode()) > 63 or _NOT_IN_DATABASE_NAMES & set(name):
+    if options.database_name_problem(name):
         raise InvalidInput(
             f"--database {name!r} is not a valid database name: use up to 63 letters, "
             "digits, '_' or '-'"
         )
     return name
+
+
+def connection_string(uri: str, *, source: str) -> str:
+    """`uri` if it is a MongoDB connection string. pymongo would take any other text for a host
+    name and fail only after a server selection timeout, as "unreachable"; this says what is
+    wrong at once: InvalidInput for --uri (exit 2), ConfigurationError for $MONGODB_URI."""
+    if uri.startswith(("mongodb://", "mongodb+srv://")):
+        return uri
+    error = InvalidInput if source == "--uri" else ConfigurationError
+    raise error(f"{source} is not a MongoDB connection string: it must start with mongodb:// or "
+                "mongodb+srv:// (e.g. mongodb://db1.example.com:27017/?replicaSet=rs0)")
 
 
 def resolve_uri(uri: str | None) -> str | None:
@@ -55,7 +67,10 @@ def billing_for(uri: str | None, database: str, *, notices: TextIO,
     ConfigurationError for a bad URI or missing extra, and (unless `require_schema` is False)
     for a database that `billing setup` has not brought to this version."""
     database = database_name(database)
+    source = "--uri" if uri is not None else "MONGODB_URI"
     uri = resolve_uri(uri)
+    if uri is not None:
+        connection_string(uri, source=source)
     with contextlib.ExitStack() as stack:
         if uri is None:
             embedded = stack.enter_context(EmbeddedDatabase())

@@ -12,11 +12,18 @@
                            `NotFound`)
     3  UNAVAILABLE         configuration error or database unreachable (`ConfigurationError`,
                            `DatabaseError` that stopped the whole command), or a database without
-                           this version's schema (run `billing setup`); nothing more was written
+                           this version's schema (run `billing setup`); nothing more was written.
+                           A run stops at the first server selection that times out
+                           (`DatabaseUnavailable`): orgs done so far stand, rerunning is safe
     4  LEASE_NOT_ACQUIRED  reconcile --apply: another run holds the shard's lease, so this one
                            repaired nothing (or it lost the lease mid-run: its repairs so far
                            stand); let the other run finish, or retry later
-  130  INTERRUPTED         stopped by Ctrl-C; what committed stays committed, rerunning is safe
+  130  INTERRUPTED         stopped by Ctrl-C (SIGINT); what committed stays committed, rerunning
+                           is safe; reconcile --apply records its run `failed` with the reason and
+                           releases its lease first
+  143  TERMINATED          stopped by SIGTERM (cron, systemd, Kubernetes), handled like Ctrl-C.
+                           A run killed outright (SIGKILL) leaves its audit record `running`: the
+                           next reconcile --apply marks it `abandoned` once its lease has lapsed
 
 Errors print one line to stderr, `billing: error: <message>`, and with --json also
 `{"error": ..., "exit_code": ...}` on stdout.
@@ -42,6 +49,7 @@ USAGE = 2
 UNAVAILABLE = 3
 LEASE_NOT_ACQUIRED = 4
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+TERMINATED = 143  # 128 + SIGTERM
 
 # `billing --help` shows the table of the docstring above, so the two cannot disagree.
 EPILOG = "exit codes:\n" + (__doc__ or "").split("\n\n")[1]

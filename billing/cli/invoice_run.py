@@ -12,9 +12,10 @@ from typing import Any
 
 from billing import Billing
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, report
+from billing.cli import connect, exit_codes, report, signals
 from billing.cli.output import ProgressBar, emit_json
 from billing.domain.periods import Period
+from billing.errors import OrgNotFound
 from billing.runs import RunSummary
 
 DEFAULT_DATABASE = "billing"
@@ -42,7 +43,11 @@ def main(args: argparse.Namespace) -> int:
     org_id = None if args.org is None else str(ids.object_id(args.org, name="--org"))
     database = args.database or DEFAULT_DATABASE
     with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
-        summary = run_with_progress(billing, period, org_id=org_id)
+        try:
+            summary = run_with_progress(billing, period, org_id=org_id)
+        except OrgNotFound:  # the library's message advises orgs.create(): no CLI command
+            raise OrgNotFound(f"no org {org_id} in database {database!r}: check the id given "
+                              "to --org and the --database") from None
         names = {} if args.json else report.org_names(billing, summary)
         # Shown before the embedded database (if any) takes its seconds to stop.
         return show(summary, names, as_json=args.json)
@@ -58,6 +63,7 @@ def show(summary: RunSummary, names: dict[str, str], *, as_json: bool,
          extra: dict[str, Any] | None = None) -> int:
     """Print the summary (table or one JSON document); returns the exit code."""
     code = exit_codes.for_summary(summary)
+    signals.outcome_shown()
     if as_json:
         emit_json({**summary.as_json(), **(extra or {}), "exit_code": code}, sys.stdout)
     else:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, invoice_run
+from billing.cli import connect, exit_codes, invoice_run, signals
 from billing.cli import report as run_report
 from billing.cli.output import ProgressBar, emit_json
 from billing.reconciliation import SAMPLE_IDS, Check, ReconcileReport, parse_shard
@@ -64,6 +64,7 @@ def show(report: ReconcileReport, *, as_json: bool,
          names: Mapping[str, str] | None = None) -> int:
     """Print the report (findings for people, or one JSON document); returns the exit code."""
     code = exit_codes.for_report(report)
+    signals.outcome_shown()
     if as_json:
         emit_json({**report.as_json(), "exit_code": code}, sys.stdout)
     else:

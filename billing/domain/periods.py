@@ -54,8 +54,11 @@ class Period:
     def month(cls, text: Any, *, now: datetime | None = None) -> Period:
         """Parse 'YYYY-MM' into the closed calendar month [first day, first day of next)."""
         match = _MONTH.match(text) if isinstance(text, str) else None
-        if not match or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1970:
+        if not match or not 1 <= int(match[2]) <= 12:
             raise InvalidPeriod(f"period {shown(text)} is not a month like 2026-10")
+        if int(match[1]) < 1970:
+            raise InvalidPeriod(f"period {text!r} is before 1970-01, the first month billing "
+                                "bills: give a month from 1970-01 on, like 2026-10")
         start = datetime(int(match[1]), int(match[2]), 1, tzinfo=UTC)
         if start.year == 9999 and start.month == 12:
             raise InvalidPeriod(f"period {text!r} ends after the last representable date")

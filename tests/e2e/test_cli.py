@@ -199,7 +199,7 @@ def test_a_failing_org_gives_exit_1_and_a_rerun_after_the_fix_bills_it(
     (["--period", OPEN_MONTH], "future"),
     (["--period", "2026-13"], "not a month"),
     (["--period", PERIOD.label, "--org", '{"$ne": null}'], "--org"),
-    (["--period", PERIOD.label, "--org", str(ObjectId())], "no org"),
+    (["--period", PERIOD.label, "--org", str(ObjectId())], "check the id given to --org"),
 ])
 def test_bad_arguments_give_exit_2_and_change_nothing(
     mongo_uri: str, db_name: str, seeded: dict[str, Any], args: list[str], says: str
@@ -221,6 +221,10 @@ def test_bad_arguments_give_exit_2_and_change_nothing(
     ["invoice", "run"],  # --period is required
     ["invoice", "run", "--period", "2026-10", "--bogus"],
     ["--database", "a/b", "invoice", "run", "--period", "2026-10"],
+    # Not a connection string: said at once, not "unreachable" after a host lookup and timeout.
+    ["invoice", "run", "--period", "2026-10", "--uri", "not-a-uri"],
+    ["--uri", "localhost:27017", "reconcile"],
+    ["--uri", "", "demo"],
 ])
 def test_usage_errors_give_exit_2_without_connecting(args: list[str]) -> None:
     # The unreachable URI would cost a timeout and exit 3 if anything tried to connect.
@@ -278,7 +282,8 @@ def test_help_lists_the_exit_codes() -> None:
     result = cli("--help")
 
     assert result.returncode == 0
-    for line in ("0  OK", "1  ORGS_FAILED", "2  USAGE", "3  UNAVAILABLE", "4  LEASE_NOT_ACQUIRED"):
+    for line in ("0  OK", "1  ORGS_FAILED", "2  USAGE", "3  UNAVAILABLE", "4  LEASE_NOT_ACQUIRED",
+                 "130  INTERRUPTED", "143  TERMINATED"):
         assert line in result.stdout
 
 

@@ -24,6 +24,7 @@ from billing import AsyncBilling, Billing
 from billing.domain.periods import Period, last_closed_month
 from billing.errors import (
     BillingError,
+    ConfigurationError,
     CurrencyMismatch,
     InvalidInput,
     InvalidMoney,
@@ -38,6 +39,7 @@ from billing.errors import (
     PeriodNotClosed,
     StateConflict,
 )
+from billing.gateways import AsyncFakeGateway, FakeGateway
 from billing.plans.webhooks import WebhookOutcome
 from tests.support import figures
 from tests.support.billing_data import NOV, OCT, dump
@@ -69,11 +71,16 @@ MONEY: list[tuple[str, Any]] = [
 CURRENCIES: list[tuple[str, Any]] = [
     ("empty", ""), ("2 letters", "us"), ("unknown", "xxx"), ("trailing space", "usd "),
     ("word", "dollars"), ("fullwidth", "\uff35\uff33\uff24"), ("int", 840), ("list", ["usd"]),
-    ("$ne", {"$ne": None}), ("1 MB", MB),
+    ("$ne", {"$ne": None}), ("1 MB", MB), ("lone surrogate", "\ud800"),
+]
+# Python strings that are not Unicode text: MongoDB stores UTF-8, which cannot encode them.
+LONE_SURROGATES: list[tuple[str, Any]] = [
+    ("lone surrogate", "\ud800"), ("low surrogate inside", "ab\udfffc"),
+    ("surrogateescape byte", "pm_\udcff"),
 ]
 TEXTS: list[tuple[str, Any]] = [
     ("empty", ""), ("blank", "   "), ("int", 1), ("list", ["x"]), ("$ne", {"$ne": None}),
-    ("1 MB", MB), ("NUL", "a\x00b"), ("bytes", b"x"),
+    ("1 MB", MB), ("NUL", "a\x00b"), ("bytes", b"x"), *LONE_SURROGATES,
 ]
 NAIVE = datetime(2026, 10, 1)
 DATES: list[tuple[str, Any]] = [
@@ -474,6 +481,14 @@ def cli_cases() -> list[list[str]]:
     for database in ["a/b", "a.b", "a b", "a$b", "x" * 64, "\x00"]:
         cases.append(["--database", database, *run, "--period", CLOSED])
         cases.append([*run, "--period", CLOSED, "--database", database])
+    # Bytes that are not UTF-8 reach argv as lone surrogates (surrogateescape).
+    for bad in ["a\udcffb", "\udcff" * 24]:
+        cases.append(["--database", bad, *run, "--period", CLOSED])
+        cases.append([*run, "--period", CLOSED, "--org", bad])
+        cases.append(["reconcile", "--org", bad])
+        cases.append([*run, "--period", bad])
+        cases.append(["reconcile", "--shard", bad])
+        cases.append(["reconcile", "--check", bad])
     cases.append(["demo", "--database", "{db}"])  # the demo refuses a database it did not write
     return cases
 
@@ -553,3 +568,111 @@ def test_errors_for_huge_input_have_short_messages(billing: Billing, label: str,
         call(billing)
 
     assert len(caught.value.message) < 1000, label
+
+
+# ---- lone surrogates name the field -------------------------------------------------------------
+
+SURROGATE_FIELDS: list[tuple[str, Call]] = [
+    ("name", lambda b, w: b.orgs.create(name="Acme \ud800", currency="usd", per_conversation=1,
+                                        per_started_minute=1)),
+    ("external_id", lambda b, w: b.conversations.record(
+        w.a.org, started_at=OCT[0], ended_at=OCT[0] + timedelta(minutes=1),
+        external_id="call-\udfff")),
+    ("description", lambda b, w: b.line_items.add(w.a.org, w.a.draft, description="Fee \ud800",
+                                                  quantity=1, unit_amount=100)),
+    ("stripe_payment_method", lambda b, w: b.payment_methods.attach(
+        w.a.org, "pm_\ud800", request_id="r-surrogate")),
+    ("request_id", lambda b, w: b.payment_methods.attach(
+        w.a.org, "pm_card_visa", request_id="r-\udcff")),
+]
+
+
+@pytest.mark.parametrize("field,call", SURROGATE_FIELDS, ids=[f[0] for f in SURROGATE_FIELDS])
+def test_a_lone_surrogate_is_invalid_input_naming_the_field(
+    world_billing: Billing, field: str, call: Call
+) -> None:
+    w = two_orgs(world_billing)
+    before = dump(world_billing.database)
+
+    with pytest.raises(InvalidInput) as caught:
+        call(world_billing, w)
+
+    assert field in caught.value.message and "surrogate" in caught.value.message
+    caught.value.message.encode()  # the message itself is printable UTF-8
+    assert dump(world_billing.database) == before
+
+
+# ---- Billing(...) / AsyncBilling(...) options: ConfigurationError when built --------------------
+
+BAD_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    *[(f"database={value!r:.30}", {"database": value}) for value in [
+        "a$b", "", "a.b", 5, None, "a/b", "a\\b", "a b", 'a"b', "a\x00b", "x" * 64,
+        "é" * 32, "db\ud800", b"billing"]],
+    *[(f"max_docs_per_transaction={value!r}", {"max_docs_per_transaction": value})
+      for value in [0, -1, 100_001, 1.5, 10.0, True, "10", None, math.nan]],
+    *[(f"transaction_retry_seconds={value!r}", {"transaction_retry_seconds": value})
+      for value in ["10", math.nan, math.inf, -math.inf, 0, -1, True, None, 86_401,
+                    Decimal("10"), [10]]],
+    *[(f"payment_lease_seconds={value!r}", {"payment_lease_seconds": value})
+      for value in [math.inf, "60", math.nan, 0, -5, True, None, 10**9]],
+    *[(f"{flag}={value!r}", {flag: value}) for flag in ("client_bulk_write", "joined_reads")
+      for value in ["yes", 1, 0, "False"]],
+    *[(f"webhook_secret={value!r}", {"webhook_secret": value})
+      for value in ["", 5, b"whsec_x", "whsec_\ud800", ["whsec_x"]]],
+    *[(f"clock={value!r}", {"clock": value}) for value in ["now", 5, datetime.now(UTC)]],
+    ("gateway=object()", {"gateway": object()}),
+    ("gateway='sk_test'", {"gateway": "sk_test"}),
+]
+
+
+@pytest.mark.parametrize("label,options", BAD_OPTIONS, ids=[o[0] for o in BAD_OPTIONS])
+async def test_bad_options_raise_configuration_error_when_built(
+    client: Any, async_client: Any, billing: Billing, label: str, options: dict[str, Any]
+) -> None:
+    names = set(client.list_database_names())
+    before = dump(billing.database)
+    figures.add("bad inputs tried", 2)
+
+    for make, c in ((Billing, client), (AsyncBilling, async_client)):
+        with pytest.raises(ConfigurationError) as caught:
+            make(c, **{"database": billing.database.name, **options})
+        assert caught.value.message.strip()
+        caught.value.message.encode()  # printable, even when it quotes a lone surrogate
+
+    assert set(client.list_database_names()) == names
+    assert dump(billing.database) == before
+
+
+@pytest.mark.parametrize("label", ["async gateway in Billing", "sync gateway in AsyncBilling",
+                                   "AsyncMongoClient in Billing", "MongoClient in AsyncBilling",
+                                   "URI string as client"])
+async def test_mismatched_clients_and_gateways_raise_configuration_error_when_built(
+    client: Any, async_client: Any, db_name: str, label: str
+) -> None:
+    make: Any = {
+        "async gateway in Billing": lambda: Billing(client, database=db_name,
+                                                    gateway=AsyncFakeGateway()),
+        "sync gateway in AsyncBilling": lambda: AsyncBilling(async_client, database=db_name,
+                                                             gateway=FakeGateway()),
+        "AsyncMongoClient in Billing": lambda: Billing(async_client, database=db_name),
+        "MongoClient in AsyncBilling": lambda: AsyncBilling(client, database=db_name),
+        "URI string as client": lambda: Billing("mongodb://127.0.0.1:1", database=db_name),
+    }[label]
+    figures.add("bad inputs tried", 1)
+
+    with pytest.raises(ConfigurationError):
+        make()
+    assert db_name not in client.list_database_names()
+
+
+def test_edge_options_that_are_valid_are_accepted(client: Any, db_name: str) -> None:
+    b = Billing(client, database=db_name, max_docs_per_transaction=1,
+                transaction_retry_seconds=0.5, payment_lease_seconds=86_400,
+                client_bulk_write=False, joined_reads=None, webhook_secret="whsec_é",
+                gateway=FakeGateway())
+    b.setup()
+    org = b.orgs.create(name="Zoë 東京 🚀", currency="usd", per_conversation=1,
+                        per_started_minute=1)
+    assert b.orgs.get(org.id).name == "Zoë 東京 🚀"
+    # 63 bytes of UTF-8 is the longest name MongoDB takes.
+    assert Billing(client, database="é" * 31 + "x").database.name == "é" * 31 + "x"

@@ -13,6 +13,7 @@ from billing.cli.output import ProgressBar
 from billing.errors import (
     BillingError,
     ConfigurationError,
+    DatabaseUnavailable,
     InvalidInput,
     LeaseNotAcquired,
     NothingToBill,
@@ -60,6 +61,7 @@ def test_a_report_exits_0_only_when_nothing_is_left_wrong(
     (OrgNotFound("gone"), exit_codes.USAGE),
     (ConfigurationError("no"), exit_codes.UNAVAILABLE),
     (TransientDatabaseError("later"), exit_codes.UNAVAILABLE),
+    (DatabaseUnavailable("gone"), exit_codes.UNAVAILABLE),
     (NothingToBill("other state conflicts"), exit_codes.ORGS_FAILED),
 ])
 def test_errors_map_to_exit_codes(error: BillingError, code: int) -> None:
@@ -68,7 +70,7 @@ def test_errors_map_to_exit_codes(error: BillingError, code: int) -> None:
 
 def test_the_help_table_lists_every_code_and_no_longer_calls_4_reserved() -> None:
     for line in ("0  OK", "1  ORGS_FAILED", "2  USAGE", "3  UNAVAILABLE",
-                 "4  LEASE_NOT_ACQUIRED", "130  INTERRUPTED"):
+                 "4  LEASE_NOT_ACQUIRED", "130  INTERRUPTED", "143  TERMINATED"):
         assert line in exit_codes.EPILOG
     assert "reserved" not in exit_codes.EPILOG
 

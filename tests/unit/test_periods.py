@@ -108,11 +108,18 @@ def test_month_parses_a_calendar_month(text: str, start: datetime, end: datetime
 
 
 @pytest.mark.parametrize("text", ["2026-13", "2026-00", "2026-1", "26-10", "2026/10", "2026-10-01",
-                                  "1969-12", "", " 2026-10", "2026-10 ", "october", None, 202610,
+                                  "", " 2026-10", "2026-10 ", "october", None, 202610,
                                   {"$ne": None}, ["2026-10"]])
 def test_month_refuses_anything_but_yyyy_mm(text: Any) -> None:
     with pytest.raises(InvalidPeriod, match="not a month"):
         Period.month(text, now=NOW)
+
+
+@pytest.mark.parametrize("text", ["1969-12", "0000-01"])
+def test_month_before_1970_says_so(text: str) -> None:
+    with pytest.raises(InvalidPeriod, match="before 1970-01") as caught:
+        Period.month(text, now=NOW)
+    assert "not a month" not in caught.value.message
 
 
 @pytest.mark.parametrize("text", ["2026-10\n", "\uff12\uff10\uff12\uff16-\uff11\uff10"])
