@@ -60,6 +60,8 @@ class AsyncCollections:
                 or not 0 < lease_seconds < 86_400:
             raise InvalidInput(f"lease_seconds must be a number of seconds from 0 to 86400, "
                                f"got {shown(lease_seconds)}")
+        if apply:
+            self._ctx.require_gateway()  # ConfigurationError before anything is read or written
         await self._ctx.uow.check_server()
         db = self._ctx.uow.db
         with translated():

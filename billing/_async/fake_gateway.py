@@ -18,6 +18,7 @@ before or after Stripe acted, and `during` runs code while a call is in flight.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -89,6 +90,7 @@ class AsyncFakeGateway:
         self._failures: dict[str, list[tuple[BillingError, bool]]] = {}
         self._during: dict[str, list[Callable[[], Awaitable[None]]]] = {}
         self._ids = itertools.count(1)
+        self._lock = threading.RLock()  # threads share one fake, as processes share Stripe
 
     def fail_next(
         self, method_name: str, error: BillingError, *, times: int = 1, after: bool = False
@@ -114,18 +116,20 @@ class AsyncFakeGateway:
     def complete_action(self, intent_id: str, *, authenticated: bool = True) -> Intent:
         """The customer finishes 3-D Secure on an intent in requires_action: it succeeds (money
         moves) or, abandoned or failed, returns to requires_payment_method."""
-        intent = self._intent(intent_id)
-        if intent.status is not IntentStatus.REQUIRES_ACTION:
-            raise ValueError(f"intent {intent_id} is {intent.status}, not requires_action")
-        return self._conclude(intent, succeeded=authenticated,
-                              code="payment_intent_authentication_failure")
+        with self._lock:
+            intent = self._intent(intent_id)
+            if intent.status is not IntentStatus.REQUIRES_ACTION:
+                raise ValueError(f"intent {intent_id} is {intent.status}, not requires_action")
+            return self._conclude(intent, succeeded=authenticated,
+                                  code="payment_intent_authentication_failure")
 
     def settle_processing(self, intent_id: str, *, succeeded: bool = True) -> Intent:
         """The bank answers for a processing intent: it succeeds (money moves) or fails."""
-        intent = self._intent(intent_id)
-        if intent.status is not IntentStatus.PROCESSING:
-            raise ValueError(f"intent {intent_id} is {intent.status}, not processing")
-        return self._conclude(intent, succeeded=succeeded, code="payment_failed")
+        with self._lock:
+            intent = self._intent(intent_id)
+            if intent.status is not IntentStatus.PROCESSING:
+                raise ValueError(f"intent {intent_id} is {intent.status}, not processing")
+            return self._conclude(intent, succeeded=succeeded, code="payment_failed")
 
     def _conclude(self, intent: Intent, *, succeeded: bool, code: str) -> Intent:
         if succeeded:
@@ -147,121 +151,132 @@ class AsyncFakeGateway:
     async def create_customer(
         self, *, org_id: str, name: str, idempotency_key: str, generation: int = 0
     ) -> str:
-        self._enter("create_customer", idempotency_key)
-        if self.replay_customer_keys and idempotency_key in self._customer_keys:
-            return await self._done("create_customer", self._customer_keys[idempotency_key])
-        customer_id = self._new_id("cus")
-        self.customers[customer_id] = {"org_id": org_id, "name": name,
-                                       "billing_generation": str(generation)}
-        self._created[customer_id] = int(time.time())
-        self._customer_keys[idempotency_key] = customer_id
-        return await self._done("create_customer", customer_id)
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("create_customer", idempotency_key)
+            if self.replay_customer_keys and idempotency_key in self._customer_keys:
+                return await self._done("create_customer", self._customer_keys[idempotency_key])
+            customer_id = self._new_id("cus")
+            self.customers[customer_id] = {"org_id": org_id, "name": name,
+                                           "billing_generation": str(generation)}
+            self._created[customer_id] = int(time.time())
+            self._customer_keys[idempotency_key] = customer_id
+            return await self._done("create_customer", customer_id)
 
     async def find_customers(
         self, *, org_id: str, created_since: int, created_until: int | None = None
     ) -> list[StripeCustomer]:
-        self._enter("find_customers", None)
-        found = [StripeCustomer(id=cid, org_id=meta["org_id"],
-                                generation=int(meta["billing_generation"]),
-                                created=self._created[cid])
-                 for cid, meta in self.customers.items()
-                 if meta["org_id"] == org_id and created_since <= self._created[cid]
-                 and (created_until is None or self._created[cid] <= created_until)]
-        return await self._done("find_customers", found)
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("find_customers", None)
+            found = [StripeCustomer(id=cid, org_id=meta["org_id"],
+                                    generation=int(meta["billing_generation"]),
+                                    created=self._created[cid])
+                     for cid, meta in self.customers.items()
+                     if meta["org_id"] == org_id and created_since <= self._created[cid]
+                     and (created_until is None or self._created[cid] <= created_until)]
+            return await self._done("find_customers", found)
 
     async def delete_customer(self, customer_id: str, *, idempotency_key: str) -> None:
-        self._enter("delete_customer", idempotency_key)
-        if self.customers.pop(customer_id, None) is not None:
-            for method in list(self.methods.values()):
-                if method.customer_id == customer_id:
-                    self.methods[method.id] = replace(method, customer_id=None)
-        await self._done("delete_customer", None)
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("delete_customer", idempotency_key)
+            if self.customers.pop(customer_id, None) is not None:
+                for method in list(self.methods.values()):
+                    if method.customer_id == customer_id:
+                        self.methods[method.id] = replace(method, customer_id=None)
+            await self._done("delete_customer", None)
 
     async def attach(
         self, *, payment_method: str, customer_id: str, idempotency_key: str
     ) -> CardMethod:
-        self._enter("attach", idempotency_key)
-        method_id = self._method(payment_method).id
-        self._customer(customer_id)
-        if self._numbers[method_id] in DECLINED:
-            raise _declined()
-        self.methods[method_id] = replace(self.methods[method_id], customer_id=customer_id)
-        return await self._done("attach", self.methods[method_id])
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("attach", idempotency_key)
+            method_id = self._method(payment_method).id
+            self._customer(customer_id)
+            if self._numbers[method_id] in DECLINED:
+                raise _declined()
+            self.methods[method_id] = replace(self.methods[method_id], customer_id=customer_id)
+            return await self._done("attach", self.methods[method_id])
 
     async def detach(self, payment_method_id: str, *, idempotency_key: str) -> None:
-        self._enter("detach", idempotency_key)
-        if payment_method_id in self.methods:
-            self.methods[payment_method_id] = replace(self.methods[payment_method_id],
-                                                      customer_id=None)
-        await self._done("detach", None)
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("detach", idempotency_key)
+            if payment_method_id in self.methods:
+                self.methods[payment_method_id] = replace(self.methods[payment_method_id],
+                                                          customer_id=None)
+            await self._done("detach", None)
 
     async def retrieve_payment_method(self, payment_method_id: str) -> CardMethod:
-        self._enter("retrieve_payment_method", None)
-        return await self._done("retrieve_payment_method", self._method(payment_method_id))
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("retrieve_payment_method", None)
+            return await self._done("retrieve_payment_method", self._method(payment_method_id))
 
     async def list_payment_methods(self, customer_id: str) -> list[CardMethod]:
-        self._enter("list_payment_methods", None)
-        self._customer(customer_id)
-        listed = [m for m in self.methods.values() if m.customer_id == customer_id]
-        return await self._done("list_payment_methods", listed)
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("list_payment_methods", None)
+            self._customer(customer_id)
+            listed = [m for m in self.methods.values() if m.customer_id == customer_id]
+            return await self._done("list_payment_methods", listed)
 
     async def create_intent(
         self, *, customer_id: str, payment_method_id: str, amount: int, currency: str,
         metadata: dict[str, str], idempotency_key: str,
     ) -> Intent:
-        self._enter("create_intent", idempotency_key)
-        if amount <= 0:
-            raise PaymentError(f"Stripe refused amount {amount}: charge at least 1", code=None)
-        if amount < MINIMUM_CHARGE.get(currency, 1):
-            raise PaymentError(f"Stripe refused amount {amount} {currency}: below its minimum",
-                               code="amount_too_small")
-        self._customer(customer_id)
-        method_id = self._method(payment_method_id).id
-        intent = Intent(id=self._new_id("pi"), status=IntentStatus.REQUIRES_CONFIRMATION,
-                        amount=amount, currency=currency, customer_id=customer_id)
-        self.intents[intent.id] = intent
-        self._paid_with[intent.id] = method_id
-        self.metadata[intent.id] = dict(metadata)
-        return await self._done("create_intent", intent)
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("create_intent", idempotency_key)
+            if amount <= 0:
+                raise PaymentError(f"Stripe refused amount {amount}: charge at least 1", code=None)
+            if amount < MINIMUM_CHARGE.get(currency, 1):
+                raise PaymentError(f"Stripe refused amount {amount} {currency}: below its minimum",
+                                   code="amount_too_small")
+            self._customer(customer_id)
+            method_id = self._method(payment_method_id).id
+            intent = Intent(id=self._new_id("pi"), status=IntentStatus.REQUIRES_CONFIRMATION,
+                            amount=amount, currency=currency, customer_id=customer_id)
+            self.intents[intent.id] = intent
+            self._paid_with[intent.id] = method_id
+            self.metadata[intent.id] = dict(metadata)
+            return await self._done("create_intent", intent)
 
     async def confirm_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
-        self._enter("confirm_intent", idempotency_key)
-        intent = self._intent(intent_id)
-        if intent.status in _CONFIRMED:
-            return await self._done("confirm_intent", intent)  # a retry: nothing more is charged
-        if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
-            raise PaymentError(f"intent {intent_id} is {intent.status}: it cannot be confirmed",
-                               code="payment_intent_unexpected_state")
-        number = self._numbers[self._paid_with[intent_id]]
-        if number in AUTHENTICATE:
-            status, code = IntentStatus.REQUIRES_ACTION, None
-        elif number == ASYNC_DEBIT:
-            status, code = IntentStatus.PROCESSING, None
-        elif number in DECLINED | CHARGE_DECLINED | {LOST_CARD}:
-            status, code = IntentStatus.REQUIRES_PAYMENT_METHOD, "card_declined"
-        else:
-            status, code = IntentStatus.SUCCEEDED, None
-            self.charges.append((intent_id, intent.amount, intent.currency))
-        self.intents[intent_id] = replace(
-            intent, status=status, failure_code=code,
-            failure_message="Your card was declined." if code else None)
-        if code:
-            raise _declined("lost_card" if number == LOST_CARD else None)
-        return await self._done("confirm_intent", self.intents[intent_id])
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("confirm_intent", idempotency_key)
+            intent = self._intent(intent_id)
+            if intent.status in _CONFIRMED:  # a retry: nothing more is charged
+                return await self._done("confirm_intent", intent)
+            if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
+                raise PaymentError(f"intent {intent_id} is {intent.status}: it cannot be confirmed",
+                                   code="payment_intent_unexpected_state")
+            number = self._numbers[self._paid_with[intent_id]]
+            if number in AUTHENTICATE:
+                status, code = IntentStatus.REQUIRES_ACTION, None
+            elif number == ASYNC_DEBIT:
+                status, code = IntentStatus.PROCESSING, None
+            elif number in DECLINED | CHARGE_DECLINED | {LOST_CARD}:
+                status, code = IntentStatus.REQUIRES_PAYMENT_METHOD, "card_declined"
+            else:
+                status, code = IntentStatus.SUCCEEDED, None
+                self.charges.append((intent_id, intent.amount, intent.currency))
+            self.intents[intent_id] = replace(
+                intent, status=status, failure_code=code,
+                failure_message="Your card was declined." if code else None)
+            if code:
+                raise _declined("lost_card" if number == LOST_CARD else None)
+            return await self._done("confirm_intent", self.intents[intent_id])
 
     async def retrieve_intent(self, intent_id: str) -> Intent:
-        self._enter("retrieve_intent", None)
-        return await self._done("retrieve_intent", self._intent(intent_id))
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("retrieve_intent", None)
+            return await self._done("retrieve_intent", self._intent(intent_id))
 
     async def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
-        self._enter("cancel_intent", idempotency_key)
-        intent = self._intent(intent_id)
-        if intent.status in _CANCELABLE:
-            self.intents[intent_id] = intent = replace(intent, status=IntentStatus.CANCELED)
-        elif intent.status is not IntentStatus.CANCELED:
-            raise PaymentError(f"intent {intent_id} is {intent.status}: it cannot be canceled",
-                               code="payment_intent_unexpected_state")
-        return await self._done("cancel_intent", intent)
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("cancel_intent", idempotency_key)
+            intent = self._intent(intent_id)
+            if intent.status in _CANCELABLE:
+                self.intents[intent_id] = intent = replace(intent, status=IntentStatus.CANCELED)
+            elif intent.status is not IntentStatus.CANCELED:
+                raise PaymentError(f"intent {intent_id} is {intent.status}: it cannot be canceled",
+                                   code="payment_intent_unexpected_state")
+            return await self._done("cancel_intent", intent)
 
     def _enter(self, name: str, idempotency_key: str | None) -> None:
         self.calls.append((name, idempotency_key))

@@ -23,6 +23,7 @@ from billing.errors import (
     BillingError,
     CardDeclined,
     InvoiceNotPayable,
+    NotFound,
     PaymentError,
     PaymentInProgress,
     PaymentProviderUnavailable,
@@ -74,16 +75,19 @@ class AsyncPayments:
             f"invoice {iid}'s payment attempts kept ending while this call looked at them: "
             "retry the call")
 
-    async def settle(self, org_id: Any, invoice_id: Any) -> Payment | None:
+    async def settle(self, org_id: Any, invoice_id: Any, *, payment_id: Any = None
+                     ) -> Payment | None:
         """Settle the invoice's latest attempt from Stripe's state, without a webhook (for lost
         webhooks and `processing` payments). An attempt abandoned by a crashed call is closed
         (a confirmation whose outcome is unknown is canceled in Stripe if it never arrived).
-        Returns the attempt as now recorded, or None when there is none. PaymentInProgress
-        while another call holds the invoice; PaymentProviderUnavailable when Stripe cannot
-        be asked (nothing changed)."""
+        `payment_id` names an earlier attempt instead of the latest (reconciliation does, for
+        every attempt left unsettled). Returns the attempt as now recorded, or None when there
+        is none. PaymentInProgress while another call holds the invoice;
+        PaymentProviderUnavailable when Stripe cannot be asked (nothing changed)."""
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
-        return await self._take_and_resolve(oid, iid, stop=False)
+        pid = None if payment_id is None else ids.object_id(payment_id, name="payment_id")
+        return await self._take_and_resolve(oid, iid, stop=False, payment_id=pid)
 
     async def cancel(self, org_id: Any, invoice_id: Any) -> Payment | None:
         """Stop the invoice's latest attempt: an intent awaiting the customer (3-D Secure) or
@@ -126,13 +130,18 @@ class AsyncPayments:
         faults.hit("payments.after_claim")
         return claim
 
-    async def _take_and_resolve(self, oid: ObjectId, iid: ObjectId, *, stop: bool
-                                ) -> Payment | None:
+    async def _take_and_resolve(self, oid: ObjectId, iid: ObjectId, *, stop: bool,
+                                payment_id: ObjectId | None = None) -> Payment | None:
         token = secrets.token_hex(8)
 
         async def work(txn: AsyncTransaction) -> tuple[Claim | None, Payment | None]:
             invoice = await read_invoice(txn, oid, iid)
-            latest = await latest_payment(txn, oid, iid, invoice)
+            if payment_id is None:
+                latest = await latest_payment(txn, oid, iid, invoice)
+            else:
+                doc = await txn.find_one(schema.PAYMENTS, {
+                    "_id": payment_id, "org_id": oid, "invoice_id": iid})
+                latest = None if doc is None else documents.payment(doc)
             plan = plans.take(invoice, latest, now=self._ctx.now(),
                               lease_seconds=self._ctx.payment_lease_seconds, token=token)
             await txn.write(plan.writes)
@@ -158,6 +167,9 @@ class AsyncPayments:
             return (await self._record(oid, iid, payment, None, abandon=True))[1]
         try:
             intent = await gateway.retrieve_intent(payment.intent_id)
+        except NotFound:
+            # Stripe (this account) has no such intent: it cannot move money here.
+            return (await self._record(oid, iid, payment, None, gone=True))[1]
         except BillingError as exc:
             await self._release(oid, iid, claim.token)
             raise _unknown(payment, iid) from exc
@@ -297,6 +309,7 @@ class AsyncPayments:
     async def _record(
         self, oid: ObjectId, iid: ObjectId, payment: Payment, intent: Intent | None, *,
         failure: tuple[str | None, str] | None = None, abandon: bool = False,
+        gone: bool = False,
     ) -> tuple[Invoice, Payment]:
         async def work(txn: AsyncTransaction) -> tuple[Invoice, Payment]:
             invoice = await read_invoice(txn, oid, iid)
@@ -304,7 +317,7 @@ class AsyncPayments:
             failures, days, org = await dunning(txn, oid, iid, payment.id,
                                                 self._ctx.collection_schedule)
             plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure,
-                                abandon=abandon, failures=failures, days=days,
+                                abandon=abandon, gone=gone, failures=failures, days=days,
                                 box=self._ctx.outbox(org))
             await txn.write(plan.writes)
             faults.hit("payments.settle.after_write")

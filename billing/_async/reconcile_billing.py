@@ -11,6 +11,7 @@ from bson import ObjectId
 from billing import faults
 from billing._async.context import AsyncContext
 from billing._async.invoices import AsyncInvoices
+from billing._async.payments import latest_payment
 from billing._async.reads import read_invoice
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, queries, schema
@@ -19,6 +20,7 @@ from billing.domain import invoicing
 from billing.domain.models import InvoiceStatus, LineItemKind
 from billing.domain.periods import Period, next_month
 from billing.errors import NothingToBill, StateConflict
+from billing.plans.invoices import UNSETTLED
 from billing.reconciliation import SAMPLE_IDS, Check, Finding, restored_item
 
 Doc = dict[str, Any]
@@ -295,6 +297,14 @@ class AsyncBillingChecks:
         fixed = invoicing.with_items(invoice, invoice.line_items)
         if (fixed.subtotal, fixed.total) == (invoice.subtotal, invoice.total):
             return "already consistent"
+        # A payment in flight was created for the stored total: changing it now would let that
+        # payment take more (or less) than the invoice says. The next run, after it settles.
+        latest = await latest_payment(txn, oid, iid, invoice)
+        if invoice.payment_lease is not None or (latest is not None and
+                                                 latest.status in UNSETTLED):
+            raise StateConflict(
+                f"invoice {iid} has a payment in flight ({latest.id if latest else 'leased'}): "
+                "its totals are recomputed once that payment has settled; run again later")
         await txn.write(invoice_changes(invoice, fixed))
         faults.hit("reconcile.retotal.after_write")
         return f"totals set to {fixed.total}"

@@ -24,6 +24,7 @@ from billing.errors import (
     BillingError,
     CardDeclined,
     InvoiceNotPayable,
+    NotFound,
     PaymentError,
     PaymentInProgress,
     PaymentProviderUnavailable,
@@ -75,16 +76,19 @@ class Payments:
             f"invoice {iid}'s payment attempts kept ending while this call looked at them: "
             "retry the call")
 
-    def settle(self, org_id: Any, invoice_id: Any) -> Payment | None:
+    def settle(self, org_id: Any, invoice_id: Any, *, payment_id: Any = None
+                     ) -> Payment | None:
         """Settle the invoice's latest attempt from Stripe's state, without a webhook (for lost
         webhooks and `processing` payments). An attempt abandoned by a crashed call is closed
         (a confirmation whose outcome is unknown is canceled in Stripe if it never arrived).
-        Returns the attempt as now recorded, or None when there is none. PaymentInProgress
-        while another call holds the invoice; PaymentProviderUnavailable when Stripe cannot
-        be asked (nothing changed)."""
+        `payment_id` names an earlier attempt instead of the latest (reconciliation does, for
+        every attempt left unsettled). Returns the attempt as now recorded, or None when there
+        is none. PaymentInProgress while another call holds the invoice;
+        PaymentProviderUnavailable when Stripe cannot be asked (nothing changed)."""
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
-        return self._take_and_resolve(oid, iid, stop=False)
+        pid = None if payment_id is None else ids.object_id(payment_id, name="payment_id")
+        return self._take_and_resolve(oid, iid, stop=False, payment_id=pid)
 
     def cancel(self, org_id: Any, invoice_id: Any) -> Payment | None:
         """Stop the invoice's latest attempt: an intent awaiting the customer (3-D Secure) or
@@ -127,13 +131,18 @@ class Payments:
         faults.hit("payments.after_claim")
         return claim
 
-    def _take_and_resolve(self, oid: ObjectId, iid: ObjectId, *, stop: bool
-                                ) -> Payment | None:
+    def _take_and_resolve(self, oid: ObjectId, iid: ObjectId, *, stop: bool,
+                                payment_id: ObjectId | None = None) -> Payment | None:
         token = secrets.token_hex(8)
 
         def work(txn: Transaction) -> tuple[Claim | None, Payment | None]:
             invoice = read_invoice(txn, oid, iid)
-            latest = latest_payment(txn, oid, iid, invoice)
+            if payment_id is None:
+                latest = latest_payment(txn, oid, iid, invoice)
+            else:
+                doc = txn.find_one(schema.PAYMENTS, {
+                    "_id": payment_id, "org_id": oid, "invoice_id": iid})
+                latest = None if doc is None else documents.payment(doc)
             plan = plans.take(invoice, latest, now=self._ctx.now(),
                               lease_seconds=self._ctx.payment_lease_seconds, token=token)
             txn.write(plan.writes)
@@ -159,6 +168,9 @@ class Payments:
             return (self._record(oid, iid, payment, None, abandon=True))[1]
         try:
             intent = gateway.retrieve_intent(payment.intent_id)
+        except NotFound:
+            # Stripe (this account) has no such intent: it cannot move money here.
+            return (self._record(oid, iid, payment, None, gone=True))[1]
         except BillingError as exc:
             self._release(oid, iid, claim.token)
             raise _unknown(payment, iid) from exc
@@ -298,6 +310,7 @@ class Payments:
     def _record(
         self, oid: ObjectId, iid: ObjectId, payment: Payment, intent: Intent | None, *,
         failure: tuple[str | None, str] | None = None, abandon: bool = False,
+        gone: bool = False,
     ) -> tuple[Invoice, Payment]:
         def work(txn: Transaction) -> tuple[Invoice, Payment]:
             invoice = read_invoice(txn, oid, iid)
@@ -305,7 +318,7 @@ class Payments:
             failures, days, org = dunning(txn, oid, iid, payment.id,
                                                 self._ctx.collection_schedule)
             plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure,
-                                abandon=abandon, failures=failures, days=days,
+                                abandon=abandon, gone=gone, failures=failures, days=days,
                                 box=self._ctx.outbox(org))
             txn.write(plan.writes)
             faults.hit("payments.settle.after_write")

@@ -12,6 +12,7 @@ from bson import ObjectId
 from billing import faults
 from billing._sync.context import Context
 from billing._sync.invoices import Invoices
+from billing._sync.payments import latest_payment
 from billing._sync.reads import read_invoice
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, queries, schema
@@ -20,6 +21,7 @@ from billing.domain import invoicing
 from billing.domain.models import InvoiceStatus, LineItemKind
 from billing.domain.periods import Period, next_month
 from billing.errors import NothingToBill, StateConflict
+from billing.plans.invoices import UNSETTLED
 from billing.reconciliation import SAMPLE_IDS, Check, Finding, restored_item
 
 Doc = dict[str, Any]
@@ -296,6 +298,14 @@ class BillingChecks:
         fixed = invoicing.with_items(invoice, invoice.line_items)
         if (fixed.subtotal, fixed.total) == (invoice.subtotal, invoice.total):
             return "already consistent"
+        # A payment in flight was created for the stored total: changing it now would let that
+        # payment take more (or less) than the invoice says. The next run, after it settles.
+        latest = latest_payment(txn, oid, iid, invoice)
+        if invoice.payment_lease is not None or (latest is not None and
+                                                 latest.status in UNSETTLED):
+            raise StateConflict(
+                f"invoice {iid} has a payment in flight ({latest.id if latest else 'leased'}): "
+                "its totals are recomputed once that payment has settled; run again later")
         txn.write(invoice_changes(invoice, fixed))
         faults.hit("reconcile.retotal.after_write")
         return f"totals set to {fixed.total}"

@@ -43,7 +43,7 @@ class PaymentChecks:
             f"{d['invoice_id']} is {d['status']} since {_since(d).isoformat()}", 1,
             [str(d["_id"])], "settle it from Stripe's state" if can_ask else
             "report: settling needs Stripe (set STRIPE_API_KEY)", repairable=can_ask,
-            params={"invoice_id": d["invoice_id"]})
+            params={"invoice_id": d["invoice_id"], "payment_id": d["_id"]})
             # Age checked here: SecantusDB scans for an unindexed predicate (reconcile_billing).
             for d in docs if _since(d) < stale_before]
         since = self._ctx.now() - timedelta(days=MISMATCH_DAYS)
@@ -57,7 +57,8 @@ class PaymentChecks:
         return out
 
     def repair(self, finding: Finding) -> str:
-        payment = self._payments.settle(finding.org_id, finding.params["invoice_id"])
+        payment = self._payments.settle(finding.org_id, finding.params["invoice_id"],
+                                              payment_id=finding.params["payment_id"])
         if payment is None:
             return "no attempt left to settle"
         if payment.status in UNSETTLED:  # Stripe still holds it open: waiting, not repaired

@@ -96,8 +96,12 @@ def stripe_gateway() -> Iterator[StripeGateway | None]:
     base = os.environ.get("STRIPE_API_BASE")
     http = stripe.RequestsClient(timeout=STRIPE_TIMEOUT_S)
     try:
+        # A stand-in such as localstripe refuses off_session confirmations: it says so with
+        # BILLING_STRIPE_OFF_SESSION=0. Against Stripe keep the default (merchant-initiated).
+        off_session = os.environ.get("BILLING_STRIPE_OFF_SESSION", "1") != "0"
         yield StripeGateway(stripe.StripeClient(
-            key, base_addresses={"api": base} if base else None, http_client=http))
+            key, base_addresses={"api": base} if base else None, http_client=http),
+            off_session=off_session)
     finally:
         http.close()  # type: ignore[no-untyped-call]  # stripe leaves it unannotated
 

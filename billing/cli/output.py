@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
+from billing.collection_runs import OrgCollection
 from billing.reconciliation import OrgScan
 from billing.runs import OrgResult, Outcome
 
@@ -50,7 +51,8 @@ class ProgressBar:
         self._drawn = False
         self._failed = 0
 
-    def __call__(self, done: int, total: int, latest: OrgResult | OrgScan) -> None:
+    def __call__(self, done: int, total: int,
+                 latest: OrgResult | OrgScan | OrgCollection) -> None:
         if not self._enabled:
             return
         self._failed += _failed(latest)
@@ -71,7 +73,7 @@ class ProgressBar:
             self._stream.flush()
 
 
-def _failed(latest: OrgResult | OrgScan) -> bool:
-    if isinstance(latest, OrgScan):
+def _failed(latest: OrgResult | OrgScan | OrgCollection) -> bool:
+    if isinstance(latest, OrgScan | OrgCollection):
         return latest.failed  # a repair failed (a dry run repairs nothing: never)
     return latest.outcome is Outcome.FAILED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from billing.cli import demo, exit_codes, invoice_run, reconcile, setup
+from billing.cli import collect, demo, events, exit_codes, invoice_run, reconcile, setup
 
 
 class UsageError(Exception):
@@ -37,6 +37,8 @@ def build() -> argparse.ArgumentParser:
     demo.add_parser(commands, parents=[common])
     invoice_run.add_parser(commands, parents=[common])
     reconcile.add_parser(commands, parents=[common])
+    collect.add_parser(commands, parents=[common])
+    events.add_parser(commands, parents=[common])
     return parser
 
 

@@ -80,7 +80,8 @@ def claim(
         # Its intent may still be being created: abandon it, so that one is never confirmed.
         writes.append(_set(latest, {"status": PaymentStatus.CANCELED.value,
                                     "failure_code": ABANDONED, "updated_at": now,
-                                    "failure_message": ABANDON_NOTE}, status=latest.status))
+                                    "failure_message": ABANDON_NOTE},
+                           status=latest.status, intent_id=None))
     if invoice.total == 0:
         return _free(invoice, now, token, writes, box)
     if least := below_minimum(invoice.total, invoice.currency):
@@ -113,9 +114,9 @@ def claim(
 
 def take(invoice: Invoice, latest: Payment | None, *, now: datetime, lease_seconds: float,
          token: str) -> Plan[Claim | None]:
-    """Take the lease to resolve or stop the latest attempt (void, cancel, settle): None when
-    there is nothing that could still move money."""
-    if latest is None or latest.status in FINAL or invoice.status is InvoiceStatus.VOID:
+    """Take the lease to resolve or stop an attempt (the latest, or one reconciliation names;
+    void, cancel, settle): None when there is nothing that could still move money."""
+    if latest is None or latest.status in FINAL:
         return Plan(None)
     _require_free_lease(invoice, now)
     expires = now + timedelta(seconds=lease_seconds)
@@ -172,6 +173,7 @@ def settle(
     invoice: Invoice, payment: Payment, intent: Intent | None, *, now: datetime,
     failure: tuple[str | None, str] | None = None, abandon: bool = False,
     failures: int = 0, days: Sequence[int] = (), box: events.Outbox | None = None,
+    gone: bool = False,
 ) -> Plan[tuple[Invoice, Payment]]:
     """Apply what Stripe said about the attempt: paid, declined, needs the customer, or still
     processing. Never moves an invoice backwards: a paid invoice stays paid, and a success
@@ -184,12 +186,25 @@ def settle(
     `payment.requires_action`, `invoice.uncollectible`) are written with it."""
     fields: Doc = {}
     status = payment.status
-    if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED):
-        # Not final yet; succeeded and canceled never move back on a late or reordered report.
-        status = PaymentStatus.CANCELED if abandon else _status(intent, failure, payment.status)
+    if abandon and (payment.intent_id is not None or payment.status is not PaymentStatus.PENDING):
+        # Read without an intent, but one was recorded (or sent) since: only Stripe's state may
+        # close it now. Nothing changes; the caller resolves it again.
+        return _release_only(invoice, payment)
+    candidate = PaymentStatus.CANCELED if abandon or gone else \
+        _status(intent, failure, payment.status)
+    # Succeeded and canceled never move on a late or reordered report; failed moves only to
+    # succeeded (Stripe says money moved after all), never back to processing or waiting.
+    if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED) and (
+            payment.status is not PaymentStatus.FAILED or
+            candidate is PaymentStatus.SUCCEEDED):
+        status = candidate
         fields = {"status": status.value, "updated_at": now}
         if abandon:
             fields.update(failure_code=ABANDONED, failure_message=ABANDON_NOTE)
+        elif gone:
+            fields.update(failure_code="intent_missing", failure_message=(
+                "Stripe has no such payment intent (another account or key?): it cannot move "
+                "money there"))
         elif failure is not None:
             fields.update(failure_code=failure[0], failure_message=failure[1][:300])
         elif intent is not None and intent.failure_code:
@@ -235,6 +250,15 @@ def _events(invoice: Invoice, new_invoice: Invoice, payment: Payment, new_paymen
             out.append((kind, event_data(new_invoice, amount_paid=new_invoice.amount_paid,
                                          payment_id=new_payment.id)))
     return out
+
+
+def _release_only(invoice: Invoice, payment: Payment) -> Plan[tuple[Invoice, Payment]]:
+    lease = invoice.payment_lease
+    if lease is None or lease.payment_id != payment.id:
+        return Plan((invoice, payment))
+    new = invoice.model_copy(update={"payment_lease": None})
+    return Plan((new.model_copy(update={"version": invoice.version + 1}), payment),
+                invoice_changes(invoice, new))
 
 
 def blocked(payment: Payment, invoice_id: str) -> PaymentInProgress | PaymentRequiresAction:

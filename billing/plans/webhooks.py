@@ -90,9 +90,11 @@ def intent_of(obj: dict[str, Any]) -> Intent:
     customer = obj.get("customer")
     if isinstance(customer, dict):
         customer = customer.get("id")
+    code, message = error.get("code"), error.get("message")
     return Intent(
         id=str(obj.get("id")), status=status,
         amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else -1,
-        currency=str(obj.get("currency") or ""), failure_code=error.get("code"),
-        failure_message=error.get("message"),
+        currency=str(obj.get("currency") or ""),
+        failure_code=code[:100] if isinstance(code, str) else None,
+        failure_message=message[:300] if isinstance(message, str) else None,
         customer_id=customer if isinstance(customer, str) else None)

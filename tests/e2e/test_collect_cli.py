@@ -1,0 +1,103 @@
+"""`billing collect` and `billing events tail` as on-call runs them: dry run first, then
+--apply through Stripe (localstripe), one JSON document, exit codes; the nightly script collects
+between invoicing and reconciling."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+from pymongo import MongoClient
+
+from billing import Billing
+from billing.cli import main
+from billing.domain.periods import last_closed_month
+from billing.gateways import StripeGateway
+from tests.support.billing_data import dump, seed_conversations
+from tests.support.stripe import TEST_KEY, card
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+VISA = "4242424242424242"
+
+
+@pytest.fixture
+def billed(client: MongoClient[dict[str, Any]], db_name: str, stripe_client: stripe.StripeClient,
+           stripe_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "MONGODB_URI", "BILLING_FAULTS"):
+        monkeypatch.delenv(name, raising=False)
+    b = Billing(client, database=db_name, gateway=StripeGateway(stripe_client, off_session=False))
+    b.setup()
+    org = b.orgs.create(name="Acme Corp", currency="usd", per_conversation=50,
+                        per_started_minute=10)
+    period = last_closed_month()
+    seed_conversations(b.database, org.id, 4, start=period.start)
+    inv = b.invoices.create_for_period(org.id, period.start, period.end)
+    b.payment_methods.attach(org.id, card(stripe_client, VISA), request_id="r-1")
+    return {"billing": b, "org": org, "invoice": inv, "stripe_url": stripe_url}
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_collect_dry_run_then_apply_then_events(
+    mongo_uri: str, db_name: str, billed: dict[str, Any], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, stripe_client: stripe.StripeClient,
+) -> None:
+    b, org, inv = billed["billing"], billed["org"], billed["invoice"]
+    base = ["--uri", mongo_uri, "--database", db_name]
+    before = dump(b.database)
+    code, out, _ = run(capsys, *base, "collect")
+    assert code == 1 and f"[would_charge] Acme Corp (org {org.id})" in out, out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert dump(b.database) == before  # a dry run writes nothing
+
+    code, out, err = run(capsys, *base, "collect", "--apply", "--json")
+    assert code == 3 and "STRIPE_API_KEY" in err  # nothing charged without Stripe
+
+    monkeypatch.setenv("STRIPE_API_KEY", TEST_KEY)
+    monkeypatch.setenv("STRIPE_API_BASE", billed["stripe_url"])
+    monkeypatch.setenv("BILLING_STRIPE_OFF_SESSION", "0")
+    code, out, err = run(capsys, *base, "collect", "--apply", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["exit_code"] == 0 and doc["counts"]["paid"] == 1, (out, err)
+    assert doc["charged"] == {"usd": inv.total} and TEST_KEY not in out + err
+    customer = b.orgs.get(org.id).stripe_customer_id
+    charges = stripe_client.v1.charges.list(params={"customer": customer}).data
+    assert [c.amount for c in charges] == [inv.total]
+    code, out, _ = run(capsys, *base, "collect", "--apply", "--json")
+    assert code == 0 and json.loads(out)["invoices"] == []  # paid: nothing more to collect
+
+    code, out, _ = run(capsys, *base, "events", "tail", "--org", org.id, "--json")
+    page = json.loads(out)
+    assert code == 0 and [e["type"] for e in page["events"]][0] == "invoice.finalized"
+    assert "invoice.paid" in [e["type"] for e in page["events"]]
+    code, out, _ = run(capsys, *base, "events", "tail", "--org", org.id)
+    assert code == 0 and "invoice.paid" in out
+    code, _, err = run(capsys, *base, "events", "tail")
+    assert code == 2 and "--org" in err
+
+
+def test_cron_nightly_collects_between_invoicing_and_reconciling(
+    mongo_uri: str, db_name: str, billed: dict[str, Any],
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"BILLING_FAULTS", "MONGODB_URI"}}
+    env.update(PYTHONPATH=str(ROOT), STRIPE_API_KEY=TEST_KEY,
+               STRIPE_API_BASE=billed["stripe_url"], BILLING_STRIPE_OFF_SESSION="0")
+    result = subprocess.run([str(ROOT / "scripts" / "cron-nightly"), "--uri", mongo_uri,
+                             "--database", db_name], capture_output=True, text=True,
+                            timeout=180, env=env, check=False)
+    invoiced, collected, reconciled = (json.loads(line) for line in result.stdout.splitlines())
+    assert "period" in invoiced and collected["counts"]["paid"] == 1
+    assert "findings" in reconciled
+    assert result.returncode == max(d["exit_code"] for d in (invoiced, collected, reconciled))
+    doc = billed["billing"].invoices.get(billed["org"].id, billed["invoice"].id)
+    assert doc.status.value == "paid"
