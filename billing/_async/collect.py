@@ -19,7 +19,7 @@ from billing._async.run_lease import AsyncRunLease, lease_key
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translated
 from billing.collection_runs import Collected, CollectionReport, OrgCollection, Progress, Result
-from billing.domain.models import Invoice, Payment
+from billing.domain.models import Invoice, Payment, PaymentStatus
 from billing.errors import (
     BillingError,
     CardDeclined,
@@ -142,8 +142,10 @@ class AsyncCollections:
                 continue
             item = Collected(str(oid), inv.id, inv.number, inv.total, inv.currency,
                              due.attempt, _RESULTS[due.state], due.at, due.reason)
-            if due.state is plan.State.DUE and report.apply:
+            if report.apply and due.state is plan.State.DUE:
                 await self._charge(inv, item)
+            elif report.apply and due.state is plan.State.WAITING:
+                await self._settle(inv, item)
             items.append(item)
         return items
 
@@ -165,6 +167,27 @@ class AsyncCollections:
             item.result, item.detail = Result.DECLINED, exc.message
         except BillingError as exc:
             item.result, item.detail = Result.FAILED, f"{type(exc).__name__}: {exc.message}"
+
+    async def _settle(self, inv: Invoice, item: Collected) -> None:
+        """An attempt still open: ask Stripe how it ended (a lost webhook, a run killed after
+        confirming). Never a new charge: that waits for the schedule."""
+        try:
+            payment = await self._payments.settle(inv.org_id, inv.id)
+        except DatabaseUnavailable:
+            raise
+        except PaymentInProgress as exc:
+            item.result, item.detail = Result.BUSY, exc.message
+            return
+        except BillingError as exc:
+            item.detail = f"{item.detail}; not settled: {type(exc).__name__}: {exc.message}"
+            return
+        if payment is None:
+            return
+        if payment.status is PaymentStatus.SUCCEEDED:
+            item.result, item.detail = Result.PAID, f"payment {payment.id}, settled from Stripe"
+        elif payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
+            item.result = Result.DECLINED
+            item.detail = f"payment {payment.id} ended {payment.status.value}"
 
     async def _audit(self, report: CollectionReport, status: str, *,
                      error: str | None = None) -> None:

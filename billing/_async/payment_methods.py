@@ -83,7 +83,8 @@ class AsyncPaymentMethods:
             current = plans.require_method(await txn.find_one(
                 schema.PAYMENT_METHODS, {"_id": pending_id, "org_id": oid}), oid, pending_id)
             plan = plans.activate(org, current, card, make_default=bool(make_default),
-                                  now=now(), holder=await _holder(txn, oid, card.id))
+                                  now=now(), holder=await _holder(txn, oid, card.id),
+                                  box=self._ctx.outbox(documents.org_doc(org)))
             await txn.write(plan.writes)
             faults.hit("payment_methods.attach.after_write")
             return plan.result
@@ -175,7 +176,8 @@ class AsyncPaymentMethods:
     async def _finish_detach(self, txn: AsyncTransaction, oid: Any, pid: Any) -> PaymentMethod:
         method = plans.require_method(await txn.find_one(
             schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
-        plan = plans.finish_detach(oid, method, self._ctx.now())
+        org = await txn.find_one(schema.ORGS, {"_id": oid})
+        plan = plans.finish_detach(oid, method, self._ctx.now(), box=self._ctx.outbox(org))
         await txn.write(plan.writes)
         return plan.result
 

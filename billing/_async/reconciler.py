@@ -23,6 +23,7 @@ from billing._async.reconcile_billing import AsyncBillingChecks
 from billing._async.reconcile_methods import AsyncMethodChecks
 from billing._async.reconcile_payments import AsyncPaymentChecks
 from billing._async.run_lease import AsyncRunLease, lease_key
+from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translate, translated
 from billing.domain.periods import last_closed_month
@@ -33,6 +34,7 @@ from billing.errors import (
     OrgNotFound,
     shown,
 )
+from billing.plans import events
 from billing.reconciliation import (
     Check,
     Finding,
@@ -207,6 +209,7 @@ class AsyncReconciler:
                 continue
             if not finding.repairable:
                 finding.result = "reported"
+                await self._tell(finding)
                 continue
             try:
                 with translated():
@@ -222,6 +225,28 @@ class AsyncReconciler:
                 raise  # every later repair would fail the same way: the run stops
             except Exception as exc:
                 finding.result, finding.error = "failed", _describe(_org_level(exc))
+                await self._tell(finding)
+
+    async def _tell(self, finding: Finding) -> None:
+        """A finding left for a person becomes a `reconciliation.finding` event of its org (in a
+        transaction of its own: the finding changed nothing). The audit record holds it anyway,
+        so a failure to tell is not the run's failure."""
+        if not ObjectId.is_valid(finding.org_id):
+            return
+        oid = ObjectId(finding.org_id)
+
+        async def work(txn: AsyncTransaction) -> None:
+            org = await txn.find_one(schema.ORGS, {"_id": oid})
+            await txn.write(events.emit(self._ctx.outbox(org), [(
+                "reconciliation.finding", {k: v for k, v in finding.as_json().items()
+                                           if k != "org_id"})]))
+
+        try:
+            await self._ctx.uow.run(work)
+        except DatabaseUnavailable:
+            raise
+        except BillingError:
+            pass
 
     # ---- the audit record (plain writes, outside every repair transaction) -------------------
 

@@ -109,13 +109,15 @@ class AsyncWebhooks:
         if event.type == "customer.deleted":
             methods = [documents.payment_method(d)
                        for d in await txn.find(schema.PAYMENT_METHODS, live)]
-            await txn.write(method_plans.customer_deleted(org, methods, now))
+            await txn.write(method_plans.customer_deleted(org, methods, now,
+                                                          box=self._ctx.outbox(org_doc)))
             detail = f"customer deleted: {len(methods)} methods detached"
             return WebhookOutcome.PROCESSED, detail, org_doc["_id"]
         found = await txn.find(schema.PAYMENT_METHODS, {**live, "stripe_id": obj.get("id")})
         if not found:
             return WebhookOutcome.IGNORED, "payment method not active here", org_doc["_id"]
-        plan = method_plans.detached_in_stripe(org, documents.payment_method(found[0]), now)
+        plan = method_plans.detached_in_stripe(org, documents.payment_method(found[0]), now,
+                                               box=self._ctx.outbox(org_doc))
         await txn.write(plan.writes)
         return WebhookOutcome.PROCESSED, f"payment method {plan.result.id} detached", org_doc["_id"]
 

@@ -84,7 +84,8 @@ class PaymentMethods:
             current = plans.require_method(txn.find_one(
                 schema.PAYMENT_METHODS, {"_id": pending_id, "org_id": oid}), oid, pending_id)
             plan = plans.activate(org, current, card, make_default=bool(make_default),
-                                  now=now(), holder=_holder(txn, oid, card.id))
+                                  now=now(), holder=_holder(txn, oid, card.id),
+                                  box=self._ctx.outbox(documents.org_doc(org)))
             txn.write(plan.writes)
             faults.hit("payment_methods.attach.after_write")
             return plan.result
@@ -176,7 +177,8 @@ class PaymentMethods:
     def _finish_detach(self, txn: Transaction, oid: Any, pid: Any) -> PaymentMethod:
         method = plans.require_method(txn.find_one(
             schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
-        plan = plans.finish_detach(oid, method, self._ctx.now())
+        org = txn.find_one(schema.ORGS, {"_id": oid})
+        plan = plans.finish_detach(oid, method, self._ctx.now(), box=self._ctx.outbox(org))
         txn.write(plan.writes)
         return plan.result
 

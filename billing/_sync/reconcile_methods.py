@@ -183,7 +183,8 @@ class MethodChecks:
             return "already forgotten"
         methods = [documents.payment_method(d) for d in txn.find(
             schema.PAYMENT_METHODS, {"org_id": oid, "status": {"$in": schema.LIVE_HOLDING}})]
-        txn.write(plans.customer_deleted(org, methods, self._ctx.now()))
+        txn.write(plans.customer_deleted(org, methods, self._ctx.now(),
+                                               box=self._ctx.outbox(documents.org_doc(org))))
         return f"forgotten; {len(methods)} methods marked detached"
 
     def _delete_extra_customer(self, oid: ObjectId, customer_id: str) -> str:
@@ -252,7 +253,8 @@ class MethodChecks:
                 txn.write(plans.fail(oid, pending, "not attached in Stripe", now))
                 return "marked failed"
             done = plans.activate(org, pending, card, make_default=False, now=now,
-                                  holder=self._holder(txn, oid, card.id))
+                                  holder=self._holder(txn, oid, card.id),
+                                  box=self._ctx.outbox(documents.org_doc(org)))
             txn.write(done.writes)
             return "activated" if done.result.failure is None and \
                 done.result.method.id == pending.id else "marked failed"
@@ -269,7 +271,8 @@ class MethodChecks:
         doc = {"_id": new_id, "org_id": oid, "request_id": f"adopted:{card.id}:{new_id}",
                "source": card.id, "status": "pending", "created_at": now, "updated_at": now}
         pending = documents.payment_method(doc)
-        done = plans.activate(org, pending, card, make_default=False, now=now)
+        done = plans.activate(org, pending, card, make_default=False, now=now,
+                              box=self._ctx.outbox(documents.org_doc(org)))
         txn.write([insert(schema.PAYMENT_METHODS, doc), *done.writes])
         return f"adopted as {doc['_id']}"
 

@@ -24,6 +24,7 @@ from billing._sync.reconcile_billing import BillingChecks
 from billing._sync.reconcile_methods import MethodChecks
 from billing._sync.reconcile_payments import PaymentChecks
 from billing._sync.run_lease import RunLease, lease_key
+from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translate, translated
 from billing.domain.periods import last_closed_month
@@ -34,6 +35,7 @@ from billing.errors import (
     OrgNotFound,
     shown,
 )
+from billing.plans import events
 from billing.reconciliation import (
     Check,
     Finding,
@@ -208,6 +210,7 @@ class Reconciler:
                 continue
             if not finding.repairable:
                 finding.result = "reported"
+                self._tell(finding)
                 continue
             try:
                 with translated():
@@ -223,6 +226,28 @@ class Reconciler:
                 raise  # every later repair would fail the same way: the run stops
             except Exception as exc:
                 finding.result, finding.error = "failed", _describe(_org_level(exc))
+                self._tell(finding)
+
+    def _tell(self, finding: Finding) -> None:
+        """A finding left for a person becomes a `reconciliation.finding` event of its org (in a
+        transaction of its own: the finding changed nothing). The audit record holds it anyway,
+        so a failure to tell is not the run's failure."""
+        if not ObjectId.is_valid(finding.org_id):
+            return
+        oid = ObjectId(finding.org_id)
+
+        def work(txn: Transaction) -> None:
+            org = txn.find_one(schema.ORGS, {"_id": oid})
+            txn.write(events.emit(self._ctx.outbox(org), [(
+                "reconciliation.finding", {k: v for k, v in finding.as_json().items()
+                                           if k != "org_id"})]))
+
+        try:
+            self._ctx.uow.run(work)
+        except DatabaseUnavailable:
+            raise
+        except BillingError:
+            pass
 
     # ---- the audit record (plain writes, outside every repair transaction) -------------------
 

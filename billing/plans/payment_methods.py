@@ -17,7 +17,7 @@ from billing.adapters.writes import Write, insert
 from billing.domain.models import Org, PaymentMethod, PaymentMethodStatus
 from billing.domain.payments import CardMethod
 from billing.errors import InvalidInput, InvalidTransition, PaymentError, PaymentMethodNotFound
-from billing.plans import Doc, Plan, customers
+from billing.plans import Doc, Plan, customers, events
 
 S = PaymentMethodStatus
 
@@ -69,7 +69,7 @@ class Activation:
 
 def activate(
     org: Org, pending: PaymentMethod, card: CardMethod, *, make_default: bool, now: datetime,
-    holder: Doc | None = None,
+    holder: Doc | None = None, box: events.Outbox | None = None,
 ) -> Plan[Activation]:
     """pending -> active with Stripe's details; becomes the default when asked or when the org
     has none. `holder` is the live record already holding `card` (at most one: unique index).
@@ -108,7 +108,16 @@ def activate(
         "_id": ObjectId(org.id), "default_payment_method_id": org.default_payment_method_id,
         "stripe_customer_id": card.customer_id,
     }, {"$set": {"default_payment_method_id": default}, "$inc": {"methods_version": 1}}))
-    return Plan(Activation(pending.model_copy(update={**fields, "status": S.ACTIVE})), writes)
+    active = pending.model_copy(update={**fields, "status": S.ACTIVE})
+    writes += events.emit(box, [("payment_method.attached", event_data(active,
+                                                                        default=default))])
+    return Plan(Activation(active), writes)
+
+
+def event_data(method: PaymentMethod, **extra: object) -> dict[str, object]:
+    """What a payment-method event tells the host: ids and card brand/last4, never a number."""
+    return {"payment_method_id": method.id, "stripe_id": method.stripe_id, "brand": method.brand,
+            "last4": method.last4, **extra}
 
 
 def _failed(org: Org, pending: PaymentMethod, reason: str, now: datetime,
@@ -150,13 +159,15 @@ def begin_detach(org: Org, method: PaymentMethod, now: datetime) -> Plan[Payment
     return Plan(method.model_copy(update={"status": S.DETACHING}), writes)
 
 
-def finish_detach(org_id: ObjectId, method: PaymentMethod, now: datetime) -> Plan[PaymentMethod]:
+def finish_detach(org_id: ObjectId, method: PaymentMethod, now: datetime, *,
+                  box: events.Outbox | None = None) -> Plan[PaymentMethod]:
     if method.status is S.DETACHED:
         return Plan(method)
     return Plan(method.model_copy(update={"status": S.DETACHED}), [Write(
         schema.PAYMENT_METHODS, "update_one",
         {"_id": ObjectId(method.id), "org_id": org_id, "status": "detaching"},
-        {"$set": {"status": S.DETACHED.value, "updated_at": now, "detached_at": now}})])
+        {"$set": {"status": S.DETACHED.value, "updated_at": now, "detached_at": now}}),
+        *events.emit(box, [("payment_method.detached", event_data(method, by="billing"))])])
 
 
 def set_default(org: Org, method: PaymentMethod) -> Plan[Org]:
@@ -187,7 +198,8 @@ def _set_default(org: Org, method_id: str | None) -> Write:
                  {"$set": {"default_payment_method_id": method_id}})
 
 
-def detached_in_stripe(org: Org, method: PaymentMethod, now: datetime) -> Plan[PaymentMethod]:
+def detached_in_stripe(org: Org, method: PaymentMethod, now: datetime, *,
+                       box: events.Outbox | None = None) -> Plan[PaymentMethod]:
     """Stripe reports the method detached (by someone else): it is no longer usable here."""
     if method.status in (S.DETACHED, S.FAILED, S.PENDING):
         return Plan(method)
@@ -197,13 +209,20 @@ def detached_in_stripe(org: Org, method: PaymentMethod, now: datetime) -> Plan[P
                     {"$set": {"status": S.DETACHED.value, "updated_at": now, "detached_at": now}})]
     if org.default_payment_method_id == method.id:
         writes.append(_set_default(org, None))
+    writes += events.emit(box, [("payment_method.detached", event_data(method, by="stripe"))])
     return Plan(method.model_copy(update={"status": S.DETACHED}), writes)
 
 
-def customer_deleted(org: Org, methods: list[PaymentMethod], now: datetime) -> list[Write]:
+def customer_deleted(org: Org, methods: list[PaymentMethod], now: datetime, *,
+                     box: events.Outbox | None = None) -> list[Write]:
     """The org's Stripe customer is gone, and with it every attachment."""
     writes = [customers.deleted(org)]
+    told = []
     for method in methods:
-        writes += detached_in_stripe(org.model_copy(update={"default_payment_method_id": None}),
-                                     method, now).writes
-    return writes
+        plan = detached_in_stripe(org.model_copy(update={"default_payment_method_id": None}),
+                                  method, now)
+        writes += plan.writes
+        if plan.writes:
+            told.append(("payment_method.detached",
+                         event_data(method, by="stripe", reason="customer deleted")))
+    return writes + events.emit(box, told)

@@ -11,6 +11,7 @@ attached methods active here, at most one charge per invoice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -540,3 +541,18 @@ def test_an_unreachable_database_gives_up_within_transaction_retry_seconds(
     finally:
         client.close()
         figures.add("server faults survived", 1 if ok else 0, of=1)
+
+
+def test_killed_mid_collect_then_rerun_charges_once_and_settles(crash: Crash) -> None:
+    org, inv, _ = crash.paying_org()
+    crash.crash("payments.after_confirm", "collect", lease_seconds=SHORT_LEASE,
+                options={"payment_lease_seconds": SHORT_LEASE})
+    deadline = time.monotonic() + 30
+    while crash.b.invoices.get(org.id, inv.id).status is not InvoiceStatus.PAID:
+        assert time.monotonic() < deadline, "the rerun never settled the killed run's attempt"
+        time.sleep(0.25)  # both leases the killed run held are short
+        with contextlib.suppress(LeaseNotAcquired):
+            crash.b.collections.run(apply=True)
+    assert_charged_once(crash.b, crash.sc)
+    attempts = list(crash.b.database.payments.find({"invoice_id": ObjectId(inv.id)}))
+    assert [a["status"] for a in attempts] == ["succeeded"]

@@ -161,3 +161,26 @@ async def test_async_watch_resumes_too(async_client: AsyncMongoClient[Any], db_n
                 break
     finally:
         sync_db.close()
+
+
+def test_payment_method_changes_are_told(d: Driver) -> None:
+    org = d("orgs.create", name="A", currency="usd", per_conversation=5, per_started_minute=1)
+    method = d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-1")
+    d("payment_methods.detach", org.id, method.id)
+    assert events(d, org.id) == [(1, "payment_method.attached"), (2, "payment_method.detached")]
+    attached = d.db.billing_events.find_one({"org_id": ObjectId(org.id), "seq": 1})
+    assert attached is not None and attached["data"]["payment_method_id"] == method.id
+    assert attached["data"]["last4"] == "4242" and "number" not in attached["data"]
+
+
+def test_a_finding_left_for_a_person_is_told(d: Driver) -> None:
+    org = d("orgs.create", name="A", currency="usd", per_conversation=5, per_started_minute=1)
+    d.db.conversations.insert_one({"org_id": ObjectId(org.id), "started_at": "yesterday",
+                                   "ended_at": OCT[0] + timedelta(days=3), "line_item_id": None})
+    report = d("reconciliation.run", apply=True, checks=["malformed"])
+    assert [f.result for f in report.findings] == ["reported"]
+    assert events(d, org.id) == [(1, "reconciliation.finding")]
+    told = d.db.billing_events.find_one({"org_id": ObjectId(org.id)})
+    assert told is not None and told["data"]["check"] == "malformed"
+    d("reconciliation.run")  # a dry run tells nothing
+    assert len(events(d, org.id)) == 1

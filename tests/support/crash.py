@@ -80,6 +80,8 @@ OPERATIONS: dict[str, Callable[[Billing, dict[str, Any]], Any]] = {
     "pay": lambda b, a: b.invoices.pay(a["org"], a["invoice"]),
     "webhook": _webhook,
     "reconcile": _reconcile,
+    "collect": lambda b, a: b.collections.run(apply=True,
+                                              lease_seconds=a.get("lease_seconds", 300.0)),
 }
 
 
