@@ -99,7 +99,7 @@ def test_uneven_stretches_of_end_times_are_billed_exactly_with_their_malformed_o
     rng = random.Random(seed)
     b, org = bounded(client, db_name, rng.randint(3, 8))
     oid = ObjectId(org.id)
-    docs = []
+    docs: list[dict[str, Any]] = []
     for burst in sorted(rng.sample(range(30 * 24), 6)):  # hours of October with a burst
         for _ in range(rng.randint(1, 25)):
             end = OCT[0] + timedelta(hours=burst, seconds=rng.randint(0, 20))
