@@ -66,7 +66,9 @@ class Window:
     def of(cls, period: Period, resume: ResumeKey | None) -> Window:
         if resume is None:
             return cls(period.start, period.end)
-        end = min(resume.ended_at + resume.span_ms * MS, period.end)
+        end = resume.ended_at + resume.span_ms * MS
+        # Within two stretches of the end: read to the end rather than leave a sliver.
+        end = period.end if end + resume.span_ms * MS >= period.end else end
         return cls(resume.ended_at, end, (resume.ended_at, ObjectId(resume.id)))
 
     def more_after(self, period: Period, chunk: Sequence[Doc], limit: int) -> bool:
@@ -207,6 +209,31 @@ def period_usage(org_id: ObjectId, period: Period) -> list[Doc]:
         {"$match": unbilled(org_id, period)}, {"$match": WELL_FORMED},
         {"$group": {"_id": None, "n": {"$sum": 1},
                     "minutes": {"$sum": {"$ceil": {"$divide": [duration, 60_000]}}}}},
+    ]
+
+
+def usage_and_malformed(org_id: ObjectId, period: Period, start: datetime, end: datetime
+                        ) -> list[Doc]:
+    """One pass over the period: `period_usage` (as `used` and `minutes`) and, of the malformed
+    conversations that ended in [start, end), what `malformed_read` returns (`n`, `keys`).
+    `$cond` evaluates only the branch it picks, so a malformed one is never given to `$subtract`.
+    """
+    good = WELL_FORMED["$expr"]
+    duration = {"$subtract": ["$ended_at", "$started_at"]}
+    # An array of end times is kept whatever it holds: `$match` ranges match any element, so
+    # the marking filter excludes such conversations by id wherever they are.
+    within = {"$or": [{"$eq": [{"$type": "$ended_at"}, "array"]}, {"$and": [
+        {"$gte": ["$ended_at", start]}, {"$lt": ["$ended_at", end]}]}]}
+    bad = {"$and": [{"$not": [good]}, within]}
+    return [
+        {"$match": unbilled(org_id, period)},
+        {"$group": {
+            "_id": None, "used": {"$sum": {"$cond": [good, 1, 0]}},
+            "minutes": {"$sum": {"$cond": [good, {"$ceil": {"$divide": [duration, 60_000]}}, 0]}},
+            "n": {"$sum": {"$cond": [bad, 1, 0]}},
+            "keys": {"$push": {"$cond": [bad, {"i": "$_id", "e": "$ended_at"}, None]}}}},
+        {"$project": {"used": 1, "minutes": 1, "n": 1, "keys": {"$slice": [
+            {"$filter": {"input": "$keys", "cond": {"$ne": ["$$this", None]}}}, MAX_EXCLUDED]}}},
     ]
 
 

@@ -99,7 +99,8 @@ def bill_chunk(
 def _resume_key(window: queries.Window, read: list[Doc], limit: int, period: Period
                 ) -> ResumeKey | None:
     """Where the next chunk reads from, and how long a stretch of end times: about 1.25 times
-    the stretch that held this chunk's `limit` conversations, or twice an under-filled one."""
+    the stretch that held this chunk's `limit` conversations; an under-filled stretch grows by
+    how far it fell short (16-fold at most, and 16-fold when it held none)."""
     if len(read) > limit:
         last = read[limit - 1]
         held = (last["ended_at"] - window.start) // queries.MS
@@ -107,8 +108,9 @@ def _resume_key(window: queries.Window, read: list[Doc], limit: int, period: Per
                          span_ms=max(1, held + held // 4))
     if window.end < period.end:
         span = (window.end - window.start) // queries.MS
+        grow = 16 if not read else min(16, max(1, -(-limit * 5 // (4 * len(read)))))
         return ResumeKey(ended_at=window.end - queries.MS, id=str(queries.MAX_ID),
-                         span_ms=max(1, span * 2 if 2 * len(read) < limit else span))
+                         span_ms=max(1, span * grow))
     return None
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from pymongo import MongoClient, monitoring
 
 from billing import Billing, InvoiceStatus, faults
 from billing.faults import InjectedFault
@@ -117,3 +118,50 @@ def test_uneven_stretches_of_end_times_are_billed_exactly_with_their_malformed_o
     assert (inv.conversations, inv.skipped_malformed) == (len(good), len(docs) - len(good))
     assert inv.total == expected_total(good, 50, 10) and inv.status is InvoiceStatus.OPEN
     check_invariants(b.database)
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_every_chunk_transaction_sends_the_same_commands_the_first_one_included(
+    mongo_uri: str, db_name: str
+) -> None:
+    """Three reads (org and invoice; the chunk; the malformed ones, with the period's usage in
+    the first transaction), one write, the commit: the same count for every chunk."""
+    listener = Commands()
+    with MongoClient(mongo_uri, tz_aware=True, event_listeners=[listener]) as watched:
+        b = Billing(watched, database=db_name, max_docs_per_transaction=10, joined_reads=False)
+        b.setup()
+        org = b.orgs.create(name="Acme", currency="usd", per_conversation=50,
+                            per_started_minute=10)
+        docs = seed_conversations(b.database, org.id, 25)
+        listener.names.clear()
+
+        inv = b.invoices.create_for_period(org.id, *OCT)
+
+        sent_by_billing = list(listener.names)  # closing the client sends endSessions
+
+    assert inv.conversations == 25 and inv.total == expected_total(docs, 50, 10)
+    transactions: list[list[str]] = [[]]
+    for name in sent_by_billing:
+        transactions[-1].append(name)
+        if name == "commitTransaction":
+            transactions.append([])
+    assert transactions.pop() == []
+    # 25 conversations in the first half hour of October, then none: three chunks of them,
+    # and a few that find the rest of the month empty, each reading a longer stretch.
+    assert 3 <= len(transactions) <= 8, transactions
+    for sent in transactions:
+        assert sent[:3] == ["aggregate"] * 3 and sent[-1] == "commitTransaction", sent
+        assert len(sent) == len(transactions[0]), transactions
