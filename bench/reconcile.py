@@ -160,7 +160,7 @@ def _notes(bench: Bench, table: Table) -> None:
         "peak RSS is the child's VmHWM (/proc/self/status), read before and after the run; "
         "getrusage's ru_maxrss is printed in the notes but not used: on Linux it is kept "
         "across exec, so a child starts with the peak of the process that spawned it (here "
-        "the bench process, with the engine in it)")
+        "the bench process, which seeds the data)")
     if "benchmark's process" in bench.engine.name:
         table.notes.append(f"the bench process (seeding, and the in-process SecantusDB serving "
                            f"the child) peaked at {peak_rss_mb():,.0f} MB so far")
