@@ -31,7 +31,7 @@ def first_chunk_only(b: Billing, org: Any) -> dict[str, Any]:
     """Bills the first chunk and stops before the second (as a crash would): the draft."""
     with faults.active({"invoice.between_chunks": "raise"}), pytest.raises(InjectedFault):
         b.invoices.create_for_period(org.id, *OCT)
-    draft = b.database.invoices.find_one({"org_id": ObjectId(org.id)})
+    draft: dict[str, Any] | None = b.database.invoices.find_one({"org_id": ObjectId(org.id)})
     assert draft is not None and draft["status"] == "draft" and not draft["complete"]
     return draft
 
@@ -140,7 +140,9 @@ def test_every_chunk_transaction_sends_the_same_commands_the_first_one_included(
     """Three reads (org and invoice; the chunk; the malformed ones, with the period's usage in
     the first transaction), one write, the commit: the same count for every chunk."""
     listener = Commands()
-    with MongoClient(mongo_uri, tz_aware=True, event_listeners=[listener]) as watched:
+    watched: MongoClient[dict[str, Any]] = MongoClient(
+        mongo_uri, tz_aware=True, event_listeners=[listener])
+    with watched:
         b = Billing(watched, database=db_name, max_docs_per_transaction=10, joined_reads=False)
         b.setup()
         org = b.orgs.create(name="Acme", currency="usd", per_conversation=50,

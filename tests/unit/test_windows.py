@@ -106,7 +106,8 @@ def test_a_stretch_near_the_period_end_reads_to_the_end() -> None:
 def test_an_empty_stretch_before_the_end_moves_the_key_to_its_end_and_grows_16_fold() -> None:
     owner = org()
     first = bill_all_first_chunk(owner)
-    window, reads = queries.Window.of(OCT, first.resume_after), {"chunk": [], "malformed": []}
+    window = queries.Window.of(OCT, first.resume_after)
+    reads: Doc = {"chunk": [], "malformed": []}
     snap = {**snapshot(owner, inv=first), **reads, "window": window,
             "malformed_range": window.malformed_range(OCT, [], 2)}
 
