@@ -49,7 +49,7 @@ SIZES = {
                   contention_conversations=1_000, bounded_conversations=100_000,
                   bounded_chunk=1_000, ingest_conversations=3_000,
                   reconcile_points=((100_000, 100), (1_000_000, 1_000)),
-                  reconcile_budget_s=600, budget_s=240),
+                  reconcile_budget_s=600, budget_s=480),
 }
 MAX_DOCS_PER_TRANSACTION = 1_000  # billing's default
 
