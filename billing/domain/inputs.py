@@ -23,6 +23,12 @@ def text(value: Any, *, name: str = "value", limit: int = MAX_TEXT) -> str:
         raise InvalidInput(f"{name} must be a non-empty string, got {type(value).__name__}")
     if len(value) > limit or "\x00" in value:
         raise InvalidInput(f"{name} must be at most {limit} characters without NUL bytes")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: MongoDB stores UTF-8 only
+            raise InvalidInput(f"{name} must be valid Unicode text (it holds a lone "
+                               "surrogate)") from None
     return value
 
 
