@@ -1,9 +1,9 @@
-"""`python -m bench [--size tiny|full] [--cases 1,2,3,4,5] [--delay-ms 1.0] [--out FILE]`
+"""`python -m bench [--size tiny|full] [--cases 1,...] [--delay-ms 1.0] [--in-process] [--out FILE]`
 
-Starts its own SecantusDB (or uses MONGODB_URI), runs the cases, prints their tables and writes
-the markdown page: docs/benchmarks.md after a full run, FILE with --out (a smaller run never
-overwrites the committed page unless asked to). Exit status 0 when every case ran and every
-check held (equal totals, one invoice per race...), 1 otherwise.
+Starts its own SecantusDB in a process of its own (or uses MONGODB_URI), runs the cases, prints
+their tables and writes the markdown page: docs/benchmarks.md after a full run, FILE with --out
+(a smaller run never overwrites the committed page unless asked to). Exit status 0 when every
+case ran and every check held (equal totals, one invoice per race...), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ PAGE = Path("docs/benchmarks.md")
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[2])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
-    parser.add_argument("--cases", default="1,2,3,4,5", type=_cases,
+    parser.add_argument("--cases", default=",".join(map(str, registry())), type=_cases,
                         help="comma-separated case numbers (default: all)")
     parser.add_argument("--delay-ms", type=float, default=1.0,
                         help="simulated network round trip for case 1; 0 skips it (default 1.0)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run SecantusDB in the benchmark's own process instead of its own")
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write the page (default: docs/benchmarks.md for --size "
                         "full, none otherwise)")
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - began:6.1f} s] {line}", file=sys.stderr, flush=True)
 
     tables: list[report.Table] = []
-    with engine.start() as eng, ExitStack() as stack:
+    with engine.start(in_process=args.in_process) as eng, ExitStack() as stack:
         extra = {"client bulkWrite": "yes (MongoDB 8.0+ wire)" if eng.client_bulk_write
                  else "no: one write per collection"}
         added_rtt = _start_proxy(eng, args.delay_ms, extra, stack)

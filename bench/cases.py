@@ -26,6 +26,7 @@ class Sizes:
     contention_conversations: int
     bounded_conversations: int  # case 5
     bounded_chunk: int
+    ingest_conversations: int  # case 6, recorded each way
     reconcile_points: tuple[tuple[int, int], ...]  # case 4: (conversations, orgs) per size
     reconcile_budget_s: float  # case 4: a dry run projected to take longer scans one shard
     budget_s: float  # a measurement projected to take longer is cut, and the output says so
@@ -34,14 +35,21 @@ class Sizes:
 SIZES = {
     "tiny": Sizes("tiny", creation={10: 2, 100: 1}, run_orgs=16, run_conversations=10,
                   concurrency=16, contention_callers=16, contention_conversations=50,
-                  bounded_conversations=2_500, bounded_chunk=1_000,
+                  bounded_conversations=2_500, bounded_chunk=1_000, ingest_conversations=200,
                   reconcile_points=((2_000, 10), (10_000, 20)), reconcile_budget_s=30,
                   budget_s=20),
+    "medium": Sizes("medium", creation={10: 3, 100: 3, 1_000: 3, 10_000: 1}, run_orgs=200,
+                    run_conversations=100, concurrency=16, contention_callers=16,
+                    contention_conversations=1_000, bounded_conversations=20_000,
+                    bounded_chunk=1_000, ingest_conversations=2_000,
+                    reconcile_points=((20_000, 20), (200_000, 200)), reconcile_budget_s=300,
+                    budget_s=180),
     "full": Sizes("full", creation={10: 5, 100: 5, 1_000: 3, 10_000: 1}, run_orgs=1_000,
                   run_conversations=100, concurrency=16, contention_callers=16,
                   contention_conversations=1_000, bounded_conversations=100_000,
-                  bounded_chunk=1_000, reconcile_points=((100_000, 100), (1_000_000, 1_000)),
-                  reconcile_budget_s=600, budget_s=240),
+                  bounded_chunk=1_000, ingest_conversations=3_000,
+                  reconcile_points=((100_000, 100), (1_000_000, 1_000)),
+                  reconcile_budget_s=600, budget_s=480),
 }
 MAX_DOCS_PER_TRANSACTION = 1_000  # billing's default
 
@@ -72,7 +80,7 @@ class Bench:
 
 
 def registry() -> dict[int, Callable[[Bench], Table]]:
-    from bench import bounded, contention, creation, reconcile, throughput
+    from bench import bounded, contention, creation, ingestion, reconcile, throughput
 
     return {1: creation.run, 2: throughput.run, 3: contention.run, 4: reconcile.run,
-            5: bounded.run}
+            5: bounded.run, 6: ingestion.run}

@@ -1,4 +1,5 @@
-"""The server the benchmark runs on: its own SecantusDB in-process, or MONGODB_URI.
+"""The server the benchmark runs on: its own SecantusDB in a process of its own (the default) or
+in the benchmark's process, or MONGODB_URI.
 
 `Engine.client(delayed=True)` connects through a DelayProxy; `delayed_address` is None when the
 proxy cannot stand in front of the server (several hosts, SRV or TLS in MONGODB_URI).
@@ -7,10 +8,15 @@ proxy cannot stand in front of the server (several hosts, SRV or TLS in MONGODB_
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pymongo import AsyncMongoClient, MongoClient, monitoring, uri_parser
@@ -22,7 +28,7 @@ CLIENT_BULK_WRITE_WIRE_VERSION = 25  # MongoDB 8.0
 @dataclass
 class Engine:
     uri: str
-    name: str  # e.g. "SecantusDB 0.7.0b3 (reports MongoDB 8.2.11), in-process"
+    name: str  # e.g. "SecantusDB 0.7.0b3 (reports MongoDB 8.2.11), in its own process"
     client_bulk_write: bool
     delayed_address: tuple[str, int] | None = None  # where the proxy forwards to
     proxy_port: int | None = None
@@ -57,22 +63,65 @@ def _options(listener: monitoring.CommandListener | None) -> dict[str, Any]:
 
 
 @contextmanager
-def start() -> Iterator[Engine]:
-    """MONGODB_URI if set, else a fresh SecantusDB in a temporary directory, stopped on exit."""
+def start(*, in_process: bool = False) -> Iterator[Engine]:
+    """MONGODB_URI if set, else a fresh SecantusDB in a temporary directory, stopped on exit:
+    in a child process (`bench.server`), or with `in_process` in this one."""
     if uri := os.environ.get("MONGODB_URI"):
         yield describe(uri, "via MONGODB_URI")
         return
-    from secantus import SecantusDBServer
-
     with tempfile.TemporaryDirectory(prefix="bench-secantus-") as storage:
-        # A long transaction lifetime: the naive flow at 10,000 conversations is one long
-        # transaction; the default (60 s) would abort it on a slow machine.
-        server = SecantusDBServer(port=0, storage_path=storage, transaction_lifetime_seconds=600)
-        server.start()
+        if in_process:
+            from secantus import SecantusDBServer
+
+            # A long transaction lifetime: the naive flow at 10,000 conversations is one long
+            # transaction; the default (60 s) would abort it on a slow machine.
+            server = SecantusDBServer(port=0, storage_path=storage,
+                                      transaction_lifetime_seconds=600)
+            server.start()
+            try:
+                yield describe(server.uri + "?replicaSet=secantus",
+                               "in the benchmark's process")
+            finally:
+                server.stop()
+            return
+        port = _free_port()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.server", "--port", str(port), "--storage-path", storage],
+            stdin=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
         try:
-            yield describe(server.uri + "?replicaSet=secantus", "in-process")
+            uri = f"mongodb://127.0.0.1:{port}/?replicaSet=secantus"
+            _wait_until_serving(uri, child)
+            yield describe(uri, "in its own process (a client-server layout over loopback)")
         finally:
-            server.stop()
+            child.terminate()  # by its PID: SIGTERM, and it stops its server
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_until_serving(uri: str, child: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if child.poll() is not None:
+            raise RuntimeError(f"the SecantusDB process exited with status {child.returncode}")
+        client: MongoClient[Doc] = MongoClient(uri, serverSelectionTimeoutMS=500)
+        try:
+            with client:
+                client.admin.command("ping")
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def describe(uri: str, where: str) -> Engine:

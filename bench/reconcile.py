@@ -144,13 +144,23 @@ def _notes(bench: Bench, table: Table) -> None:
     peaks = [float(r[HEADERS.index("peak RSS MB")].replace(",", "")) for r in table.rows
              if r[2] == "all"]
     measured = " and ".join(f"{p:.0f} MB" for p in peaks)
+    flat = max(peaks) <= 1.3 * min(peaks)
     table.notes.append(f"goal: peak RSS under 300 MB and flat between the sizes: measured "
-                       f"{measured} ({'met' if max(peaks) < 300 else 'NOT met'} for 300 MB)")
+                       f"{measured} ({'met' if max(peaks) < 300 else 'NOT met'} for 300 MB, "
+                       f"{'flat' if flat else 'NOT flat'} within 1.3x)")
+    per_org = [(r[0], float(r[HEADERS.index("ms/org")].replace(",", ""))) for r in table.rows
+               if r[2] == "all"]
+    if len(per_org) > 1:
+        (small, first), (large, last) = per_org[0], per_org[-1]
+        table.notes.append(
+            f"goal: ms per org at {large} conversations within 1.3x of ms per org at {small}: "
+            f"{'met' if last <= 1.3 * first else 'NOT met'} ({last:.0f} against {first:.0f}, "
+            f"{last / first:.2f}x)")
     table.notes.append(
         "peak RSS is the child's VmHWM (/proc/self/status), read before and after the run; "
         "getrusage's ru_maxrss is printed in the notes but not used: on Linux it is kept "
         "across exec, so a child starts with the peak of the process that spawned it (here "
-        "the bench process, with the engine in it)")
-    if "in-process" in bench.engine.name:
+        "the bench process, which seeds the data)")
+    if "benchmark's process" in bench.engine.name:
         table.notes.append(f"the bench process (seeding, and the in-process SecantusDB serving "
                            f"the child) peaked at {peak_rss_mb():,.0f} MB so far")

@@ -57,6 +57,11 @@ def run(bench: Bench) -> Table:
                                f"{bench.sizes.run_orgs:,} orgs "
                                f"(budget {bench.sizes.budget_s:.0f} s)")
         table.notes.append(f"{label}: {tally.describe()}")
+    rates = [float(r[HEADERS.index("invoices/s")].replace(",", "")) for r in table.rows]
+    if len(rates) == 2:
+        table.notes.append(f"Goal, async at least matches sync: "
+                           f"{'met' if rates[1] >= rates[0] else 'NOT met'} ({rates[1]:.1f} "
+                           f"against {rates[0]:.1f} invoices/s, on {bench.engine.name}).")
     return table
 
 

@@ -12,11 +12,12 @@ from billing._async.context import AsyncContext
 from billing._async.payments import AsyncPayments, latest_payment
 from billing._async.reads import read_invoice
 from billing._async.unit_of_work import AsyncTransaction
-from billing.adapters import ids, queries, schema
+from billing.adapters import documents, ids, queries, schema
 from billing.adapters.mongo_errors import translated
 from billing.domain.models import Invoice, Payment
 from billing.domain.periods import Period
 from billing.errors import InvalidInput, shown
+from billing.plans import Doc
 from billing.plans import invoices as invoice_plans
 
 ORG_PAGE = 500  # org ids per read of an invoice run
@@ -55,6 +56,10 @@ class AsyncInvoices:
         allows one invoice per org and period: every caller gets that invoice); a call after a
         crash resumes the draft. Server round trips per transaction are constant: one snapshot
         read, one write, the commit.
+
+        Each chunk reads on from the draft's `resume_after` key; a conversation recorded during
+        the run with an end time behind that key is left for reconciliation's `unbilled` check,
+        which bills it onto a supplementary invoice.
 
         Raises InvalidPeriod / PeriodNotClosed / InvalidInput for bad arguments, OrgNotFound,
         NothingToBill (no unbilled conversations and no invoice yet), CurrencyMismatch, and
@@ -130,19 +135,22 @@ class AsyncInvoices:
             if self._ctx.uow.joined_reads:  # one command
                 snap = await txn.aggregate_one(schema.ORGS, queries.billing_snapshot(
                     org_id, period, supplement=supplement, limit=limit))
-            else:  # three commands, each on its index
+            else:  # three commands, each on its index, the chunk's on a stretch of it
                 snap = await txn.aggregate_one(schema.ORGS, queries.snapshot_head(
                     org_id, period, supplement=supplement))
                 if snap is not None:
-                    for name, pipeline in queries.snapshot_conversations(
-                            org_id, period, limit=limit).items():
-                        snap[name] = await txn.aggregate(schema.CONVERSATIONS, pipeline)
-            if not checked and snap is not None and len(snap["chunk"]) > limit:
+                    await self._read_chunk(txn, snap, org_id, period, limit, bound=not checked)
+            if not checked and snap is not None and snap.get(
+                    "window", queries.Window.of(period, None)).more_after(
+                        period, snap["chunk"], limit):
                 # More chunks follow: an overflow found in one of them would leave a draft that
                 # every retry fails on, so the whole period is bounded before the first commits.
-                invoice_plans.require_fits(
-                    snap, await txn.aggregate_one(schema.CONVERSATIONS, queries.period_usage(
-                        org_id, period)), org_id=org_id, period=period, supplement=supplement)
+                used = ({"n": snap["usage"][0]["used"], "minutes": snap["usage"][0]["minutes"]}
+                        if snap["usage"] else None) if "usage" in snap else \
+                    await txn.aggregate_one(schema.CONVERSATIONS, queries.period_usage(
+                        org_id, period))
+                invoice_plans.require_fits(snap, used, org_id=org_id, period=period,
+                                           supplement=supplement)
             plan = invoice_plans.bill_chunk(
                 snap, org_id=org_id, period=period, supplement=supplement,
                 limit=self._ctx.max_docs_per_transaction, finalize=finalize, now=self._ctx.now(),
@@ -160,6 +168,27 @@ class AsyncInvoices:
             if plan.done:
                 return plan.result
             faults.hit("invoice.between_chunks")
+
+    @staticmethod
+    async def _read_chunk(txn: AsyncTransaction, snap: Doc, org_id: ObjectId, period: Period,
+                          limit: int, *, bound: bool) -> None:
+        """The next chunk from where the draft's run stopped, then the malformed conversations
+        up to the chunk's end (the whole period's on the last chunk), into `snap`. With `bound`
+        and more chunks to follow, that second read also sums the whole period's usage (as
+        `usage`), so the overflow check costs no command of its own."""
+        draft = snap["invoice"][0] if snap["invoice"] else None
+        resume = documents.invoice(draft).resume_after if draft is not None else None
+        window = snap["window"] = queries.Window.of(period, resume)
+        snap["chunk"] = await txn.aggregate(schema.CONVERSATIONS, queries.chunk_read(
+            org_id, period, window, limit=limit))
+        span = snap["malformed_range"] = window.malformed_range(period, snap["chunk"], limit)
+        if bound and window.more_after(period, snap["chunk"], limit):
+            snap["usage"] = await txn.aggregate(schema.CONVERSATIONS, queries.usage_and_malformed(
+                org_id, period, *span))
+            snap["malformed"] = [u for u in snap["usage"] if u["n"]]
+        else:
+            snap["malformed"] = await txn.aggregate(schema.CONVERSATIONS, queries.malformed_read(
+                org_id, period, *span))
 
     async def get(self, org_id: Any, invoice_id: Any) -> Invoice:
         """The invoice with its line items, read from one snapshot."""

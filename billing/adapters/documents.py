@@ -34,6 +34,8 @@ def line_item(doc: Doc) -> LineItem:
 
 def invoice(doc: Doc, items: list[Doc] | None = None) -> Invoice:
     data = _ids(doc, "org_id")
+    if isinstance(key := data.get("resume_after"), dict):
+        data["resume_after"] = _ids(key)
     data["line_items"] = tuple(line_item(d) for d in sorted(items or [], key=lambda d: d["_id"]))
     return Invoice.model_validate(data)
 
@@ -55,6 +57,10 @@ def invoice_doc(value: Invoice) -> Doc:
     """The invoice's own fields; its line items live in their own collection."""
     doc = value.model_dump(mode="python", exclude={"id", "line_items"})
     doc.update(_id=ObjectId(value.id), org_id=ObjectId(value.org_id), status=value.status.value)
+    if value.resume_after is not None:  # `_id` an ObjectId, so it compares as the index does
+        key = value.resume_after
+        doc["resume_after"] = {"ended_at": key.ended_at, "_id": ObjectId(key.id),
+                               "span_ms": key.span_ms}
     return doc
 
 

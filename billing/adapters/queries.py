@@ -7,12 +7,14 @@ select exactly the same conversations.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 
 from billing.adapters import schema
+from billing.domain.models import ResumeKey
 from billing.domain.periods import Period
 
 Doc = dict[str, Any]
@@ -44,6 +46,54 @@ def unbilled(org_id: ObjectId, period: Period) -> Doc:
         "line_item_id": None,
         "ended_at": {"$gte": period.start, "$lt": period.end},
     }
+
+
+MS = timedelta(milliseconds=1)  # BSON dates hold whole milliseconds
+MAX_ID = ObjectId("f" * 24)  # a resume key after every conversation ending at its time
+
+
+@dataclass(frozen=True)
+class Window:
+    """The end times one chunk read covers, [start, end), and the key (ended_at, _id) it reads
+    after: where the previous chunk stopped. Reading a stretch, not the rest of the period,
+    keeps a chunk's cost flat on engines that fetch a whole index range before `$limit`."""
+
+    start: datetime
+    end: datetime
+    after: tuple[datetime, ObjectId] | None = None
+
+    @classmethod
+    def of(cls, period: Period, resume: ResumeKey | None) -> Window:
+        if resume is None:
+            return cls(period.start, period.end)
+        end = resume.ended_at + resume.span_ms * MS
+        # Within two stretches of the end: read to the end rather than leave a sliver.
+        end = period.end if end + resume.span_ms * MS >= period.end else end
+        return cls(resume.ended_at, end, (resume.ended_at, ObjectId(resume.id)))
+
+    def more_after(self, period: Period, chunk: Sequence[Doc], limit: int) -> bool:
+        """Whether conversations may remain after this chunk (read as `limit + 1`)."""
+        return len(chunk) > limit or self.end < period.end
+
+    def malformed_range(self, period: Period, chunk: Sequence[Doc], limit: int
+                        ) -> tuple[datetime, datetime]:
+        """End times whose malformed conversations this chunk counts: from where the previous
+        chunk's count stopped to this chunk's end; the whole period on the last chunk."""
+        if not self.more_after(period, chunk, limit):
+            return period.start, period.end
+        start = self.after[0] + MS if self.after is not None else period.start
+        end = chunk[limit - 1]["ended_at"] + MS if len(chunk) > limit else self.end
+        return start, min(end, period.end)
+
+
+def after_key(ended_at: datetime, last_id: ObjectId) -> Doc:
+    """After (ended_at, _id) in the billing index order, given ended_at >= that time."""
+    return {"$or": [{"ended_at": {"$gt": ended_at}}, {"_id": {"$gt": last_id}}]}
+
+
+def unbilled_between(org_id: ObjectId, period: Period, start: datetime, end: datetime) -> Doc:
+    """`unbilled` narrowed to end times in [start, end)."""
+    return {**unbilled(org_id, period), "ended_at": {"$gte": start, "$lt": end}}
 
 
 def up_to(last_ended_at: datetime, last_id: ObjectId) -> Doc:
@@ -120,28 +170,34 @@ MAX_EXCLUDED = 1000
 
 
 def chunk_marks(base: Doc, last: Doc, following: Doc | None, malformed: Doc | None,
-                *, rejected: Sequence[Any] = ()) -> Doc:
-    """The filter that matches exactly the chunk ending at `last` (`following` is the next
-    well-formed conversation, if any): unbilled, up to that key, well-formed, not `rejected`
-    (conversations of the chunk that pricing refused: see `well_formed`).
+                *, rejected: Sequence[Any] = (), first: Doc | None = None,
+                after: tuple[datetime, ObjectId] | None = None) -> Doc:
+    """The filter that matches exactly the chunk from `first` to `last` (`following` is the next
+    well-formed conversation, if any; `after` the key the chunk was read after): unbilled, in
+    that stretch of the index, well-formed, not `rejected` (conversations of the chunk that
+    pricing refused: see `well_formed`).
 
     Index-only where it can be, because SecantusDB scans the collection for `$or` and `$expr`
-    (mongod does not): when `following` ends later than `last`, the chunk is every well-formed
-    conversation that ended by `last`'s end, a plain range (`$lt` end + 1 ms: SecantusDB drops
-    the boundary of `$lte` on a middle key of the index); malformed ones are excluded by id.
-    A tie across the chunk's end, rejected conversations, or more than MAX_EXCLUDED malformed
-    ones take the exact `$or`/`$expr` filter."""
+    (mongod does not): when `following` ends later than `last` and `first` later than `after`,
+    the chunk is every well-formed conversation that ended from `first`'s end to `last`'s, a
+    plain range (`$lt` end + 1 ms: SecantusDB drops the boundary of `$lte` on a middle key of
+    the index); malformed ones are excluded by id. A tie across either end of the chunk,
+    rejected conversations, or more than MAX_EXCLUDED malformed ones take the exact
+    `$or`/`$expr` filter."""
     last_end, last_id = last["ended_at"], last["_id"]
     keys = malformed.get("keys", []) if malformed else []
     tied = following is not None and following["ended_at"] == last_end
-    if rejected or tied or (malformed is not None and len(keys) < malformed["n"]):
-        exact = {**base, **WELL_FORMED, **up_to(last_end, last_id)}
+    tied_after = after is not None and first is not None and first["ended_at"] == after[0]
+    if rejected or tied or tied_after or (malformed is not None and len(keys) < malformed["n"]):
+        bounds = [up_to(last_end, last_id), *([after_key(*after)] if after else [])]
+        exact = {**base, **WELL_FORMED, **(bounds[0] if len(bounds) == 1 else {"$and": bounds})}
         return {**exact, "_id": {"$nin": list(rejected)}} if rejected else exact
+    lower = first["ended_at"] if first is not None else base["ended_at"]["$gte"]
     # A malformed end that is not one date (an array of them) may fall in any range: excluded.
     excluded = [k["i"] for k in keys
-                if not isinstance(k.get("e"), datetime) or k["e"] <= last_end]
-    upper = min(last_end + timedelta(milliseconds=1), base["ended_at"]["$lt"])
-    return {**base, "ended_at": {**base["ended_at"], "$lt": upper},
+                if not isinstance(k.get("e"), datetime) or lower <= k["e"] <= last_end]
+    upper = min(last_end + MS, base["ended_at"]["$lt"])
+    return {**base, "ended_at": {"$gte": lower, "$lt": upper},
             **({"_id": {"$nin": excluded}} if excluded else {})}
 
 
@@ -153,6 +209,31 @@ def period_usage(org_id: ObjectId, period: Period) -> list[Doc]:
         {"$match": unbilled(org_id, period)}, {"$match": WELL_FORMED},
         {"$group": {"_id": None, "n": {"$sum": 1},
                     "minutes": {"$sum": {"$ceil": {"$divide": [duration, 60_000]}}}}},
+    ]
+
+
+def usage_and_malformed(org_id: ObjectId, period: Period, start: datetime, end: datetime
+                        ) -> list[Doc]:
+    """One pass over the period: `period_usage` (as `used` and `minutes`) and, of the malformed
+    conversations that ended in [start, end), what `malformed_read` returns (`n`, `keys`).
+    `$cond` evaluates only the branch it picks, so a malformed one is never given to `$subtract`.
+    """
+    good = WELL_FORMED["$expr"]
+    duration = {"$subtract": ["$ended_at", "$started_at"]}
+    # An array of end times is kept whatever it holds: `$match` ranges match any element, so
+    # the marking filter excludes such conversations by id wherever they are.
+    within = {"$or": [{"$eq": [{"$type": "$ended_at"}, "array"]}, {"$and": [
+        {"$gte": ["$ended_at", start]}, {"$lt": ["$ended_at", end]}]}]}
+    bad = {"$and": [{"$not": [good]}, within]}
+    return [
+        {"$match": unbilled(org_id, period)},
+        {"$group": {
+            "_id": None, "used": {"$sum": {"$cond": [good, 1, 0]}},
+            "minutes": {"$sum": {"$cond": [good, {"$ceil": {"$divide": [duration, 60_000]}}, 0]}},
+            "n": {"$sum": {"$cond": [bad, 1, 0]}},
+            "keys": {"$push": {"$cond": [bad, {"i": "$_id", "e": "$ended_at"}, None]}}}},
+        {"$project": {"used": 1, "minutes": 1, "n": 1, "keys": {"$slice": [
+            {"$filter": {"input": "$keys", "cond": {"$ne": ["$$this", None]}}}, MAX_EXCLUDED]}}},
     ]
 
 
@@ -177,22 +258,35 @@ def snapshot_head(org_id: ObjectId, period: Period, *, supplement: int) -> list[
 
 def snapshot_conversations(org_id: ObjectId, period: Period, *, limit: int
                            ) -> dict[str, list[Doc]]:
-    """Pipelines on `conversations`: the next chunk, and the malformed ones of the period."""
-    base = unbilled(org_id, period)
-    return {
-        "chunk": [
-            # Two stages (mongod merges them): SecantusDB scans the collection for one $match
-            # that mixes indexed fields with $expr.
-            {"$match": base}, {"$match": WELL_FORMED},
-            {"$sort": {"ended_at": 1, "_id": 1}},
-            {"$limit": limit + 1},
-            {"$project": {"started_at": 1, "ended_at": 1}},
-        ],
-        "malformed": [
-            {"$match": base}, {"$match": {"$nor": [WELL_FORMED]}},
-            # $group, not $count: SecantusDB 0.7.0b3 rejects $count inside $lookup.
-            {"$group": {"_id": None, "n": {"$sum": 1},
-                        "keys": {"$push": {"i": "$_id", "e": "$ended_at"}}}},
-            {"$project": {"n": 1, "keys": {"$slice": ["$keys", MAX_EXCLUDED]}}},
-        ],
-    }
+    """Pipelines on `conversations` for the whole period: the next chunk, and the malformed
+    ones of the period."""
+    return {"chunk": chunk_read(org_id, period, Window.of(period, None), limit=limit),
+            "malformed": malformed_read(org_id, period, period.start, period.end)}
+
+
+def chunk_read(org_id: ObjectId, period: Period, window: Window, *, limit: int) -> list[Doc]:
+    """The next `limit + 1` well-formed unbilled conversations in the window, in index order."""
+    after = after_key(*window.after) if window.after is not None else {}
+    return [
+        # Two stages (mongod merges them): SecantusDB scans the collection for one $match
+        # that mixes indexed fields with $expr or $or.
+        {"$match": unbilled_between(org_id, period, window.start, window.end)},
+        {"$match": {**WELL_FORMED, **after}},
+        {"$sort": {"ended_at": 1, "_id": 1}},
+        {"$limit": limit + 1},
+        {"$project": {"started_at": 1, "ended_at": 1}},
+    ]
+
+
+def malformed_read(org_id: ObjectId, period: Period, start: datetime, end: datetime
+                   ) -> list[Doc]:
+    """The malformed unbilled conversations that ended in [start, end): their count and the
+    keys (`i` id, `e` ended_at) of the first `MAX_EXCLUDED` of them."""
+    return [
+        {"$match": unbilled_between(org_id, period, start, end)},
+        {"$match": {"$nor": [WELL_FORMED]}},
+        # $group, not $count: SecantusDB 0.7.0b3 rejects $count inside $lookup.
+        {"$group": {"_id": None, "n": {"$sum": 1},
+                    "keys": {"$push": {"i": "$_id", "e": "$ended_at"}}}},
+        {"$project": {"n": 1, "keys": {"$slice": ["$keys", MAX_EXCLUDED]}}},
+    ]

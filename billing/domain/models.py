@@ -94,6 +94,16 @@ class PaymentLease(_Model):
     token: str | None = None  # names the call holding it: only that call may confirm
 
 
+class ResumeKey(_Model):
+    """Where a bounded run goes on: every conversation up to (`ended_at`, `id`) in the billing
+    index order has been read by an earlier chunk; the next chunk reads end times in
+    [`ended_at`, `ended_at` + `span_ms`), a stretch sized from the chunks so far."""
+
+    ended_at: datetime
+    id: str
+    span_ms: int = Field(ge=1)
+
+
 class Invoice(_Model):
     id: str
     org_id: str
@@ -108,6 +118,7 @@ class Invoice(_Model):
     total: int
     conversations: int = 0
     skipped_malformed: int = 0  # unbilled conversations in the period that cannot be priced
+    resume_after: ResumeKey | None = None  # set while a bounded run is incomplete
     line_items: tuple[LineItem, ...] = ()
     created_at: datetime
     finalized_at: datetime | None = None

@@ -18,6 +18,7 @@ from billing.domain.models import (
     Org,
     Payment,
     PaymentStatus,
+    ResumeKey,
 )
 from billing.domain.periods import Period
 from billing.domain.pricing import usage
@@ -52,19 +53,29 @@ def bill_chunk(
     finalize: bool, now: datetime, retention: timedelta = events.DEFAULT_RETENTION,
 ) -> Plan[Invoice]:
     """One bounded step of billing a period: at most `limit` conversations, then complete and
-    (if asked) finalise once none remain. Re-running after a commit resumes where it stopped."""
+    (if asked) finalise once none remain. Re-running after a commit resumes where it stopped.
+
+    `snap["chunk"]` holds up to `limit + 1` conversations read in `snap["window"]` (the whole
+    period if absent); `snap["malformed"]` counts the malformed ones in
+    `snap["malformed_range"]` (the whole period if absent). A chunk that is not the last stores
+    where it stopped (`resume_after`) and adds its malformed ones to the draft's count; the last
+    counts those of the whole period again."""
     org = require_org(snap, org_id)
     assert snap is not None
     old = documents.invoice(snap["invoice"][0], snap["invoice"][0]["items"]) if snap["invoice"] \
         else None
     if old is not None and old.status is not InvoiceStatus.DRAFT:
         return Plan(old)  # already finalised: idempotent
-    chunk, more = snap["chunk"][:limit], len(snap["chunk"]) > limit
+    window: queries.Window = snap.get("window") or queries.Window.of(period, None)
+    read = snap["chunk"]
+    chunk, more = read[:limit], window.more_after(period, read, limit)
     # Pricing sees only what Python also finds well-formed; the rest count as malformed.
     priced = [c for c in chunk if queries.well_formed(c)]
     rejected = [c["_id"] for c in chunk if not queries.well_formed(c)]
-    malformed = (snap["malformed"][0]["n"] if snap["malformed"] else 0) + len(rejected)
-    if old is None and not priced:
+    whole = snap.get("malformed_range", (period.start, period.end)) == (period.start, period.end)
+    earlier = old.skipped_malformed if old is not None and not whole else 0
+    malformed = earlier + (snap["malformed"][0]["n"] if snap["malformed"] else 0) + len(rejected)
+    if old is None and not priced and not more:
         extra = f" ({malformed} malformed ones skipped)" if malformed else ""
         raise NothingToBill(
             f"org {org.id} has no unbilled conversations that ended in {period.label}{extra}"
@@ -78,14 +89,15 @@ def bill_chunk(
         assert item is not None
         marks.append(Write(
             schema.CONVERSATIONS, "update_many",
-            queries.chunk_marks(queries.unbilled(org_id, period), chunk[-1],
-                                snap["chunk"][limit] if more else None,
+            queries.chunk_marks(queries.unbilled_between(org_id, period, window.start, window.end),
+                                chunk[-1], read[limit] if len(read) > limit else None,
                                 snap["malformed"][0] if snap["malformed"] else None,
-                                rejected=rejected),
+                                rejected=rejected, first=chunk[0], after=window.after),
             {"$set": {"line_item_id": ObjectId(item.id)}},
             expect=len(priced),
         ))
-    new = new.model_copy(update={"skipped_malformed": malformed, "complete": not more})
+    new = new.model_copy(update={"skipped_malformed": malformed, "complete": not more,
+                                 "resume_after": _resume_key(window, read, limit, period)})
     if not more and finalize:
         new, org_writes = _finalizing(org, new, now, retention)
         marks += org_writes
@@ -93,6 +105,24 @@ def bill_chunk(
         return Plan(new)
     return Plan(new.model_copy(update={"version": old.version + 1 if old else 0}),
                 invoice_changes(old, new) + marks, done=not more)
+
+
+def _resume_key(window: queries.Window, read: list[Doc], limit: int, period: Period
+                ) -> ResumeKey | None:
+    """Where the next chunk reads from, and how long a stretch of end times: about 1.25 times
+    the stretch that held this chunk's `limit` conversations; an under-filled stretch grows by
+    how far it fell short (16-fold at most, and 16-fold when it held none)."""
+    if len(read) > limit:
+        last = read[limit - 1]
+        held = (last["ended_at"] - window.start) // queries.MS
+        return ResumeKey(ended_at=last["ended_at"], id=str(last["_id"]),
+                         span_ms=max(1, held + held // 4))
+    if window.end < period.end:
+        span = (window.end - window.start) // queries.MS
+        grow = 16 if not read else min(16, max(1, -(-limit * 5 // (4 * len(read)))))
+        return ResumeKey(ended_at=window.end - queries.MS, id=str(queries.MAX_ID),
+                         span_ms=max(1, span * grow))
+    return None
 
 
 def require_fits(snap: Doc | None, used: Doc | None, *, org_id: ObjectId, period: Period,

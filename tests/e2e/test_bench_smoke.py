@@ -53,7 +53,8 @@ def test_tiny_benchmark_runs_and_its_figures_hold(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
     page = out.read_text()
-    for heading in ["## Case 1", "## Case 2", "## Case 3", "## Case 4", "## Case 5"]:
+    for heading in ["## Case 1", "## Case 2", "## Case 3", "## Case 4", "## Case 5",
+                    "## Case 6"]:
         assert heading in page
     rows = table_after(page, "## Case 1")
     assert all(header in rows[0] for header in CASE_1_HEADERS), rows[0].keys()
@@ -69,6 +70,10 @@ def test_tiny_benchmark_runs_and_its_figures_hold(tmp_path: Path) -> None:
                for r in contention), contention
     bounded = table_after(page, "## Case 5")
     assert all(r["total as expected"] == "yes" for r in bounded), bounded
+    ingest = table_after(page, "## Case 6")  # one transaction per batch, not per conversation
+    assert [r["call"].split(",")[0] for r in ingest] == ["record", "record_many"], ingest
+    assert [number(r["transactions"]) for r in ingest] == [
+        number(ingest[0]["conversations"]), number(ingest[1]["calls"])], ingest
 
     reconcile = table_after(page, "## Case 4")
     assert len(reconcile) >= 2, "case 4 measures at least two sizes"

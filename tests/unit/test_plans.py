@@ -118,9 +118,11 @@ def test_the_conversation_write_marks_exactly_the_chunk() -> None:
     assert mark.op == "update_many" and mark.expect == len(chunk)
     assert mark.filter["org_id"] == ObjectId(acme.id)
     assert "line_item_id" in mark.filter and mark.filter["line_item_id"] is None
-    last = chunk[-1]  # nothing follows: every unbilled conversation that ended by its end
+    # Nothing follows: every unbilled conversation that ended from the first one's end to the
+    # last one's (none before the first: the chunk was read in index order).
+    first, last = chunk[0], chunk[-1]
     assert mark.filter["ended_at"] == {
-        "$gte": OCT.start, "$lt": last["ended_at"] + timedelta(milliseconds=1)}
+        "$gte": first["ended_at"], "$lt": last["ended_at"] + timedelta(milliseconds=1)}
     assert "$or" not in mark.filter and "$expr" not in mark.filter
     assert mark.doc == {"$set": {"line_item_id": ObjectId(item.id)}}
 
