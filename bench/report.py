@@ -37,9 +37,8 @@ throughputs are therefore far below a real cluster's. The figures that count are
 counts (they do not depend on the engine) and the ratios against the baseline and the floor on
 the same engine. The simulated round trip (a delaying TCP proxy on loopback, `bench/proxy.py`)
 adds what a network adds to every command; against a real cluster round trips dominate, and
-the per-document cost that caps the ratios here mostly disappears. The machine's two cores are
-shared with other work (test suites of other checkouts may run at the same time): expect
-noise of tens of percent between runs.
+the per-document cost that caps the ratios here mostly disappears. On a machine of two cores
+shared with other work, expect noise of tens of percent between runs.
 
 Run it: `python -m bench` (the full size, minutes; not part of CI) or `python -m bench --size
 tiny` (seconds; `tests/e2e/test_bench_smoke.py` runs it in the test suite); `--size medium` sits
