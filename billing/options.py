@@ -10,9 +10,10 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any
 
-from billing.errors import ConfigurationError, shown
+from billing.errors import ConfigurationError, InvalidInput, shown
 
 NOT_IN_DATABASE_NAMES = frozenset('/\\. "$\x00')
 MAX_DATABASE_NAME_BYTES = 63  # MongoDB: fewer than 64
@@ -50,6 +51,25 @@ def seconds(value: Any, *, name: str) -> float:
         raise ConfigurationError(f"{name} must be a number of seconds above 0 and at most "
                                  f"{MAX_SECONDS:g}, got {shown(value)}")
     return float(value)
+
+
+def schedule(value: Any, *, name: str) -> tuple[int, ...]:
+    """A retry schedule (`plans.collections.schedule`), as a construction option."""
+    from billing.plans import collections
+
+    try:
+        return collections.schedule(value, name=name)
+    except InvalidInput as exc:
+        raise ConfigurationError(exc.message) from None
+
+
+def retention(value: Any, *, name: str) -> timedelta:
+    """How long billing events are kept: a timedelta from 1 hour to 3650 days."""
+    if not isinstance(value, timedelta) or \
+            not timedelta(hours=1) <= value <= timedelta(days=3650):
+        raise ConfigurationError(f"{name} must be a timedelta from 1 hour to 3650 days, "
+                                 f"got {shown(value)}")
+    return value
 
 
 def count(value: Any, *, name: str, low: int, high: int) -> int:

@@ -171,6 +171,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, total
 
 
+def lease_seconds_of(value: Any) -> float:
+    """A run's lease length: seconds above 0 and under a day (NaN refused), else InvalidInput."""
+    from billing.errors import InvalidInput, shown
+
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0 < value < 86_400:  # also refuses NaN
+        raise InvalidInput(f"lease_seconds must be a number of seconds from 0 to 86400, "
+                           f"got {shown(value)}")
+    return float(value)
+
+
 def shard_of(value: Any) -> tuple[int, int]:
     """A shard given as 'I/N' or (I, N), checked like `parse_shard`."""
     from billing.errors import InvalidInput, shown

@@ -24,8 +24,6 @@ from billing._async.reconciler import AsyncReconciler
 from billing._async.unit_of_work import AsyncUnitOfWork
 from billing._async.webhooks import AsyncWebhooks
 from billing.domain.periods import utc
-from billing.errors import ConfigurationError, InvalidInput
-from billing.plans import collections
 from billing.plans.collections import DEFAULT_SCHEDULE
 from billing.plans.events import DEFAULT_RETENTION
 from billing.schema_report import SchemaReport
@@ -102,17 +100,11 @@ class AsyncBilling:
             client, database, retry_seconds=retry_seconds,
             client_bulk_write=options.flag(client_bulk_write, name="client_bulk_write"),
             joined_reads=options.flag(joined_reads, name="joined_reads"))
-        try:
-            days = collections.schedule(collection_schedule, name="collection_schedule")
-        except InvalidInput as exc:
-            raise ConfigurationError(exc.message) from None
-        if not isinstance(event_retention, timedelta) or not \
-                timedelta(hours=1) <= event_retention <= timedelta(days=3650):
-            raise ConfigurationError(f"event_retention must be a timedelta from 1 hour to 3650 "
-                                     f"days, got {event_retention!r:.60}")
         self._ctx = ctx = AsyncContext(
             self._uow, _milliseconds(options.clock(clock)), max_docs, gateway, lease_seconds,
-            options.secret(webhook_secret, name="webhook_secret"), days, event_retention)
+            options.secret(webhook_secret, name="webhook_secret"),
+            options.schedule(collection_schedule, name="collection_schedule"),
+            options.retention(event_retention, name="event_retention"))
         self.orgs = AsyncOrgs(ctx)
         self.conversations = AsyncConversations(ctx)
         self.invoices = AsyncInvoices(ctx)

@@ -24,16 +24,14 @@ from billing.errors import (
     BillingError,
     CardDeclined,
     DatabaseUnavailable,
-    InvalidInput,
     NoDefaultPaymentMethod,
     OrgNotFound,
     PaymentError,
     PaymentInProgress,
     PaymentRequiresAction,
-    shown,
 )
 from billing.plans import collections as plan
-from billing.reconciliation import in_shard, shard_of
+from billing.reconciliation import in_shard, lease_seconds_of, shard_of
 
 ORG_PAGE = 100
 
@@ -56,10 +54,7 @@ class AsyncCollections:
         stops it (DatabaseUnavailable)."""
         part = shard_of(shard)
         oid = None if org_id is None else ids.object_id(org_id, name="org_id")
-        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float) \
-                or not 0 < lease_seconds < 86_400:
-            raise InvalidInput(f"lease_seconds must be a number of seconds from 0 to 86400, "
-                               f"got {shown(lease_seconds)}")
+        lease_seconds = lease_seconds_of(lease_seconds)
         if apply:
             self._ctx.require_gateway()  # ConfigurationError before anything is read or written
         await self._ctx.uow.check_server()

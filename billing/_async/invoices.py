@@ -235,7 +235,7 @@ class AsyncInvoices:
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
         if self._ctx.gateway_or_none is not None:
-            await self._payments.stop(oid, iid)
+            await self._payments.cancel(oid, iid)  # the latest attempt must be over
 
         async def work(txn: AsyncTransaction) -> Invoice:
             invoice = await read_invoice(txn, oid, iid)

@@ -102,10 +102,6 @@ class AsyncPayments:
             raise plans.blocked(payment, str(iid))
         return payment
 
-    async def stop(self, oid: ObjectId, iid: ObjectId) -> None:
-        """Before a void: the latest attempt must be over (see `cancel`)."""
-        await self.cancel(oid, iid)
-
     # ---- steps -------------------------------------------------------------------------------
 
     async def _claim(self, oid: ObjectId, iid: ObjectId) -> Claim:

@@ -41,6 +41,7 @@ from billing.reconciliation import (
     OrgScan,
     ReconcileReport,
     in_shard,
+    lease_seconds_of,
     shard_of,
 )
 
@@ -82,10 +83,7 @@ class AsyncReconciler:
         selected = _checks(checks)
         part = shard_of(shard)
         oid = None if org_id is None else ids.object_id(org_id, name="org_id")
-        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float) \
-                or not 0 < lease_seconds < 86_400:  # also refuses NaN
-            raise InvalidInput(f"lease_seconds must be a number of seconds from 0 to 86400, "
-                               f"got {shown(lease_seconds)}")
+        lease_seconds = lease_seconds_of(lease_seconds)
         if not isinstance(stale_after, timedelta) or stale_after < timedelta(0):
             raise InvalidInput(f"stale_after must be a timedelta of 0 or more, "
                                f"got {shown(stale_after)}")

@@ -25,8 +25,6 @@ from billing._sync.reconciler import Reconciler
 from billing._sync.unit_of_work import UnitOfWork
 from billing._sync.webhooks import Webhooks
 from billing.domain.periods import utc
-from billing.errors import ConfigurationError, InvalidInput
-from billing.plans import collections
 from billing.plans.collections import DEFAULT_SCHEDULE
 from billing.plans.events import DEFAULT_RETENTION
 from billing.schema_report import SchemaReport
@@ -103,17 +101,11 @@ class Billing:
             client, database, retry_seconds=retry_seconds,
             client_bulk_write=options.flag(client_bulk_write, name="client_bulk_write"),
             joined_reads=options.flag(joined_reads, name="joined_reads"))
-        try:
-            days = collections.schedule(collection_schedule, name="collection_schedule")
-        except InvalidInput as exc:
-            raise ConfigurationError(exc.message) from None
-        if not isinstance(event_retention, timedelta) or not \
-                timedelta(hours=1) <= event_retention <= timedelta(days=3650):
-            raise ConfigurationError(f"event_retention must be a timedelta from 1 hour to 3650 "
-                                     f"days, got {event_retention!r:.60}")
         self._ctx = ctx = Context(
             self._uow, _milliseconds(options.clock(clock)), max_docs, gateway, lease_seconds,
-            options.secret(webhook_secret, name="webhook_secret"), days, event_retention)
+            options.secret(webhook_secret, name="webhook_secret"),
+            options.schedule(collection_schedule, name="collection_schedule"),
+            options.retention(event_retention, name="event_retention"))
         self.orgs = Orgs(ctx)
         self.conversations = Conversations(ctx)
         self.invoices = Invoices(ctx)

@@ -236,7 +236,7 @@ class Invoices:
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
         if self._ctx.gateway_or_none is not None:
-            self._payments.stop(oid, iid)
+            self._payments.cancel(oid, iid)  # the latest attempt must be over
 
         def work(txn: Transaction) -> Invoice:
             invoice = read_invoice(txn, oid, iid)

@@ -103,10 +103,6 @@ class Payments:
             raise plans.blocked(payment, str(iid))
         return payment
 
-    def stop(self, oid: ObjectId, iid: ObjectId) -> None:
-        """Before a void: the latest attempt must be over (see `cancel`)."""
-        self.cancel(oid, iid)
-
     # ---- steps -------------------------------------------------------------------------------
 
     def _claim(self, oid: ObjectId, iid: ObjectId) -> Claim:
