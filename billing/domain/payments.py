@@ -54,12 +54,6 @@ def below_minimum(amount: int, currency: str) -> int | None:
     return least if least is not None and 0 < amount < least else None
 
 
-# Intent states in which money can still move: someone may confirm it, the customer may
-# authenticate it, or the bank has not answered yet.
-LIVE = frozenset({IntentStatus.REQUIRES_CONFIRMATION, IntentStatus.REQUIRES_ACTION,
-                  IntentStatus.PROCESSING, IntentStatus.REQUIRES_CAPTURE})
-
-
 @dataclass(frozen=True, slots=True)
 class Intent:
     id: str  # pi_...
