@@ -6,7 +6,7 @@ known defects), then `Billing.reconciliation.run(apply=False)` runs in a child p
 findings must be exactly the seeded ones. A probe over a shard of about 20 orgs first projects
 the time of the whole run: past the budget, the run is cut to one shard (`shard=(0, k)`, the
 library's own way to split a run between workers) and the notes say so. The query shapes the
-run sent are explained on the largest database (bench/plans.py).
+run sent are explained on the largest database (bench/query_plans.py).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 
 from bson import json_util
 
-from bench import plans, reconcile_seed
+from bench import query_plans, reconcile_seed
 from bench.cases import Bench, CheckFailed
 from bench.reconcile_child import peak_rss_mb
 from bench.report import Table, num
 from billing import Billing
-from billing.reconciliation import Check
+from billing.reconcile_findings import Check
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = [c.value for c in Check]
@@ -122,7 +122,7 @@ def _child(bench: Bench, db_name: str, checks: list[str], *,
 def _plans(db: Any, samples: list[dict[str, Any]]) -> Table:
     table = Table(4, "Query plans of the largest dry run (explain, executionStats)",
                   PLAN_HEADERS)
-    found = plans.explain_all(db, samples)
+    found = query_plans.explain_all(db, samples)
     for p in found:
         prefix = "" if p.prefix_stages is None else " ".join(p.prefix_stages)
         timing = [num(p.calls), num(p.median_ms, 1), num(p.total_ms / 1000, 1)] if p.calls \
@@ -132,7 +132,7 @@ def _plans(db: Any, samples: list[dict[str, Any]]) -> Table:
     flagged = [p for p in found if p.flagged]
     served = [p for p in flagged if p.prefix_stages and "IXSCAN" in p.prefix_stages]
     table.notes.append(f"{len(found)} query shapes; {len(flagged)} with a COLLSCAN on "
-                       f"{', '.join(sorted(plans.WATCHED))}, of which {len(served)} have an "
+                       f"{', '.join(sorted(query_plans.WATCHED))}, of which {len(served)} have an "
                        "index-eligible part that the same engine serves with an IXSCAN")
     table.notes.append("calls, median ms and total s: every command of that shape in the "
                        "largest dry run, timed by the driver (server time plus the loopback "

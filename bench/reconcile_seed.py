@@ -28,7 +28,7 @@ from billing.domain.models import Invoice, InvoiceStatus, LineItem, LineItemKind
 from billing.domain.periods import Period, next_month
 from billing.domain.pricing import usage
 from billing.plans import new_id
-from billing.reconciliation import in_shard
+from billing.reconcile_findings import in_shard
 
 Doc = dict[str, Any]
 KINDS = {  # defect: (one org in `every`, offset)

@@ -22,7 +22,7 @@ transaction) and the engine's floor (`bench/floor.py`: the same writes as one ra
 and naive must reach the same totals. Case 4 reconciles instead: orgs already billed, with a
 known set of defects seeded in bulk, are checked by a dry-run `reconciliation.run()` in a
 separate process (so its peak RSS is the billing process's alone); it must find exactly the
-seeded defects, and every query shape it sent is explained (`bench/plans.py`). Case 6 records
+seeded defects, and every query shape it sent is explained (`bench/query_plans.py`). Case 6 records
 conversations with `record_many` against `record`.
 
 Read the figures with the engine in mind. SecantusDB is a MongoDB-compatible server written in

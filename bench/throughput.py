@@ -17,7 +17,7 @@ from bench.cases import MAX_DOCS_PER_TRANSACTION, Bench, CheckFailed
 from bench.counting import CommandCounter, Tally
 from bench.report import Table, num
 from billing import AsyncBilling, Billing
-from billing.runs import OrgResult, Outcome
+from billing.invoice_runs import OrgResult, Outcome
 
 HEADERS = ["run", "orgs", "conversations/org", "invoices", "seconds", "invoices/s",
            "commands/invoice", "retries", "write conflicts"]

@@ -55,8 +55,8 @@ from billing.errors import (
     TransientDatabaseError,
     WebhookRejected,
 )
+from billing.invoice_runs import Outcome, RunSummary
 from billing.plans.webhooks import WebhookOutcome, WebhookResult
-from billing.runs import Outcome, RunSummary
 
 __all__ = [
     "AmountBelowMinimum",

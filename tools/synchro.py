@@ -45,9 +45,9 @@ class _Rule(unasync.Rule):  # type: ignore[misc]
 
 def generate(out: Path) -> None:
     rule = _Rule(str(SOURCE), str(out), additional_replacements=REPLACEMENTS)
-    files = sorted(str(p) for p in SOURCE.glob("*.py"))
+    files = sorted(str(p) for p in SOURCE.rglob("*.py"))
     unasync.unasync_files(files, [rule])
-    for path in out.glob("*.py"):
+    for path in out.rglob("*.py"):
         text = path.read_text()
         text = text.replace('"""The async services: the source from which billing/_sync is '
                             'generated (tools/synchro.py)."""', '"""The sync services."""')
@@ -69,7 +69,8 @@ def main(argv: list[str]) -> int:
         fresh = Path(tmp) / "_sync"
         generate(fresh)
         drift = []
-        names = {p.name for p in fresh.glob("*.py")} | {p.name for p in TARGET.glob("*.py")}
+        names = {str(p.relative_to(fresh)) for p in fresh.rglob("*.py")} | {
+            str(p.relative_to(TARGET)) for p in TARGET.rglob("*.py")}
         for name in sorted(names):
             want = (fresh / name).read_text().splitlines() if (fresh / name).exists() else []
             have = (TARGET / name).read_text().splitlines() if (TARGET / name).exists() else []

@@ -12,7 +12,6 @@ from pymongo import AsyncMongoClient
 from billing import options
 from billing._async import schema_setup
 from billing._async.collect import AsyncCollections
-from billing._async.context import AsyncContext
 from billing._async.conversations import AsyncConversations
 from billing._async.events import AsyncEvents
 from billing._async.gateway import AsyncPaymentGateway
@@ -20,7 +19,8 @@ from billing._async.invoices import AsyncInvoices
 from billing._async.line_items import AsyncLineItems
 from billing._async.orgs import AsyncOrgs
 from billing._async.payment_methods import AsyncPaymentMethods
-from billing._async.reconciler import AsyncReconciler
+from billing._async.reconcile_run import AsyncReconciler
+from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncUnitOfWork
 from billing._async.webhooks import AsyncWebhooks
 from billing.domain.periods import utc

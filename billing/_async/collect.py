@@ -13,9 +13,9 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing._async.context import AsyncContext
 from billing._async.payments import AsyncPayments
 from billing._async.run_lease import AsyncRunLease, lease_key
+from billing._async.service_context import AsyncContext
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translated
 from billing.collection_runs import Collected, CollectionReport, OrgCollection, Progress, Result
@@ -31,7 +31,7 @@ from billing.errors import (
     PaymentRequiresAction,
 )
 from billing.plans import collections as plan
-from billing.reconciliation import in_shard, lease_seconds_of, shard_of
+from billing.reconcile_findings import in_shard, lease_seconds_of, shard_of
 
 ORG_PAGE = 100
 

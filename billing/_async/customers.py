@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -9,8 +10,7 @@ from datetime import datetime
 from bson import ObjectId
 
 from billing import faults
-from billing._async._io import sleep
-from billing._async.context import AsyncContext
+from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import schema
 from billing.adapters.mongo_errors import translated
@@ -49,7 +49,7 @@ async def ensure_customer(ctx: AsyncContext, org_id: ObjectId) -> str:
                 raise PaymentInProgress(
                     f"another call is creating the Stripe customer of org {org_id} and has not "
                     "finished: retry the call later")
-            await sleep(WAIT_S)
+            await asyncio.sleep(WAIT_S)
             continue
         started = ctx.now()
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from billing._async.context import AsyncContext
+from billing._async.service_context import AsyncContext
 from billing.adapters import ids, schema
 from billing.adapters.mongo_errors import translate
 from billing.domain.models import Event

@@ -7,10 +7,10 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing import faults, plans, runs
-from billing._async.context import AsyncContext
+from billing import faults, invoice_runs, plans
 from billing._async.payments import AsyncPayments, latest_payment
-from billing._async.reads import read_invoice
+from billing._async.repositories.invoices import read_invoice
+from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, queries, schema
 from billing.adapters.mongo_errors import translated
@@ -75,8 +75,8 @@ class AsyncInvoices:
         return await self._bill(oid, period, supplement=0, finalize=bool(finalize))
 
     async def run_period(
-        self, period: Period, *, org_id: Any = None, progress: runs.Progress | None = None
-    ) -> runs.RunSummary:
+        self, period: Period, *, org_id: Any = None, progress: invoice_runs.Progress | None = None
+    ) -> invoice_runs.RunSummary:
         """Invoice every org (or one) for a closed period, one org at a time.
 
         An org's failure is recorded in the summary and the run goes on; re-running is safe
@@ -93,17 +93,17 @@ class AsyncInvoices:
         await self._ctx.uow.check_server()
         with translated():
             total = await self._ctx.uow.db[schema.ORGS].count_documents(scope)
-        summary = runs.RunSummary(period, self._ctx.now(), total)
+        summary = invoice_runs.RunSummary(period, self._ctx.now(), total)
         if org_id is not None and summary.total_orgs == 0:
             plans.require_org(None, scope["_id"])
         async for oid in self._org_ids(scope):
             try:
                 invoice = await self._bill(oid, period, supplement=0, finalize=True)
-                result = runs.result_of(str(oid), summary.started_at, invoice=invoice)
+                result = invoice_runs.result_of(str(oid), summary.started_at, invoice=invoice)
             except Exception as exc:
-                if not runs.org_level(exc):
+                if not invoice_runs.org_level(exc):
                     raise
-                result = runs.result_of(str(oid), summary.started_at, error=exc)
+                result = invoice_runs.result_of(str(oid), summary.started_at, error=exc)
             summary.results.append(result)
             if progress is not None:
                 progress(len(summary.results), summary.total_orgs, result)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from billing import faults
-from billing._async.context import AsyncContext
-from billing._async.reads import read_invoice
+from billing._async.repositories.invoices import read_invoice
+from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import ids
 from billing.domain.inputs import NewLineItem

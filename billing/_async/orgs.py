@@ -6,7 +6,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing._async.context import AsyncContext
+from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translated

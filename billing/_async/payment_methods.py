@@ -8,8 +8,8 @@ from typing import Any
 from bson import ObjectId
 
 from billing import faults
-from billing._async.context import AsyncContext
 from billing._async.customers import ensure_customer
+from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translated

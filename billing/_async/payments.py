@@ -12,8 +12,8 @@ from typing import Any
 from bson import ObjectId
 
 from billing import faults
-from billing._async.context import AsyncContext
-from billing._async.reads import read_invoice
+from billing._async.repositories.invoices import read_invoice
+from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
 from billing.domain.models import Invoice, Payment, PaymentStatus

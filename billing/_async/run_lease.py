@@ -17,7 +17,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from billing._async.context import AsyncContext
+from billing._async.service_context import AsyncContext
 from billing.adapters import schema
 from billing.errors import LeaseNotAcquired
 

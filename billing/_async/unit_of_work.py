@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -9,7 +10,7 @@ from datetime import UTC
 from typing import Any, TypeVar
 
 from bson.codec_options import CodecOptions
-from pymongo import AsyncMongoClient, ReadPreference
+from pymongo import AsyncMongoClient, ReadPreference, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import (
     BulkWriteError,
@@ -22,9 +23,8 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from billing import faults
-from billing._async._io import sleep
 from billing.adapters import queries
-from billing.adapters.mongo_errors import translate
+from billing.adapters.mongo_errors import translate, translated
 from billing.adapters.writes import (
     DUPLICATE_KEY,
     StaleRead,
@@ -129,6 +129,116 @@ class AsyncTransaction:
             raise
 
 
+class Duplicate(Exception):
+    """A direct write hit a unique index: the document it would create exists already."""
+
+
+class AsyncDirect:
+    """Reads and single-document writes outside any transaction: run audits, leases, the
+    webhook log, listings and the event stream. One command each, errors translated to the
+    billing tree. Anything that changes money or spans documents goes through
+    `AsyncUnitOfWork.run` instead.
+    """
+
+    def __init__(self, uow: AsyncUnitOfWork) -> None:
+        self._uow = uow
+
+    @property
+    def database_name(self) -> str:
+        return self._uow.db.name
+
+    async def find_one(self, collection: str, filter: Doc) -> Doc | None:
+        await self._uow.check_server()
+        with translated():
+            doc: Doc | None = await self._uow.db[collection].find_one(filter)
+        return doc
+
+    async def find(self, collection: str, filter: Doc, *, sort: Sequence[tuple[str, int]] = (
+                   ("_id", 1),), limit: int = 0, hint: str | None = None,
+                   projection: Doc | None = None) -> list[Doc]:
+        await self._uow.check_server()
+        with translated():
+            cursor = self._uow.db[collection].find(filter, projection).sort(list(sort))
+            if hint is not None:
+                cursor = cursor.hint(hint)
+            docs: list[Doc] = await cursor.limit(limit).to_list()
+        return docs
+
+    async def count(self, collection: str, filter: Doc) -> int:
+        await self._uow.check_server()
+        with translated():
+            return await self._uow.db[collection].count_documents(filter)
+
+    async def aggregate(self, collection: str, pipeline: list[Doc], *,
+                        hint: str | None = None) -> list[Doc]:
+        await self._uow.check_server()
+        options: dict[str, Any] = {"hint": hint} if hint else {}
+        with translated():
+            cursor = await self._uow.db[collection].aggregate(pipeline, **options)
+            docs: list[Doc] = await cursor.to_list()
+        return docs
+
+    async def insert_one(self, collection: str, doc: Doc) -> None:
+        """Duplicate if a unique index already holds its key."""
+        await self._uow.check_server()
+        try:
+            with translated():
+                await self._uow.db[collection].insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise Duplicate(str(exc)) from None
+
+    async def update_one(self, collection: str, filter: Doc, update: Doc, *,
+                         upsert: bool = False) -> int:
+        """The number of documents matched (0 or 1)."""
+        await self._uow.check_server()
+        with translated():
+            result = await self._uow.db[collection].update_one(filter, update, upsert=upsert)
+        return result.matched_count
+
+    async def find_one_and_update(self, collection: str, filter: Doc, update: Doc, *,
+                                  upsert: bool = False, before: bool = False) -> Doc | None:
+        """The document after the update (before it with `before=True`), or None if none
+        matched; Duplicate when an upsert collides with a document the filter excludes."""
+        await self._uow.check_server()
+        returned = ReturnDocument.BEFORE if before else ReturnDocument.AFTER
+        try:
+            with translated():
+                doc: Doc | None = await self._uow.db[collection].find_one_and_update(
+                    filter, update, upsert=upsert, return_document=returned)
+        except DuplicateKeyError as exc:
+            raise Duplicate(str(exc)) from None
+        return doc
+
+    async def delete_one(self, collection: str, filter: Doc) -> int:
+        await self._uow.check_server()
+        with translated():
+            result = await self._uow.db[collection].delete_one(filter)
+        return result.deleted_count
+
+    async def watch(self, collection: str, pipeline: list[Doc], *,
+                    resume_after: Doc | None = None) -> AsyncChangeStream:
+        await self._uow.check_server()
+        with translated():
+            stream = await self._uow.db[collection].watch(pipeline, resume_after=resume_after)
+        return AsyncChangeStream(stream)
+
+
+class AsyncChangeStream:
+    """A change stream whose errors are translated; `next()` returns the next change."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def next(self) -> Doc:
+        with translated():
+            change: Doc = await self._stream.next()
+        return change
+
+    async def close(self) -> None:
+        with translated():
+            await self._stream.close()
+
+
 def _raise_stale_on_duplicate(errors: Sequence[Any], exc: Exception) -> None:
     if any(e.get("code") == DUPLICATE_KEY for e in errors):
         raise StaleRead("duplicate key") from exc
@@ -155,6 +265,7 @@ class AsyncUnitOfWork:
         self._prefer_joined_reads = joined_reads
         self.joined_reads = True
         self._checked = False
+        self.direct = AsyncDirect(self)
 
     async def check_server(self) -> None:
         """Once per instance: transactions need a replica set; `bulkWrite` needs MongoDB 8.0."""
@@ -227,7 +338,7 @@ class AsyncUnitOfWork:
                         f"gave up after {attempt} attempts: the documents kept changing under "
                         "concurrent writers; nothing was written, retry the call"
                     ) from exc
-                await sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
+                await asyncio.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
             except _OutOfTime:
                 raise TransientDatabaseError(
                     f"gave up after {self.retry_seconds:g} s of transient database errors (write "

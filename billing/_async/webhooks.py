@@ -8,9 +8,9 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from billing import faults
-from billing._async.context import AsyncContext
 from billing._async.payments import dunning
-from billing._async.reads import read_invoice
+from billing._async.repositories.invoices import read_invoice
+from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, schema
 from billing.adapters.stripe_webhooks import StripeEvent, verify
@@ -25,7 +25,7 @@ from billing.plans.webhooks import (
     processed,
 )
 
-Outcome = tuple[WebhookOutcome, str, Any]  # (outcome, detail, org id)
+Applied = tuple[WebhookOutcome, str, Any]  # (outcome, detail, org id)
 
 
 class AsyncWebhooks:
@@ -69,7 +69,7 @@ class AsyncWebhooks:
         faults.hit("webhooks.after_write")
         return outcome, detail
 
-    async def _effect(self, txn: AsyncTransaction, event: StripeEvent) -> Outcome:
+    async def _effect(self, txn: AsyncTransaction, event: StripeEvent) -> Applied:
         obj, now = event.data_object, self._ctx.now()
         if event.type.startswith("payment_intent."):
             # The org in our metadata only scopes the lookup; what the event may change is

@@ -13,7 +13,6 @@ from pymongo import MongoClient
 from billing import options
 from billing._sync import schema_setup
 from billing._sync.collect import Collections
-from billing._sync.context import Context
 from billing._sync.conversations import Conversations
 from billing._sync.events import Events
 from billing._sync.gateway import PaymentGateway
@@ -21,7 +20,8 @@ from billing._sync.invoices import Invoices
 from billing._sync.line_items import LineItems
 from billing._sync.orgs import Orgs
 from billing._sync.payment_methods import PaymentMethods
-from billing._sync.reconciler import Reconciler
+from billing._sync.reconcile_run import Reconciler
+from billing._sync.service_context import Context
 from billing._sync.unit_of_work import UnitOfWork
 from billing._sync.webhooks import Webhooks
 from billing.domain.periods import utc

@@ -14,9 +14,9 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing._sync.context import Context
 from billing._sync.payments import Payments
 from billing._sync.run_lease import RunLease, lease_key
+from billing._sync.service_context import Context
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translated
 from billing.collection_runs import Collected, CollectionReport, OrgCollection, Progress, Result
@@ -32,7 +32,7 @@ from billing.errors import (
     PaymentRequiresAction,
 )
 from billing.plans import collections as plan
-from billing.reconciliation import in_shard, lease_seconds_of, shard_of
+from billing.reconcile_findings import in_shard, lease_seconds_of, shard_of
 
 ORG_PAGE = 100
 

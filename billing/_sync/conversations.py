@@ -8,7 +8,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing._sync.context import Context
+from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translated

@@ -10,8 +10,7 @@ from datetime import datetime
 from bson import ObjectId
 
 from billing import faults
-from billing._sync._io import sleep
-from billing._sync.context import Context
+from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import schema
 from billing.adapters.mongo_errors import translated
@@ -50,7 +49,7 @@ def ensure_customer(ctx: Context, org_id: ObjectId) -> str:
                 raise PaymentInProgress(
                     f"another call is creating the Stripe customer of org {org_id} and has not "
                     "finished: retry the call later")
-            sleep(WAIT_S)
+            time.sleep(WAIT_S)
             continue
         started = ctx.now()
         try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from billing._sync.context import Context
+from billing._sync.service_context import Context
 from billing.adapters import ids, schema
 from billing.adapters.mongo_errors import translate
 from billing.domain.models import Event

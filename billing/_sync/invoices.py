@@ -8,10 +8,10 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing import faults, plans, runs
-from billing._sync.context import Context
+from billing import faults, invoice_runs, plans
 from billing._sync.payments import Payments, latest_payment
-from billing._sync.reads import read_invoice
+from billing._sync.repositories.invoices import read_invoice
+from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, queries, schema
 from billing.adapters.mongo_errors import translated
@@ -76,8 +76,8 @@ class Invoices:
         return self._bill(oid, period, supplement=0, finalize=bool(finalize))
 
     def run_period(
-        self, period: Period, *, org_id: Any = None, progress: runs.Progress | None = None
-    ) -> runs.RunSummary:
+        self, period: Period, *, org_id: Any = None, progress: invoice_runs.Progress | None = None
+    ) -> invoice_runs.RunSummary:
         """Invoice every org (or one) for a closed period, one org at a time.
 
         An org's failure is recorded in the summary and the run goes on; re-running is safe
@@ -94,17 +94,17 @@ class Invoices:
         self._ctx.uow.check_server()
         with translated():
             total = self._ctx.uow.db[schema.ORGS].count_documents(scope)
-        summary = runs.RunSummary(period, self._ctx.now(), total)
+        summary = invoice_runs.RunSummary(period, self._ctx.now(), total)
         if org_id is not None and summary.total_orgs == 0:
             plans.require_org(None, scope["_id"])
         for oid in self._org_ids(scope):
             try:
                 invoice = self._bill(oid, period, supplement=0, finalize=True)
-                result = runs.result_of(str(oid), summary.started_at, invoice=invoice)
+                result = invoice_runs.result_of(str(oid), summary.started_at, invoice=invoice)
             except Exception as exc:
-                if not runs.org_level(exc):
+                if not invoice_runs.org_level(exc):
                     raise
-                result = runs.result_of(str(oid), summary.started_at, error=exc)
+                result = invoice_runs.result_of(str(oid), summary.started_at, error=exc)
             summary.results.append(result)
             if progress is not None:
                 progress(len(summary.results), summary.total_orgs, result)

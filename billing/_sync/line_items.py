@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from billing import faults
-from billing._sync.context import Context
-from billing._sync.reads import read_invoice
+from billing._sync.repositories.invoices import read_invoice
+from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import ids
 from billing.domain.inputs import NewLineItem

@@ -9,8 +9,8 @@ from typing import Any
 from bson import ObjectId
 
 from billing import faults
-from billing._sync.context import Context
 from billing._sync.customers import ensure_customer
+from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translated

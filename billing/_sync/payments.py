@@ -13,8 +13,8 @@ from typing import Any
 from bson import ObjectId
 
 from billing import faults
-from billing._sync.context import Context
-from billing._sync.reads import read_invoice
+from billing._sync.repositories.invoices import read_invoice
+from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
 from billing.domain.models import Invoice, Payment, PaymentStatus

@@ -18,7 +18,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from billing._sync.context import Context
+from billing._sync.service_context import Context
 from billing.adapters import schema
 from billing.errors import LeaseNotAcquired
 

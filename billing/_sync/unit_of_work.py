@@ -10,7 +10,7 @@ from datetime import UTC
 from typing import Any, TypeVar
 
 from bson.codec_options import CodecOptions
-from pymongo import MongoClient, ReadPreference
+from pymongo import MongoClient, ReadPreference, ReturnDocument
 from pymongo.errors import (
     BulkWriteError,
     ClientBulkWriteException,
@@ -23,9 +23,8 @@ from pymongo.synchronous.client_session import ClientSession
 from pymongo.write_concern import WriteConcern
 
 from billing import faults
-from billing._sync._io import sleep
 from billing.adapters import queries
-from billing.adapters.mongo_errors import translate
+from billing.adapters.mongo_errors import translate, translated
 from billing.adapters.writes import (
     DUPLICATE_KEY,
     StaleRead,
@@ -130,6 +129,116 @@ class Transaction:
             raise
 
 
+class Duplicate(Exception):
+    """A direct write hit a unique index: the document it would create exists already."""
+
+
+class Direct:
+    """Reads and single-document writes outside any transaction: run audits, leases, the
+    webhook log, listings and the event stream. One command each, errors translated to the
+    billing tree. Anything that changes money or spans documents goes through
+    `AsyncUnitOfWork.run` instead.
+    """
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    @property
+    def database_name(self) -> str:
+        return self._uow.db.name
+
+    def find_one(self, collection: str, filter: Doc) -> Doc | None:
+        self._uow.check_server()
+        with translated():
+            doc: Doc | None = self._uow.db[collection].find_one(filter)
+        return doc
+
+    def find(self, collection: str, filter: Doc, *, sort: Sequence[tuple[str, int]] = (
+                   ("_id", 1),), limit: int = 0, hint: str | None = None,
+                   projection: Doc | None = None) -> list[Doc]:
+        self._uow.check_server()
+        with translated():
+            cursor = self._uow.db[collection].find(filter, projection).sort(list(sort))
+            if hint is not None:
+                cursor = cursor.hint(hint)
+            docs: list[Doc] = cursor.limit(limit).to_list()
+        return docs
+
+    def count(self, collection: str, filter: Doc) -> int:
+        self._uow.check_server()
+        with translated():
+            return self._uow.db[collection].count_documents(filter)
+
+    def aggregate(self, collection: str, pipeline: list[Doc], *,
+                        hint: str | None = None) -> list[Doc]:
+        self._uow.check_server()
+        options: dict[str, Any] = {"hint": hint} if hint else {}
+        with translated():
+            cursor = self._uow.db[collection].aggregate(pipeline, **options)
+            docs: list[Doc] = cursor.to_list()
+        return docs
+
+    def insert_one(self, collection: str, doc: Doc) -> None:
+        """Duplicate if a unique index already holds its key."""
+        self._uow.check_server()
+        try:
+            with translated():
+                self._uow.db[collection].insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise Duplicate(str(exc)) from None
+
+    def update_one(self, collection: str, filter: Doc, update: Doc, *,
+                         upsert: bool = False) -> int:
+        """The number of documents matched (0 or 1)."""
+        self._uow.check_server()
+        with translated():
+            result = self._uow.db[collection].update_one(filter, update, upsert=upsert)
+        return result.matched_count
+
+    def find_one_and_update(self, collection: str, filter: Doc, update: Doc, *,
+                                  upsert: bool = False, before: bool = False) -> Doc | None:
+        """The document after the update (before it with `before=True`), or None if none
+        matched; Duplicate when an upsert collides with a document the filter excludes."""
+        self._uow.check_server()
+        returned = ReturnDocument.BEFORE if before else ReturnDocument.AFTER
+        try:
+            with translated():
+                doc: Doc | None = self._uow.db[collection].find_one_and_update(
+                    filter, update, upsert=upsert, return_document=returned)
+        except DuplicateKeyError as exc:
+            raise Duplicate(str(exc)) from None
+        return doc
+
+    def delete_one(self, collection: str, filter: Doc) -> int:
+        self._uow.check_server()
+        with translated():
+            result = self._uow.db[collection].delete_one(filter)
+        return result.deleted_count
+
+    def watch(self, collection: str, pipeline: list[Doc], *,
+                    resume_after: Doc | None = None) -> ChangeStream:
+        self._uow.check_server()
+        with translated():
+            stream = self._uow.db[collection].watch(pipeline, resume_after=resume_after)
+        return ChangeStream(stream)
+
+
+class ChangeStream:
+    """A change stream whose errors are translated; `next()` returns the next change."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def next(self) -> Doc:
+        with translated():
+            change: Doc = self._stream.next()
+        return change
+
+    def close(self) -> None:
+        with translated():
+            self._stream.close()
+
+
 def _raise_stale_on_duplicate(errors: Sequence[Any], exc: Exception) -> None:
     if any(e.get("code") == DUPLICATE_KEY for e in errors):
         raise StaleRead("duplicate key") from exc
@@ -156,6 +265,7 @@ class UnitOfWork:
         self._prefer_joined_reads = joined_reads
         self.joined_reads = True
         self._checked = False
+        self.direct = Direct(self)
 
     def check_server(self) -> None:
         """Once per instance: transactions need a replica set; `bulkWrite` needs MongoDB 8.0."""
@@ -228,7 +338,7 @@ class UnitOfWork:
                         f"gave up after {attempt} attempts: the documents kept changing under "
                         "concurrent writers; nothing was written, retry the call"
                     ) from exc
-                sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
+                time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.25)))
             except _OutOfTime:
                 raise TransientDatabaseError(
                     f"gave up after {self.retry_seconds:g} s of transient database errors (write "

@@ -9,9 +9,9 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from billing import faults
-from billing._sync.context import Context
 from billing._sync.payments import dunning
-from billing._sync.reads import read_invoice
+from billing._sync.repositories.invoices import read_invoice
+from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, schema
 from billing.adapters.stripe_webhooks import StripeEvent, verify
@@ -26,7 +26,7 @@ from billing.plans.webhooks import (
     processed,
 )
 
-Outcome = tuple[WebhookOutcome, str, Any]  # (outcome, detail, org id)
+Applied = tuple[WebhookOutcome, str, Any]  # (outcome, detail, org id)
 
 
 class Webhooks:
@@ -70,7 +70,7 @@ class Webhooks:
         faults.hit("webhooks.after_write")
         return outcome, detail
 
-    def _effect(self, txn: Transaction, event: StripeEvent) -> Outcome:
+    def _effect(self, txn: Transaction, event: StripeEvent) -> Applied:
         obj, now = event.data_object, self._ctx.now()
         if event.type.startswith("payment_intent."):
             # The org in our metadata only scopes the lookup; what the event may change is

@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, invoice_run, signals
-from billing.cli import report as run_report
+from billing.cli import connect, exit_codes, invoice_run, invoice_run_table, signals
 from billing.cli.money import format_money
 from billing.cli.output import ProgressBar, emit_json
 from billing.collection_runs import CollectionReport
 from billing.errors import ConfigurationError
-from billing.reconciliation import parse_shard
+from billing.reconcile_findings import parse_shard
 
 WIDTH = 100
 DRY_RUN_NOTICE = "dry run: nothing charged; add --apply to collect"
@@ -54,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         with ProgressBar(sys.stderr, "collecting" if args.apply else "checking") as bar:
             report = billing.collections.run(apply=args.apply, org_id=org_id, shard=shard,
                                              progress=bar)
-        names = {} if args.json else run_report.names_of(
+        names = {} if args.json else invoice_run_table.names_of(
             billing, {i.org_id for i in report.items})
         return show(report, as_json=args.json, names=names)
 

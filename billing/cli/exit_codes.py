@@ -39,8 +39,8 @@ from billing.errors import (
     LeaseNotAcquired,
     NotFound,
 )
-from billing.reconciliation import ReconcileReport
-from billing.runs import RunSummary
+from billing.invoice_runs import RunSummary
+from billing.reconcile_findings import ReconcileReport
 
 OK = 0
 ORGS_FAILED = 1

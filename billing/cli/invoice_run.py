@@ -12,11 +12,11 @@ from typing import Any
 
 from billing import Billing
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, report, signals
+from billing.cli import connect, exit_codes, invoice_run_table, signals
 from billing.cli.output import ProgressBar, emit_json
 from billing.domain.periods import Period
 from billing.errors import OrgNotFound
-from billing.runs import RunSummary
+from billing.invoice_runs import RunSummary
 
 DEFAULT_DATABASE = "billing"
 
@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
         except OrgNotFound:  # the library's message advises orgs.create(): no CLI command
             raise OrgNotFound(f"no org {org_id} in database {database!r}: check the id given "
                               "to --org and the --database") from None
-        names = {} if args.json else report.org_names(billing, summary)
+        names = {} if args.json else invoice_run_table.org_names(billing, summary)
         # Shown before the embedded database (if any) takes its seconds to stop.
         return show(summary, names, as_json=args.json)
 
@@ -67,5 +67,5 @@ def show(summary: RunSummary, names: dict[str, str], *, as_json: bool,
     if as_json:
         emit_json({**summary.as_json(), **(extra or {}), "exit_code": code}, sys.stdout)
     else:
-        print(report.render(summary, names), flush=True)
+        print(invoice_run_table.render(summary, names), flush=True)
     return code

@@ -12,8 +12,8 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from billing.collection_runs import OrgCollection
-from billing.reconciliation import OrgScan
-from billing.runs import OrgResult, Outcome
+from billing.invoice_runs import OrgResult, Outcome
+from billing.reconcile_findings import OrgScan
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *,
@@ -36,7 +36,7 @@ def emit_json(document: Mapping[str, Any], stream: TextIO) -> None:
 
 class ProgressBar:
     """A progress callback drawing `[####....] 3/10 orgs, 1 failed` in place: of an invoice run
-    (`billing.runs.Progress`, an `OrgResult` per org) or of a reconciliation (an `OrgScan`).
+    (`billing.invoice_runs.Progress`, an `OrgResult` per org) or of a reconciliation (an `OrgScan`).
 
     Draws nothing unless `stream` is a terminal. Use it as a context manager, so the line is
     ended even when the run raises.

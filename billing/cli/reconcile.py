@@ -3,7 +3,7 @@ what is inconsistent and, with --apply, repair it.
 
 A dry run (the default) only reads: it lists each finding and what --apply would do. --apply
 holds the shard's lease, repairs each finding in its own transaction and records the run in
-`reconciliation_runs`; rerunning is safe. What each check repairs: billing.reconciliation.
+`reconciliation_runs`; rerunning is safe. What each check repairs: billing.reconcile_findings.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, invoice_run, signals
-from billing.cli import report as run_report
+from billing.cli import connect, exit_codes, invoice_run, invoice_run_table, signals
 from billing.cli.output import ProgressBar, emit_json
-from billing.reconciliation import SAMPLE_IDS, Check, ReconcileReport, parse_shard
+from billing.reconcile_findings import SAMPLE_IDS, Check, ReconcileReport, parse_shard
 
 CHECKS = [c.value for c in Check]
 WIDTH = 100  # the longest line printed for people (a terminal, a mail, a ticket)
@@ -54,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         with ProgressBar(sys.stderr, "repairing" if args.apply else "checking") as bar:
             report = billing.reconciliation.run(apply=args.apply, org_id=org_id,
                                                 checks=args.checks, shard=shard, progress=bar)
-        names = {} if args.json else run_report.names_of(
+        names = {} if args.json else invoice_run_table.names_of(
             billing, {f.org_id for f in report.findings})
         # Shown before the embedded database (if any) takes its seconds to stop.
         return show(report, as_json=args.json, names=names)

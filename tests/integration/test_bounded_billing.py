@@ -14,7 +14,7 @@ from pymongo import MongoClient, monitoring
 
 from billing import Billing, InvoiceStatus, faults
 from billing.faults import InjectedFault
-from billing.reconciliation import Check
+from billing.reconcile_findings import Check
 from tests.support.billing_data import OCT, check_invariants, expected_total, seed_conversations
 
 pytestmark = pytest.mark.integration

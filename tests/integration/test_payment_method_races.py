@@ -34,7 +34,7 @@ from billing import (
 from billing.adapters.stripe_webhooks import sign
 from billing.domain.payments import CardMethod
 from billing.gateways import AsyncFakeGateway, FakeGateway
-from billing.reconciliation import in_shard
+from billing.reconcile_findings import in_shard
 from tests.support.method_invariants import (
     attached_to,
     check_methods,

@@ -21,7 +21,7 @@ from pymongo import MongoClient, monitoring
 from billing import AsyncBilling, Billing, faults
 from billing.errors import InvalidInput, LeaseNotAcquired, OrgNotFound
 from billing.faults import InjectedFault
-from billing.reconciliation import Check
+from billing.reconcile_findings import Check
 from tests.support.billing_data import OCT, check_invariants, dump, seed_conversations, untold
 from tests.support.crash import assert_methods_consistent
 

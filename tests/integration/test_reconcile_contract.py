@@ -17,7 +17,7 @@ from bson import ObjectId
 
 from billing import AsyncBilling, Billing, InvalidMoney, Period
 from billing.domain.money import MAX_AMOUNT
-from billing.reconciliation import Check
+from billing.reconcile_findings import Check
 from tests.support.billing_data import OCT, check_invariants, dump, seed_conversations, untold
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,8 @@ from billing.errors import (
     OrgNotFound,
     TransientDatabaseError,
 )
-from billing.reconciliation import Check, Finding, OrgScan, ReconcileReport
-from billing.runs import OrgResult, Outcome
+from billing.invoice_runs import OrgResult, Outcome
+from billing.reconcile_findings import Check, Finding, OrgScan, ReconcileReport
 from tests.unit.factories import NOW, oid
 
 # An address nothing listens on: a test that connected would fail (exit 3), not pass.

@@ -15,7 +15,7 @@ from billing.errors import (
     StateConflict,
     TransientDatabaseError,
 )
-from billing.runs import ORG_LEVEL_ERRORS, Outcome, RunSummary, result_of
+from billing.invoice_runs import ORG_LEVEL_ERRORS, Outcome, RunSummary, result_of
 from tests.unit.factories import NOW, OCT, invoice, org
 
 STARTED = NOW

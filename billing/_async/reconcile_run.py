@@ -17,12 +17,12 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
-from billing._async.context import AsyncContext
 from billing._async.invoices import AsyncInvoices
-from billing._async.reconcile_billing import AsyncBillingChecks
-from billing._async.reconcile_methods import AsyncMethodChecks
-from billing._async.reconcile_payments import AsyncPaymentChecks
+from billing._async.reconcile_invoice_checks import AsyncBillingChecks
+from billing._async.reconcile_payment_checks import AsyncPaymentChecks
+from billing._async.reconcile_payment_method_checks import AsyncMethodChecks
 from billing._async.run_lease import AsyncRunLease, lease_key
+from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translate, translated
@@ -35,7 +35,7 @@ from billing.errors import (
     shown,
 )
 from billing.plans import events
-from billing.reconciliation import (
+from billing.reconcile_findings import (
     Check,
     Finding,
     OrgScan,
@@ -68,7 +68,7 @@ class AsyncReconciler:
         lease_seconds: float = 300.0,
         stale_after: timedelta = timedelta(minutes=15),
     ) -> ReconcileReport:
-        """Find (and with `apply=True` repair) inconsistencies; policies in billing.reconciliation.
+        """Find (and with `apply=True` repair) inconsistencies (policies: reconcile_findings).
 
         Dry run (the default) reads only: no repair, no lease, no audit record. With `apply`,
         the shard's lease is taken first (LeaseNotAcquired if another run holds it) and an

@@ -1,4 +1,3 @@
-# Generated from billing/_async by tools/synchro.py: do not edit.
 """Reconciliation of payments: attempts left unsettled, webhooks that disagreed with our records.
 
 An attempt that is still `pending`, `confirming`, `requires_action` or `processing` after
@@ -16,24 +15,24 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing._sync.context import Context
-from billing._sync.payments import Payments
+from billing._async.payments import AsyncPayments
+from billing._async.service_context import AsyncContext
 from billing.adapters import schema
 from billing.plans.invoices import UNSETTLED
 from billing.plans.payments import blocked
-from billing.reconciliation import Check, Finding
+from billing.reconcile_findings import Check, Finding
 
 MISMATCH_DAYS = 7
 
 
-class PaymentChecks:
-    def __init__(self, ctx: Context, payments: Payments) -> None:
+class AsyncPaymentChecks:
+    def __init__(self, ctx: AsyncContext, payments: AsyncPayments) -> None:
         self._ctx = ctx
         self._payments = payments
 
-    def scan(self, oid: ObjectId, stale_before: datetime) -> list[Finding]:
+    async def scan(self, oid: ObjectId, stale_before: datetime) -> list[Finding]:
         db = self._ctx.uow.db
-        docs = db[schema.PAYMENTS].find(
+        docs = await db[schema.PAYMENTS].find(
             {"org_id": oid, "status": {"$in": [s.value for s in UNSETTLED]}},
             {"invoice_id": 1, "attempt": 1, "status": 1, "updated_at": 1, "created_at": 1},
         ).to_list()
@@ -47,7 +46,7 @@ class PaymentChecks:
             # Age checked here: SecantusDB scans for an unindexed predicate (reconcile_billing).
             for d in docs if _since(d) < stale_before]
         since = self._ctx.now() - timedelta(days=MISMATCH_DAYS)
-        events = db[schema.WEBHOOK_EVENTS].find(
+        events = await db[schema.WEBHOOK_EVENTS].find(
             {"org_id": oid, "outcome": "mismatch"}, {"detail": 1, "processed_at": 1}).to_list()
         out += [Finding(
             Check.PAYMENT, str(oid), f"webhook {e['_id']} disagreed with our records: "
@@ -56,8 +55,8 @@ class PaymentChecks:
             for e in events if e["processed_at"] >= since]
         return out
 
-    def repair(self, finding: Finding) -> str:
-        payment = self._payments.settle(finding.org_id, finding.params["invoice_id"],
+    async def repair(self, finding: Finding) -> str:
+        payment = await self._payments.settle(finding.org_id, finding.params["invoice_id"],
                                               payment_id=finding.params["payment_id"])
         if payment is None:
             return "no attempt left to settle"

@@ -1,4 +1,4 @@
-"""Reconciliation of payment methods with Stripe (policy in billing/reconciliation.py)."""
+"""Reconciliation of payment methods with Stripe (policy in billing/reconcile_findings.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 from bson import ObjectId
 
 from billing import faults
-from billing._async.context import AsyncContext
 from billing._async.customers import CLOCK_SLACK_S
+from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, queries, schema
 from billing.adapters.writes import Write, insert
@@ -18,7 +18,7 @@ from billing.domain.payments import CardMethod
 from billing.errors import PaymentMethodNotFound
 from billing.plans import payment_methods as plans
 from billing.plans import require_org
-from billing.reconciliation import Check, Finding, in_shard
+from billing.reconcile_findings import Check, Finding, in_shard
 
 Doc = dict[str, Any]
 S = PaymentMethodStatus

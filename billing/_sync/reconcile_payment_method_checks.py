@@ -1,5 +1,5 @@
 # Generated from billing/_async by tools/synchro.py: do not edit.
-"""Reconciliation of payment methods with Stripe (policy in billing/reconciliation.py)."""
+"""Reconciliation of payment methods with Stripe (policy in billing/reconcile_findings.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 from bson import ObjectId
 
 from billing import faults
-from billing._sync.context import Context
 from billing._sync.customers import CLOCK_SLACK_S
+from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, queries, schema
 from billing.adapters.writes import Write, insert
@@ -19,7 +19,7 @@ from billing.domain.payments import CardMethod
 from billing.errors import PaymentMethodNotFound
 from billing.plans import payment_methods as plans
 from billing.plans import require_org
-from billing.reconciliation import Check, Finding, in_shard
+from billing.reconcile_findings import Check, Finding, in_shard
 
 Doc = dict[str, Any]
 S = PaymentMethodStatus

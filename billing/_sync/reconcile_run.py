@@ -18,12 +18,12 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
-from billing._sync.context import Context
 from billing._sync.invoices import Invoices
-from billing._sync.reconcile_billing import BillingChecks
-from billing._sync.reconcile_methods import MethodChecks
-from billing._sync.reconcile_payments import PaymentChecks
+from billing._sync.reconcile_invoice_checks import BillingChecks
+from billing._sync.reconcile_payment_checks import PaymentChecks
+from billing._sync.reconcile_payment_method_checks import MethodChecks
 from billing._sync.run_lease import RunLease, lease_key
+from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids, schema
 from billing.adapters.mongo_errors import translate, translated
@@ -36,7 +36,7 @@ from billing.errors import (
     shown,
 )
 from billing.plans import events
-from billing.reconciliation import (
+from billing.reconcile_findings import (
     Check,
     Finding,
     OrgScan,
@@ -69,7 +69,7 @@ class Reconciler:
         lease_seconds: float = 300.0,
         stale_after: timedelta = timedelta(minutes=15),
     ) -> ReconcileReport:
-        """Find (and with `apply=True` repair) inconsistencies; policies in billing.reconciliation.
+        """Find (and with `apply=True` repair) inconsistencies (policies: reconcile_findings).
 
         Dry run (the default) reads only: no repair, no lease, no audit record. With `apply`,
         the shard's lease is taken first (LeaseNotAcquired if another run holds it) and an

@@ -13,7 +13,7 @@ from billing.adapters import schema
 from billing.cli.money import format_money
 from billing.cli.output import table
 from billing.domain.models import LineItemKind
-from billing.runs import OrgResult, Outcome, RunSummary
+from billing.invoice_runs import OrgResult, Outcome, RunSummary
 
 HEADERS = ("ORG", "INVOICE", "CONVERSATIONS", "MINUTES", "TOTAL", "STATUS", "OUTCOME")
 RIGHT = (2, 3, 4)  # numeric columns
