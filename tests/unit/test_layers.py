@@ -23,7 +23,7 @@ EDGE = {"unit_of_work.py", "client.py", "schema_setup.py", "migrations.py",
 # Services not yet moved behind repositories; this set only shrinks.
 NOT_YET = {
     "collect.py", "reconcile_invoice_checks.py", "reconcile_payment_checks.py",
-    "reconcile_payment_method_checks.py", "reconcile_run.py", "run_lease.py", "webhooks.py",
+    "reconcile_payment_method_checks.py", "reconcile_run.py", "run_lease.py",
 }
 QUERIES = {"schema", "queries"}  # collection names and query shapes: repositories' business
 DATABASE = re.compile(r"\.db\[|\.db\.|\buow\.db\b|\buow\.client\b")
