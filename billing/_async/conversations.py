@@ -7,10 +7,15 @@ from typing import Any
 
 from bson import ObjectId
 
+from billing._async.repositories.conversations import (
+    conversation_doc_now,
+    conversation_of_external_id,
+    conversations_of_external_ids,
+)
+from billing._async.repositories.orgs import org_doc_in
 from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
-from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translated
+from billing.adapters import documents, ids
 from billing.domain.inputs import NewConversation
 from billing.domain.models import Conversation
 from billing.errors import BillingError, InvalidInput, NotFound, shown
@@ -33,11 +38,10 @@ class AsyncConversations:
                                      external_id=external_id)
 
         async def work(txn: AsyncTransaction) -> dict[str, Any]:
-            org = await txn.find_one(schema.ORGS, {"_id": oid})
+            org = await org_doc_in(txn, oid)
             existing = None
             if data.external_id is not None:
-                existing = await txn.find_one(
-                    schema.CONVERSATIONS, {"org_id": oid, "external_id": data.external_id})
+                existing = await conversation_of_external_id(txn, oid, data.external_id)
             plan = conversation_plan(
                 org, existing, org_id=oid, started_at=data.started_at, ended_at=data.ended_at,
                 external_id=data.external_id, now=self._ctx.now(), make_id=ObjectId,
@@ -65,9 +69,8 @@ class AsyncConversations:
         keys = sorted({p.external_id for p in parsed if p.external_id is not None})
 
         async def work(txn: AsyncTransaction) -> list[dict[str, Any]]:
-            org = await txn.find_one(schema.ORGS, {"_id": oid})
-            existing = await txn.find(schema.CONVERSATIONS, {
-                "org_id": oid, "external_id": {"$in": keys}}, limit=MAX_BATCH) if keys else []
+            org = await org_doc_in(txn, oid)
+            existing = await conversations_of_external_ids(txn, oid, keys, limit=MAX_BATCH)
             plan = batch_plan(org, existing, parsed, org_id=oid, now=self._ctx.now(),
                               make_id=ObjectId)
             await txn.write(plan.writes)
@@ -94,10 +97,7 @@ class AsyncConversations:
     async def get(self, org_id: Any, conversation_id: Any) -> Conversation:
         oid = ids.object_id(org_id, name="org_id")
         cid = ids.object_id(conversation_id, name="conversation_id")
-        await self._ctx.uow.check_server()
-        with translated():
-            doc = await self._ctx.uow.db[schema.CONVERSATIONS].find_one(
-                {"_id": cid, "org_id": oid})
+        doc = await conversation_doc_now(self._ctx.uow.direct, oid, cid)
         if doc is None:
             raise NotFound(f"no conversation {cid} in org {oid}")
         return documents.conversation(doc)

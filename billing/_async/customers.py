@@ -10,10 +10,9 @@ from datetime import datetime
 from bson import ObjectId
 
 from billing import faults
+from billing._async.repositories.orgs import org_doc_in, org_doc_now
 from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
-from billing.adapters import schema
-from billing.adapters.mongo_errors import translated
 from billing.errors import BillingError, PaymentInProgress
 from billing.plans import customers as plans
 from billing.plans import require_org
@@ -32,10 +31,7 @@ async def ensure_customer(ctx: AsyncContext, org_id: ObjectId) -> str:
     answer or a crash does not make a second customer. PaymentInProgress (retryable) if another
     call holds the claim for longer than `transaction_retry_seconds`.
     """
-    await ctx.uow.check_server()
-    with translated():
-        doc = await ctx.uow.db[schema.ORGS].find_one({"_id": org_id})
-    org = require_org(doc, org_id)
+    org = require_org(await org_doc_now(ctx.uow.direct, org_id), org_id)
     if org.stripe_customer_id:
         return org.stripe_customer_id
     holder = str(ObjectId())
@@ -88,7 +84,7 @@ async def _find_or_create(ctx: AsyncContext, org_id: ObjectId, name: str, genera
 
 async def _claim(ctx: AsyncContext, txn: AsyncTransaction, org_id: ObjectId,
                  holder: str) -> plans.CustomerStep:
-    org = require_org(await txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
+    org = require_org(await org_doc_in(txn, org_id), org_id)
     plan = plans.claim(org, holder=holder, now=ctx.now(), seconds=ctx.payment_lease_seconds)
     await txn.write(plan.writes)
     return plan.result
@@ -98,7 +94,7 @@ def _recorder(ctx: AsyncContext, org_id: ObjectId, generation: int, customer_id:
               contested_since: datetime | None
               ) -> Callable[[AsyncTransaction], Awaitable[str | None]]:
     async def record(txn: AsyncTransaction) -> str | None:
-        org = require_org(await txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
+        org = require_org(await org_doc_in(txn, org_id), org_id)
         plan = plans.record(org, generation=generation, customer_id=customer_id,
                             now=ctx.now(), contested_since=contested_since)
         await txn.write(plan.writes)
@@ -109,7 +105,7 @@ def _recorder(ctx: AsyncContext, org_id: ObjectId, generation: int, customer_id:
 
 async def _audit(ctx: AsyncContext, org_id: ObjectId, since: datetime) -> None:
     async def work(txn: AsyncTransaction) -> None:
-        org = require_org(await txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
+        org = require_org(await org_doc_in(txn, org_id), org_id)
         await txn.write(plans.audit(org, since=since, until=ctx.now()))
 
     try:
@@ -120,7 +116,7 @@ async def _audit(ctx: AsyncContext, org_id: ObjectId, since: datetime) -> None:
 
 async def _release(ctx: AsyncContext, org_id: ObjectId, holder: str) -> None:
     async def work(txn: AsyncTransaction) -> None:
-        org = require_org(await txn.find_one(schema.ORGS, {"_id": org_id}), org_id)
+        org = require_org(await org_doc_in(txn, org_id), org_id)
         await txn.write(plans.release(org, holder=holder))
 
     try:

@@ -9,15 +9,18 @@ from bson import ObjectId
 
 from billing import faults, invoice_runs, plans
 from billing._async.payments import AsyncPayments, latest_payment
-from billing._async.repositories.invoices import read_invoice
+from billing._async.repositories.invoices import (
+    read_billing_snapshot,
+    read_invoice,
+    read_period_usage,
+)
+from billing._async.repositories.orgs import count_orgs, org_doc_in, org_ids_page
 from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
-from billing.adapters import documents, ids, queries, schema
-from billing.adapters.mongo_errors import translated
+from billing.adapters import ids
 from billing.domain.models import Invoice, Payment
 from billing.domain.periods import Period
 from billing.errors import InvalidInput, shown
-from billing.plans import Doc
 from billing.plans import invoices as invoice_plans
 
 ORG_PAGE = 500  # org ids per read of an invoice run
@@ -89,14 +92,12 @@ class AsyncInvoices:
             raise InvalidInput(f"period must be a billing.Period (e.g. Period.month('2026-10')), "
                                f"got {shown(period)}")
         period = Period.of(period.start, period.end, now=self._ctx.now())
-        scope = {} if org_id is None else {"_id": ids.object_id(org_id, name="org_id")}
-        await self._ctx.uow.check_server()
-        with translated():
-            total = await self._ctx.uow.db[schema.ORGS].count_documents(scope)
+        only = None if org_id is None else ids.object_id(org_id, name="org_id")
+        total = await count_orgs(self._ctx.uow.direct, only)
         summary = invoice_runs.RunSummary(period, self._ctx.now(), total)
-        if org_id is not None and summary.total_orgs == 0:
-            plans.require_org(None, scope["_id"])
-        async for oid in self._org_ids(scope):
+        if only is not None and summary.total_orgs == 0:
+            plans.require_org(None, only)
+        async for oid in self._org_ids(only):
             try:
                 invoice = await self._bill(oid, period, supplement=0, finalize=True)
                 result = invoice_runs.result_of(str(oid), summary.started_at, invoice=invoice)
@@ -110,19 +111,16 @@ class AsyncInvoices:
         summary.finished_at = self._ctx.now()
         return summary
 
-    async def _org_ids(self, scope: dict[str, Any]) -> AsyncIterator[ObjectId]:
-        """The ids of the orgs in `scope`, in `_id` order, read a page at a time (each read
-        translated: a database lost mid-run raises DatabaseUnavailable, not a pymongo error)."""
-        orgs, last = self._ctx.uow.db[schema.ORGS], None
+    async def _org_ids(self, only: ObjectId | None) -> AsyncIterator[ObjectId]:
+        """The ids of the orgs (or `only` that one), in `_id` order, read a page at a time
+        (each read translated: a database lost mid-run raises DatabaseUnavailable)."""
+        last = None
         while True:
-            page_filter = scope if last is None else {**scope, "_id": {"$gt": last}}
-            with translated():
-                page = await orgs.find(page_filter, {"_id": 1}).sort("_id", 1).limit(
-                    ORG_PAGE).to_list()
+            page = await org_ids_page(self._ctx.uow.direct, org_id=only, after=last,
+                                      limit=ORG_PAGE)
             if not page:
                 return
-            for doc in page:
-                last = doc["_id"]
+            for last in page:
                 yield last
             if len(page) < ORG_PAGE:
                 return
@@ -132,23 +130,13 @@ class AsyncInvoices:
     ) -> Invoice:
         async def step(txn: AsyncTransaction) -> plans.Plan[Invoice]:
             limit = self._ctx.max_docs_per_transaction
-            if self._ctx.uow.joined_reads:  # one command
-                snap = await txn.aggregate_one(schema.ORGS, queries.billing_snapshot(
-                    org_id, period, supplement=supplement, limit=limit))
-            else:  # three commands, each on its index, the chunk's on a stretch of it
-                snap = await txn.aggregate_one(schema.ORGS, queries.snapshot_head(
-                    org_id, period, supplement=supplement))
-                if snap is not None:
-                    await self._read_chunk(txn, snap, org_id, period, limit, bound=not checked)
-            if not checked and snap is not None and snap.get(
-                    "window", queries.Window.of(period, None)).more_after(
-                        period, snap["chunk"], limit):
+            snap = await read_billing_snapshot(txn, org_id, period, supplement=supplement,
+                                               limit=limit, bound=not checked)
+            if not checked and snap is not None and invoice_plans.more_chunks(
+                    snap, period, limit):
                 # More chunks follow: an overflow found in one of them would leave a draft that
                 # every retry fails on, so the whole period is bounded before the first commits.
-                used = ({"n": snap["usage"][0]["used"], "minutes": snap["usage"][0]["minutes"]}
-                        if snap["usage"] else None) if "usage" in snap else \
-                    await txn.aggregate_one(schema.CONVERSATIONS, queries.period_usage(
-                        org_id, period))
+                used = await read_period_usage(txn, snap, org_id, period)
                 invoice_plans.require_fits(snap, used, org_id=org_id, period=period,
                                            supplement=supplement)
             plan = invoice_plans.bill_chunk(
@@ -168,27 +156,6 @@ class AsyncInvoices:
             if plan.done:
                 return plan.result
             faults.hit("invoice.between_chunks")
-
-    @staticmethod
-    async def _read_chunk(txn: AsyncTransaction, snap: Doc, org_id: ObjectId, period: Period,
-                          limit: int, *, bound: bool) -> None:
-        """The next chunk from where the draft's run stopped, then the malformed conversations
-        up to the chunk's end (the whole period's on the last chunk), into `snap`. With `bound`
-        and more chunks to follow, that second read also sums the whole period's usage (as
-        `usage`), so the overflow check costs no command of its own."""
-        draft = snap["invoice"][0] if snap["invoice"] else None
-        resume = documents.invoice(draft).resume_after if draft is not None else None
-        window = snap["window"] = queries.Window.of(period, resume)
-        snap["chunk"] = await txn.aggregate(schema.CONVERSATIONS, queries.chunk_read(
-            org_id, period, window, limit=limit))
-        span = snap["malformed_range"] = window.malformed_range(period, snap["chunk"], limit)
-        if bound and window.more_after(period, snap["chunk"], limit):
-            snap["usage"] = await txn.aggregate(schema.CONVERSATIONS, queries.usage_and_malformed(
-                org_id, period, *span))
-            snap["malformed"] = [u for u in snap["usage"] if u["n"]]
-        else:
-            snap["malformed"] = await txn.aggregate(schema.CONVERSATIONS, queries.malformed_read(
-                org_id, period, *span))
 
     async def get(self, org_id: Any, invoice_id: Any) -> Invoice:
         """The invoice with its line items, read from one snapshot."""
@@ -212,7 +179,7 @@ class AsyncInvoices:
 
         async def work(txn: AsyncTransaction) -> Invoice:
             current = await read_invoice(txn, oid, iid)
-            org = await txn.find_one(schema.ORGS, {"_id": oid})
+            org = await org_doc_in(txn, oid)
             plan = invoice_plans.finalize(org, current, now=self._ctx.now(),
                                           retention=self._ctx.event_retention)
             await txn.write(plan.writes)
@@ -240,7 +207,7 @@ class AsyncInvoices:
         async def work(txn: AsyncTransaction) -> Invoice:
             invoice = await read_invoice(txn, oid, iid)
             latest = await latest_payment(txn, oid, iid, invoice)
-            org = await txn.find_one(schema.ORGS, {"_id": oid})
+            org = await org_doc_in(txn, oid)
             plan = invoice_plans.void(invoice, latest, now=self._ctx.now(),
                                       box=self._ctx.outbox(org))
             await txn.write(plan.writes)

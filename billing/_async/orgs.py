@@ -6,11 +6,15 @@ from typing import Any
 
 from bson import ObjectId
 
+from billing._async.repositories.orgs import (
+    insert_org,
+    org_doc_in,
+    org_doc_now,
+    set_org_schedule,
+)
 from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
-from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translated
-from billing.adapters.writes import Write, insert
+from billing.adapters import ids
 from billing.domain.inputs import NewOrg
 from billing.domain.models import Org, Prices
 from billing.plans import collections, require_org
@@ -34,7 +38,7 @@ class AsyncOrgs:
         )
 
         async def work(txn: AsyncTransaction) -> None:
-            await txn.write([insert(schema.ORGS, documents.org_doc(org))])
+            await txn.write([insert_org(org)])
 
         await self._ctx.uow.run(work)
         return org
@@ -42,10 +46,7 @@ class AsyncOrgs:
     async def get(self, org_id: Any) -> Org:
         """The org, or OrgNotFound."""
         oid = ids.object_id(org_id, name="org_id")
-        await self._ctx.uow.check_server()
-        with translated():
-            doc = await self._ctx.uow.db[schema.ORGS].find_one({"_id": oid})
-        return require_org(doc, oid)
+        return require_org(await org_doc_now(self._ctx.uow.direct, oid), oid)
 
     async def set_collection_schedule(self, org_id: Any, days: Any) -> Org:
         """Override the deployment's retry schedule for this org: the days after finalisation
@@ -55,9 +56,8 @@ class AsyncOrgs:
         value = None if days is None else list(collections.schedule(days, name="days"))
 
         async def work(txn: AsyncTransaction) -> Org:
-            org = require_org(await txn.find_one(schema.ORGS, {"_id": oid}), oid)
-            await txn.write([Write(schema.ORGS, "update_one", {"_id": oid},
-                                   {"$set": {"collection_schedule": value}})])
+            org = require_org(await org_doc_in(txn, oid), oid)
+            await txn.write([set_org_schedule(oid, value)])
             return org.model_copy(update={"collection_schedule": value})
 
         return await self._ctx.uow.run(work)

@@ -9,10 +9,16 @@ from bson import ObjectId
 
 from billing import faults
 from billing._async.customers import ensure_customer
+from billing._async.repositories.orgs import org_doc_in
+from billing._async.repositories.payment_methods import (
+    active_method_docs_now,
+    method_doc_holding,
+    method_doc_in,
+    method_doc_of_request,
+)
 from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
-from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translated
+from billing.adapters import documents, ids
 from billing.adapters.writes import Write
 from billing.domain.inputs import text
 from billing.domain.models import PaymentMethod, PaymentMethodStatus
@@ -50,13 +56,11 @@ class AsyncPaymentMethods:
         now = self._ctx.now
 
         async def begin(txn: AsyncTransaction) -> PaymentMethod:
-            org = require_org(await txn.find_one(schema.ORGS, {"_id": oid}), oid)
-            existing = await txn.find_one(schema.PAYMENT_METHODS,
-                                          {"org_id": oid, "request_id": request})
+            org = require_org(await org_doc_in(txn, oid), oid)
+            existing = await method_doc_of_request(txn, oid, request)
             original = None
             if existing is not None and existing.get("duplicate_of"):
-                original = await txn.find_one(schema.PAYMENT_METHODS, {
-                    "_id": ObjectId(existing["duplicate_of"]), "org_id": oid})
+                original = await method_doc_in(txn, oid, ObjectId(existing["duplicate_of"]))
             plan = plans.begin_attach(org, existing, source=source, request_id=request,
                                       now=now(), original=original)
             await txn.write(plan.writes)
@@ -79,11 +83,11 @@ class AsyncPaymentMethods:
         pending_id = ObjectId(pending.id)
 
         async def activate(txn: AsyncTransaction) -> plans.Activation:
-            org = require_org(await txn.find_one(schema.ORGS, {"_id": oid}), oid)
-            current = plans.require_method(await txn.find_one(
-                schema.PAYMENT_METHODS, {"_id": pending_id, "org_id": oid}), oid, pending_id)
+            org = require_org(await org_doc_in(txn, oid), oid)
+            current = plans.require_method(await method_doc_in(txn, oid, pending_id), oid,
+                                           pending_id)
             plan = plans.activate(org, current, card, make_default=bool(make_default),
-                                  now=now(), holder=await _holder(txn, oid, card.id),
+                                  now=now(), holder=await method_doc_holding(txn, oid, card.id),
                                   box=self._ctx.outbox(documents.org_doc(org)))
             await txn.write(plan.writes)
             faults.hit("payment_methods.attach.after_write")
@@ -109,7 +113,7 @@ class AsyncPaymentMethods:
         another) means there is nothing to undo in Stripe. Otherwise undo the Stripe attach,
         then mark the record failed; if Stripe fails, leave it for reconciliation."""
         try:
-            holder = await self._ctx.uow.run(lambda txn: _holder(txn, oid, card.id))
+            holder = await self._ctx.uow.run(lambda txn: method_doc_holding(txn, oid, card.id))
         except BillingError:
             return  # what committed is unknown: reconciliation decides
         try:
@@ -131,7 +135,7 @@ class AsyncPaymentMethods:
         pid = ObjectId(pending.id)
 
         async def work(txn: AsyncTransaction) -> None:
-            doc = await txn.find_one(schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid})
+            doc = await method_doc_in(txn, oid, pid)
             if doc is not None and doc["status"] == PaymentMethodStatus.PENDING.value:
                 await txn.write(plan(documents.payment_method(doc)))
 
@@ -153,9 +157,8 @@ class AsyncPaymentMethods:
         now = self._ctx.now
 
         async def begin(txn: AsyncTransaction) -> PaymentMethod:
-            org = require_org(await txn.find_one(schema.ORGS, {"_id": oid}), oid)
-            method = plans.require_method(await txn.find_one(
-                schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
+            org = require_org(await org_doc_in(txn, oid), oid)
+            method = plans.require_method(await method_doc_in(txn, oid, pid), oid, pid)
             plan = plans.begin_detach(org, method, now())
             await txn.write(plan.writes)
             return plan.result
@@ -174,9 +177,8 @@ class AsyncPaymentMethods:
         return await self._ctx.uow.run(lambda txn: self._finish_detach(txn, oid, pid))
 
     async def _finish_detach(self, txn: AsyncTransaction, oid: Any, pid: Any) -> PaymentMethod:
-        method = plans.require_method(await txn.find_one(
-            schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
-        org = await txn.find_one(schema.ORGS, {"_id": oid})
+        method = plans.require_method(await method_doc_in(txn, oid, pid), oid, pid)
+        org = await org_doc_in(txn, oid)
         plan = plans.finish_detach(oid, method, self._ctx.now(), box=self._ctx.outbox(org))
         await txn.write(plan.writes)
         return plan.result
@@ -189,9 +191,8 @@ class AsyncPaymentMethods:
         pid = ids.object_id(payment_method_id, name="payment_method_id")
 
         async def work(txn: AsyncTransaction) -> PaymentMethod:
-            org = require_org(await txn.find_one(schema.ORGS, {"_id": oid}), oid)
-            method = plans.require_method(await txn.find_one(
-                schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
+            org = require_org(await org_doc_in(txn, oid), oid)
+            method = plans.require_method(await method_doc_in(txn, oid, pid), oid, pid)
             await txn.write(plans.set_default(org, method).writes)
             return method
 
@@ -200,15 +201,6 @@ class AsyncPaymentMethods:
     async def list(self, org_id: Any) -> list[PaymentMethod]:
         """The org's active payment methods, oldest first."""
         oid = ids.object_id(org_id, name="org_id")
-        await self._ctx.uow.check_server()
-        with translated():
-            docs = await self._ctx.uow.db[schema.PAYMENT_METHODS].find(
-                {"org_id": oid, "status": PaymentMethodStatus.ACTIVE.value}).sort(
-                "_id", 1).to_list()
+        docs = await active_method_docs_now(self._ctx.uow.direct, oid)
         return [documents.payment_method(doc) for doc in docs]
 
-
-async def _holder(txn: AsyncTransaction, oid: ObjectId, stripe_id: str) -> dict[str, Any] | None:
-    """The live record holding the Stripe method, if any (at most one: unique index)."""
-    return await txn.find_one(schema.PAYMENT_METHODS, {
-        "org_id": oid, "stripe_id": stripe_id, "status": {"$in": schema.LIVE_HOLDING}})

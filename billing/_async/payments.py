@@ -13,9 +13,16 @@ from bson import ObjectId
 
 from billing import faults
 from billing._async.repositories.invoices import read_invoice
+from billing._async.repositories.orgs import org_doc_in
+from billing._async.repositories.payment_methods import method_doc_in
+from billing._async.repositories.payments import (
+    payment_doc_in,
+    payment_doc_of_attempt,
+    payment_docs_of_invoice,
+)
 from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
-from billing.adapters import documents, ids, schema
+from billing.adapters import documents, ids
 from billing.domain.models import Invoice, Payment, PaymentStatus
 from billing.domain.payments import Intent, IntentStatus
 from billing.errors import (
@@ -108,13 +115,12 @@ class AsyncPayments:
         token = secrets.token_hex(8)
 
         async def work(txn: AsyncTransaction) -> Claim:
-            org = require_org(await txn.find_one(schema.ORGS, {"_id": oid}), oid)
+            org = require_org(await org_doc_in(txn, oid), oid)
             invoice = await read_invoice(txn, oid, iid)
             method = None
             if org.default_payment_method_id:
                 pid = ObjectId(org.default_payment_method_id)
-                method = require_method(await txn.find_one(
-                    schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
+                method = require_method(await method_doc_in(txn, oid, pid), oid, pid)
             latest = await latest_payment(txn, oid, iid, invoice)
             plan = plans.claim(org, invoice, method, latest, now=self._ctx.now(),
                                lease_seconds=self._ctx.payment_lease_seconds, token=token,
@@ -135,8 +141,7 @@ class AsyncPayments:
             if payment_id is None:
                 latest = await latest_payment(txn, oid, iid, invoice)
             else:
-                doc = await txn.find_one(schema.PAYMENTS, {
-                    "_id": payment_id, "org_id": oid, "invoice_id": iid})
+                doc = await payment_doc_in(txn, oid, payment_id, invoice_id=iid)
                 latest = None if doc is None else documents.payment(doc)
             plan = plans.take(invoice, latest, now=self._ctx.now(),
                               lease_seconds=self._ctx.payment_lease_seconds, token=token)
@@ -323,7 +328,7 @@ class AsyncPayments:
 
     @staticmethod
     async def _payment(txn: AsyncTransaction, oid: ObjectId, payment_id: str) -> Payment:
-        doc = await txn.find_one(schema.PAYMENTS, {"_id": ObjectId(payment_id), "org_id": oid})
+        doc = await payment_doc_in(txn, oid, ObjectId(payment_id))
         if doc is None:
             raise InvoiceNotPayable(f"payment {payment_id} is gone: check the invoice")
         return documents.payment(doc)
@@ -341,9 +346,9 @@ async def dunning(txn: AsyncTransaction, oid: ObjectId, iid: ObjectId, payment_i
                   ) -> tuple[int, tuple[int, ...], dict[str, Any] | None]:
     """For settling `payment_id`: the invoice's other failed attempts that used up a scheduled
     attempt, the org's retry schedule (its own, else the deployment's), and the org."""
-    org = await txn.find_one(schema.ORGS, {"_id": oid})
+    org = await org_doc_in(txn, oid)
     days = tuple(org.get("collection_schedule") or default) if org else default
-    others = await txn.find(schema.PAYMENTS, {"org_id": oid, "invoice_id": iid})
+    others = await payment_docs_of_invoice(txn, oid, iid)
     failures = sum(1 for doc in others if str(doc["_id"]) != payment_id
                    and collections.counted(documents.payment(doc)))
     return failures, days, org
@@ -354,6 +359,5 @@ async def latest_payment(txn: AsyncTransaction, oid: ObjectId, iid: ObjectId,
     """The invoice's latest payment attempt, if any."""
     if not invoice.payment_attempts:
         return None
-    doc = await txn.find_one(schema.PAYMENTS, {"org_id": oid, "invoice_id": iid,
-                                                "attempt": invoice.payment_attempts})
+    doc = await payment_doc_of_attempt(txn, oid, iid, invoice.payment_attempts)
     return None if doc is None else documents.payment(doc)

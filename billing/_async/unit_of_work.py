@@ -56,6 +56,12 @@ class AsyncTransaction:
         self.session = session
         self._has_read = False
 
+    @property
+    def joined_reads(self) -> bool:
+        """Whether the server reads an org's snapshot best in one joined read (see the unit of
+        work's `joined_reads`); repositories choose their query shapes by it."""
+        return self._uow.joined_reads
+
     def _read(self) -> AsyncClientSession:
         self._has_read = True
         return self.session

@@ -8,10 +8,15 @@ from typing import Any
 
 from bson import ObjectId
 
+from billing._sync.repositories.conversations import (
+    conversation_doc_now,
+    conversation_of_external_id,
+    conversations_of_external_ids,
+)
+from billing._sync.repositories.orgs import org_doc_in
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
-from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translated
+from billing.adapters import documents, ids
 from billing.domain.inputs import NewConversation
 from billing.domain.models import Conversation
 from billing.errors import BillingError, InvalidInput, NotFound, shown
@@ -34,11 +39,10 @@ class Conversations:
                                      external_id=external_id)
 
         def work(txn: Transaction) -> dict[str, Any]:
-            org = txn.find_one(schema.ORGS, {"_id": oid})
+            org = org_doc_in(txn, oid)
             existing = None
             if data.external_id is not None:
-                existing = txn.find_one(
-                    schema.CONVERSATIONS, {"org_id": oid, "external_id": data.external_id})
+                existing = conversation_of_external_id(txn, oid, data.external_id)
             plan = conversation_plan(
                 org, existing, org_id=oid, started_at=data.started_at, ended_at=data.ended_at,
                 external_id=data.external_id, now=self._ctx.now(), make_id=ObjectId,
@@ -66,9 +70,8 @@ class Conversations:
         keys = sorted({p.external_id for p in parsed if p.external_id is not None})
 
         def work(txn: Transaction) -> list[dict[str, Any]]:
-            org = txn.find_one(schema.ORGS, {"_id": oid})
-            existing = txn.find(schema.CONVERSATIONS, {
-                "org_id": oid, "external_id": {"$in": keys}}, limit=MAX_BATCH) if keys else []
+            org = org_doc_in(txn, oid)
+            existing = conversations_of_external_ids(txn, oid, keys, limit=MAX_BATCH)
             plan = batch_plan(org, existing, parsed, org_id=oid, now=self._ctx.now(),
                               make_id=ObjectId)
             txn.write(plan.writes)
@@ -95,10 +98,7 @@ class Conversations:
     def get(self, org_id: Any, conversation_id: Any) -> Conversation:
         oid = ids.object_id(org_id, name="org_id")
         cid = ids.object_id(conversation_id, name="conversation_id")
-        self._ctx.uow.check_server()
-        with translated():
-            doc = self._ctx.uow.db[schema.CONVERSATIONS].find_one(
-                {"_id": cid, "org_id": oid})
+        doc = conversation_doc_now(self._ctx.uow.direct, oid, cid)
         if doc is None:
             raise NotFound(f"no conversation {cid} in org {oid}")
         return documents.conversation(doc)

@@ -16,11 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo.errors import PyMongoError
-
+from billing._sync.repositories.events import event_docs_after, watch_event_inserts
 from billing._sync.service_context import Context
-from billing.adapters import ids, schema
-from billing.adapters.mongo_errors import translate
+from billing._sync.unit_of_work import ChangeStream
+from billing.adapters import ids
 from billing.domain.models import Event
 from billing.errors import InvalidInput, shown
 
@@ -58,12 +57,7 @@ class Events:
             raise InvalidInput(f"after must be an event number (an int >= 0), got {shown(after)}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be an int from 1 to {MAX_PAGE}, got {shown(limit)}")
-        self._ctx.uow.check_server()
-        try:
-            docs = self._ctx.uow.db[schema.EVENTS].find(
-                {"org_id": oid, "seq": {"$gt": after}}).sort("seq", 1).limit(limit).to_list()
-        except PyMongoError as exc:
-            raise translate(exc) from exc
+        docs = event_docs_after(self._ctx.uow.direct, oid, after, limit=limit)
         events = [event_of(d) for d in docs]
         return EventPage(events, events[-1].seq if events else after)
 
@@ -78,32 +72,21 @@ class Events:
         if resume_after is not None and not isinstance(resume_after, Mapping):
             raise InvalidInput(f"resume_after must be a token from watch(), got "
                                f"{shown(resume_after)}")
-        match: dict[str, Any] = {"operationType": "insert"}
-        if oid is not None:
-            match["fullDocument.org_id"] = oid
-        self._ctx.uow.check_server()
-        try:
-            stream = self._ctx.uow.db[schema.EVENTS].watch(
-                [{"$match": match}], resume_after=resume_after)
-        except PyMongoError as exc:
-            raise translate(exc) from exc
-        return EventStream(stream)
+        return EventStream(watch_event_inserts(
+            self._ctx.uow.direct, org_id=oid, resume_after=resume_after))
 
 
 class EventStream:
     """Events as they commit, each with its resume token; iterate, then close."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: ChangeStream) -> None:
         self._stream = stream
 
     def __iter__(self) -> EventStream:
         return self
 
     def __next__(self) -> WatchedEvent:
-        try:
-            change = self._stream.next()
-        except PyMongoError as exc:
-            raise translate(exc) from exc
+        change = self._stream.next()  # errors translated
         return WatchedEvent(event_of(change["fullDocument"]), change["_id"])
 
     def close(self) -> None:

@@ -7,11 +7,15 @@ from typing import Any
 
 from bson import ObjectId
 
+from billing._sync.repositories.orgs import (
+    insert_org,
+    org_doc_in,
+    org_doc_now,
+    set_org_schedule,
+)
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
-from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translated
-from billing.adapters.writes import Write, insert
+from billing.adapters import ids
 from billing.domain.inputs import NewOrg
 from billing.domain.models import Org, Prices
 from billing.plans import collections, require_org
@@ -35,7 +39,7 @@ class Orgs:
         )
 
         def work(txn: Transaction) -> None:
-            txn.write([insert(schema.ORGS, documents.org_doc(org))])
+            txn.write([insert_org(org)])
 
         self._ctx.uow.run(work)
         return org
@@ -43,10 +47,7 @@ class Orgs:
     def get(self, org_id: Any) -> Org:
         """The org, or OrgNotFound."""
         oid = ids.object_id(org_id, name="org_id")
-        self._ctx.uow.check_server()
-        with translated():
-            doc = self._ctx.uow.db[schema.ORGS].find_one({"_id": oid})
-        return require_org(doc, oid)
+        return require_org(org_doc_now(self._ctx.uow.direct, oid), oid)
 
     def set_collection_schedule(self, org_id: Any, days: Any) -> Org:
         """Override the deployment's retry schedule for this org: the days after finalisation
@@ -56,9 +57,8 @@ class Orgs:
         value = None if days is None else list(collections.schedule(days, name="days"))
 
         def work(txn: Transaction) -> Org:
-            org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
-            txn.write([Write(schema.ORGS, "update_one", {"_id": oid},
-                                   {"$set": {"collection_schedule": value}})])
+            org = require_org(org_doc_in(txn, oid), oid)
+            txn.write([set_org_schedule(oid, value)])
             return org.model_copy(update={"collection_schedule": value})
 
         return self._ctx.uow.run(work)

@@ -10,10 +10,16 @@ from bson import ObjectId
 
 from billing import faults
 from billing._sync.customers import ensure_customer
+from billing._sync.repositories.orgs import org_doc_in
+from billing._sync.repositories.payment_methods import (
+    active_method_docs_now,
+    method_doc_holding,
+    method_doc_in,
+    method_doc_of_request,
+)
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
-from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translated
+from billing.adapters import documents, ids
 from billing.adapters.writes import Write
 from billing.domain.inputs import text
 from billing.domain.models import PaymentMethod, PaymentMethodStatus
@@ -51,13 +57,11 @@ class PaymentMethods:
         now = self._ctx.now
 
         def begin(txn: Transaction) -> PaymentMethod:
-            org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
-            existing = txn.find_one(schema.PAYMENT_METHODS,
-                                          {"org_id": oid, "request_id": request})
+            org = require_org(org_doc_in(txn, oid), oid)
+            existing = method_doc_of_request(txn, oid, request)
             original = None
             if existing is not None and existing.get("duplicate_of"):
-                original = txn.find_one(schema.PAYMENT_METHODS, {
-                    "_id": ObjectId(existing["duplicate_of"]), "org_id": oid})
+                original = method_doc_in(txn, oid, ObjectId(existing["duplicate_of"]))
             plan = plans.begin_attach(org, existing, source=source, request_id=request,
                                       now=now(), original=original)
             txn.write(plan.writes)
@@ -80,11 +84,11 @@ class PaymentMethods:
         pending_id = ObjectId(pending.id)
 
         def activate(txn: Transaction) -> plans.Activation:
-            org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
-            current = plans.require_method(txn.find_one(
-                schema.PAYMENT_METHODS, {"_id": pending_id, "org_id": oid}), oid, pending_id)
+            org = require_org(org_doc_in(txn, oid), oid)
+            current = plans.require_method(method_doc_in(txn, oid, pending_id), oid,
+                                           pending_id)
             plan = plans.activate(org, current, card, make_default=bool(make_default),
-                                  now=now(), holder=_holder(txn, oid, card.id),
+                                  now=now(), holder=method_doc_holding(txn, oid, card.id),
                                   box=self._ctx.outbox(documents.org_doc(org)))
             txn.write(plan.writes)
             faults.hit("payment_methods.attach.after_write")
@@ -110,7 +114,7 @@ class PaymentMethods:
         another) means there is nothing to undo in Stripe. Otherwise undo the Stripe attach,
         then mark the record failed; if Stripe fails, leave it for reconciliation."""
         try:
-            holder = self._ctx.uow.run(lambda txn: _holder(txn, oid, card.id))
+            holder = self._ctx.uow.run(lambda txn: method_doc_holding(txn, oid, card.id))
         except BillingError:
             return  # what committed is unknown: reconciliation decides
         try:
@@ -132,7 +136,7 @@ class PaymentMethods:
         pid = ObjectId(pending.id)
 
         def work(txn: Transaction) -> None:
-            doc = txn.find_one(schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid})
+            doc = method_doc_in(txn, oid, pid)
             if doc is not None and doc["status"] == PaymentMethodStatus.PENDING.value:
                 txn.write(plan(documents.payment_method(doc)))
 
@@ -154,9 +158,8 @@ class PaymentMethods:
         now = self._ctx.now
 
         def begin(txn: Transaction) -> PaymentMethod:
-            org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
-            method = plans.require_method(txn.find_one(
-                schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
+            org = require_org(org_doc_in(txn, oid), oid)
+            method = plans.require_method(method_doc_in(txn, oid, pid), oid, pid)
             plan = plans.begin_detach(org, method, now())
             txn.write(plan.writes)
             return plan.result
@@ -175,9 +178,8 @@ class PaymentMethods:
         return self._ctx.uow.run(lambda txn: self._finish_detach(txn, oid, pid))
 
     def _finish_detach(self, txn: Transaction, oid: Any, pid: Any) -> PaymentMethod:
-        method = plans.require_method(txn.find_one(
-            schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
-        org = txn.find_one(schema.ORGS, {"_id": oid})
+        method = plans.require_method(method_doc_in(txn, oid, pid), oid, pid)
+        org = org_doc_in(txn, oid)
         plan = plans.finish_detach(oid, method, self._ctx.now(), box=self._ctx.outbox(org))
         txn.write(plan.writes)
         return plan.result
@@ -190,9 +192,8 @@ class PaymentMethods:
         pid = ids.object_id(payment_method_id, name="payment_method_id")
 
         def work(txn: Transaction) -> PaymentMethod:
-            org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
-            method = plans.require_method(txn.find_one(
-                schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
+            org = require_org(org_doc_in(txn, oid), oid)
+            method = plans.require_method(method_doc_in(txn, oid, pid), oid, pid)
             txn.write(plans.set_default(org, method).writes)
             return method
 
@@ -201,15 +202,6 @@ class PaymentMethods:
     def list(self, org_id: Any) -> list[PaymentMethod]:
         """The org's active payment methods, oldest first."""
         oid = ids.object_id(org_id, name="org_id")
-        self._ctx.uow.check_server()
-        with translated():
-            docs = self._ctx.uow.db[schema.PAYMENT_METHODS].find(
-                {"org_id": oid, "status": PaymentMethodStatus.ACTIVE.value}).sort(
-                "_id", 1).to_list()
+        docs = active_method_docs_now(self._ctx.uow.direct, oid)
         return [documents.payment_method(doc) for doc in docs]
 
-
-def _holder(txn: Transaction, oid: ObjectId, stripe_id: str) -> dict[str, Any] | None:
-    """The live record holding the Stripe method, if any (at most one: unique index)."""
-    return txn.find_one(schema.PAYMENT_METHODS, {
-        "org_id": oid, "stripe_id": stripe_id, "status": {"$in": schema.LIVE_HOLDING}})

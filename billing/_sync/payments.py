@@ -14,9 +14,16 @@ from bson import ObjectId
 
 from billing import faults
 from billing._sync.repositories.invoices import read_invoice
+from billing._sync.repositories.orgs import org_doc_in
+from billing._sync.repositories.payment_methods import method_doc_in
+from billing._sync.repositories.payments import (
+    payment_doc_in,
+    payment_doc_of_attempt,
+    payment_docs_of_invoice,
+)
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
-from billing.adapters import documents, ids, schema
+from billing.adapters import documents, ids
 from billing.domain.models import Invoice, Payment, PaymentStatus
 from billing.domain.payments import Intent, IntentStatus
 from billing.errors import (
@@ -109,13 +116,12 @@ class Payments:
         token = secrets.token_hex(8)
 
         def work(txn: Transaction) -> Claim:
-            org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
+            org = require_org(org_doc_in(txn, oid), oid)
             invoice = read_invoice(txn, oid, iid)
             method = None
             if org.default_payment_method_id:
                 pid = ObjectId(org.default_payment_method_id)
-                method = require_method(txn.find_one(
-                    schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid}), oid, pid)
+                method = require_method(method_doc_in(txn, oid, pid), oid, pid)
             latest = latest_payment(txn, oid, iid, invoice)
             plan = plans.claim(org, invoice, method, latest, now=self._ctx.now(),
                                lease_seconds=self._ctx.payment_lease_seconds, token=token,
@@ -136,8 +142,7 @@ class Payments:
             if payment_id is None:
                 latest = latest_payment(txn, oid, iid, invoice)
             else:
-                doc = txn.find_one(schema.PAYMENTS, {
-                    "_id": payment_id, "org_id": oid, "invoice_id": iid})
+                doc = payment_doc_in(txn, oid, payment_id, invoice_id=iid)
                 latest = None if doc is None else documents.payment(doc)
             plan = plans.take(invoice, latest, now=self._ctx.now(),
                               lease_seconds=self._ctx.payment_lease_seconds, token=token)
@@ -324,7 +329,7 @@ class Payments:
 
     @staticmethod
     def _payment(txn: Transaction, oid: ObjectId, payment_id: str) -> Payment:
-        doc = txn.find_one(schema.PAYMENTS, {"_id": ObjectId(payment_id), "org_id": oid})
+        doc = payment_doc_in(txn, oid, ObjectId(payment_id))
         if doc is None:
             raise InvoiceNotPayable(f"payment {payment_id} is gone: check the invoice")
         return documents.payment(doc)
@@ -342,9 +347,9 @@ def dunning(txn: Transaction, oid: ObjectId, iid: ObjectId, payment_id: str,
                   ) -> tuple[int, tuple[int, ...], dict[str, Any] | None]:
     """For settling `payment_id`: the invoice's other failed attempts that used up a scheduled
     attempt, the org's retry schedule (its own, else the deployment's), and the org."""
-    org = txn.find_one(schema.ORGS, {"_id": oid})
+    org = org_doc_in(txn, oid)
     days = tuple(org.get("collection_schedule") or default) if org else default
-    others = txn.find(schema.PAYMENTS, {"org_id": oid, "invoice_id": iid})
+    others = payment_docs_of_invoice(txn, oid, iid)
     failures = sum(1 for doc in others if str(doc["_id"]) != payment_id
                    and collections.counted(documents.payment(doc)))
     return failures, days, org
@@ -355,6 +360,5 @@ def latest_payment(txn: Transaction, oid: ObjectId, iid: ObjectId,
     """The invoice's latest payment attempt, if any."""
     if not invoice.payment_attempts:
         return None
-    doc = txn.find_one(schema.PAYMENTS, {"org_id": oid, "invoice_id": iid,
-                                                "attempt": invoice.payment_attempts})
+    doc = payment_doc_of_attempt(txn, oid, iid, invoice.payment_attempts)
     return None if doc is None else documents.payment(doc)

@@ -125,6 +125,12 @@ def _resume_key(window: queries.Window, read: list[Doc], limit: int, period: Per
     return None
 
 
+def more_chunks(snap: Doc, period: Period, limit: int) -> bool:
+    """Whether the period's billing goes on after the chunk this snapshot read."""
+    window: queries.Window = snap.get("window") or queries.Window.of(period, None)
+    return window.more_after(period, snap["chunk"], limit)
+
+
 def require_fits(snap: Doc | None, used: Doc | None, *, org_id: ObjectId, period: Period,
                  supplement: int) -> None:
     """InvalidMoney when the period's invoice (its draft, if any, plus every unbilled

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from bson import ObjectId
+from bson.errors import InvalidId
+
 from billing.adapters import schema
+from billing.adapters.stripe_webhooks import StripeEvent
 from billing.adapters.writes import Write, insert
-from billing.domain.models import Invoice, Payment
+from billing.domain.models import Invoice, Org, Payment, PaymentMethod
 from billing.domain.payments import Intent, IntentStatus
-from billing.plans import events, payments
+from billing.plans import events, payment_methods, payments
 
 HANDLED = frozenset({
     "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.processing",
@@ -43,39 +47,131 @@ class WebhookResult:
         return {WebhookOutcome.REJECTED: 400, WebhookOutcome.RETRY: 503}.get(self.outcome, 200)
 
 
-def processed(event_id: str, event_type: str, outcome: WebhookOutcome, detail: str,
-              org_id: Any, now: datetime) -> Write:
-    """The record that makes a second delivery a duplicate (unique on the event id)."""
-    return insert(schema.WEBHOOK_EVENTS, {"_id": event_id, "type": event_type,
-                                          "outcome": outcome.value, "detail": detail,
-                                          "org_id": org_id, "processed_at": now})
+class Effect(StrEnum):
+    """What an event does to our documents."""
+
+    NONE = "none"  # nothing to write: a duplicate, not ours, not handled, or a mismatch
+    SETTLE_PAYMENT = "settle_payment"  # payment_intent.*: the attempt (and its invoice) settle
+    DETACH_METHOD = "detach_method"  # payment_method.detached: that method is gone
+    DETACH_ALL = "detach_all"  # customer.deleted: the customer and every live method are gone
 
 
-def intent_event(event_type: str, obj: dict[str, Any], payment: Payment | None,
-                 invoice: Invoice | None, *, now: datetime, failures: int = 0,
-                 days: Sequence[int] = (), box: events.Outbox | None = None
-                 ) -> tuple[WebhookOutcome, str, list[Write]]:
+@dataclass(frozen=True)
+class Decision:
+    """The answer to one event: what to write (the effect) and what to report."""
+
+    outcome: WebhookOutcome
+    detail: str
+    effect: Effect = Effect.NONE
+    org_id: ObjectId | None = None
+    writes: list[Write] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReadPayment:
+    """Read the org's payment with this intent (then its invoice, and the dunning state)."""
+
+    org_id: ObjectId
+    intent_id: str
+
+
+@dataclass(frozen=True)
+class ReadCustomer:
+    """Read the org of this Stripe customer, then its live methods: every one when the customer
+    is deleted (`method_id` None), else those holding `method_id`."""
+
+    customer_id: str
+    method_id: str | None = None
+
+
+Lookup = Decision | ReadPayment | ReadCustomer
+
+
+def lookup(event: StripeEvent, *, already_processed: bool) -> Lookup:
+    """What the event needs read before it is decided, or its decision when nothing is."""
+    if already_processed:
+        return Decision(WebhookOutcome.DUPLICATE, "already processed")
+    if event.type not in HANDLED:
+        return Decision(WebhookOutcome.IGNORED, "event type not handled")
+    obj = event.data_object
+    if event.type.startswith("payment_intent."):
+        # The org in our metadata only scopes the lookup; what the event may change is decided
+        # from the payment we recorded for this intent id.
+        meta = obj.get("metadata")
+        org_text = meta.get("org_id") if isinstance(meta, dict) else None
+        try:
+            org_id = ObjectId(org_text) if isinstance(org_text, str) else None
+        except InvalidId:
+            org_id = None
+        if org_id is None:
+            return Decision(WebhookOutcome.IGNORED, "not a billing payment (no org in metadata)")
+        intent_id = obj.get("id")
+        if not isinstance(intent_id, str):
+            return Decision(WebhookOutcome.IGNORED, "event has no intent id", org_id=org_id)
+        return ReadPayment(org_id, intent_id)
+    deleted = event.type == "customer.deleted"
+    customer = obj.get("id") if deleted else (
+        event.previous_attributes.get("customer") or obj.get("customer"))
+    if not isinstance(customer, str):
+        return Decision(WebhookOutcome.IGNORED, "no org has this customer")
+    method = obj.get("id")
+    if not deleted and not isinstance(method, str):
+        method = ""  # no method of ours has an empty Stripe id: nothing is detached
+    return ReadCustomer(customer, None if deleted else method)
+
+
+def on_intent(event_type: str, obj: dict[str, Any], payment: Payment | None,
+              invoice: Invoice | None, *, org_id: ObjectId, now: datetime, failures: int = 0,
+              days: Sequence[int] = (), box: events.Outbox | None = None) -> Decision:
     """What a `payment_intent.*` event does. The payment and invoice come from our own records,
     found by the intent's id (never from its metadata), and the event changes nothing unless
-    its amount, currency and customer are the attempt's."""
+    its amount, currency and customer are the attempt's. A settled attempt or a paid invoice
+    never moves backwards (`plans.payments.settle`)."""
     if payment is None or invoice is None:
-        return WebhookOutcome.IGNORED, f"no payment here has intent {obj.get('id')}", []
+        return Decision(WebhookOutcome.IGNORED, f"no payment here has intent {obj.get('id')}",
+                        org_id=org_id)
     intent = intent_of(obj)
     differs = [f"{name} {theirs!r} (ours {ours!r})" for name, theirs, ours in (
         ("amount", intent.amount, payment.amount), ("currency", intent.currency, payment.currency),
         ("customer", intent.customer_id, payment.customer_id))
         if theirs != ours and not (name == "customer" and (theirs is None or ours is None))]
     if intent.amount < 0 or differs:
-        return WebhookOutcome.MISMATCH, (
+        return Decision(WebhookOutcome.MISMATCH, (
             f"intent {intent.id} disagrees with payment {payment.id} of invoice {invoice.id}: "
-            f"{', '.join(differs) or 'malformed amount'}; nothing changed"), []
+            f"{', '.join(differs) or 'malformed amount'}; nothing changed"), org_id=org_id)
     failure = None
     if event_type == "payment_intent.payment_failed":
         failure = (intent.failure_code, intent.failure_message or "payment failed")
     plan = payments.settle(invoice, payment, intent, now=now, failure=failure,
                            failures=failures, days=days, box=box)
-    return (WebhookOutcome.PROCESSED, f"payment {payment.id}: {plan.result[1].status}",
-            plan.writes)
+    return Decision(WebhookOutcome.PROCESSED, f"payment {payment.id}: {plan.result[1].status}",
+                    Effect.SETTLE_PAYMENT, org_id, plan.writes)
+
+
+def on_customer(org: Org | None, methods: list[PaymentMethod], *, deleted: bool,
+                now: datetime, box: events.Outbox | None = None) -> Decision:
+    """What `customer.deleted` (`deleted`) or `payment_method.detached` does to the org holding
+    the customer, given its live methods (those holding the detached one)."""
+    if org is None:
+        return Decision(WebhookOutcome.IGNORED, "no org has this customer")
+    org_id = ObjectId(org.id)
+    if deleted:
+        return Decision(WebhookOutcome.PROCESSED,
+                        f"customer deleted: {len(methods)} methods detached", Effect.DETACH_ALL,
+                        org_id, payment_methods.customer_deleted(org, methods, now, box=box))
+    if not methods:
+        return Decision(WebhookOutcome.IGNORED, "payment method not active here", org_id=org_id)
+    plan = payment_methods.detached_in_stripe(org, methods[0], now, box=box)
+    return Decision(WebhookOutcome.PROCESSED, f"payment method {plan.result.id} detached",
+                    Effect.DETACH_METHOD, org_id, plan.writes)
+
+
+def processed(event: StripeEvent, decision: Decision, now: datetime) -> Write:
+    """The record that makes a second delivery a duplicate (unique on the event id)."""
+    return insert(schema.WEBHOOK_EVENTS, {"_id": event.id, "type": event.type,
+                                          "outcome": decision.outcome.value,
+                                          "detail": decision.detail,
+                                          "org_id": decision.org_id, "processed_at": now})
 
 
 def intent_of(obj: dict[str, Any]) -> Intent:

@@ -27,7 +27,7 @@ def key(doc: Doc) -> tuple[Any, ObjectId]:
 
 
 def read(store: list[Doc], inv: Invoice | None, limit: int) -> tuple[queries.Window, Doc]:
-    """What `AsyncInvoices._read_chunk` reads, from `store`."""
+    """What the invoices repository's `_read_chunk` reads, from `store`."""
     window = queries.Window.of(OCT, inv.resume_after if inv is not None else None)
     unbilled = sorted((d for d in store if d["line_item_id"] is None), key=key)
     chunk = [d for d in unbilled if window.start <= d["ended_at"] < window.end

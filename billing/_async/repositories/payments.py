@@ -1,0 +1,40 @@
+"""Payment attempts of an org's invoices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+
+from billing._async.unit_of_work import AsyncTransaction
+from billing.adapters import schema
+
+Doc = dict[str, Any]
+
+
+async def payment_doc_in(txn: AsyncTransaction, org_id: ObjectId, payment_id: ObjectId, *,
+                         invoice_id: ObjectId | None = None) -> Doc | None:
+    """The org's payment (of `invoice_id` only, when given), or None."""
+    where: Doc = {"_id": payment_id, "org_id": org_id}
+    if invoice_id is not None:
+        where["invoice_id"] = invoice_id
+    return await txn.find_one(schema.PAYMENTS, where)
+
+
+async def payment_doc_of_attempt(txn: AsyncTransaction, org_id: ObjectId, invoice_id: ObjectId,
+                                 attempt: int) -> Doc | None:
+    """The invoice's attempt numbered `attempt` (1, 2...), or None."""
+    return await txn.find_one(schema.PAYMENTS, {"org_id": org_id, "invoice_id": invoice_id,
+                                                "attempt": attempt})
+
+
+async def payment_docs_of_invoice(txn: AsyncTransaction, org_id: ObjectId,
+                                  invoice_id: ObjectId) -> list[Doc]:
+    """Every attempt of the invoice, oldest first."""
+    return await txn.find(schema.PAYMENTS, {"org_id": org_id, "invoice_id": invoice_id})
+
+
+async def payment_doc_of_intent(txn: AsyncTransaction, org_id: ObjectId,
+                                intent_id: str) -> Doc | None:
+    """The org's payment recorded with this Stripe intent, or None."""
+    return await txn.find_one(schema.PAYMENTS, {"org_id": org_id, "intent_id": intent_id})

@@ -1,0 +1,34 @@
+# Generated from billing/_async by tools/synchro.py: do not edit.
+"""Conversations of an org: by id, by the host's external id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+
+from billing._sync.unit_of_work import Direct, Transaction
+from billing.adapters import schema
+
+Doc = dict[str, Any]
+
+
+def conversation_of_external_id(txn: Transaction, org_id: ObjectId,
+                                      external_id: str) -> Doc | None:
+    return txn.find_one(schema.CONVERSATIONS, {"org_id": org_id,
+                                                     "external_id": external_id})
+
+
+def conversations_of_external_ids(txn: Transaction, org_id: ObjectId,
+                                        external_ids: list[str], *, limit: int) -> list[Doc]:
+    """The org's conversations recorded with any of `external_ids` (none read for none)."""
+    if not external_ids:
+        return []
+    return txn.find(schema.CONVERSATIONS, {
+        "org_id": org_id, "external_id": {"$in": external_ids}}, limit=limit)
+
+
+def conversation_doc_now(direct: Direct, org_id: ObjectId,
+                               conversation_id: ObjectId) -> Doc | None:
+    return direct.find_one(schema.CONVERSATIONS, {"_id": conversation_id,
+                                                        "org_id": org_id})
