@@ -22,10 +22,8 @@ EDGE = {"unit_of_work.py", "client.py", "schema_setup.py", "migrations.py",
         "stripe_gateway.py", "fake_gateway.py", "gateway.py", "__init__.py"}
 # Services not yet moved behind repositories; this set only shrinks.
 NOT_YET = {
-    "collect.py", "conversations.py", "customers.py", "events.py", "invoices.py", "orgs.py",
-    "payment_methods.py", "payments.py", "reconcile_invoice_checks.py",
-    "reconcile_payment_checks.py", "reconcile_payment_method_checks.py", "reconcile_run.py",
-    "run_lease.py", "webhooks.py",
+    "conversations.py", "customers.py", "events.py", "invoices.py", "orgs.py",
+    "payment_methods.py", "payments.py", "webhooks.py",
 }
 QUERIES = {"schema", "queries"}  # collection names and query shapes: repositories' business
 DATABASE = re.compile(r"\.db\[|\.db\.|\buow\.db\b|\buow\.client\b")
