@@ -1,9 +1,11 @@
 """The reconciliation run: scan org by org, repair with --apply, hold the shard's lease, audit.
 
-Detection streams orgs in pages of `ORG_PAGE` by `_id` and queries one org at a time on its
-indexes, so client memory depends on the largest org, not on the data size. Each repair is its
-own transaction (or bounded invoice run) and idempotent; the lease only keeps two runs from
-doing the same work at once, correctness never depends on it.
+Detection streams orgs a page at a time by `_id` (repositories/org_pages.py, shared with
+collect) and queries one org at a time on its indexes, so client memory depends on the largest
+org, not on the data size. What each check finds and repairs is decided in
+billing/plans/reconciliation.py. Each repair is its own transaction (or bounded invoice run)
+and idempotent; the lease only keeps two runs from doing the same work at once, correctness
+never depends on it.
 """
 
 from __future__ import annotations
