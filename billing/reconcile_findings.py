@@ -1,47 +1,7 @@
 """Reconciliation findings, actions and the run report. Pure.
 
-Policies (what `--apply` does for each kind):
-- unbilled: conversations that ended before the last closed month boundary and are unbilled.
-  Billed exactly once onto the month's invoice while it is a draft (or when none exists yet),
-  otherwise onto a supplementary invoice for that month (supplement 1, 2, ...).
-- dangling_link: a billed conversation whose line item is missing in every org, or a line item
-  whose invoice is missing. A conversation linked to a line item of another org (its `org_id` was
-  rewritten after billing, or is an array) is reported for a person, never released: releasing
-  it would bill it twice. So are links whose conversations break the data contract (see
-  malformed). A missing conversations line item is restored on its invoice when the invoice
-  still records it (the period's invoice lacks its conversations item, counts exactly those
-  conversations, and its stored subtotal misses a whole multiple of their count): they were
-  charged there, so rebilling them would charge their minutes twice. With no invoice left for
-  them the conversations are released (line_item_id back to null, conditional on the broken id)
-  and billed again by the `unbilled` repair in the same run; when an invoice lacks its item but
-  cannot tell the amount, the finding fails for a person to decide. An orphan line item (its
-  invoice is gone) is deleted and its conversations released. Line items of void invoices are
-  not findings: voiding writes their conversations off, by design (see the README).
-- wrong_totals: an invoice whose subtotal or total differs from the sum of its line items.
-  Recomputed from the line items unless the invoice is paid or void (money has moved or the
-  invoice is closed): those are reported for a person.
-- stale_draft: a draft whose billing was interrupted. Resumed and finalised.
-- payment_method: Stripe is the truth for what is attached; the database for which org owns
-  what. Pending attaches are finished when Stripe shows the method on the org's customer, or
-  failed when it does not; unfinished detaches are detached; a method attached to the org's
-  customer but unknown here is adopted (never detached: the org may use it); an active method
-  that Stripe no longer has attached, or of an org without a customer, is marked detached; a
-  default pointing at a missing or unusable method is cleared; a recorded customer that Stripe
-  no longer has is forgotten (as customer.deleted does). The only detach in Stripe that
-  reconciliation makes is of a method whose org no longer exists, and the only deletion is of
-  an empty extra customer our metadata says billing created for the org; both findings say so.
-- payment: payment attempts not settled after `stale_after` (a lost webhook, a process that died,
-  a `processing` payment) are settled from Stripe's state, never charged again; webhooks whose
-  amount, currency or customer disagreed with our attempt are reported for a person.
-- usage_quantity: a conversations line item whose quantity differs from the number of the
-  org's conversations linked to it (confirmed on one snapshot). Reported: money is a person's call.
-- malformed: conversations billing cannot price (`started_at` or `ended_at` not one date, or
-  ending before they start), and conversations that break the data contract's types
-  (`line_item_id` neither null nor an ObjectId; `org_id` an array, a string, a number, null or
-  missing). Billing skips them; reported, never changed.
-
-A check that cannot finish for one org (bad data, a Stripe error) is recorded as a failed
-finding of that org and the run goes on; only an unreachable database stops the run.
+What each check finds and what `--apply` does about it (the policies) is decided in
+billing/plans/reconciliation.py; a finding carries its repair from there.
 """
 
 from __future__ import annotations
@@ -50,9 +10,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from billing.domain.models import Invoice, InvoiceStatus, LineItem, LineItemKind
+if TYPE_CHECKING:
+    from billing.plans.reconciliation import Repair
 
 SAMPLE_IDS = 20  # ids listed per finding; counts are exact
 
@@ -79,7 +40,12 @@ class Finding:
     repairable: bool = True
     result: str = "found"  # found | repaired | failed | reported
     error: str | None = None
-    params: dict[str, Any] = field(default_factory=dict, repr=False)  # what the repair needs
+    repair: Repair | None = field(default=None, repr=False)  # what --apply does, typed
+
+    @property
+    def repair_kind(self) -> str | None:
+        """The repair's name (`adopt`, `gone`...), or None for a finding only reported."""
+        return None if self.repair is None else self.repair.kind
 
     def as_json(self) -> dict[str, Any]:
         out = {"check": self.check.value, "org_id": self.org_id, "summary": self.summary,
@@ -142,20 +108,6 @@ class ReconcileReport:
             "outstanding": len(self.outstanding), "clean": self.clean,
             "findings": [f.as_json() for f in self.findings],
         }
-
-
-def restored_item(invoice: Invoice, item_id: str, linked: int) -> LineItem | None:
-    """The conversations line item a broken writer deleted, rebuilt from what its invoice still
-    records (conversation count, stored subtotal); None when the invoice cannot tell."""
-    if (linked <= 0 or invoice.status is InvoiceStatus.VOID or invoice.conversations != linked
-            or invoice.item(LineItemKind.CONVERSATIONS) is not None):
-        return None
-    missing = invoice.subtotal - sum(li.amount for li in invoice.line_items)
-    if missing < 0 or missing % linked:
-        return None
-    return LineItem(id=item_id, org_id=invoice.org_id, invoice_id=invoice.id,
-                    kind=LineItemKind.CONVERSATIONS, description="Conversations", quantity=linked,
-                    unit_amount=missing // linked, amount=missing, currency=invoice.currency)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

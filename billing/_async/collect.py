@@ -14,12 +14,16 @@ from typing import Any
 from bson import ObjectId
 
 from billing._async.payments import AsyncPayments
+from billing._async.repositories.invoices import open_invoices_of_org
+from billing._async.repositories.org_pages import count_orgs_in_scope, orgs_in_id_order
+from billing._async.repositories.orgs import org_exists
+from billing._async.repositories.payments import attempts_per_invoice
+from billing._async.repositories.run_audits import record_collection_run
 from billing._async.run_lease import AsyncRunLease, lease_key
 from billing._async.service_context import AsyncContext
-from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translated
+from billing.adapters import ids
 from billing.collection_runs import Collected, CollectionReport, OrgCollection, Progress, Result
-from billing.domain.models import Invoice, Payment, PaymentStatus
+from billing.domain.models import Invoice, PaymentStatus
 from billing.errors import (
     BillingError,
     CardDeclined,
@@ -32,8 +36,6 @@ from billing.errors import (
 )
 from billing.plans import collections as plan
 from billing.reconcile_findings import in_shard, lease_seconds_of, shard_of
-
-ORG_PAGE = 100
 
 
 class AsyncCollections:
@@ -58,10 +60,7 @@ class AsyncCollections:
         if apply:
             self._ctx.require_gateway()  # ConfigurationError before anything is read or written
         await self._ctx.uow.check_server()
-        db = self._ctx.uow.db
-        with translated():
-            known = oid is None or await db[schema.ORGS].find_one({"_id": oid}, {"_id": 1})
-        if not known:
+        if oid is not None and not await org_exists(self._ctx.uow.direct, oid):
             raise OrgNotFound(f"no org {oid}: check the org id and the database")
         report = CollectionReport(str(ObjectId()), bool(apply), part, self._ctx.now())
         lease = AsyncRunLease(self._ctx, report.run_id, lease_key(part, oid, kind="collect"),
@@ -87,46 +86,27 @@ class AsyncCollections:
 
     async def _scan(self, report: CollectionReport, oid: ObjectId | None,
                     progress: Progress | None, lease: AsyncRunLease | None) -> None:
-        with translated():
-            await self._pages(report, oid, progress, lease)
-
-    async def _pages(self, report: CollectionReport, oid: ObjectId | None,
-                     progress: Progress | None, lease: AsyncRunLease | None) -> None:
-        orgs = self._ctx.uow.db[schema.ORGS]
-        scope: dict[str, Any] = {} if oid is None else {"_id": oid}
-        total = await orgs.count_documents(scope) if scope else \
-            await orgs.estimated_document_count()
-        done, last = 0, None
-        while oid is None or last is None:
-            page = await orgs.find(scope if last is None else {"_id": {"$gt": last}}).sort(
-                "_id", 1).hint([("_id", 1)]).limit(ORG_PAGE).to_list()
-            if not page:
-                break
-            for doc in page:
-                last = doc["_id"]
-                done += 1
-                if not in_shard(last, report.shard):
-                    continue
-                if lease is not None:
-                    await lease.renew()
-                items = await self._org(report, doc)
-                report.items += items
-                report.orgs_scanned += 1
-                if progress is not None:
-                    progress(done, total, OrgCollection(str(last), items))
+        direct = self._ctx.uow.direct
+        total = await count_orgs_in_scope(direct, oid)
+        done = 0
+        async for doc in orgs_in_id_order(direct, oid):
+            done += 1
+            if not in_shard(doc["_id"], report.shard):
+                continue
+            if lease is not None:
+                await lease.renew()
+            items = await self._org(report, doc)
+            report.items += items
+            report.orgs_scanned += 1
+            if progress is not None:
+                progress(done, total, OrgCollection(str(doc["_id"]), items))
 
     async def _org(self, report: CollectionReport, doc: dict[str, Any]) -> list[Collected]:
         oid: ObjectId = doc["_id"]
-        db = self._ctx.uow.db
-        invoices = [documents.invoice(d) for d in await db[schema.INVOICES].find(
-            {"org_id": oid, "status": "open"}).to_list()]
+        invoices = await open_invoices_of_org(self._ctx.uow.direct, oid)
         if not invoices:
             return []
-        attempts: dict[str, list[Payment]] = {}
-        for p in await db[schema.PAYMENTS].find(
-                {"org_id": oid, "invoice_id": {"$in": [ObjectId(i.id) for i in invoices]}}
-        ).to_list():
-            attempts.setdefault(str(p["invoice_id"]), []).append(documents.payment(p))
+        attempts = await attempts_per_invoice(self._ctx.uow.direct, oid, [i.id for i in invoices])
         days = tuple(doc.get("collection_schedule") or self._ctx.collection_schedule)
         default = doc.get("default_payment_method_id")
         items = []
@@ -193,9 +173,7 @@ class AsyncCollections:
                "charged": report.charged(), "error": error, "host": socket.gethostname(),
                "pid": os.getpid(),
                "invoices": [i.as_json() for i in report.items[:1000]]}
-        with translated():
-            await self._ctx.uow.db[schema.COLLECTION_RUNS].update_one(
-                {"_id": ObjectId(report.run_id)}, {"$set": doc}, upsert=True)
+        await record_collection_run(self._ctx.uow.direct, ObjectId(report.run_id), doc)
 
 
 _RESULTS = {

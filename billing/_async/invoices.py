@@ -215,3 +215,16 @@ class AsyncInvoices:
             return plan.result
 
         return await self._ctx.uow.run(work)
+
+    async def bill_late_usage(self, org_id: ObjectId, period: Period, *, supplement: int,
+                              finalize: bool) -> Invoice:
+        """Bill a closed period's conversations still unbilled onto the period's invoice
+        `supplement`, as reconciliation decides (billing.plans.reconciliation.late_target): the
+        period's draft (or a new invoice when none is final), else a supplementary invoice
+        (supplement 1, 2, ...); a draft left part-billed is resumed where its run stopped.
+
+        The guarantees of `create_for_period`: bounded chunks, each all or nothing, idempotent
+        and race-safe per (org, period, supplement); finalised (numbered, open) once nothing is
+        left unless `finalize` is False (a draft kept open for editing stays a draft).
+        NothingToBill when there is nothing to bill and no such invoice."""
+        return await self._bill(org_id, period, supplement=supplement, finalize=finalize)

@@ -14,12 +14,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from billing._async.repositories.leases import (
+    claim_run_lease,
+    release_run_lease,
+    renew_run_lease,
+    run_lease_of,
+)
 from billing._async.service_context import AsyncContext
-from billing.adapters import schema
-from billing.errors import LeaseNotAcquired
+from billing._async.unit_of_work import Duplicate
+from billing.errors import BillingError, LeaseNotAcquired
 
 
 def lease_key(shard: tuple[int, int], oid: ObjectId | None, *, kind: str = "") -> str:
@@ -42,18 +46,14 @@ class AsyncRunLease:
         self._held = False
         self.taken_from: str | None = None  # the holder of the expired lease this run took over
 
-    def _coll(self) -> Any:
-        return self._ctx.uow.db[schema.RECONCILIATION_LEASES]
-
     async def acquire(self) -> None:
         now = self._ctx.now()
+        direct = self._ctx.uow.direct
         try:
-            before = await self._coll().find_one_and_update(
-                {"_id": self._key, "$or": [{"expires_at": {"$lte": now}},
-                                           {"holder": self._holder}]},
-                {"$set": self._fields(now)}, upsert=True, return_document=ReturnDocument.BEFORE)
-        except DuplicateKeyError:  # held by another run and not expired
-            held = await self._coll().find_one({"_id": self._key}) or {}
+            before = await claim_run_lease(direct, self._key, self._holder, self._fields(now),
+                                           now)
+        except Duplicate:  # held by another run and not expired
+            held = await run_lease_of(direct, self._key) or {}
             raise LeaseNotAcquired(
                 f"another {self._what} ({held.get('holder')} on {held.get('host')}, "
                 f"pid {held.get('pid')}) holds the lease {self._key} until "
@@ -64,8 +64,8 @@ class AsyncRunLease:
 
     async def renew(self) -> None:
         now = self._ctx.now()
-        if await self._coll().find_one_and_update(
-                {"_id": self._key, "holder": self._holder}, {"$set": self._fields(now)}) is None:
+        if not await renew_run_lease(self._ctx.uow.direct, self._key, self._holder,
+                                     self._fields(now)):
             self._held = False
             raise LeaseNotAcquired(
                 f"lost the lease {self._key} (it expired and another run took it); this run "
@@ -74,8 +74,8 @@ class AsyncRunLease:
     async def release(self) -> None:
         if self._held:
             try:
-                await self._coll().delete_one({"_id": self._key, "holder": self._holder})
-            except PyMongoError:
+                await release_run_lease(self._ctx.uow.direct, self._key, self._holder)
+            except BillingError:
                 pass  # it expires on its own
             self._held = False
 

@@ -1,35 +1,39 @@
 # Generated from billing/_async by tools/synchro.py: do not edit.
-"""Reconciliation of payment methods with Stripe (policy in billing/reconcile_findings.py)."""
+"""Reconciliation of payment methods with Stripe (policy in billing/plans/reconciliation.py).
+
+Stripe's view is read before any transaction (callbacks make no Stripe calls); each repair
+reads again in its own transaction and writes what the plan decides from that snapshot.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from functools import partial
 
 from bson import ObjectId
 
 from billing import faults
 from billing._sync.customers import CLOCK_SLACK_S
+from billing._sync.repositories.orgs import existing_org_ids, org_document, org_in_txn
+from billing._sync.repositories.payment_methods import (
+    card_known_in_txn,
+    holder_of_card_in_txn,
+    holding_methods_in_txn,
+    live_methods_of_org,
+    method_in_txn,
+    method_of_org,
+    org_ids_with_methods,
+)
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
-from billing.adapters import documents, queries, schema
-from billing.adapters.writes import Write, insert
-from billing.domain.models import Org, PaymentMethodStatus
+from billing.adapters import documents
+from billing.domain.models import Org
 from billing.domain.payments import CardMethod
 from billing.errors import PaymentMethodNotFound
 from billing.plans import payment_methods as plans
+from billing.plans import reconciliation as plan
 from billing.plans import require_org
-from billing.reconcile_findings import Check, Finding, in_shard
-
-Doc = dict[str, Any]
-S = PaymentMethodStatus
-LIVE = ["pending", "active", "detaching"]
-
-
-def _finding(org_id: Any, summary: str, action: str, repair: str, **params: Any) -> Finding:
-    ids = [str(v) for v in params.values() if isinstance(v, ObjectId | str)][:2]
-    return Finding(Check.PAYMENT_METHOD, str(org_id), summary, 1, ids, action,
-                   params={"repair": repair, **params})
+from billing.reconcile_findings import Finding, in_shard
 
 
 class MethodChecks:
@@ -38,14 +42,8 @@ class MethodChecks:
 
     def scan(self, org: Org, stale_before: datetime) -> list[Finding]:
         oid = ObjectId(org.id)
-        coll = self._ctx.uow.db[schema.PAYMENT_METHODS]
-        docs = coll.find({"org_id": oid, "status": {"$in": LIVE}}).to_list()
-        by_id = {str(d["_id"]): d for d in docs}
-        out: list[Finding] = []
-        default = org.default_payment_method_id
-        if default is not None and by_id.get(default, {}).get("status") != "active":
-            out.append(_finding(oid, f"default points to {default}, which is missing or not "
-                                "active", "clear the default", "clear_default", method=default))
+        live = live_methods_of_org(self._ctx.uow.direct, oid)
+        out = plan.default_finding(org, live)
         gateway = self._ctx.gateway_or_none
         attached: dict[str, CardMethod] | None = None
         if not org.stripe_customer_id:
@@ -55,33 +53,8 @@ class MethodChecks:
                 attached = {m.id: m for m in gateway.list_payment_methods(
                     org.stripe_customer_id)}
             except PaymentMethodNotFound:  # deleted in Stripe, its event never processed
-                out.append(_finding(
-                    oid, f"the org's Stripe customer {org.stripe_customer_id} no longer exists "
-                    "in Stripe", "forget it here as customer.deleted does (its methods "
-                    "detached, the default cleared)", "customer_gone",
-                    customer=org.stripe_customer_id))
-                return out
-        for d in docs:
-            if d["status"] == "detaching":
-                out.append(_finding(oid, f"detach of {d['_id']} was interrupted",
-                                    "detach in Stripe, mark detached", "finish_detach",
-                                    method=d["_id"]))
-            elif d["status"] == "active" and attached is not None \
-                    and d.get("stripe_id") not in attached:
-                out.append(_finding(oid, f"{d['_id']} is active here but not attached in "
-                                    "Stripe", "mark detached here", "gone", method=d["_id"]))
-            elif d["status"] == "pending" and d["created_at"] < stale_before and (
-                    attached is not None or d.get("stripe_id") is None):
-                on_customer = attached is not None and _stripe_id(d) in attached
-                out.append(_finding(
-                    oid, f"attach {d['_id']} was interrupted", "activate (attached in Stripe)"
-                    if on_customer else "mark failed, or adopt what Stripe attached",
-                    "finish_attach", method=d["_id"]))
-        known = {_stripe_id(d) for d in docs}
-        for stripe_id in sorted((attached or {}).keys() - known):
-            out.append(_finding(oid, f"{stripe_id} is attached to the org's Stripe customer but "
-                                "unknown here", "adopt it (never detach what the org may use)",
-                                "adopt", stripe_id=stripe_id))
+                return [*out, plan.customer_gone(org)]
+        out += plan.method_findings(org, live, attached, stale_before)
         if gateway is not None:
             out += self._extra_customers(org)
         return out
@@ -89,9 +62,9 @@ class MethodChecks:
     def _extra_customers(self, org: Org) -> list[Finding]:
         """Stripe customers our metadata says we created for this org, other than its current
         one, in the org's audit window (a creation taken over after a lost answer or a crash,
-        or a customer made by a losing racer that could not be deleted). Empty ones are deleted;
-        one with payment methods is left to a person. Orgs without a recorded customer are
-        skipped: their next attach looks for and uses what an earlier claim created."""
+        or a customer made by a losing racer that could not be deleted). Orgs without a
+        recorded customer are skipped: their next attach looks for and uses what an earlier
+        claim created."""
         audit = org.customer_audit
         if audit is None or not org.stripe_customer_id:
             return []
@@ -103,86 +76,69 @@ class MethodChecks:
             if customer.id == org.stripe_customer_id:
                 continue
             methods = self._ctx.gateway.list_payment_methods(customer.id)
-            what = (f"Stripe customer {customer.id} was created by billing for this org (its "
-                    f"metadata says org {org.id}, generation {customer.generation}) but is not "
-                    "the org's customer")
-            if methods:
-                out.append(Finding(
-                    Check.PAYMENT_METHOD, org.id, f"{what}, and has {len(methods)} payment "
-                    "methods attached", 1, [customer.id], "left for a person: detach its "
-                    "methods or delete it in Stripe", repairable=False))
-                continue
-            out.append(_finding(org.id, f"{what} and has no payment methods",
-                                "delete it in Stripe (irreversible; our metadata says billing "
-                                "created it for this org)", "extra_customer",
-                                customer=customer.id))
+            out.append(plan.extra_customer(org, customer.id, customer.generation, len(methods)))
         return out
 
     def orphans(self, *, shard: tuple[int, int] = (0, 1), only: ObjectId | None = None,
                       page: int = 1000) -> list[Finding]:
         """Live methods of orgs that no longer exist: the distinct org ids of payment methods
         (on the index), checked against `orgs` a page at a time."""
-        db = self._ctx.uow.db
-        coll = db[schema.PAYMENT_METHODS]
+        direct = self._ctx.uow.direct
         candidates = [only] if only is not None else sorted(
-            o for o in coll.distinct("org_id", {"org_id": queries.ANY_OBJECT_ID})
-            if in_shard(o, shard))
+            o for o in org_ids_with_methods(direct) if in_shard(o, shard))
         out = []
         for start in range(0, len(candidates), page):
             chunk = candidates[start:start + page]
-            alive = {d["_id"] for d in db[schema.ORGS].find(
-                {"_id": {"$in": chunk}}, {"_id": 1}).hint("_id_").to_list()}
+            alive = existing_org_ids(direct, chunk)
             for oid in chunk:
-                if oid in alive:
-                    continue
-                for d in coll.find({"org_id": oid, "status": {"$in": LIVE}}).to_list():
-                    out.append(_finding(
-                        oid, f"{d['_id']} belongs to a deleted org", "detach in Stripe "
-                        "(irreversible: no org owns it) and mark detached", "orphan",
-                        method=d["_id"]))
+                if oid not in alive:
+                    out += plan.orphans(oid, live_methods_of_org(direct, oid))
         return out
 
-    def repair(self, finding: Finding) -> str:
-        p, oid = finding.params, ObjectId(finding.org_id)
-        repair = p["repair"]
-        if repair in ("orphan", "finish_detach"):
-            doc = self._ctx.uow.db[schema.PAYMENT_METHODS].find_one(
-                {"_id": p["method"], "org_id": oid}, hint="_id_")
-            if doc is not None and doc["status"] in LIVE and doc.get("stripe_id"):
-                key = f"reconcile-orphan:{doc['_id']}" if repair == "orphan" else \
-                    f"pm-detach:{oid}:{doc['_id']}"  # the key detach() itself used
-                self._detach_in_stripe(doc["stripe_id"], key)
-            return self._ctx.uow.run(lambda txn: self._mark(txn, oid, p["method"],
-                                                                  S.DETACHED))
-        if repair == "extra_customer":
-            return self._delete_extra_customer(oid, p["customer"])
-        if repair == "customer_gone":
-            try:  # asked again just before forgetting it
-                self._ctx.gateway.list_payment_methods(p["customer"])
-                return "exists in Stripe: kept"
-            except PaymentMethodNotFound:
-                pass
-            return self._ctx.uow.run(
-                lambda txn: self._forget_customer(txn, oid, p["customer"]))
-        if repair in ("finish_attach", "adopt"):
-            # Stripe's view is read before the transaction: callbacks make no Stripe calls.
-            org = require_org(self._ctx.uow.db[schema.ORGS].find_one(
-                {"_id": oid}, hint="_id_"), oid)
-            attached: dict[str, CardMethod] = {}
-            if org.stripe_customer_id:
-                attached = {m.id: m for m in self._ctx.gateway.list_payment_methods(
-                    org.stripe_customer_id)}
-            return self._ctx.uow.run(
-                lambda txn: self._attach_side(txn, oid, repair, p, attached))
-        return self._ctx.uow.run(lambda txn: self._local(txn, oid, repair, p))
+    # ---- repairs -------------------------------------------------------------------------------
 
-    def _forget_customer(self, txn: Transaction, oid: ObjectId,
+    def repair(self, repair: plan.MethodRepair, org_id: str) -> str:
+        oid = ObjectId(org_id)
+        run = self._ctx.uow.run
+        match repair:
+            case plan.DetachOrphan(method=pid) | plan.FinishDetach(method=pid):
+                doc = method_of_org(self._ctx.uow.direct, oid, pid)
+                if doc is not None and plan.needs_stripe_detach(doc):
+                    self._detach_in_stripe(doc["stripe_id"],
+                                                 plan.detach_key(repair, oid, doc["_id"]))
+                return run(partial(self._mark_detached, oid=oid, pid=pid))
+            case plan.DeleteExtraCustomer(customer=customer):
+                return self._delete_extra_customer(oid, customer)
+            case plan.ForgetCustomer(customer=customer):
+                try:  # asked again just before forgetting it
+                    self._ctx.gateway.list_payment_methods(customer)
+                    return "exists in Stripe: kept"
+                except PaymentMethodNotFound:
+                    pass
+                return run(partial(self._forget_customer, oid=oid, customer=customer))
+            case plan.FinishAttach() | plan.Adopt():
+                # Stripe's view is read before the transaction: callbacks make no Stripe calls.
+                org = require_org(org_document(self._ctx.uow.direct, oid), oid)
+                attached: dict[str, CardMethod] = {}
+                if org.stripe_customer_id:
+                    attached = {m.id: m for m in self._ctx.gateway.list_payment_methods(
+                        org.stripe_customer_id)}
+                if isinstance(repair, plan.FinishAttach):
+                    return run(partial(self._finish_attach, oid=oid, pid=repair.method,
+                                             attached=attached))
+                return run(partial(self._adopt, oid=oid, card=attached.get(
+                    repair.stripe_id)))
+            case plan.ClearDefault():
+                return run(partial(self._clear_default, oid=oid))
+            case plan.MarkGone(method=pid):
+                return run(partial(self._mark_detached, oid=oid, pid=pid, org_first=True))
+
+    def _forget_customer(self, txn: Transaction, *, oid: ObjectId,
                                customer: str) -> str:
-        org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
+        org = require_org(org_in_txn(txn, oid), oid)
         if org.stripe_customer_id != customer:
             return "already forgotten"
-        methods = [documents.payment_method(d) for d in txn.find(
-            schema.PAYMENT_METHODS, {"org_id": oid, "status": {"$in": schema.LIVE_HOLDING}})]
+        methods = holding_methods_in_txn(txn, oid)
         txn.write(plans.customer_deleted(org, methods, self._ctx.now(),
                                                box=self._ctx.outbox(documents.org_doc(org))))
         return f"forgotten; {len(methods)} methods marked detached"
@@ -190,8 +146,7 @@ class MethodChecks:
     def _delete_extra_customer(self, oid: ObjectId, customer_id: str) -> str:
         """Checked again just before: the org still has another customer recorded (so no
         attach will take this one over), and this one still has no payment methods."""
-        org = require_org(self._ctx.uow.db[schema.ORGS].find_one(
-            {"_id": oid}, hint="_id_"), oid)
+        org = require_org(org_document(self._ctx.uow.direct, oid), oid)
         if org.stripe_customer_id in (None, customer_id):
             return "in use, or the org's next customer: kept"
         if self._ctx.gateway.list_payment_methods(customer_id):
@@ -207,82 +162,63 @@ class MethodChecks:
             pass
         faults.hit("reconcile.methods.after_stripe")
 
-    def _mark(self, txn: Transaction, oid: ObjectId, pid: Any,
-                    status: PaymentMethodStatus) -> str:
-        org_doc = txn.find_one(schema.ORGS, {"_id": oid})
-        doc = txn.find_one(schema.PAYMENT_METHODS, {"_id": pid, "org_id": oid})
-        if doc is None or doc["status"] not in LIVE:
+    def _mark_detached(self, txn: Transaction, *, oid: ObjectId, pid: ObjectId,
+                             org_first: bool = False) -> str:
+        if org_first:  # "gone" has always read the org first; same reads, same order
+            require_org(org_in_txn(txn, oid), oid)
+        org_doc = org_in_txn(txn, oid)
+        writes = plan.mark_detached(oid, method_in_txn(txn, oid, pid), org_doc,
+                                    self._ctx.now())
+        if writes is None:
             return "already settled"
-        writes = [Write(schema.PAYMENT_METHODS, "update_one",
-                        {"_id": pid, "org_id": oid, "status": doc["status"]},
-                        {"$set": {"status": status.value, "updated_at": self._ctx.now()}})]
-        if org_doc is not None and org_doc.get("default_payment_method_id") == str(pid):
-            writes.append(Write(schema.ORGS, "update_one",
-                                {"_id": oid, "default_payment_method_id": str(pid)},
-                                {"$set": {"default_payment_method_id": None}}))
         txn.write(writes)
         faults.hit("reconcile.methods.after_write")
-        return f"marked {status.value}"
+        return "marked detached"
 
-    def _local(self, txn: Transaction, oid: ObjectId, repair: str, p: Doc) -> str:
-        org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
-        if repair == "clear_default":
-            current = org.default_payment_method_id
-            doc = txn.find_one(schema.PAYMENT_METHODS,
-                                     {"_id": ObjectId(current), "org_id": oid}) if current else None
-            if current is None or (doc is not None and doc["status"] == "active"):
-                return "already consistent"
-            txn.write([Write(schema.ORGS, "update_one",
-                                   {"_id": oid, "default_payment_method_id": current},
-                                   {"$set": {"default_payment_method_id": None}})])
-            return "default cleared"
-        return self._mark(txn, oid, p["method"], S.DETACHED)  # "gone"
+    def _clear_default(self, txn: Transaction, *, oid: ObjectId) -> str:
+        org = require_org(org_in_txn(txn, oid), oid)
+        current = org.default_payment_method_id
+        doc = method_in_txn(txn, oid, ObjectId(current)) if current else None
+        writes = plan.clear_default(org, doc)
+        if not writes:
+            return "already consistent"
+        txn.write(writes)
+        return "default cleared"
 
-    def _attach_side(self, txn: Transaction, oid: ObjectId, repair: str, p: Doc,
-                           attached: dict[str, CardMethod]) -> str:
-        """Finish a pending attach, or adopt a method Stripe shows on the org's customer."""
-        org = require_org(txn.find_one(schema.ORGS, {"_id": oid}), oid)
+    def _finish_attach(self, txn: Transaction, *, oid: ObjectId, pid: ObjectId,
+                             attached: dict[str, CardMethod]) -> str:
+        """Activate a pending attach Stripe shows on the org's customer, else mark it failed."""
+        org = require_org(org_in_txn(txn, oid), oid)
         now = self._ctx.now()
-        if repair == "finish_attach":
-            doc = txn.find_one(schema.PAYMENT_METHODS, {"_id": p["method"], "org_id": oid})
-            if doc is None or doc["status"] != "pending":
-                return "already settled"
-            pending = documents.payment_method(doc)
-            card = attached.get(_stripe_id(doc) or "")
-            if card is None:
-                txn.write(plans.fail(oid, pending, "not attached in Stripe", now))
-                return "marked failed"
-            done = plans.activate(org, pending, card, make_default=False, now=now,
-                                  holder=self._holder(txn, oid, card.id),
-                                  box=self._ctx.outbox(documents.org_doc(org)))
-            txn.write(done.writes)
-            return "activated" if done.result.failure is None and \
-                done.result.method.id == pending.id else "marked failed"
-        card = attached.get(p["stripe_id"])
+        doc = method_in_txn(txn, oid, pid)
+        if doc is None or doc["status"] != "pending":
+            return "already settled"
+        pending = documents.payment_method(doc)
+        card = attached.get(plan.stripe_id_of(doc) or "")
+        if card is None:
+            txn.write(plans.fail(oid, pending, "not attached in Stripe", now))
+            return "marked failed"
+        done = plans.activate(org, pending, card, make_default=False, now=now,
+                              holder=holder_of_card_in_txn(txn, oid, card.id),
+                              box=self._ctx.outbox(documents.org_doc(org)))
+        txn.write(done.writes)
+        return "activated" if done.result.failure is None and \
+            done.result.method.id == pending.id else "marked failed"
+
+    def _adopt(self, txn: Transaction, *, oid: ObjectId, card: CardMethod | None
+                     ) -> str:
+        """Adopt a method Stripe shows on the org's customer and we do not know."""
+        org = require_org(org_in_txn(txn, oid), oid)
+        now = self._ctx.now()
         if card is None:
             return "no longer attached"
-        if any(d["status"] in LIVE for d in txn.find(
-                schema.PAYMENT_METHODS, {"org_id": oid, "stripe_id": card.id},
-                hint="stripe_id")):
+        if card_known_in_txn(txn, oid, card.id):
             return "already known"
         # A concurrent adoption (overlapping shards) inserts the same card: the unique index
         # on live records makes one of the two transactions retry and find it known.
-        new_id = ObjectId()
-        doc = {"_id": new_id, "org_id": oid, "request_id": f"adopted:{card.id}:{new_id}",
-               "source": card.id, "status": "pending", "created_at": now, "updated_at": now}
-        pending = documents.payment_method(doc)
-        done = plans.activate(org, pending, card, make_default=False, now=now,
+        adopted = plan.adoption(oid, card, now)
+        done = plans.activate(org, documents.payment_method(adopted.result), card,
+                              make_default=False, now=now,
                               box=self._ctx.outbox(documents.org_doc(org)))
-        txn.write([insert(schema.PAYMENT_METHODS, doc), *done.writes])
-        return f"adopted as {doc['_id']}"
-
-    def _holder(self, txn: Transaction, oid: ObjectId, stripe_id: str) -> Doc | None:
-        return txn.find_one(schema.PAYMENT_METHODS, {
-            "org_id": oid, "stripe_id": stripe_id, "status": {"$in": schema.LIVE_HOLDING}})
-
-
-def _stripe_id(doc: Doc) -> str | None:
-    """The Stripe id of a method; a pending one may only know what it was asked to attach
-    (`source`, which is the Stripe id when the host passed a `pm_...` id)."""
-    value = doc.get("stripe_id") or doc.get("source")
-    return value if isinstance(value, str) else None
+        txn.write([*adopted.writes, *done.writes])
+        return f"adopted as {adopted.result['_id']}"

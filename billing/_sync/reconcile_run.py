@@ -1,10 +1,12 @@
 # Generated from billing/_async by tools/synchro.py: do not edit.
 """The reconciliation run: scan org by org, repair with --apply, hold the shard's lease, audit.
 
-Detection streams orgs in pages of `ORG_PAGE` by `_id` and queries one org at a time on its
-indexes, so client memory depends on the largest org, not on the data size. Each repair is its
-own transaction (or bounded invoice run) and idempotent; the lease only keeps two runs from
-doing the same work at once, correctness never depends on it.
+Detection streams orgs a page at a time by `_id` (repositories/org_pages.py, shared with
+collect) and queries one org at a time on its indexes, so client memory depends on the largest
+org, not on the data size. What each check finds and repairs is decided in
+billing/plans/reconciliation.py. Each repair is its own transaction (or bounded invoice run)
+and idempotent; the lease only keeps two runs from doing the same work at once, correctness
+never depends on it.
 """
 
 from __future__ import annotations
@@ -16,17 +18,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo.errors import PyMongoError
 
 from billing._sync.invoices import Invoices
 from billing._sync.reconcile_invoice_checks import BillingChecks
 from billing._sync.reconcile_payment_checks import PaymentChecks
 from billing._sync.reconcile_payment_method_checks import MethodChecks
+from billing._sync.repositories.org_pages import count_orgs_in_scope, orgs_in_id_order
+from billing._sync.repositories.orgs import org_exists, org_in_txn
+from billing._sync.repositories.payment_methods import org_has_methods
+from billing._sync.repositories.run_audits import (
+    abandon_reconciliation_run,
+    close_reconciliation_run,
+    open_reconciliation_run,
+)
 from billing._sync.run_lease import RunLease, lease_key
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
-from billing.adapters import documents, ids, schema
-from billing.adapters.mongo_errors import translate, translated
+from billing.adapters import documents, ids
 from billing.domain.periods import last_closed_month
 from billing.errors import (
     BillingError,
@@ -36,6 +44,7 @@ from billing.errors import (
     shown,
 )
 from billing.plans import events
+from billing.plans import reconciliation as plan
 from billing.reconcile_findings import (
     Check,
     Finding,
@@ -46,7 +55,6 @@ from billing.reconcile_findings import (
     shard_of,
 )
 
-ORG_PAGE = 100
 MAX_AUDITED_FINDINGS = 1000  # keeps an audit record far below MongoDB's 16 MB document limit
 Progress = Callable[[int, int, OrgScan], None]
 
@@ -69,7 +77,8 @@ class Reconciler:
         lease_seconds: float = 300.0,
         stale_after: timedelta = timedelta(minutes=15),
     ) -> ReconcileReport:
-        """Find (and with `apply=True` repair) inconsistencies (policies: reconcile_findings).
+        """Find (and with `apply=True` repair) inconsistencies (policies:
+        billing/plans/reconciliation.py).
 
         Dry run (the default) reads only: no repair, no lease, no audit record. With `apply`,
         the shard's lease is taken first (LeaseNotAcquired if another run holds it) and an
@@ -90,8 +99,7 @@ class Reconciler:
                                f"got {shown(stale_after)}")
         self._ctx.uow.check_server()
         if oid is not None:
-            with translated():
-                self._require_org(oid, selected)
+            self._require_org(oid, selected)
         now = self._ctx.now()
         report = ReconcileReport(str(ObjectId()), bool(apply), selected, part, now,
                                  last_closed_month(now).end)
@@ -103,8 +111,7 @@ class Reconciler:
                 self._close_abandoned(report, lease)
                 self._audit_start(report, oid)
             try:
-                with translated():  # detection reads: typed errors, recorded on the audit
-                    self._scan(report, oid, progress, lease, stale_after)
+                self._scan(report, oid, progress, lease, stale_after)
             except BaseException as exc:
                 report.finished_at = self._ctx.now()
                 if lease is not None:
@@ -114,8 +121,6 @@ class Reconciler:
             if lease is not None:
                 self._audit_end(report)
             return report
-        except PyMongoError as exc:
-            raise translate(exc) from exc
         finally:
             if lease is not None:
                 lease.release()
@@ -125,32 +130,23 @@ class Reconciler:
     def _scan(self, report: ReconcileReport, oid: ObjectId | None,
                     progress: Progress | None, lease: RunLease | None,
                     stale_after: timedelta) -> None:
-        orgs = self._ctx.uow.db[schema.ORGS]
-        scope: dict[str, Any] = {} if oid is None else {"_id": oid}
-        total = orgs.count_documents(scope) if scope else \
-            orgs.estimated_document_count()
+        direct = self._ctx.uow.direct
+        total = count_orgs_in_scope(direct, oid)
         stale_before = report.started_at - stale_after
         if oid is not None and total == 0:  # a deleted org: only its payment methods remain
             self._settle(report, self._methods.orphans(only=oid))
             return
-        done, last = 0, None
-        while oid is None or last is None:  # one org: one page
-            page_filter = scope if last is None else {"_id": {"$gt": last}}
-            page = orgs.find(page_filter).sort("_id", 1).hint([("_id", 1)]).limit(
-                ORG_PAGE).to_list()
-            if not page:
-                break
-            for doc in page:
-                last = doc["_id"]
-                done += 1
-                if not in_shard(last, report.shard):
-                    continue
-                if lease is not None:
-                    lease.renew()
-                scan = self._org(report, doc, stale_before)
-                report.orgs_scanned += 1
-                if progress is not None:
-                    progress(done, total, scan)
+        done = 0
+        for doc in orgs_in_id_order(direct, oid):
+            done += 1
+            if not in_shard(doc["_id"], report.shard):
+                continue
+            if lease is not None:
+                lease.renew()
+            scan = self._org(report, doc, stale_before)
+            report.orgs_scanned += 1
+            if progress is not None:
+                progress(done, total, scan)
         if Check.MALFORMED in report.checks and (oid is not None or report.shard[0] == 0):
             # Once per run (by shard 0): these belong to no org, so no org's scan sees them.
             self._settle(report, self._billing.orgless(only=oid))
@@ -160,11 +156,10 @@ class Reconciler:
     def _require_org(self, oid: ObjectId, checks: tuple[Check, ...]) -> None:
         """Checked before the lease: an unknown --org writes nothing. A deleted org still counts
         while it has payment methods (the payment_method check repairs them)."""
-        db = self._ctx.uow.db
-        if db[schema.ORGS].find_one({"_id": oid}, {"_id": 1}) is not None:
+        direct = self._ctx.uow.direct
+        if org_exists(direct, oid):
             return
-        if Check.PAYMENT_METHOD in checks and db[schema.PAYMENT_METHODS].find_one(
-                {"org_id": oid}, {"_id": 1}) is not None:
+        if Check.PAYMENT_METHOD in checks and org_has_methods(direct, oid):
             return
         raise OrgNotFound(f"org {oid} not found (nor payment methods of a deleted org {oid})")
 
@@ -211,13 +206,7 @@ class Reconciler:
                 self._tell(finding)
                 continue
             try:
-                with translated():
-                    if finding.check is Check.PAYMENT_METHOD:
-                        done = self._methods.repair(finding)
-                    elif finding.check is Check.PAYMENT:
-                        done = self._payments.repair(finding)
-                    else:
-                        done = self._billing.repair(finding)
+                done = self._repair(finding)
                 finding.action = f"{finding.action}: {done}"
                 finding.result = "repaired"
             except DatabaseUnavailable:
@@ -225,6 +214,16 @@ class Reconciler:
             except Exception as exc:
                 finding.result, finding.error = "failed", _describe(_org_level(exc))
                 self._tell(finding)
+
+    def _repair(self, finding: Finding) -> str:
+        repair = finding.repair
+        if isinstance(repair, plan.SettlePayment):
+            return self._payments.repair(repair, finding.org_id)
+        if isinstance(repair, plan.MethodRepair):
+            return self._methods.repair(repair, finding.org_id)
+        if isinstance(repair, plan.BillingRepair):
+            return self._billing.repair(repair, finding.org_id)
+        return "nothing to do"
 
     def _tell(self, finding: Finding) -> None:
         """A finding left for a person becomes a `reconciliation.finding` event of its org (in a
@@ -235,7 +234,7 @@ class Reconciler:
         oid = ObjectId(finding.org_id)
 
         def work(txn: Transaction) -> None:
-            org = txn.find_one(schema.ORGS, {"_id": oid})
+            org = org_in_txn(txn, oid)
             txn.write(events.emit(self._ctx.outbox(org), [(
                 "reconciliation.finding", {k: v for k, v in finding.as_json().items()
                                            if k != "org_id"})]))
@@ -250,7 +249,7 @@ class Reconciler:
     # ---- the audit record (plain writes, outside every repair transaction) -------------------
 
     def _audit_start(self, report: ReconcileReport, oid: ObjectId | None) -> None:
-        self._ctx.uow.db[schema.RECONCILIATION_RUNS].insert_one({
+        open_reconciliation_run(self._ctx.uow.direct, {
             "_id": ObjectId(report.run_id), "status": "running", "mode": "apply",
             "org_id": oid, "checks": [c.value for c in report.checks],
             "shard": f"{report.shard[0]}/{report.shard[1]}", "boundary": report.boundary,
@@ -262,12 +261,11 @@ class Reconciler:
         loses the lease at its next renewal and records `failed` itself)."""
         if lease.taken_from is None or not ObjectId.is_valid(lease.taken_from):
             return
-        self._ctx.uow.db[schema.RECONCILIATION_RUNS].update_one(
-            {"_id": ObjectId(lease.taken_from), "status": "running"},
-            {"$set": {"status": "abandoned", "finished_at": self._ctx.now(),
-                      "errors": [f"abandoned: the run's lease expired without it closing this "
-                                 f"record (killed, or its host lost); run {report.run_id} took "
-                                 "over. Its repairs so far stand; later runs repair the rest"]}})
+        abandon_reconciliation_run(self._ctx.uow.direct, ObjectId(lease.taken_from), {
+            "status": "abandoned", "finished_at": self._ctx.now(),
+            "errors": [f"abandoned: the run's lease expired without it closing this record "
+                       f"(killed, or its host lost); run {report.run_id} took over. Its "
+                       "repairs so far stand; later runs repair the rest"]})
 
     def _audit_end(self, report: ReconcileReport, error: str | None = None) -> None:
         summary = report.as_json()
@@ -276,19 +274,18 @@ class Reconciler:
                     "action": f["action"], "result": f["result"]}
                    for f in findings if f["result"] != "found"]
         try:
-            self._ctx.uow.db[schema.RECONCILIATION_RUNS].update_one(
-                {"_id": ObjectId(report.run_id)}, {"$set": {
-                    "status": "failed" if error else "finished",
-                    "finished_at": report.finished_at,
-                    "duration_s": summary["duration_s"], "orgs_scanned": report.orgs_scanned,
-                    "counts": summary["counts"], "outstanding": summary["outstanding"],
-                    "findings": findings[:MAX_AUDITED_FINDINGS],
-                    "findings_truncated": len(findings) > MAX_AUDITED_FINDINGS,
-                    "actions": actions[:MAX_AUDITED_FINDINGS],
-                    "errors": [f"{f['check']} {f['org_id']}: {f['error']}"
-                               for f in findings if f.get("error")][:MAX_AUDITED_FINDINGS]
-                    + ([f"run stopped: {error}"] if error else [])}})
-        except PyMongoError:
+            close_reconciliation_run(self._ctx.uow.direct, ObjectId(report.run_id), {
+                "status": "failed" if error else "finished",
+                "finished_at": report.finished_at,
+                "duration_s": summary["duration_s"], "orgs_scanned": report.orgs_scanned,
+                "counts": summary["counts"], "outstanding": summary["outstanding"],
+                "findings": findings[:MAX_AUDITED_FINDINGS],
+                "findings_truncated": len(findings) > MAX_AUDITED_FINDINGS,
+                "actions": actions[:MAX_AUDITED_FINDINGS],
+                "errors": [f"{f['check']} {f['org_id']}: {f['error']}"
+                           for f in findings if f.get("error")][:MAX_AUDITED_FINDINGS]
+                + ([f"run stopped: {error}"] if error else [])})
+        except BillingError:
             if error is None:
                 raise  # the run itself succeeded: a lost audit record is worth an error
 
@@ -314,10 +311,9 @@ def _checks(checks: Iterable[Check | str] | None) -> tuple[Check, ...]:
 
 def _org_level(exc: Exception) -> Exception:
     """The error to record on one org's finding; re-raises what must stop the whole run."""
-    error = translate(exc) if isinstance(exc, PyMongoError) else exc
-    if isinstance(error, DatabaseUnavailable):
+    if isinstance(exc, DatabaseUnavailable):
         raise exc
-    return error
+    return exc
 
 
 def _describe(exc: BaseException) -> str:

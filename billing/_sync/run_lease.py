@@ -15,12 +15,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from billing._sync.repositories.leases import (
+    claim_run_lease,
+    release_run_lease,
+    renew_run_lease,
+    run_lease_of,
+)
 from billing._sync.service_context import Context
-from billing.adapters import schema
-from billing.errors import LeaseNotAcquired
+from billing._sync.unit_of_work import Duplicate
+from billing.errors import BillingError, LeaseNotAcquired
 
 
 def lease_key(shard: tuple[int, int], oid: ObjectId | None, *, kind: str = "") -> str:
@@ -43,18 +47,14 @@ class RunLease:
         self._held = False
         self.taken_from: str | None = None  # the holder of the expired lease this run took over
 
-    def _coll(self) -> Any:
-        return self._ctx.uow.db[schema.RECONCILIATION_LEASES]
-
     def acquire(self) -> None:
         now = self._ctx.now()
+        direct = self._ctx.uow.direct
         try:
-            before = self._coll().find_one_and_update(
-                {"_id": self._key, "$or": [{"expires_at": {"$lte": now}},
-                                           {"holder": self._holder}]},
-                {"$set": self._fields(now)}, upsert=True, return_document=ReturnDocument.BEFORE)
-        except DuplicateKeyError:  # held by another run and not expired
-            held = self._coll().find_one({"_id": self._key}) or {}
+            before = claim_run_lease(direct, self._key, self._holder, self._fields(now),
+                                           now)
+        except Duplicate:  # held by another run and not expired
+            held = run_lease_of(direct, self._key) or {}
             raise LeaseNotAcquired(
                 f"another {self._what} ({held.get('holder')} on {held.get('host')}, "
                 f"pid {held.get('pid')}) holds the lease {self._key} until "
@@ -65,8 +65,8 @@ class RunLease:
 
     def renew(self) -> None:
         now = self._ctx.now()
-        if self._coll().find_one_and_update(
-                {"_id": self._key, "holder": self._holder}, {"$set": self._fields(now)}) is None:
+        if not renew_run_lease(self._ctx.uow.direct, self._key, self._holder,
+                                     self._fields(now)):
             self._held = False
             raise LeaseNotAcquired(
                 f"lost the lease {self._key} (it expired and another run took it); this run "
@@ -75,8 +75,8 @@ class RunLease:
     def release(self) -> None:
         if self._held:
             try:
-                self._coll().delete_one({"_id": self._key, "holder": self._holder})
-            except PyMongoError:
+                release_run_lease(self._ctx.uow.direct, self._key, self._holder)
+            except BillingError:
                 pass  # it expires on its own
             self._held = False
 

@@ -162,9 +162,12 @@ class Direct:
     def find(self, collection: str, filter: Doc, *, sort: Sequence[tuple[str, int]] = (
                    ("_id", 1),), limit: int = 0, hint: str | None = None,
                    projection: Doc | None = None) -> list[Doc]:
+        """`sort=()` leaves the order to the index the server picks (no sort stage)."""
         self._uow.check_server()
         with translated():
-            cursor = self._uow.db[collection].find(filter, projection).sort(list(sort))
+            cursor = self._uow.db[collection].find(filter, projection)
+            if sort:
+                cursor = cursor.sort(list(sort))
             if hint is not None:
                 cursor = cursor.hint(hint)
             docs: list[Doc] = cursor.limit(limit).to_list()
@@ -187,11 +190,11 @@ class Direct:
     def insert_one(self, collection: str, doc: Doc) -> None:
         """Duplicate if a unique index already holds its key."""
         self._uow.check_server()
-        try:
-            with translated():
+        with translated():  # Duplicate is raised inside: translated() would turn it into a
+            try:            # DatabaseError
                 self._uow.db[collection].insert_one(doc)
-        except DuplicateKeyError as exc:
-            raise Duplicate(str(exc)) from None
+            except DuplicateKeyError as exc:
+                raise Duplicate(str(exc)) from None
 
     def update_one(self, collection: str, filter: Doc, update: Doc, *,
                          upsert: bool = False) -> int:
@@ -207,12 +210,12 @@ class Direct:
         matched; Duplicate when an upsert collides with a document the filter excludes."""
         self._uow.check_server()
         returned = ReturnDocument.BEFORE if before else ReturnDocument.AFTER
-        try:
-            with translated():
+        with translated():
+            try:
                 doc: Doc | None = self._uow.db[collection].find_one_and_update(
                     filter, update, upsert=upsert, return_document=returned)
-        except DuplicateKeyError as exc:
-            raise Duplicate(str(exc)) from None
+            except DuplicateKeyError as exc:
+                raise Duplicate(str(exc)) from None
         return doc
 
     def delete_one(self, collection: str, filter: Doc) -> int:
@@ -227,6 +230,17 @@ class Direct:
         with translated():
             stream = self._uow.db[collection].watch(pipeline, resume_after=resume_after)
         return ChangeStream(stream)
+
+    def distinct(self, collection: str, key: str, filter: Doc) -> list[Any]:
+        self._uow.check_server()
+        with translated():
+            return list(self._uow.db[collection].distinct(key, filter))
+
+    def estimated_count(self, collection: str) -> int:
+        """From the collection's metadata: one cheap command, no scan (may be slightly off)."""
+        self._uow.check_server()
+        with translated():
+            return self._uow.db[collection].estimated_document_count()
 
 
 class ChangeStream:

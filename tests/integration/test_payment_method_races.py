@@ -470,7 +470,7 @@ def test_reconciliation_detaches_methods_of_an_org_without_a_customer(
     b.database.orgs.update_one({"_id": ObjectId(org)}, {"$set": {"stripe_customer_id": None}})
 
     dry = b.reconciliation.run(checks=["payment_method"], stale_after=timedelta(0))
-    assert {f.params.get("repair") for f in dry.findings} == {"gone"}
+    assert {f.repair_kind for f in dry.findings} == {"gone"}
     b.reconciliation.run(apply=True, checks=["payment_method"])
     doc = b.database.payment_methods.find_one({"_id": ObjectId(method.id)})
     assert doc["status"] == "detached"
@@ -508,7 +508,7 @@ def test_reconciliation_forgets_a_customer_deleted_in_stripe_whose_event_was_los
     delete_in_stripe(gateway, dead)  # no customer.deleted reaches billing
 
     dry = b.reconciliation.run(checks=["payment_method"])
-    assert [f.params.get("repair") for f in dry.findings] == ["customer_gone"]
+    assert [f.repair_kind for f in dry.findings] == ["customer_gone"]
     b.reconciliation.run(apply=True, checks=["payment_method"])
     stored = org_doc(b, org)
     assert stored["stripe_customer_id"] is None and stored["default_payment_method_id"] is None

@@ -159,11 +159,11 @@ def test_dry_run_finds_every_kind_and_writes_nothing(
     late = sorted(f.count for f in report.findings
                   if f.check is Check.UNBILLED and f.org_id == orgs["late"].id)
     assert late == [3, 4]  # September and October; November is still open
-    repairs = sorted(f.params["repair"] for f in report.findings
+    repairs = sorted(f.repair_kind for f in report.findings
                      if f.check is Check.PAYMENT_METHOD)
     assert repairs == ["adopt", "clear_default", "finish_attach", "finish_detach", "gone",
                        "orphan"]
-    assert {f.org_id for f in report.findings if f.params.get("repair") == "orphan"} == {
+    assert {f.org_id for f in report.findings if f.repair_kind == "orphan"} == {
         methods["orphan"].org_id}
     assert all(f.result == "found" for f in report.findings)
 

@@ -20,13 +20,8 @@ ASYNC = Path(__file__).resolve().parents[2] / "billing" / "_async"
 # payment gateways (Stripe's client, and the fake that stands in for it).
 EDGE = {"unit_of_work.py", "client.py", "schema_setup.py", "migrations.py",
         "stripe_gateway.py", "fake_gateway.py", "gateway.py", "__init__.py"}
-# Services not yet moved behind repositories; this set only shrinks.
-NOT_YET = {
-    "collect.py", "reconcile_invoice_checks.py", "reconcile_payment_checks.py",
-    "reconcile_payment_method_checks.py", "reconcile_run.py", "run_lease.py",
-}
 QUERIES = {"schema", "queries"}  # collection names and query shapes: repositories' business
-DATABASE = re.compile(r"\.db\[|\.db\.|\buow\.db\b|\buow\.client\b")
+DATABASE = re.compile(r"\.db\[|\.db\.|\b_?uow\.(db|client)\b")
 
 
 def services() -> list[Path]:
@@ -55,15 +50,13 @@ def leaks(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("path", services(), ids=lambda p: p.name)
 def test_a_service_reaches_the_database_only_through_repositories(path: Path) -> None:
-    if path.name in NOT_YET:
-        pytest.xfail("not yet behind repositories")
     assert leaks(path) == [], f"{path.name} reaches the database itself"
 
 
-def test_the_list_of_services_not_yet_moved_only_shrinks() -> None:
-    clean = sorted(p.name for p in services() if p.name in NOT_YET and not leaks(p))
-    assert clean == [], f"remove from NOT_YET: {clean}"
-
-
-def test_repositories_are_where_the_database_is_reached() -> None:
-    assert (ASYNC / "repositories" / "__init__.py").exists()
+def test_the_guard_sees_each_kind_of_leak(tmp_path: Path) -> None:
+    module = tmp_path / "leaky.py"
+    module.write_text("from pymongo import ReturnDocument\nimport pymongo.errors\n"
+                      "from billing.adapters import schema, writes\n"
+                      "from billing.adapters.queries import unbilled\n"
+                      "x = ctx.uow.db['orgs']\ny = self._uow.client\n")
+    assert len(leaks(module)) == 6

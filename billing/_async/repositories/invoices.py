@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
 from bson import ObjectId
 
 from billing import plans
-from billing._async.unit_of_work import AsyncTransaction
+from billing._async.unit_of_work import AsyncDirect, AsyncTransaction
 from billing.adapters import documents, queries, schema
 from billing.domain.models import Invoice
 from billing.domain.periods import Period
@@ -68,3 +71,52 @@ async def read_period_usage(txn: AsyncTransaction, snap: Doc, org_id: ObjectId,
         usage = snap["usage"]
         return {"n": usage[0]["used"], "minutes": usage[0]["minutes"]} if usage else None
     return await txn.aggregate_one(schema.CONVERSATIONS, queries.period_usage(org_id, period))
+
+
+async def invoice_ids_of_org(direct: AsyncDirect, org_id: ObjectId) -> set[Any]:
+    """The org's invoice ids on the org_id index (a `$in` list of ids made SecantusDB walk the
+    `_id` index once per id: callers join here instead)."""
+    return {d["_id"] for d in await direct.find(schema.INVOICES, {"org_id": org_id}, sort=(),
+                                                projection={"_id": 1})}
+
+
+async def invoice_totals_of_org(direct: AsyncDirect, org_id: ObjectId) -> list[dict[str, Any]]:
+    """The org's invoices: `status`, `subtotal`, `total` (a $lookup of their line items made
+    SecantusDB read line items once per invoice: callers join here instead)."""
+    return await direct.find(schema.INVOICES, {"org_id": org_id}, sort=(),
+                             projection={"status": 1, "subtotal": 1, "total": 1})
+
+
+async def incomplete_drafts_of_org(direct: AsyncDirect, org_id: ObjectId
+                                   ) -> list[dict[str, Any]]:
+    """The org's drafts still being billed. Their age is for the caller to check: SecantusDB
+    plans a collection scan when a predicate on an unindexed field joins the indexed ones
+    (mongod uses the index); drafts are few."""
+    return await direct.find(schema.INVOICES, {"org_id": org_id, "status": "draft",
+                                               "complete": False}, sort=())
+
+
+async def invoices_of_period(direct: AsyncDirect, org_id: ObjectId, period: Period
+                             ) -> list[dict[str, Any]]:
+    """The period's invoices (`supplement`, `status`, `complete`) by supplement."""
+    return await direct.find(
+        schema.INVOICES, {"org_id": org_id, "period_start": period.start,
+                          "period_end": period.end}, sort=(("supplement", 1),),
+        projection={"supplement": 1, "status": 1, "complete": 1})
+
+
+async def invoices_spanning(txn: AsyncTransaction, org_id: ObjectId, first: datetime,
+                            last: datetime) -> list[Invoice]:
+    """The org's invoices whose period holds end times from `first` to `last`, with their
+    line items."""
+    # period_start <= first as `$lt first + 1 ms` (BSON dates are milliseconds): SecantusDB
+    # drops the boundary of `$lte` on a middle key of a compound index.
+    docs = await txn.find(schema.INVOICES, {
+        "org_id": org_id, "period_start": {"$lt": first + timedelta(milliseconds=1)},
+        "period_end": {"$gt": last}}, limit=100, hint="one_per_period")
+    return [await read_invoice(txn, org_id, d["_id"]) for d in docs]
+
+
+async def open_invoices_of_org(direct: AsyncDirect, org_id: ObjectId) -> list[Invoice]:
+    return [documents.invoice(d) for d in await direct.find(
+        schema.INVOICES, {"org_id": org_id, "status": "open"}, sort=())]

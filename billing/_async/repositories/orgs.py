@@ -57,3 +57,23 @@ def set_org_schedule(org_id: ObjectId, days: list[int] | None) -> Write:
     """The write setting the org's own retry schedule (None: the deployment's)."""
     return Write(schema.ORGS, "update_one", {"_id": org_id},
                  {"$set": {"collection_schedule": days}})
+
+
+async def org_exists(direct: AsyncDirect, org_id: ObjectId) -> bool:
+    return bool(await direct.find(schema.ORGS, {"_id": org_id}, sort=(), limit=1,
+                                  projection={"_id": 1}))
+
+
+async def org_document(direct: AsyncDirect, org_id: ObjectId) -> Doc | None:
+    found = await direct.find(schema.ORGS, {"_id": org_id}, sort=(), limit=1, hint="_id_")
+    return found[0] if found else None
+
+
+async def existing_org_ids(direct: AsyncDirect, org_ids: list[Any]) -> set[Any]:
+    """Which of these ids are orgs'."""
+    return {d["_id"] for d in await direct.find(schema.ORGS, {"_id": {"$in": org_ids}},
+                                                sort=(), hint="_id_", projection={"_id": 1})}
+
+
+async def org_in_txn(txn: AsyncTransaction, org_id: ObjectId) -> Doc | None:
+    return await txn.find_one(schema.ORGS, {"_id": org_id})

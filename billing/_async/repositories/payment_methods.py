@@ -7,8 +7,9 @@ from typing import Any
 from bson import ObjectId
 
 from billing._async.unit_of_work import AsyncDirect, AsyncTransaction
-from billing.adapters import schema
-from billing.domain.models import PaymentMethodStatus
+from billing.adapters import documents, queries, schema
+from billing.domain.models import PaymentMethod, PaymentMethodStatus
+from billing.plans.reconciliation import LIVE
 
 Doc = dict[str, Any]
 
@@ -45,3 +46,50 @@ async def active_method_docs_now(direct: AsyncDirect, org_id: ObjectId) -> list[
     """The org's active methods as committed now, oldest first."""
     return await direct.find(schema.PAYMENT_METHODS, {
         "org_id": org_id, "status": PaymentMethodStatus.ACTIVE.value})
+
+
+async def live_methods_of_org(direct: AsyncDirect, org_id: ObjectId) -> list[Doc]:
+    """The org's methods that still hold a card: pending, active, detaching."""
+    return await direct.find(schema.PAYMENT_METHODS,
+                             {"org_id": org_id, "status": {"$in": LIVE}}, sort=())
+
+
+async def org_ids_with_methods(direct: AsyncDirect) -> list[Any]:
+    """The distinct org ids of payment methods, on the index."""
+    return await direct.distinct(schema.PAYMENT_METHODS, "org_id",
+                                 {"org_id": queries.ANY_OBJECT_ID})
+
+
+async def org_has_methods(direct: AsyncDirect, org_id: ObjectId) -> bool:
+    return bool(await direct.find(schema.PAYMENT_METHODS, {"org_id": org_id}, sort=(),
+                                  limit=1, projection={"_id": 1}))
+
+
+async def method_of_org(direct: AsyncDirect, org_id: ObjectId, method_id: Any) -> Doc | None:
+    found = await direct.find(schema.PAYMENT_METHODS, {"_id": method_id, "org_id": org_id},
+                              sort=(), limit=1, hint="_id_")
+    return found[0] if found else None
+
+
+async def method_in_txn(txn: AsyncTransaction, org_id: ObjectId, method_id: Any) -> Doc | None:
+    return await txn.find_one(schema.PAYMENT_METHODS, {"_id": method_id, "org_id": org_id})
+
+
+async def holding_methods_in_txn(txn: AsyncTransaction, org_id: ObjectId
+                                 ) -> list[PaymentMethod]:
+    """The org's methods attached in Stripe as far as we know (active, detaching)."""
+    return [documents.payment_method(d) for d in await txn.find(
+        schema.PAYMENT_METHODS, {"org_id": org_id, "status": {"$in": schema.LIVE_HOLDING}})]
+
+
+async def holder_of_card_in_txn(txn: AsyncTransaction, org_id: ObjectId, stripe_id: str
+                                ) -> Doc | None:
+    """The org's method holding this Stripe card (active or detaching), if any."""
+    return await txn.find_one(schema.PAYMENT_METHODS, {
+        "org_id": org_id, "stripe_id": stripe_id, "status": {"$in": schema.LIVE_HOLDING}})
+
+
+async def card_known_in_txn(txn: AsyncTransaction, org_id: ObjectId, stripe_id: str) -> bool:
+    """Whether a live method (pending, active, detaching) of the org has this Stripe card."""
+    return any(d["status"] in LIVE for d in await txn.find(
+        schema.PAYMENT_METHODS, {"org_id": org_id, "stripe_id": stripe_id}, hint="stripe_id"))

@@ -6,8 +6,10 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing._async.unit_of_work import AsyncTransaction
-from billing.adapters import schema
+from billing._async.unit_of_work import AsyncDirect, AsyncTransaction
+from billing.adapters import documents, schema
+from billing.domain.models import Payment
+from billing.plans.invoices import UNSETTLED
 
 Doc = dict[str, Any]
 
@@ -38,3 +40,24 @@ async def payment_doc_of_intent(txn: AsyncTransaction, org_id: ObjectId,
                                 intent_id: str) -> Doc | None:
     """The org's payment recorded with this Stripe intent, or None."""
     return await txn.find_one(schema.PAYMENTS, {"org_id": org_id, "intent_id": intent_id})
+
+
+async def unsettled_payments_of_org(direct: AsyncDirect, org_id: ObjectId
+                                    ) -> list[dict[str, Any]]:
+    """The org's attempts not settled yet, whatever their age (age is an unindexed predicate:
+    SecantusDB would scan for it)."""
+    return await direct.find(
+        schema.PAYMENTS, {"org_id": org_id, "status": {"$in": [s.value for s in UNSETTLED]}},
+        sort=(), projection={"invoice_id": 1, "attempt": 1, "status": 1, "updated_at": 1,
+                             "created_at": 1})
+
+
+async def attempts_per_invoice(direct: AsyncDirect, org_id: ObjectId, invoice_ids: list[str]
+                               ) -> dict[str, list[Payment]]:
+    """The org's attempts on these invoices, per invoice id."""
+    attempts: dict[str, list[Payment]] = {}
+    for p in await direct.find(schema.PAYMENTS, {
+            "org_id": org_id, "invoice_id": {"$in": [ObjectId(i) for i in invoice_ids]}},
+            sort=()):
+        attempts.setdefault(str(p["invoice_id"]), []).append(documents.payment(p))
+    return attempts

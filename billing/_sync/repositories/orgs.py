@@ -58,3 +58,23 @@ def set_org_schedule(org_id: ObjectId, days: list[int] | None) -> Write:
     """The write setting the org's own retry schedule (None: the deployment's)."""
     return Write(schema.ORGS, "update_one", {"_id": org_id},
                  {"$set": {"collection_schedule": days}})
+
+
+def org_exists(direct: Direct, org_id: ObjectId) -> bool:
+    return bool(direct.find(schema.ORGS, {"_id": org_id}, sort=(), limit=1,
+                                  projection={"_id": 1}))
+
+
+def org_document(direct: Direct, org_id: ObjectId) -> Doc | None:
+    found = direct.find(schema.ORGS, {"_id": org_id}, sort=(), limit=1, hint="_id_")
+    return found[0] if found else None
+
+
+def existing_org_ids(direct: Direct, org_ids: list[Any]) -> set[Any]:
+    """Which of these ids are orgs'."""
+    return {d["_id"] for d in direct.find(schema.ORGS, {"_id": {"$in": org_ids}},
+                                                sort=(), hint="_id_", projection={"_id": 1})}
+
+
+def org_in_txn(txn: Transaction, org_id: ObjectId) -> Doc | None:
+    return txn.find_one(schema.ORGS, {"_id": org_id})

@@ -7,8 +7,10 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing._sync.unit_of_work import Transaction
-from billing.adapters import schema
+from billing._sync.unit_of_work import Direct, Transaction
+from billing.adapters import documents, schema
+from billing.domain.models import Payment
+from billing.plans.invoices import UNSETTLED
 
 Doc = dict[str, Any]
 
@@ -39,3 +41,24 @@ def payment_doc_of_intent(txn: Transaction, org_id: ObjectId,
                                 intent_id: str) -> Doc | None:
     """The org's payment recorded with this Stripe intent, or None."""
     return txn.find_one(schema.PAYMENTS, {"org_id": org_id, "intent_id": intent_id})
+
+
+def unsettled_payments_of_org(direct: Direct, org_id: ObjectId
+                                    ) -> list[dict[str, Any]]:
+    """The org's attempts not settled yet, whatever their age (age is an unindexed predicate:
+    SecantusDB would scan for it)."""
+    return direct.find(
+        schema.PAYMENTS, {"org_id": org_id, "status": {"$in": [s.value for s in UNSETTLED]}},
+        sort=(), projection={"invoice_id": 1, "attempt": 1, "status": 1, "updated_at": 1,
+                             "created_at": 1})
+
+
+def attempts_per_invoice(direct: Direct, org_id: ObjectId, invoice_ids: list[str]
+                               ) -> dict[str, list[Payment]]:
+    """The org's attempts on these invoices, per invoice id."""
+    attempts: dict[str, list[Payment]] = {}
+    for p in direct.find(schema.PAYMENTS, {
+            "org_id": org_id, "invoice_id": {"$in": [ObjectId(i) for i in invoice_ids]}},
+            sort=()):
+        attempts.setdefault(str(p["invoice_id"]), []).append(documents.payment(p))
+    return attempts

@@ -1,0 +1,18 @@
+"""Processed webhook events, as reconciliation reads them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+
+from billing._async.unit_of_work import AsyncDirect
+from billing.adapters import schema
+
+
+async def mismatched_webhooks_of_org(direct: AsyncDirect, org_id: ObjectId
+                                     ) -> list[dict[str, Any]]:
+    """Webhooks of the org that disagreed with our attempt (`detail`, `processed_at`), on the
+    `{org_id, outcome}` index."""
+    return await direct.find(schema.WEBHOOK_EVENTS, {"org_id": org_id, "outcome": "mismatch"},
+                             sort=(), projection={"detail": 1, "processed_at": 1})
