@@ -30,10 +30,6 @@ STEPS = [
     ("invoice.chunk.before_write", True),
     ("invoice.chunk.after_write", True),
     ("invoice.chunk.before_write", False),
-    ("invoice.chunk.after_invoices", False),
-    ("invoice.chunk.after_line_items", False),
-    ("invoice.chunk.after_conversations", False),
-    ("invoice.chunk.after_orgs", False),
     ("invoice.chunk.after_write", False),
 ]
 
