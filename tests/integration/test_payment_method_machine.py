@@ -8,7 +8,7 @@ failure armed for the next call of any gateway method (before its effect, or aft
 in Stripe, answer lost"), and a customer deleted in Stripe while an attach is between Stripe
 and its activation. Typed errors are allowed results; anything else fails the run.
 
-After every step (tests/support/method_invariants.py): each org's default is an active method of
+After every step (tests/support/invariants.py): each org's default is an active method of
 that org, attached in Stripe to the org's current customer; every active record is; at most one
 live record per Stripe method; no card sits on another customer made for the org. At the end,
 reconciliation settles everything: no pending or detaching record, the current customer's cards
@@ -48,7 +48,7 @@ from billing.adapters.stripe_webhooks import sign
 from billing.domain.payments import CardMethod
 from billing.gateways import FakeGateway
 from tests.support import figures
-from tests.support.method_invariants import check_methods, check_settled
+from tests.support.invariants import check_methods, check_settled
 from tests.support.stripe import VISA
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ payment methods, pay, Stripe webhooks (3-D Secure outcomes, methods detached in 
 and `reconcile --apply`. Typed errors (StateConflict, NotFound, InvalidInput, PaymentError) are
 allowed results; anything else fails. Calls made with another org's id must be NotFound.
 
-After every step the database-wide invariants hold (tests/support/race_invariants.py): billed
+After every step the database-wide invariants hold (tests/support/invariants.py): billed
 conversations point at a line item of an invoice of their org whose period contains them, totals
 equal line items, no conversation counted twice, gapless numbers, defaults on active methods,
 paid invoices paid once in full; and no invoice was charged twice in the gateway. At the end of
@@ -60,7 +60,7 @@ from billing.adapters.stripe_webhooks import sign
 from billing.domain.payments import IntentStatus
 from billing.gateways import FakeGateway
 from tests.support import figures
-from tests.support.race_invariants import check_all, unbilled_closed
+from tests.support.invariants import check_all, unbilled_closed
 from tests.support.stripe import CHARGE_DECLINE, DECLINE, THREE_D_SECURE, VISA, card, flush
 
 pytestmark = pytest.mark.integration
