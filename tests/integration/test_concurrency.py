@@ -110,7 +110,7 @@ async def test_64_sync_and_async_racers_on_one_period_make_one_invoice(
                                  per_started_minute=3)
         docs = seed_conversations(sync_b.database, org.id, CONVERSATIONS)
         # The threads wait on their barrier in a worker thread while the tasks start.
-        threads, tasks = await asyncio.gather(
+        by_threads, by_tasks = await asyncio.gather(
             asyncio.to_thread(in_threads, [
                 lambda: sync_b.invoices.create_for_period(org.id, *OCT)] * THREADS),
             as_tasks([lambda: async_b.invoices.create_for_period(org.id, *OCT)] * TASKS))
@@ -118,8 +118,8 @@ async def test_64_sync_and_async_racers_on_one_period_make_one_invoice(
         await aclient.close()
 
     try:
-        assert threads.errors == [] and tasks.errors == []
-        results = threads.results + tasks.results
+        assert by_threads.errors == [] and by_tasks.errors == []
+        results = by_threads.results + by_tasks.results
         assert len(results) == THREADS + TASKS
         assert len({r.id for r in results}) == 1  # every racer got the same invoice
         db = sync_b.database

@@ -124,7 +124,7 @@ def seed_method_damage(b: Billing, sc: stripe.StripeClient) -> dict[str, Any]:
             "customer": customer, "pointless": pointless, "orphan": kept}
 
 
-# ---- invariants ---------------------------------------------------------------------------------
+# ---- totals -------------------------------------------------------------------------------------
 
 def totals_by_org(b: Billing) -> dict[str, int]:
     rows = b.database.invoices.aggregate([

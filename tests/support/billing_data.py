@@ -46,7 +46,6 @@ def dump(db: Database[Any]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-
 def untold(dumped: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
     """A dump without what telling the host adds: `reconciliation.finding` events (and the
     orgs' event counters they move). For "left alone" checks of reconciliation."""
