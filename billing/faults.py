@@ -12,7 +12,10 @@ import signal
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-# Every point the code hits, in the order an invoice run meets them.
+# Every point the code hits, in the order an invoice run meets them; each has a crash scenario
+# (tests/integration/test_crashes.py). There are none between the per-collection bulk writes of
+# one transaction: a failure there can only roll the transaction back, as one at `after_write`
+# (after the last of them, before the commit) does, so such points would test nothing more.
 POINTS = (
     "invoice.chunk.before_write",  # in the transaction, after the snapshot read
     "invoice.chunk.after_write",  # in the transaction, after its writes, before commit

@@ -145,7 +145,7 @@ class AsyncInvoices:
                 retention=self._ctx.event_retention,
             )
             faults.hit("invoice.chunk.before_write")
-            await txn.write(plan.writes, fault="invoice.chunk")
+            await txn.write(plan.writes)
             faults.hit("invoice.chunk.after_write")
             return plan
 

@@ -22,7 +22,6 @@ from pymongo.errors import (
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from billing import faults
 from billing.adapters import queries
 from billing.adapters.mongo_errors import translate, translated
 from billing.adapters.writes import (
@@ -100,7 +99,7 @@ class AsyncTransaction:
         return await self._uow.db[collection].count_documents(filter, session=self._read(),
                                                               **options)
 
-    async def write(self, writes: list[Write], *, fault: str | None = None) -> None:
+    async def write(self, writes: list[Write]) -> None:
         """Apply the writes; check every guard. One `bulkWrite` command where the server has it."""
         if not writes:
             return
@@ -121,8 +120,6 @@ class AsyncTransaction:
                     )
                     check_counts([w for w in writes if w.collection == collection],
                                  matched=res.matched_count, deleted=res.deleted_count)
-                    if fault:
-                        faults.hit(f"{fault}.after_{collection}")
         except ClientBulkWriteException as exc:
             # pymongo wraps a whole-command failure (e.g. WriteConflict) without its error
             # labels; re-raise the inner error so with_transaction sees TransientTransactionError.

@@ -146,7 +146,7 @@ class Invoices:
                 retention=self._ctx.event_retention,
             )
             faults.hit("invoice.chunk.before_write")
-            txn.write(plan.writes, fault="invoice.chunk")
+            txn.write(plan.writes)
             faults.hit("invoice.chunk.after_write")
             return plan
 

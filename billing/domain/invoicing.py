@@ -1,7 +1,9 @@
-"""Invoice state changes as pure functions: old state in, new state out.
+"""Invoice rules as pure functions: old state in, new state out (transitions, line items,
+usage, totals). They depend on nothing and never see MongoDB.
 
-The unit of work turns the difference into writes guarded by the invoice's `version`, so these
-rules never see MongoDB and are tested without it.
+The decisions that use them live in billing/plans (billing/plans/invoices.py): a plan reads the
+old and new invoice and writes the difference, guarded by the invoice's `version`; the unit of
+work only applies those writes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """What each service operation writes, decided from what its transaction read. Pure.
 
-The async services (and the sync ones generated from them) only read, call a function here and
-write its `Plan`; every decision lives here once, for both.
+The async services (and the sync ones generated from them) read, call a function of this
+package and write its `Plan`: the decisions live here once, for both (reconciliation's in
+billing/plans/reconciliation.py), and the pure rules they apply (prices, totals, state
+transitions) in billing/domain.
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ from pymongo import MongoClient
 
 from billing import Billing
 from billing.domain.periods import last_closed_month
-from tests.support.billing_data import check_invariants, seed_conversations
+from tests.support.billing_data import seed_conversations
 from tests.support.crash import ServerProcess
+from tests.support.invariants import check_totals_and_links
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +82,7 @@ def seed_orgs(b: Billing, n: int, conversations: int) -> list[str]:
 
 
 def billed_once(db: Any) -> None:
-    check_invariants(db)
+    check_totals_and_links(db)
     assert db.conversations.count_documents({"line_item_id": None}) == 0
     assert db.invoices.count_documents({"status": {"$ne": "open"}}) == 0
 
@@ -120,7 +121,7 @@ def test_a_signal_mid_reconcile_apply_closes_its_audit_record_and_releases_the_l
     assert record["status"] == "failed" and record["finished_at"] is not None
     assert any(signal.Signals(signum).name in e for e in record["errors"]), record["errors"]
     assert db.reconciliation_leases.count_documents({}) == 0  # released
-    check_invariants(db)  # what was repaired stands, nothing half-written
+    check_totals_and_links(db)  # what was repaired stands, nothing half-written
 
     # The next run is not blocked by a lease: it finishes the work and records `finished`.
     rerun = run_cli("--uri", mongo_uri, "--database", db_name, "reconcile", "--apply",
@@ -148,7 +149,7 @@ def test_sigterm_mid_invoice_run_exits_143_and_the_rerun_bills_the_rest_once(
     assert doc["exit_code"] == 143 and "SIGTERM" in doc["error"] and "rerunning is safe" in \
         doc["error"]
     assert err.count("billing: error:") == 1 and "Traceback" not in err
-    check_invariants(db)
+    check_totals_and_links(db)
     invoiced = db.invoices.count_documents({})
     assert 2 <= invoiced < 40
 
@@ -244,7 +245,7 @@ def test_the_database_stopped_mid_run_ends_it_at_once_with_exit_3(
     server.start()
     with MongoClient(server.uri, timeoutMS=20_000) as client:
         db = client.billing
-        check_invariants(db)  # nothing half-written: marks match committed line items
+        check_totals_and_links(db)  # nothing half-written: marks match committed line items
         assert db.invoices.count_documents({}) < 20
         # (reconcile could not close its audit record with the database gone: the run that
         # takes over its lease closes it, see the SIGKILL test above.)

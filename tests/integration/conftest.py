@@ -1,13 +1,14 @@
-"""Billing services bound to the per-test database, sync and async."""
+"""Billing services bound to the per-test database, sync and async; the payment tests' driver."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from billing import AsyncBilling, Billing
+from tests.support.drivers import FLAVOURS, LEASE, NOW, Clock, Driver
 
 
 @pytest.fixture
@@ -28,3 +29,15 @@ async def abilling(async_client: Any, db_name: str) -> AsyncIterator[AsyncBillin
 def org(billing: Billing) -> Any:
     return billing.orgs.create(name="Acme", currency="usd", per_conversation=50,
                                per_started_minute=10)
+
+
+@pytest.fixture(params=FLAVOURS)
+def d(request: pytest.FixtureRequest, mongo_uri: str, db_name: str) -> Iterator[Driver]:
+    """A Driver of each flavour on the fake gateway: its clock at NOW, payment leases of LEASE
+    seconds. A module needing other options defines its own `d`."""
+    driver = Driver(request.param, mongo_uri, db_name, clock=Clock(NOW),
+                    payment_lease_seconds=LEASE)
+    try:
+        yield driver
+    finally:
+        driver.close()

@@ -4,9 +4,8 @@ for a new default, concurrent runs never making two attempts (sync and async, Se
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -15,20 +14,11 @@ from bson import ObjectId
 from billing import LeaseNotAcquired
 from billing.collection_runs import Result
 from tests.support.billing_data import OCT, dump, seed_conversations
-from tests.support.drivers import FLAVOURS, Clock, Driver
+from tests.support.drivers import NOW, Clock, Driver
+from tests.support.racing import in_threads
 
 pytestmark = pytest.mark.integration
-FINALIZED = datetime(2026, 11, 20, tzinfo=UTC)
-
-
-@pytest.fixture(params=FLAVOURS)
-def d(request: pytest.FixtureRequest, mongo_uri: str, db_name: str) -> Iterator[Driver]:
-    driver = Driver(request.param, mongo_uri, db_name, clock=Clock(FINALIZED),
-                    payment_lease_seconds=60)
-    try:
-        yield driver
-    finally:
-        driver.close()
+FINALIZED = NOW  # where the `d` fixture's clock starts
 
 
 def org_with_invoice(d: Driver, token: str, *, name: str = "Acme") -> tuple[Any, Any]:
@@ -128,18 +118,10 @@ def test_concurrent_runs_on_overlapping_shards_make_one_attempt(
     d = Driver("sync", mongo_uri, db_name, clock=Clock(FINALIZED))
     try:
         invoices = [org_with_invoice(d, "pm_card_visa", name=f"O{i}")[1] for i in range(6)]
-        barrier = threading.Barrier(3)
-        reports: list[Any] = []
-
-        def collect(shard: str) -> None:
-            barrier.wait()
-            reports.append(d.b.collections.run(apply=True, shard=shard))
-
-        threads = [threading.Thread(target=collect, args=(s,)) for s in ("0/1", "0/2", "1/2")]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        raced = in_threads([partial(d.b.collections.run, apply=True, shard=shard)
+                            for shard in ("0/1", "0/2", "1/2")], timeout=120)
+        assert raced.errors == []
+        reports = raced.results
         assert len(reports) == 3
         for inv in invoices:
             assert d.fake.taken(inv.id) == inv.total  # once each, never twice

@@ -5,7 +5,7 @@ two `reconcile --apply` runs at once.
 tests/integration/test_races.py, test_payments.py and test_webhooks.py cover the same guarantees
 with fewer callers and one kind of caller at a time; here sync and async callers share one
 period, payers retry until the invoice is settled, and every test checks the database-wide
-invariants (tests/support/race_invariants.py) afterwards.
+invariants (tests/support/invariants.py) afterwards.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from billing.plans.webhooks import WebhookOutcome
 from tests.conftest import CLIENT_TIMEOUT_MS
 from tests.support import figures
 from tests.support.billing_data import OCT, dump, expected_total, seed_conversations
-from tests.support.race_invariants import check_all, unbilled_closed
+from tests.support.invariants import check_all, unbilled_closed
+from tests.support.racing import as_tasks, in_threads
 
 pytestmark = pytest.mark.integration
 SEP = (datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC))
@@ -108,33 +109,17 @@ async def test_64_sync_and_async_racers_on_one_period_make_one_invoice(
         org = sync_b.orgs.create(name="A", currency="usd", per_conversation=11,
                                  per_started_minute=3)
         docs = seed_conversations(sync_b.database, org.id, CONVERSATIONS)
-        go = threading.Event()
-        thread_results: list[Invoice] = []
-        failures: list[BaseException] = []
-
-        def thread_racer() -> None:
-            go.wait(30)
-            try:
-                thread_results.append(sync_b.invoices.create_for_period(org.id, *OCT))
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-                failures.append(exc)
-
-        threads = [threading.Thread(target=thread_racer) for _ in range(THREADS)]
-        for t in threads:
-            t.start()
-        go.set()
-        task_results = await asyncio.gather(*(
-            async_b.invoices.create_for_period(org.id, *OCT) for _ in range(TASKS)),
-            return_exceptions=True)
-        for t in threads:
-            await asyncio.to_thread(t.join, JOIN_S)
+        # The threads wait on their barrier in a worker thread while the tasks start.
+        by_threads, by_tasks = await asyncio.gather(
+            asyncio.to_thread(in_threads, [
+                lambda: sync_b.invoices.create_for_period(org.id, *OCT)] * THREADS),
+            as_tasks([lambda: async_b.invoices.create_for_period(org.id, *OCT)] * TASKS))
     finally:
         await aclient.close()
 
     try:
-        assert failures == [] and not any(t.is_alive() for t in threads)
-        assert [r for r in task_results if not isinstance(r, Invoice)] == []
-        results = thread_results + [r for r in task_results if isinstance(r, Invoice)]
+        assert by_threads.errors == [] and by_tasks.errors == []
+        results = by_threads.results + by_tasks.results
         assert len(results) == THREADS + TASKS
         assert len({r.id for r in results}) == 1  # every racer got the same invoice
         db = sync_b.database
@@ -175,39 +160,29 @@ def test_payers_retrying_on_one_invoice_charge_it_once(
 ) -> None:
     org, inv = open_invoice(pay_billing)
     pay_billing.payment_methods.attach(org.id, "pm_card_visa", request_id="r-1")
-    outcomes: list[Any] = []
     in_progress: list[int] = []
-    failures: list[BaseException] = []
-    barrier = threading.Barrier(PAYERS)
 
-    def payer() -> None:
+    def payer() -> Any:
         # A client that retries PaymentInProgress (retryable) until the invoice is settled.
-        barrier.wait()
         deadline, busy = time.monotonic() + 60, 0
         try:
             while True:
                 try:
-                    outcomes.append(pay_billing.invoices.pay(org.id, inv.id).status)
-                    break
+                    return pay_billing.invoices.pay(org.id, inv.id).status
                 except PaymentInProgress:
                     busy += 1
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.02)
                 except InvoiceNotPayable:
-                    outcomes.append(InvoiceNotPayable)
-                    break
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            failures.append(exc)
-        in_progress.append(busy)
+                    return InvoiceNotPayable
+        finally:
+            in_progress.append(busy)
 
-    threads = [threading.Thread(target=payer) for _ in range(PAYERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(JOIN_S)
+    raced = in_threads([payer] * PAYERS, timeout=JOIN_S)
 
-    assert failures == []
+    assert raced.errors == []
+    outcomes = raced.results
     assert outcomes.count(PaymentStatus.SUCCEEDED) == 1
     assert outcomes.count(InvoiceNotPayable) == PAYERS - 1
     customer = pay_billing.orgs.get(org.id).stripe_customer_id
@@ -308,24 +283,12 @@ def test_one_event_delivered_100_times_at_once_has_one_effect(
                          "payment_id": str(payment["_id"])}}}}).encode()
     header = sign(payload, secret=SECRET)
     before = pay_billing.invoices.get(org.id, inv.id)
-    results: list[Any] = []
-    failures: list[BaseException] = []
-    barrier = threading.Barrier(REPLAYS)
 
-    def courier() -> None:
-        barrier.wait()
-        try:
-            results.append(pay_billing.webhooks.handle(payload, header))
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            failures.append(exc)
+    raced = in_threads([lambda: pay_billing.webhooks.handle(payload, header)] * REPLAYS,
+                       timeout=JOIN_S)
 
-    threads = [threading.Thread(target=courier) for _ in range(REPLAYS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(JOIN_S)
-
-    assert failures == [] and len(results) == REPLAYS
+    results = raced.results
+    assert raced.errors == [] and len(results) == REPLAYS
     outcomes = [r.outcome for r in results]
     assert outcomes.count(WebhookOutcome.PROCESSED) == 1, outcomes
     assert outcomes.count(WebhookOutcome.DUPLICATE) == REPLAYS - 1
@@ -356,30 +319,6 @@ ROUNDS = 3
 ORGS_PER_ROUND = 4
 
 
-def two_runs_at_once(b: Billing) -> tuple[list[Any], list[LeaseNotAcquired],
-                                          list[BaseException]]:
-    barrier = threading.Barrier(2)
-    reports: list[Any] = []
-    refusals: list[LeaseNotAcquired] = []
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        barrier.wait()
-        try:
-            reports.append(b.reconciliation.run(apply=True))
-        except LeaseNotAcquired as exc:
-            refusals.append(exc)
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(JOIN_S)
-    return reports, refusals, failures
-
-
 def test_two_reconcile_apply_runs_at_once_do_nothing_twice(client: Any, db_name: str) -> None:
     b = Billing(client, database=db_name, transaction_retry_seconds=60)
     b.setup()
@@ -396,9 +335,12 @@ def test_two_reconcile_apply_runs_at_once_do_nothing_twice(client: Any, db_name:
             seed_conversations(db, org.id, 2, start=OCT[0] + timedelta(days=5))
             seed_conversations(db, org.id, 4, start=SEP[0])
             orgs.append(org)
-        reports, refusals, failures = two_runs_at_once(b)
+        raced = in_threads([lambda: b.reconciliation.run(apply=True)] * 2, timeout=JOIN_S)
 
-        assert failures == [] and len(reports) + len(refusals) == 2
+        reports = raced.results
+        refusals = [e for e in raced.errors if isinstance(e, LeaseNotAcquired)]
+        assert raced.errors_except(LeaseNotAcquired) == []
+        assert len(reports) + len(refusals) == 2
         assert reports, "both runs were refused: the lease was never taken"
         assert all(r.clean for r in reports), [f.as_json() for r in reports
                                                 for f in r.outstanding]

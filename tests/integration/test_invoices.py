@@ -22,14 +22,8 @@ from billing import (
     PeriodNotClosed,
 )
 from billing.adapters import queries
-from tests.support.billing_data import (
-    NOV,
-    OCT,
-    check_invariants,
-    dump,
-    expected_total,
-    seed_conversations,
-)
+from tests.support.billing_data import NOV, OCT, dump, expected_total, seed_conversations
+from tests.support.invariants import check_totals_and_links
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +41,7 @@ def test_bills_every_conversation_once_with_exact_totals(billing: Billing, org: 
     stored = db.invoices.find_one({"_id": ObjectId(inv.id)})
     assert stored is not None and stored["total"] == inv.total
     assert billing.invoices.get(org.id, inv.id) == inv
-    check_invariants(db)
+    check_totals_and_links(db)
 
 
 async def test_async_bills_every_conversation_once(abilling: AsyncBilling) -> None:
@@ -124,7 +118,7 @@ def test_both_snapshot_read_shapes_bill_the_same(client: Any, db_name: str, join
 
     assert (inv.conversations, inv.skipped_malformed) == (10, 1)
     assert inv.total == expected_total(docs, 50, 10)
-    check_invariants(b.database)
+    check_totals_and_links(b.database)
 
 
 @pytest.mark.parametrize("excluded_by_id", [1000, 2], ids=["by-id", "by-expr"])
@@ -152,7 +146,7 @@ def test_chunks_mark_exactly_their_well_formed_conversations_among_malformed_one
     billed = {d["_id"] for d in b.database.conversations.find({"line_item_id": {"$ne": None}})}
     assert billed == good
     assert (inv.conversations, inv.skipped_malformed) == (len(good), len(docs) - len(good))
-    check_invariants(b.database)
+    check_totals_and_links(b.database)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -181,7 +175,7 @@ def test_random_ties_and_malformed_conversations_are_billed_exactly(
     billed = {d["_id"] for d in b.database.conversations.find({"line_item_id": {"$ne": None}})}
     assert billed == {d["_id"] for d in good}
     assert inv.total == expected_total(good, 50, 10)
-    check_invariants(b.database)
+    check_totals_and_links(b.database)
 
 
 def test_invoice_numbers_are_sequential_per_org(billing: Billing, org: Any) -> None:
@@ -253,7 +247,7 @@ def test_line_item_edits_keep_totals_and_only_on_drafts(billing: Billing, org: A
     with pytest.raises(InvoiceNotEditable):
         billing.line_items.remove(org.id, draft.id, usage_line.id)
     assert billing.line_items.remove(org.id, draft.id, item.id).total == draft.total
-    check_invariants(billing.database)
+    check_totals_and_links(billing.database)
 
     final = billing.invoices.finalize(org.id, draft.id)
     assert final.status is InvoiceStatus.OPEN and final.number == 1

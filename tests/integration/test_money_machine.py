@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,195 +61,209 @@ UNSETTLED_VALUES = ("pending", "confirming", "requires_action", "processing")
 PICK = st.integers(min_value=0, max_value=1000)
 
 
+@dataclass
+class MoneyRun:
+    """What the examples of one run share: the server and the counts."""
+
+    client: MongoClient[Any]
+    db_name: str
+    steps: int = 0
+    checks: int = 0
+    states: set[IntentStatus] = field(default_factory=set)
+
+
+class MoneyMachine(RuleBasedStateMachine):
+    """One example: an org with three open invoices (August to October) on a fresh database;
+    then the rules below in any order, the money invariant after every step."""
+
+    def __init__(self, run: MoneyRun) -> None:
+        super().__init__()
+        self.run = run
+        self.name = f"{run.db_name}_{ObjectId()}"
+        self.clock = Clock(datetime(2026, 11, 20, tzinfo=UTC))
+        self.fake = FakeGateway()
+        self.b = Billing(self.run.client, database=self.name, gateway=self.fake, clock=self.clock,
+                         webhook_secret=SECRET, payment_lease_seconds=LEASE)
+        self.b.setup()
+        self.db = self.b.database
+        self.org = self.b.orgs.create(name="Acme", currency="usd", per_conversation=50,
+                                      per_started_minute=10)
+        self.invoices = []
+        for month in range(3):  # three open invoices of different months
+            start = datetime(2026, 8 + month, 1, tzinfo=UTC)
+            seed_conversations(self.db, self.org.id, 2 + month, start=start)
+            end = datetime(2026, 9 + month, 1, tzinfo=UTC)
+            self.invoices.append(self.b.invoices.create_for_period(self.org.id, start, end))
+        assert self.invoices[-1].period_end == OCT[1]
+
+    @initialize(token=st.sampled_from(FIRST))
+    def first_default(self, token: str) -> None:
+        self.attach(token)
+
+    def attach(self, token: str) -> None:
+        self.b.payment_methods.attach(self.org.id, token, request_id=str(ObjectId()),
+                                      make_default=True)
+
+    def inv(self, pick: int) -> Any:
+        return self.invoices[pick % len(self.invoices)]
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        self.run.steps += 1
+        try:
+            return fn(*args)
+        except BillingError:
+            return None  # typed errors are allowed; anything else fails the test
+
+    # ---- the host ------------------------------------------------------------------------
+
+    @rule(pick=PICK)
+    def pay(self, pick: int) -> None:
+        self.call(self.b.invoices.pay, self.org.id, self.inv(pick).id)
+
+    @rule(pick=PICK)
+    def cancel(self, pick: int) -> None:
+        self.call(self.b.invoices.cancel_payment, self.org.id, self.inv(pick).id)
+
+    @rule(pick=PICK)
+    def settle(self, pick: int) -> None:
+        self.call(self.b.invoices.settle_payment, self.org.id, self.inv(pick).id)
+
+    @rule(pick=PICK)
+    def void(self, pick: int) -> None:
+        self.call(self.b.invoices.void, self.org.id, self.inv(pick).id)
+
+    @rule(token=st.sampled_from(TOKENS))
+    def new_default(self, token: str) -> None:
+        self.call(self.attach, token)
+
+    @rule(seconds=st.sampled_from([1, LEASE + 1, 16 * 60]))
+    def time_passes(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    @rule()
+    def reconcile(self) -> None:
+        self.call(lambda: self.b.reconciliation.run(apply=True, checks=["payment"]))
+
+    # ---- Stripe's side -------------------------------------------------------------------
+
+    @rule(call=st.sampled_from(CALLS), after=st.booleans(), transient=st.booleans())
+    def stripe_fails_next(self, call: str, after: bool, transient: bool) -> None:
+        error: BillingError = PaymentProviderUnavailable("Stripe timed out") if transient \
+            else PaymentError("Stripe refused the request", code="resource_missing")
+        self.fake.fail_next(call, error, after=after)
+
+    @rule(pick=PICK, authenticated=st.booleans())
+    def customer_answers_3ds(self, pick: int, authenticated: bool) -> None:
+        waiting = [i for i in self.fake.intents.values()
+                   if i.status is IntentStatus.REQUIRES_ACTION]
+        if waiting:
+            intent = self.fake.complete_action(waiting[pick % len(waiting)].id,
+                                               authenticated=authenticated)
+            self.run.states.add(intent.status)
+
+    @rule(pick=PICK, succeeded=st.booleans())
+    def bank_answers(self, pick: int, succeeded: bool) -> None:
+        waiting = [i for i in self.fake.intents.values()
+                   if i.status is IntentStatus.PROCESSING]
+        if waiting:
+            intent = self.fake.settle_processing(waiting[pick % len(waiting)].id,
+                                                 succeeded=succeeded)
+            self.run.states.add(intent.status)
+
+    @rule(pick=PICK, twice=st.booleans())
+    def webhook(self, pick: int, twice: bool) -> None:
+        """Stripe reports an intent's current state (late, maybe twice)."""
+        if not self.fake.intents:
+            return
+        intent = list(self.fake.intents.values())[pick % len(self.fake.intents)]
+        kind = {IntentStatus.SUCCEEDED: "payment_intent.succeeded",
+                IntentStatus.CANCELED: "payment_intent.canceled",
+                IntentStatus.PROCESSING: "payment_intent.processing",
+                IntentStatus.REQUIRES_ACTION: "payment_intent.requires_action",
+                }.get(intent.status, "payment_intent.payment_failed")
+        obj = {"id": intent.id, "object": "payment_intent", "status": intent.status.value,
+               "amount": intent.amount, "currency": intent.currency,
+               "customer": intent.customer_id, "metadata": self.fake.metadata[intent.id]}
+        body = json.dumps({"id": f"evt_{ObjectId()}", "type": kind,
+                           "created": int(time.time()), "livemode": False,
+                           "data": {"object": obj}}).encode()
+        for _ in range(2 if twice else 1):
+            result = self.b.webhooks.handle(body, sign(body, secret=SECRET))
+            assert result.outcome is not WebhookOutcome.MISMATCH, result
+
+    @rule()
+    def default_detached_in_stripe(self) -> None:
+        org = self.b.orgs.get(self.org.id)
+        if org.default_payment_method_id is None:
+            return
+        doc = self.db.payment_methods.find_one({"_id": ObjectId(org.default_payment_method_id)})
+        if doc is not None and doc.get("stripe_id") in self.fake.methods:
+            # Stripe then refuses intents for it (PaymentMethodNotFound, not retryable).
+            self.fake.fail_next("create_intent", PaymentMethodNotFound("detached"))
+
+    # ---- checks --------------------------------------------------------------------------
+
+    @rule(pick=PICK)
+    def an_open_invoice_with_a_usable_default_can_be_paid(self, pick: int) -> None:
+        """Once earlier attempts are settled and leases expired, pay() starts a new attempt
+        (or finishes the one Stripe still holds): never wedged."""
+        inv = self.inv(pick)
+        self.fake._failures.clear()  # noqa: SLF001 - no scripted failure for this probe
+        self.clock.advance(LEASE + 1)
+        self.call(self.b.invoices.settle_payment, self.org.id, inv.id)
+        self.clock.advance(LEASE + 1)
+        self.attach("pm_card_visa")
+        doc = self.db.invoices.find_one({"_id": ObjectId(inv.id)})
+        assert doc is not None
+        latest = self.db.payments.find_one({"invoice_id": ObjectId(inv.id),
+                                            "attempt": doc.get("payment_attempts", 0)})
+        if doc["status"] != "open" or (latest is not None and latest["status"] in (
+                "requires_action", "processing")):
+            return
+        try:
+            self.b.invoices.pay(self.org.id, inv.id)
+        except (PaymentInProgress, NoDefaultPaymentMethod) as exc:
+            raise AssertionError(f"invoice {inv.id} is wedged: {exc.message}") from exc
+        after = self.db.invoices.find_one({"_id": ObjectId(inv.id)})
+        assert after is not None and after["status"] == "paid", after
+
+    @invariant()
+    def money(self) -> None:
+        self.run.states.update(i.status for i in self.fake.intents.values())
+        for inv in self.invoices:
+            doc = self.db.invoices.find_one({"_id": ObjectId(inv.id)})
+            assert doc is not None
+            taken = self.fake.taken(inv.id)
+            self.run.checks += 1
+            assert taken <= doc["total"], (taken, doc)
+            if doc["status"] == "paid":
+                assert doc["amount_paid"] == taken == doc["total"], (taken, doc)
+            elif taken:
+                # Taken but not known yet (a lost answer, a lost webhook): the attempt that
+                # took it must still be open, so settling or reconciliation finds it.
+                latest = self.db.payments.find_one({
+                    "invoice_id": ObjectId(inv.id), "attempt": doc["payment_attempts"]})
+                assert latest is not None and latest["status"] in UNSETTLED_VALUES, \
+                    (taken, doc, latest)
+            if doc["status"] == "void":
+                assert taken == 0, doc
+            live = [i for i in self.fake.intents.values()
+                    if self.fake.metadata[i.id]["invoice_id"] == inv.id
+                    and i.status in (IntentStatus.SUCCEEDED, IntentStatus.PROCESSING,
+                                     IntentStatus.REQUIRES_ACTION)]
+            assert len(live) <= 1, live  # never two intents that can take its money
+
+    def teardown(self) -> None:
+        self.run.client.drop_database(self.name)
+
+
 def test_money_is_never_taken_twice_nor_an_invoice_wedged(
     client: MongoClient[Any], db_name: str
 ) -> None:
-    counts: dict[str, Any] = {"steps": 0, "checks": 0, "states": set()}
-
-    class MoneyMachine(RuleBasedStateMachine):
-        def __init__(self) -> None:
-            super().__init__()
-            self.name = f"{db_name}_{ObjectId()}"
-            self.clock = Clock(datetime(2026, 11, 20, tzinfo=UTC))
-            self.fake = FakeGateway()
-            self.b = Billing(client, database=self.name, gateway=self.fake, clock=self.clock,
-                             webhook_secret=SECRET, payment_lease_seconds=LEASE)
-            self.b.setup()
-            self.db = self.b.database
-            self.org = self.b.orgs.create(name="Acme", currency="usd", per_conversation=50,
-                                          per_started_minute=10)
-            self.invoices = []
-            for month in range(3):  # three open invoices of different months
-                start = datetime(2026, 8 + month, 1, tzinfo=UTC)
-                seed_conversations(self.db, self.org.id, 2 + month, start=start)
-                end = datetime(2026, 9 + month, 1, tzinfo=UTC)
-                self.invoices.append(self.b.invoices.create_for_period(self.org.id, start, end))
-            assert self.invoices[-1].period_end == OCT[1]
-
-        @initialize(token=st.sampled_from(FIRST))
-        def first_default(self, token: str) -> None:
-            self.attach(token)
-
-        def attach(self, token: str) -> None:
-            self.b.payment_methods.attach(self.org.id, token, request_id=str(ObjectId()),
-                                          make_default=True)
-
-        def inv(self, pick: int) -> Any:
-            return self.invoices[pick % len(self.invoices)]
-
-        def call(self, fn: Any, *args: Any) -> Any:
-            counts["steps"] += 1
-            try:
-                return fn(*args)
-            except BillingError:
-                return None  # typed errors are allowed; anything else fails the test
-
-        # ---- the host ------------------------------------------------------------------------
-
-        @rule(pick=PICK)
-        def pay(self, pick: int) -> None:
-            self.call(self.b.invoices.pay, self.org.id, self.inv(pick).id)
-
-        @rule(pick=PICK)
-        def cancel(self, pick: int) -> None:
-            self.call(self.b.invoices.cancel_payment, self.org.id, self.inv(pick).id)
-
-        @rule(pick=PICK)
-        def settle(self, pick: int) -> None:
-            self.call(self.b.invoices.settle_payment, self.org.id, self.inv(pick).id)
-
-        @rule(pick=PICK)
-        def void(self, pick: int) -> None:
-            self.call(self.b.invoices.void, self.org.id, self.inv(pick).id)
-
-        @rule(token=st.sampled_from(TOKENS))
-        def new_default(self, token: str) -> None:
-            self.call(self.attach, token)
-
-        @rule(seconds=st.sampled_from([1, LEASE + 1, 16 * 60]))
-        def time_passes(self, seconds: int) -> None:
-            self.clock.advance(seconds)
-
-        @rule()
-        def reconcile(self) -> None:
-            self.call(lambda: self.b.reconciliation.run(apply=True, checks=["payment"]))
-
-        # ---- Stripe's side -------------------------------------------------------------------
-
-        @rule(call=st.sampled_from(CALLS), after=st.booleans(), transient=st.booleans())
-        def stripe_fails_next(self, call: str, after: bool, transient: bool) -> None:
-            error: BillingError = PaymentProviderUnavailable("Stripe timed out") if transient \
-                else PaymentError("Stripe refused the request", code="resource_missing")
-            self.fake.fail_next(call, error, after=after)
-
-        @rule(pick=PICK, authenticated=st.booleans())
-        def customer_answers_3ds(self, pick: int, authenticated: bool) -> None:
-            waiting = [i for i in self.fake.intents.values()
-                       if i.status is IntentStatus.REQUIRES_ACTION]
-            if waiting:
-                intent = self.fake.complete_action(waiting[pick % len(waiting)].id,
-                                                   authenticated=authenticated)
-                counts["states"].add(intent.status)
-
-        @rule(pick=PICK, succeeded=st.booleans())
-        def bank_answers(self, pick: int, succeeded: bool) -> None:
-            waiting = [i for i in self.fake.intents.values()
-                       if i.status is IntentStatus.PROCESSING]
-            if waiting:
-                intent = self.fake.settle_processing(waiting[pick % len(waiting)].id,
-                                                     succeeded=succeeded)
-                counts["states"].add(intent.status)
-
-        @rule(pick=PICK, twice=st.booleans())
-        def webhook(self, pick: int, twice: bool) -> None:
-            """Stripe reports an intent's current state (late, maybe twice)."""
-            if not self.fake.intents:
-                return
-            intent = list(self.fake.intents.values())[pick % len(self.fake.intents)]
-            kind = {IntentStatus.SUCCEEDED: "payment_intent.succeeded",
-                    IntentStatus.CANCELED: "payment_intent.canceled",
-                    IntentStatus.PROCESSING: "payment_intent.processing",
-                    IntentStatus.REQUIRES_ACTION: "payment_intent.requires_action",
-                    }.get(intent.status, "payment_intent.payment_failed")
-            obj = {"id": intent.id, "object": "payment_intent", "status": intent.status.value,
-                   "amount": intent.amount, "currency": intent.currency,
-                   "customer": intent.customer_id, "metadata": self.fake.metadata[intent.id]}
-            body = json.dumps({"id": f"evt_{ObjectId()}", "type": kind,
-                               "created": int(time.time()), "livemode": False,
-                               "data": {"object": obj}}).encode()
-            for _ in range(2 if twice else 1):
-                result = self.b.webhooks.handle(body, sign(body, secret=SECRET))
-                assert result.outcome is not WebhookOutcome.MISMATCH, result
-
-        @rule()
-        def default_detached_in_stripe(self) -> None:
-            org = self.b.orgs.get(self.org.id)
-            if org.default_payment_method_id is None:
-                return
-            doc = self.db.payment_methods.find_one({"_id": ObjectId(org.default_payment_method_id)})
-            if doc is not None and doc.get("stripe_id") in self.fake.methods:
-                # Stripe then refuses intents for it (PaymentMethodNotFound, not retryable).
-                self.fake.fail_next("create_intent", PaymentMethodNotFound("detached"))
-
-        # ---- checks --------------------------------------------------------------------------
-
-        @rule(pick=PICK)
-        def an_open_invoice_with_a_usable_default_can_be_paid(self, pick: int) -> None:
-            """Once earlier attempts are settled and leases expired, pay() starts a new attempt
-            (or finishes the one Stripe still holds): never wedged."""
-            inv = self.inv(pick)
-            self.fake._failures.clear()  # noqa: SLF001 - no scripted failure for this probe
-            self.clock.advance(LEASE + 1)
-            self.call(self.b.invoices.settle_payment, self.org.id, inv.id)
-            self.clock.advance(LEASE + 1)
-            self.attach("pm_card_visa")
-            doc = self.db.invoices.find_one({"_id": ObjectId(inv.id)})
-            assert doc is not None
-            latest = self.db.payments.find_one({"invoice_id": ObjectId(inv.id),
-                                                "attempt": doc.get("payment_attempts", 0)})
-            if doc["status"] != "open" or (latest is not None and latest["status"] in (
-                    "requires_action", "processing")):
-                return
-            try:
-                self.b.invoices.pay(self.org.id, inv.id)
-            except (PaymentInProgress, NoDefaultPaymentMethod) as exc:
-                raise AssertionError(f"invoice {inv.id} is wedged: {exc.message}") from exc
-            after = self.db.invoices.find_one({"_id": ObjectId(inv.id)})
-            assert after is not None and after["status"] == "paid", after
-
-        @invariant()
-        def money(self) -> None:
-            counts["states"].update(i.status for i in self.fake.intents.values())
-            for inv in self.invoices:
-                doc = self.db.invoices.find_one({"_id": ObjectId(inv.id)})
-                assert doc is not None
-                taken = self.fake.taken(inv.id)
-                counts["checks"] += 1
-                assert taken <= doc["total"], (taken, doc)
-                if doc["status"] == "paid":
-                    assert doc["amount_paid"] == taken == doc["total"], (taken, doc)
-                elif taken:
-                    # Taken but not known yet (a lost answer, a lost webhook): the attempt that
-                    # took it must still be open, so settling or reconciliation finds it.
-                    latest = self.db.payments.find_one({
-                        "invoice_id": ObjectId(inv.id), "attempt": doc["payment_attempts"]})
-                    assert latest is not None and latest["status"] in UNSETTLED_VALUES, \
-                        (taken, doc, latest)
-                if doc["status"] == "void":
-                    assert taken == 0, doc
-                live = [i for i in self.fake.intents.values()
-                        if self.fake.metadata[i.id]["invoice_id"] == inv.id
-                        and i.status in (IntentStatus.SUCCEEDED, IntentStatus.PROCESSING,
-                                         IntentStatus.REQUIRES_ACTION)]
-                assert len(live) <= 1, live  # never two intents that can take its money
-
-        def teardown(self) -> None:
-            client.drop_database(self.name)
-
+    run = MoneyRun(client, db_name)
     try:
-        run_state_machine_as_test(MoneyMachine, settings=SETTINGS)
+        run_state_machine_as_test(lambda: MoneyMachine(run), settings=SETTINGS)
     finally:
-        figures.add("money state machine steps", counts["steps"])
-        figures.add("money invariant checks", counts["checks"])
-        figures.seen("stripe intent states reached", *(s.value for s in counts["states"]))
-
+        figures.add("money state machine steps", run.steps)
+        figures.add("money invariant checks", run.checks)
+        figures.seen("stripe intent states reached", *(s.value for s in run.states))

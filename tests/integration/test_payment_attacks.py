@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -28,22 +28,12 @@ from billing.adapters.stripe_webhooks import sign
 from billing.domain.payments import IntentStatus
 from billing.faults import InjectedFault
 from tests.support.billing_data import OCT, seed_conversations
-from tests.support.drivers import FLAVOURS, Clock, Driver
+from tests.support.drivers import LEASE, Driver
+from tests.support.invariants import check_money
+from tests.support.racing import in_threads
 
 pytestmark = pytest.mark.integration
-LEASE = 60
 STALE = 16 * 60  # past reconciliation's default stale_after (15 min)
-
-
-@pytest.fixture(params=FLAVOURS)
-def d(request: pytest.FixtureRequest, mongo_uri: str, db_name: str) -> Iterator[Driver]:
-    driver = Driver(request.param, mongo_uri, db_name,
-                    clock=Clock(datetime(2026, 11, 20, tzinfo=UTC)),
-                    payment_lease_seconds=LEASE)
-    try:
-        yield driver
-    finally:
-        driver.close()
 
 
 def open_invoice(d: Driver, *, token: str = "pm_card_visa", n: int = 4) -> tuple[Any, Any]:
@@ -70,12 +60,7 @@ def statuses(d: Driver, inv: Any) -> list[str]:
 
 
 def assert_money(d: Driver, inv: Any) -> None:
-    """Never more than the total; `paid` exactly when all of it was taken; void took nothing."""
-    taken, doc = d.fake.taken(inv.id), stored(d, inv)
-    assert taken <= doc["total"], (taken, doc)
-    assert (doc["status"] == "paid") == (taken == doc["total"]), (taken, doc)
-    if doc["status"] == "void":
-        assert taken == 0, (taken, doc)
+    check_money(stored(d, inv), d.fake.taken(inv.id))
 
 
 def event(kind: str, obj: dict[str, Any]) -> tuple[bytes, str]:
@@ -283,11 +268,8 @@ def test_threads_with_expired_leases_never_charge_twice(
         seed_conversations(b.database, org.id, 4)
         inv = b.invoices.create_for_period(org.id, *OCT)
         b.payment_methods.attach(org.id, token, request_id="r-1")
-        untyped: list[BaseException] = []
-        barrier = threading.Barrier(5)
 
         def actor(name: str) -> None:
-            barrier.wait()
             for i in range(12):
                 try:
                     if name == "pay":
@@ -308,18 +290,10 @@ def test_threads_with_expired_leases_never_charge_twice(
                     pass
                 except ValueError:
                     pass  # the fake's complete/settle on an intent that moved meanwhile
-                except BaseException as exc:  # noqa: BLE001 - asserted below
-                    untyped.append(exc)
 
-        threads = [threading.Thread(target=actor, args=(n,))
-                   for n in ("pay", "pay", "cancel", "settle", "stripe")]
-        threads.append(threading.Thread(target=actor, args=("void",)))
-        barrier = threading.Barrier(len(threads))
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        assert untyped == []
+        raced = in_threads([partial(actor, n) for n in ("pay", "pay", "cancel", "settle",
+                                                        "stripe", "void")], timeout=120)
+        assert raced.errors == []  # anything but a typed error
         live = [i for i in fake.intents.values() if i.status in (
             IntentStatus.SUCCEEDED, IntentStatus.PROCESSING, IntentStatus.REQUIRES_ACTION)]
         assert len(live) <= 1, live

@@ -2,7 +2,7 @@
 the in-memory FakeGateway, sync and async; localstripe where it can show it).
 
 Each test asserts on documents and on Stripe's state (the fake's `customers` and `methods`),
-then on the invariant of tests/support/method_invariants.py.
+then on the invariant of tests/support/invariants.py.
 """
 
 from __future__ import annotations
@@ -35,37 +35,13 @@ from billing.adapters.stripe_webhooks import sign
 from billing.domain.payments import CardMethod
 from billing.gateways import AsyncFakeGateway, FakeGateway
 from billing.reconcile_findings import in_shard
-from tests.support.method_invariants import (
-    attached_to,
-    check_methods,
-    check_settled,
-    customers_of,
-)
+from tests.support.invariants import attached_to, check_methods, check_settled, customers_of
+from tests.support.racing import as_tasks, in_threads
 from tests.support.stripe import VISA, card
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec_method_races"
 ROUNDS = 10
-
-
-def race(*calls: Callable[[], Any]) -> list[BaseException]:
-    """Run the calls in threads released together by a barrier; the errors they raised."""
-    barrier = threading.Barrier(len(calls))
-    errors: list[BaseException] = []
-
-    def run(call: Callable[[], Any]) -> None:
-        barrier.wait()
-        try:
-            call()
-        except BaseException as exc:  # noqa: BLE001 - returned to the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return errors
 
 
 def new_billing(client: Any, db_name: str, gateway: Any) -> Billing:
@@ -262,9 +238,9 @@ def test_set_default_racing_detach_never_leaves_a_default_on_a_detached_method(
         org = new_org(b, f"org {round_}")
         b.payment_methods.attach(org, gateway.create_card(VISA), request_id="r-1")
         second = b.payment_methods.attach(org, gateway.create_card(VISA), request_id="r-2")
-        errors = race(partial(b.payment_methods.set_default, org, second.id),
-                      partial(b.payment_methods.detach, org, second.id))
-        assert all(isinstance(e, InvalidTransition) for e in errors), errors
+        raced = in_threads([partial(b.payment_methods.set_default, org, second.id),
+                            partial(b.payment_methods.detach, org, second.id)], timeout=120)
+        assert raced.errors_except(InvalidTransition) == [], raced.errors
         stored = org_doc(b, org)
         assert stored["default_payment_method_id"] != second.id, round_
         assert b.database.payment_methods.find_one(
@@ -285,11 +261,9 @@ async def test_async_set_default_racing_detach_never_leaves_a_default_on_a_detac
         await b.payment_methods.attach(org, gateway.create_card(VISA), request_id="r-1")
         second = await b.payment_methods.attach(org, gateway.create_card(VISA),
                                                 request_id="r-2")
-        results = await asyncio.gather(b.payment_methods.set_default(org, second.id),
-                                       b.payment_methods.detach(org, second.id),
-                                       return_exceptions=True)
-        assert all(not isinstance(r, BaseException) or isinstance(r, InvalidTransition)
-                   for r in results), results
+        raced = await as_tasks([partial(b.payment_methods.set_default, org, second.id),
+                                partial(b.payment_methods.detach, org, second.id)])
+        assert raced.errors_except(InvalidTransition) == [], raced.errors
         stored = view.orgs.find_one({"_id": ObjectId(org)})
         assert stored["default_payment_method_id"] != second.id, round_
     check_settled(view, gateway)  # type: ignore[arg-type]
@@ -307,9 +281,9 @@ def test_overlapping_reconcile_shards_adopt_a_card_once(client: Any, db_name: st
         stray = gateway.create_card(VISA)  # attached in Stripe's dashboard, unknown here
         gateway.methods[stray] = replace(gateway.methods[stray], customer_id=customer)
         half = (0, 2) if in_shard(org, (0, 2)) else (1, 2)
-        errors = race(*(partial(b.reconciliation.run, apply=True, shard=shard)
-                        for shard in ((0, 1), half)))
-        assert errors == []
+        raced = in_threads([partial(b.reconciliation.run, apply=True, shard=shard)
+                            for shard in ((0, 1), half)], timeout=120)
+        assert raced.errors == []
         adopted = list(b.database.payment_methods.find({"stripe_id": stray}))
         assert [d["status"] for d in adopted] == ["active"], adopted
     check_settled(b.database, gateway)
@@ -377,9 +351,10 @@ def test_two_concurrent_first_attaches_make_one_customer(client: Any, db_name: s
     b = new_billing(client, db_name, gateway)
     for round_ in range(ROUNDS // 2):
         org = new_org(b, f"org {round_}")
-        errors = race(*(partial(b.payment_methods.attach, org, gateway.create_card(VISA),
-                                request_id=request) for request in ("r-1", "r-2")))
-        assert errors == []
+        raced = in_threads([partial(b.payment_methods.attach, org, gateway.create_card(VISA),
+                                    request_id=request) for request in ("r-1", "r-2")],
+                           timeout=120)
+        assert raced.errors == []
         assert customers_of(gateway, org) == [org_doc(b, org)["stripe_customer_id"]]
     check_settled(b.database, gateway)
 
@@ -392,8 +367,9 @@ async def test_eight_gathered_attaches_with_one_request_id_make_one_customer_and
     org = (await b.orgs.create(name="A", currency="usd", per_conversation=5,
                                per_started_minute=1)).id
     source = gateway.create_card(VISA)
-    results = await asyncio.gather(*(
-        b.payment_methods.attach(org, source, request_id="r-1") for _ in range(8)))
+    raced = await as_tasks([lambda: b.payment_methods.attach(org, source, request_id="r-1")] * 8)
+    assert raced.errors == []
+    results = raced.results
     view = client[db_name]
     stored = view.orgs.find_one({"_id": ObjectId(org)})
     assert customers_of(gateway, org) == [stored["stripe_customer_id"]]  # type: ignore[arg-type]
@@ -486,9 +462,9 @@ def test_concurrent_first_attaches_make_one_customer_on_localstripe(
     b = new_billing(client, db_name, stripe_gateway)
     org = new_org(b)
     sources = [card(stripe_client, VISA) for _ in range(4)]
-    errors = race(*(partial(b.payment_methods.attach, org, source, request_id=f"r-{i}")
-                    for i, source in enumerate(sources)))
-    assert errors == []
+    raced = in_threads([partial(b.payment_methods.attach, org, source, request_id=f"r-{i}")
+                        for i, source in enumerate(sources)], timeout=120)
+    assert raced.errors == []
     made = [c.id for c in stripe_client.v1.customers.list(params={"limit": 100})
             .auto_paging_iter() if c.metadata and c.metadata.to_dict().get("org_id") == org]
     customer = org_doc(b, org)["stripe_customer_id"]

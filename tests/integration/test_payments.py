@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from billing import (
 from billing.domain.models import PaymentMethodStatus, PaymentStatus
 from billing.faults import InjectedFault
 from tests.support.billing_data import OCT, dump, seed_conversations
+from tests.support.racing import in_threads
 
 pytestmark = pytest.mark.integration
 # localstripe, like Stripe: ...0002 is declined when attached, ...0341 when charged.
@@ -166,22 +166,12 @@ def test_concurrent_pay_charges_once(
 ) -> None:
     org, inv = open_invoice(pay_billing)
     pay_billing.payment_methods.attach(org.id, "pm_card_visa", request_id="r-1")
-    outcomes: list[Any] = []
-    barrier = threading.Barrier(8)
 
-    def payer() -> None:
-        barrier.wait()
-        try:
-            outcomes.append(pay_billing.invoices.pay(org.id, inv.id).status)
-        except (PaymentInProgress, InvoiceNotPayable) as exc:
-            outcomes.append(type(exc))
+    raced = in_threads([lambda: pay_billing.invoices.pay(org.id, inv.id).status] * 8,
+                       timeout=120)
 
-    threads = [threading.Thread(target=payer) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-
+    assert raced.errors_except(PaymentInProgress, InvoiceNotPayable) == []
+    outcomes = [*raced.results, *(type(e) for e in raced.errors)]
     assert outcomes.count(PaymentStatus.SUCCEEDED) == 1 and len(outcomes) == 8
     customer = pay_billing.orgs.get(org.id).stripe_customer_id
     assert [c.amount for c in charges(stripe_client, customer)] == [inv.total]

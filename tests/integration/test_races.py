@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
 import pytest
 from bson import ObjectId
 
-from billing import AsyncBilling, Billing, Invoice
-from tests.support.billing_data import OCT, check_invariants, expected_total, seed_conversations
+from billing import AsyncBilling, Billing
+from tests.support.billing_data import OCT, expected_total, seed_conversations
+from tests.support.invariants import check_totals_and_links
+from tests.support.racing import as_tasks, in_threads
 
 pytestmark = pytest.mark.integration
 RACERS = 16
@@ -24,29 +24,16 @@ def test_threads_racing_on_one_period_make_one_invoice(
     billing.setup()
     org = billing.orgs.create(name="A", currency="usd", per_conversation=11, per_started_minute=3)
     docs = seed_conversations(billing.database, org.id, 50)
-    results: list[Invoice] = []
-    failures: list[BaseException] = []
-    barrier = threading.Barrier(RACERS)
 
-    def racer() -> None:
-        barrier.wait()
-        try:
-            results.append(billing.invoices.create_for_period(org.id, *OCT))
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            failures.append(exc)
+    raced = in_threads([lambda: billing.invoices.create_for_period(org.id, *OCT)] * RACERS)
 
-    threads = [threading.Thread(target=racer) for _ in range(RACERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
-
-    assert failures == []
+    assert raced.errors == []
+    results = raced.results
     assert len(results) == RACERS and len({r.id for r in results}) == 1
     assert billing.database.invoices.count_documents({"org_id": ObjectId(org.id)}) == 1
     assert results[0].total == expected_total(docs, 11, 3) and results[0].number == 1
     assert billing.database.conversations.count_documents({"line_item_id": None}) == 0
-    check_invariants(billing.database)
+    check_totals_and_links(billing.database)
 
 
 async def test_asyncio_tasks_racing_on_one_period_make_one_invoice(
@@ -57,10 +44,11 @@ async def test_asyncio_tasks_racing_on_one_period_make_one_invoice(
     sync_view = Billing(client, database=db_name)
     docs = seed_conversations(sync_view.database, org.id, 50)
 
-    results = await asyncio.gather(*(
-        abilling.invoices.create_for_period(org.id, *OCT) for _ in range(RACERS)))
+    raced = await as_tasks([lambda: abilling.invoices.create_for_period(org.id, *OCT)] * RACERS)
 
-    assert len({r.id for r in results}) == 1
+    assert raced.errors == []
+    results = raced.results
+    assert len(results) == RACERS and len({r.id for r in results}) == 1
     assert sync_view.database.invoices.count_documents({"org_id": ObjectId(org.id)}) == 1
     assert results[0].total == expected_total(docs, 11, 3)
-    check_invariants(sync_view.database)
+    check_totals_and_links(sync_view.database)

@@ -22,8 +22,12 @@ from billing import AsyncBilling, Billing, faults
 from billing.errors import InvalidInput, LeaseNotAcquired, OrgNotFound
 from billing.faults import InjectedFault
 from billing.reconcile_findings import Check
-from tests.support.billing_data import OCT, check_invariants, dump, seed_conversations, untold
-from tests.support.crash import assert_methods_consistent
+from tests.support.billing_data import OCT, dump, seed_conversations, untold
+from tests.support.invariants import (
+    check_closed_months_billed,
+    check_methods_match_stripe,
+    check_totals_and_links,
+)
 
 pytestmark = pytest.mark.integration
 SEP = (datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC))
@@ -120,15 +124,7 @@ def seed_method_damage(b: Billing, sc: stripe.StripeClient) -> dict[str, Any]:
             "customer": customer, "pointless": pointless, "orphan": kept}
 
 
-# ---- invariants ---------------------------------------------------------------------------------
-
-def assert_billed_once(b: Billing, boundary: datetime = OCT[1]) -> None:
-    check_invariants(b.database)
-    unbilled = b.database.conversations.count_documents(
-        {"line_item_id": None, "ended_at": {"$lt": boundary}})
-    assert unbilled == 0
-    assert b.database.invoices.count_documents({"status": "draft"}) == 0
-
+# ---- totals -------------------------------------------------------------------------------------
 
 def totals_by_org(b: Billing) -> dict[str, int]:
     rows = b.database.invoices.aggregate([
@@ -177,8 +173,8 @@ def test_apply_repairs_everything_once_and_a_second_run_finds_nothing(
     report = rbilling.reconciliation.run(apply=True, stale_after=timedelta(0))
 
     assert report.clean, [f.as_json() for f in report.outstanding]
-    assert_billed_once(rbilling)
-    assert_methods_consistent(rbilling, stripe_client)
+    check_closed_months_billed(rbilling.database, no_drafts=True)
+    check_methods_match_stripe(rbilling, stripe_client)
     db = rbilling.database
     # Late October went onto a supplementary invoice; September got its own.
     late = list(db.invoices.find({"org_id": oid(orgs["late"].id)}).sort("period_start", 1))
@@ -289,7 +285,7 @@ def test_two_apply_runs_at_once_one_is_refused_by_the_lease(rbilling: Billing) -
 
     assert "another reconciliation run" in outcome["refused"].message
     assert report.clean
-    assert_billed_once(rbilling)
+    check_closed_months_billed(rbilling.database, no_drafts=True)
     assert rbilling.database.reconciliation_runs.count_documents({}) == 1
     assert rbilling.database.invoices.count_documents(
         {"org_id": oid(orgs["late"].id)}) == 3  # nothing billed twice
@@ -426,5 +422,5 @@ def test_late_conversations_join_a_draft_kept_open_and_leave_it_a_draft(
     assert report.clean and "still a draft" in report.findings[0].action
     after = rbilling.invoices.get(org.id, draft.id)
     assert (after.status.value, after.conversations, after.number) == ("draft", 5, None)
-    check_invariants(db)
+    check_totals_and_links(db)
     assert db.conversations.count_documents({"line_item_id": None}) == 0

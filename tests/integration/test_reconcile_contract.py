@@ -18,7 +18,8 @@ from bson import ObjectId
 from billing import AsyncBilling, Billing, InvalidMoney, Period
 from billing.domain.money import MAX_AMOUNT
 from billing.reconcile_findings import Check
-from tests.support.billing_data import OCT, check_invariants, dump, seed_conversations, untold
+from tests.support.billing_data import OCT, dump, seed_conversations, untold
+from tests.support.invariants import check_totals_and_links
 
 pytestmark = pytest.mark.integration
 SEP = (datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC))
@@ -128,7 +129,7 @@ def test_a_line_item_missing_everywhere_is_still_restored_or_released(billing: B
     report = billing.reconciliation.run(apply=True)
 
     assert report.clean, [f.as_json() for f in report.outstanding]
-    check_invariants(db)
+    check_totals_and_links(db)
     assert db.conversations.count_documents({"line_item_id": None}) == 0
     assert db.invoices.count_documents({"org_id": oid(org.id)}) == 1
 
@@ -166,7 +167,7 @@ def test_array_dates_are_malformed_and_the_period_is_billed(
         -(-int((c["ended_at"] - c["started_at"]).total_seconds() * 1000) // 60_000) for c in good)
     assert db.conversations.count_documents({"_id": {"$in": [c["_id"] for c in bad]},
                                              "line_item_id": None}) == 2
-    check_invariants(db)
+    check_totals_and_links(db)
 
 
 def test_run_period_and_reconcile_go_on_past_array_dates(billing: Billing) -> None:
@@ -191,7 +192,7 @@ def test_run_period_and_reconcile_go_on_past_array_dates(billing: Billing) -> No
     assert report.orgs_scanned == 2
     assert db.invoices.count_documents({"org_id": oid(fine.id)}) == 2
     assert db.invoices.count_documents({"org_id": oid(broken.id)}) == 1  # September: all broken
-    check_invariants(db)
+    check_totals_and_links(db)
 
 
 async def test_async_array_dates_do_not_stop_run_period(abilling: AsyncBilling) -> None:
@@ -382,7 +383,7 @@ def test_a_currency_change_mid_run_can_be_finished_as_its_message_says(
     db.orgs.update_one({"_id": oid(org.id)}, {"$set": {"currency": "usd"}})
     invoice = b.invoices.create_for_period(org.id, *OCT)
     assert (invoice.status.value, invoice.conversations, invoice.currency) == ("open", 5, "usd")
-    check_invariants(db)
+    check_totals_and_links(db)
 
 
 def test_the_contract_queries_are_served_by_an_index(mongo_uri: str, db_name: str) -> None:

@@ -8,7 +8,7 @@ payment methods, pay, Stripe webhooks (3-D Secure outcomes, methods detached in 
 and `reconcile --apply`. Typed errors (StateConflict, NotFound, InvalidInput, PaymentError) are
 allowed results; anything else fails. Calls made with another org's id must be NotFound.
 
-After every step the database-wide invariants hold (tests/support/race_invariants.py): billed
+After every step the database-wide invariants hold (tests/support/invariants.py): billed
 conversations point at a line item of an invoice of their org whose period contains them, totals
 equal line items, no conversation counted twice, gapless numbers, defaults on active methods,
 paid invoices paid once in full; and no invoice was charged twice in the gateway. At the end of
@@ -29,7 +29,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,7 +61,7 @@ from billing.adapters.stripe_webhooks import sign
 from billing.domain.payments import IntentStatus
 from billing.gateways import FakeGateway
 from tests.support import figures
-from tests.support.race_invariants import check_all, unbilled_closed
+from tests.support.invariants import check_all, unbilled_closed
 from tests.support.stripe import CHARGE_DECLINE, DECLINE, THREE_D_SECURE, VISA, card, flush
 
 pytestmark = pytest.mark.integration
@@ -152,6 +153,279 @@ class LocalStripe:
                 if c.status == "succeeded"]
 
 
+@dataclass
+class MachineRun:
+    """What the examples of one run share: the server, Stripe's side and the counts."""
+
+    client: MongoClient[Any]
+    db_name: str
+    side: FakeStripe | LocalStripe
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+
+class BillingMachine(RuleBasedStateMachine):
+    """One example: two orgs on a fresh database, September billed, org 1's payment waiting
+    for 3-D Secure; then the rules below in any order, the invariant after every step."""
+
+    def __init__(self, run: MachineRun) -> None:
+        super().__init__()
+        self.run, self.side, self.counts = run, run.side, run.counts
+        self.name = f"{run.db_name}_{next(run.examples)}"  # a fresh database per example
+        self.run.client.drop_database(self.name)
+        self.side.reset()
+        self.b = Billing(self.run.client, database=self.name, gateway=self.side.gateway,
+                         webhook_secret=SECRET, payment_lease_seconds=30,
+                         transaction_retry_seconds=30)
+        self.b.setup()
+        self.db = self.b.database
+        self.orgs = [self.b.orgs.create(name=f"org {i}", currency="usd",
+                                        per_conversation=50, per_started_minute=10)
+                     for i in range(2)]
+        for org, month in itertools.product(self.orgs, ("sep", "oct")):
+            start = MONTHS[month][0]
+            for minutes in (3, 61):  # something to bill from the first step on
+                self.b.conversations.record(org.id, started_at=start, ended_at=start
+                                            + timedelta(minutes=minutes))
+        # Default cards to start from: org 0 pays, org 1 needs 3-D Secure.
+        self.b.payment_methods.attach(self.orgs[0].id, self.side.card(VISA), request_id="r-0")
+        self.b.payment_methods.attach(self.orgs[1].id, self.side.card(THREE_D_SECURE),
+                                      request_id="r-0")
+        # September invoiced: org 0's open, org 1's waiting for the customer's 3-D Secure.
+        for org in self.orgs:
+            self.b.invoices.create_for_period(org.id, *MONTHS["sep"])
+        sep_1 = self.db.invoices.find_one({"org_id": ObjectId(self.orgs[1].id)})
+        with contextlib.suppress(PaymentRequiresAction):
+            self.b.invoices.pay(self.orgs[1].id, sep_1["_id"])
+        assert self.db.payments.count_documents({"status": "requires_action"}) == 1
+        self.requests = itertools.count(1)
+        self.payloads: list[bytes] = []
+        self.reconciles = 0  # a no-argument rule is drawn often: keep the others busy
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def attempt(self, call: Any, *, cross: bool = False) -> Any:
+        """Run a call; a typed error is an allowed result. With another org's id, the only
+        allowed result is NotFound."""
+        self.counts["steps"] += 1
+        try:
+            result = call()
+        except EXPECTED as exc:
+            self.counts[type(exc).__name__] += 1
+            if cross:
+                assert isinstance(exc, NotFound), exc
+            return None
+        assert not cross, f"another org's id was accepted: {result!r}"
+        return result
+
+    def org_of(self, doc: dict[str, Any], cross: bool) -> str:
+        own = str(doc["org_id"])
+        if not cross:
+            return own
+        return next(o.id for o in self.orgs if o.id != own)
+
+    def pick(self, collection: str, pick: int, query: dict[str, Any] | None = None
+             ) -> dict[str, Any] | None:
+        docs = list(self.db[collection].find(query or {}).sort("_id", 1))
+        return docs[pick % len(docs)] if docs else None
+
+    def deliver(self, kind: str, obj: dict[str, Any],
+                previous: dict[str, Any] | None = None) -> None:
+        body: dict[str, Any] = {"id": f"evt_{ObjectId()}", "object": "event", "type": kind,
+                                "created": int(time.time()), "livemode": False,
+                                "data": {"object": obj}}
+        if previous is not None:
+            body["data"]["previous_attributes"] = previous
+        payload = json.dumps(body).encode()
+        self.payloads.append(payload)
+        self.handle(payload, expect=WebhookOutcome.PROCESSED)
+
+    def handle(self, payload: bytes, *, expect: WebhookOutcome) -> None:
+        self.counts["steps"] += 1
+        result = self.b.webhooks.handle(payload, sign(payload, secret=SECRET))
+        assert (result.outcome, result.http_status) == (expect, 200), result
+
+    # ---- conversations -----------------------------------------------------------------
+
+    @rule(o=ORG, month=st.sampled_from(sorted(MONTHS)), minute=st.integers(0, 30_000),
+          seconds=st.integers(0, 600), edge=st.booleans(),
+          external_id=st.sampled_from([None, None, None, None, "call-1", "call-2"]))
+    def record(self, o: int, month: str, minute: int, seconds: int, edge: bool,
+               external_id: str | None) -> None:
+        start, end = MONTHS[month]
+        if edge:  # ends exactly at the month's end: it belongs to the next month
+            started = end - timedelta(seconds=seconds)
+        else:
+            started = start + timedelta(minutes=minute)
+        ended = started + timedelta(seconds=seconds)
+        self.attempt(lambda: self.b.conversations.record(
+            self.orgs[o].id, started_at=started, ended_at=ended, external_id=external_id))
+
+    @rule(o=ORG, month=st.sampled_from(["sep", "oct"]), minute=st.integers(0, 30_000))
+    def record_malformed(self, o: int, month: str, minute: int) -> None:
+        # The host wrote a backwards span: never billed, never a crash.
+        ended = MONTHS[month][0] + timedelta(minutes=minute)
+        self.counts["steps"] += 1
+        self.db.conversations.insert_one({
+            "org_id": ObjectId(self.orgs[o].id), "started_at": ended + timedelta(hours=1),
+            "ended_at": ended, "line_item_id": None})
+
+    # ---- invoices ----------------------------------------------------------------------
+
+    @rule(o=ORG, month=st.sampled_from(["sep", "oct", "sep", "oct", "nov"]),
+          finalize=st.booleans())
+    def create_for_period(self, o: int, month: str, finalize: bool) -> None:
+        self.attempt(lambda: self.b.invoices.create_for_period(
+            self.orgs[o].id, *MONTHS[month], finalize=finalize))
+
+    @rule(pick=PICK, quantity=st.integers(1, 3), unit_amount=st.integers(0, 5_000),
+          cross=CROSS, focus=FOCUS)
+    def add_line_item(self, pick: int, quantity: int, unit_amount: int,
+                      cross: bool, focus: bool) -> None:
+        if (inv := self.pick("invoices", pick, DRAFT if focus else None)) is not None:
+            self.attempt(lambda: self.b.line_items.add(
+                self.org_of(inv, cross), inv["_id"], description="Setup fee",
+                quantity=quantity, unit_amount=unit_amount), cross=cross)
+
+    @rule(pick=PICK, cross=CROSS, focus=FOCUS)
+    def remove_line_item(self, pick: int, cross: bool, focus: bool) -> None:
+        if (item := self.pick("line_items", pick, MANUAL if focus else None)) is not None:
+            self.attempt(lambda: self.b.line_items.remove(
+                self.org_of(item, cross), item["invoice_id"], item["_id"]), cross=cross)
+
+    @rule(pick=PICK, cross=CROSS, focus=FOCUS)
+    def finalize(self, pick: int, cross: bool, focus: bool) -> None:
+        if (inv := self.pick("invoices", pick, DRAFT if focus else None)) is not None:
+            self.attempt(lambda: self.b.invoices.finalize(
+                self.org_of(inv, cross), inv["_id"]), cross=cross)
+
+    @rule(pick=PICK, cross=CROSS)
+    def void(self, pick: int, cross: bool) -> None:
+        if (inv := self.pick("invoices", pick)) is not None:
+            self.attempt(lambda: self.b.invoices.void(
+                self.org_of(inv, cross), inv["_id"]), cross=cross)
+
+    @rule(pick=PICK, cross=CROSS, focus=FOCUS)
+    def pay(self, pick: int, cross: bool, focus: bool) -> None:
+        if (inv := self.pick("invoices", pick, OPEN if focus else None)) is not None:
+            self.attempt(lambda: self.b.invoices.pay(
+                self.org_of(inv, cross), inv["_id"]), cross=cross)
+
+    @rule(pick=PICK)
+    def pay_open_invoice(self, pick: int) -> None:
+        if (inv := self.pick("invoices", pick, OPEN)) is not None:
+            self.attempt(lambda: self.b.invoices.pay(str(inv["org_id"]), inv["_id"]))
+
+    # ---- payment methods ---------------------------------------------------------------
+
+    @rule(o=ORG, number=st.sampled_from(CARDS), make_default=st.booleans(),
+          repeat=st.sampled_from([False, False, True]))
+    def attach(self, o: int, number: str, make_default: bool, repeat: bool) -> None:
+        request = "r-repeat" if repeat else f"r-{next(self.requests)}"
+        source = self.side.card(number)
+        self.attempt(lambda: self.b.payment_methods.attach(
+            self.orgs[o].id, source, request_id=request, make_default=make_default))
+
+    @rule(pick=PICK, cross=CROSS)
+    def detach(self, pick: int, cross: bool) -> None:
+        if (method := self.pick("payment_methods", pick)) is not None:
+            self.attempt(lambda: self.b.payment_methods.detach(
+                self.org_of(method, cross), method["_id"]), cross=cross)
+
+    @rule(pick=PICK, cross=CROSS, focus=FOCUS)
+    def set_default(self, pick: int, cross: bool, focus: bool) -> None:
+        query = ACTIVE if focus else None
+        if (method := self.pick("payment_methods", pick, query)) is not None:
+            self.attempt(lambda: self.b.payment_methods.set_default(
+                self.org_of(method, cross), method["_id"]), cross=cross)
+
+    # ---- Stripe's side: webhooks -------------------------------------------------------
+
+    @rule(pick=PICK, succeed=st.booleans())
+    def customer_answers_3ds(self, pick: int, succeed: bool) -> None:
+        """The customer finishes (or fails) 3-D Secure; Stripe tells us by webhook."""
+        payment = self.pick("payments", pick, {"status": "requires_action"})
+        if payment is None:
+            return
+        status = self.side.authenticate(payment["intent_id"], success=succeed)
+        obj: dict[str, Any] = {
+            "id": payment["intent_id"], "object": "payment_intent", "status": status,
+            "amount": payment["amount"], "currency": payment["currency"],
+            "metadata": {"org_id": str(payment["org_id"]),
+                         "invoice_id": str(payment["invoice_id"]),
+                         "payment_id": str(payment["_id"])}}
+        if succeed:
+            assert status == "succeeded", status
+            self.deliver("payment_intent.succeeded", obj)
+        else:
+            self.deliver("payment_intent.payment_failed", {**obj, "last_payment_error": {
+                "code": "authentication_failed", "message": "3-D Secure failed"}})
+
+    @rule(pick=PICK)
+    def detached_in_stripe(self, pick: int) -> None:
+        """The customer removes a card in Stripe's portal; Stripe tells us by webhook."""
+        method = self.pick("payment_methods", pick, {"status": "active"})
+        if method is None:
+            return
+        stripe_id = method["stripe_id"]
+        customer = self.side.detach(stripe_id)
+        self.deliver("payment_method.detached",
+                     {"id": stripe_id, "object": "payment_method", "customer": None},
+                     previous={"customer": customer})
+
+    @rule(pick=PICK)
+    def webhook_replayed(self, pick: int) -> None:
+        if self.payloads:
+            self.handle(self.payloads[pick % len(self.payloads)],
+                        expect=WebhookOutcome.DUPLICATE)
+
+    # ---- the operator --------------------------------------------------------------------
+
+    @precondition(lambda self: self.reconciles < 3)
+    @rule()
+    def reconcile_apply(self) -> None:
+        self.reconciles += 1
+        report = self.attempt(lambda: self.b.reconciliation.run(apply=True))
+        assert report is not None
+        assert [f.as_json() for f in report.findings if f.result == "failed"] == []
+
+    # ---- after every step --------------------------------------------------------------
+
+    @invariant()
+    def consistent(self) -> None:
+        check_all(self.db)
+        payments = {p["intent_id"]: p for p in self.db.payments.find(
+            {"intent_id": {"$ne": None}})}
+        customers = [o["stripe_customer_id"] for o in self.db.orgs.find(
+            {"stripe_customer_id": {"$ne": None}})]
+        charged = Counter(payments[intent_id]["invoice_id"]
+                          for intent_id in self.side.charged_intents(customers))
+        assert all(n == 1 for n in charged.values()), charged  # never charged twice
+        for invoice_id in charged:
+            inv = self.db.invoices.find_one({"_id": invoice_id})
+            assert inv is not None and inv["status"] == "paid", inv
+
+    def teardown(self) -> None:
+        try:
+            report = self.b.reconciliation.run(apply=True)
+            assert [f.as_json() for f in report.findings if f.result == "failed"] == []
+            assert unbilled_closed(self.db, LAST_CLOSED_END) == []
+            check_all(self.db)
+            self.counts["examples"] += 1
+        finally:
+            self.run.client.drop_database(self.name)
+
+
+def run_machine(client: MongoClient[Any], db_name: str, side: FakeStripe | LocalStripe,
+                machine_settings: settings) -> None:
+    run = MachineRun(client, db_name, side)
+    try:
+        run_state_machine_as_test(lambda: BillingMachine(run), settings=machine_settings)
+    finally:
+        figures.add("state machine steps", run.counts["steps"])
+        figures.add("state machine examples", run.counts["examples"])
+
+
 def test_billing_state_machine_on_the_fake_gateway(
     client: MongoClient[Any], db_name: str
 ) -> None:
@@ -164,265 +438,6 @@ def test_billing_state_machine_on_localstripe(
 ) -> None:
     run_machine(client, f"{db_name}_ls", LocalStripe(stripe_url, stripe_client, stripe_gateway),
                 LOCALSTRIPE_SETTINGS)
-
-
-def run_machine(client: MongoClient[Any], db_name: str, side: FakeStripe | LocalStripe,
-                machine_settings: settings) -> None:
-    examples = itertools.count(1)
-    counts: Counter[str] = Counter()
-
-    class BillingMachine(RuleBasedStateMachine):
-        def __init__(self) -> None:
-            super().__init__()
-            self.name = f"{db_name}_{next(examples)}"  # a fresh database per example
-            client.drop_database(self.name)
-            side.reset()
-            self.b = Billing(client, database=self.name, gateway=side.gateway,
-                             webhook_secret=SECRET, payment_lease_seconds=30,
-                             transaction_retry_seconds=30)
-            self.b.setup()
-            self.db = self.b.database
-            self.orgs = [self.b.orgs.create(name=f"org {i}", currency="usd",
-                                            per_conversation=50, per_started_minute=10)
-                         for i in range(2)]
-            for org, month in itertools.product(self.orgs, ("sep", "oct")):
-                start = MONTHS[month][0]
-                for minutes in (3, 61):  # something to bill from the first step on
-                    self.b.conversations.record(org.id, started_at=start, ended_at=start
-                                                + timedelta(minutes=minutes))
-            # Default cards to start from: org 0 pays, org 1 needs 3-D Secure.
-            self.b.payment_methods.attach(self.orgs[0].id, side.card(VISA), request_id="r-0")
-            self.b.payment_methods.attach(self.orgs[1].id, side.card(THREE_D_SECURE),
-                                          request_id="r-0")
-            # September invoiced: org 0's open, org 1's waiting for the customer's 3-D Secure.
-            for org in self.orgs:
-                self.b.invoices.create_for_period(org.id, *MONTHS["sep"])
-            sep_1 = self.db.invoices.find_one({"org_id": ObjectId(self.orgs[1].id)})
-            with contextlib.suppress(PaymentRequiresAction):
-                self.b.invoices.pay(self.orgs[1].id, sep_1["_id"])
-            assert self.db.payments.count_documents({"status": "requires_action"}) == 1
-            self.requests = itertools.count(1)
-            self.payloads: list[bytes] = []
-            self.reconciles = 0  # a no-argument rule is drawn often: keep the others busy
-
-        # ---- helpers ---------------------------------------------------------------------
-
-        def attempt(self, call: Any, *, cross: bool = False) -> Any:
-            """Run a call; a typed error is an allowed result. With another org's id, the only
-            allowed result is NotFound."""
-            counts["steps"] += 1
-            try:
-                result = call()
-            except EXPECTED as exc:
-                counts[type(exc).__name__] += 1
-                if cross:
-                    assert isinstance(exc, NotFound), exc
-                return None
-            assert not cross, f"another org's id was accepted: {result!r}"
-            return result
-
-        def org_of(self, doc: dict[str, Any], cross: bool) -> str:
-            own = str(doc["org_id"])
-            if not cross:
-                return own
-            return next(o.id for o in self.orgs if o.id != own)
-
-        def pick(self, collection: str, pick: int, query: dict[str, Any] | None = None
-                 ) -> dict[str, Any] | None:
-            docs = list(self.db[collection].find(query or {}).sort("_id", 1))
-            return docs[pick % len(docs)] if docs else None
-
-        def deliver(self, kind: str, obj: dict[str, Any],
-                    previous: dict[str, Any] | None = None) -> None:
-            body: dict[str, Any] = {"id": f"evt_{ObjectId()}", "object": "event", "type": kind,
-                                    "created": int(time.time()), "livemode": False,
-                                    "data": {"object": obj}}
-            if previous is not None:
-                body["data"]["previous_attributes"] = previous
-            payload = json.dumps(body).encode()
-            self.payloads.append(payload)
-            self.handle(payload, expect=WebhookOutcome.PROCESSED)
-
-        def handle(self, payload: bytes, *, expect: WebhookOutcome) -> None:
-            counts["steps"] += 1
-            result = self.b.webhooks.handle(payload, sign(payload, secret=SECRET))
-            assert (result.outcome, result.http_status) == (expect, 200), result
-
-        # ---- conversations -----------------------------------------------------------------
-
-        @rule(o=ORG, month=st.sampled_from(sorted(MONTHS)), minute=st.integers(0, 30_000),
-              seconds=st.integers(0, 600), edge=st.booleans(),
-              external_id=st.sampled_from([None, None, None, None, "call-1", "call-2"]))
-        def record(self, o: int, month: str, minute: int, seconds: int, edge: bool,
-                   external_id: str | None) -> None:
-            start, end = MONTHS[month]
-            if edge:  # ends exactly at the month's end: it belongs to the next month
-                started = end - timedelta(seconds=seconds)
-            else:
-                started = start + timedelta(minutes=minute)
-            ended = started + timedelta(seconds=seconds)
-            self.attempt(lambda: self.b.conversations.record(
-                self.orgs[o].id, started_at=started, ended_at=ended, external_id=external_id))
-
-        @rule(o=ORG, month=st.sampled_from(["sep", "oct"]), minute=st.integers(0, 30_000))
-        def record_malformed(self, o: int, month: str, minute: int) -> None:
-            # The host wrote a backwards span: never billed, never a crash.
-            ended = MONTHS[month][0] + timedelta(minutes=minute)
-            counts["steps"] += 1
-            self.db.conversations.insert_one({
-                "org_id": ObjectId(self.orgs[o].id), "started_at": ended + timedelta(hours=1),
-                "ended_at": ended, "line_item_id": None})
-
-        # ---- invoices ----------------------------------------------------------------------
-
-        @rule(o=ORG, month=st.sampled_from(["sep", "oct", "sep", "oct", "nov"]),
-              finalize=st.booleans())
-        def create_for_period(self, o: int, month: str, finalize: bool) -> None:
-            self.attempt(lambda: self.b.invoices.create_for_period(
-                self.orgs[o].id, *MONTHS[month], finalize=finalize))
-
-        @rule(pick=PICK, quantity=st.integers(1, 3), unit_amount=st.integers(0, 5_000),
-              cross=CROSS, focus=FOCUS)
-        def add_line_item(self, pick: int, quantity: int, unit_amount: int,
-                          cross: bool, focus: bool) -> None:
-            if (inv := self.pick("invoices", pick, DRAFT if focus else None)) is not None:
-                self.attempt(lambda: self.b.line_items.add(
-                    self.org_of(inv, cross), inv["_id"], description="Setup fee",
-                    quantity=quantity, unit_amount=unit_amount), cross=cross)
-
-        @rule(pick=PICK, cross=CROSS, focus=FOCUS)
-        def remove_line_item(self, pick: int, cross: bool, focus: bool) -> None:
-            if (item := self.pick("line_items", pick, MANUAL if focus else None)) is not None:
-                self.attempt(lambda: self.b.line_items.remove(
-                    self.org_of(item, cross), item["invoice_id"], item["_id"]), cross=cross)
-
-        @rule(pick=PICK, cross=CROSS, focus=FOCUS)
-        def finalize(self, pick: int, cross: bool, focus: bool) -> None:
-            if (inv := self.pick("invoices", pick, DRAFT if focus else None)) is not None:
-                self.attempt(lambda: self.b.invoices.finalize(
-                    self.org_of(inv, cross), inv["_id"]), cross=cross)
-
-        @rule(pick=PICK, cross=CROSS)
-        def void(self, pick: int, cross: bool) -> None:
-            if (inv := self.pick("invoices", pick)) is not None:
-                self.attempt(lambda: self.b.invoices.void(
-                    self.org_of(inv, cross), inv["_id"]), cross=cross)
-
-        @rule(pick=PICK, cross=CROSS, focus=FOCUS)
-        def pay(self, pick: int, cross: bool, focus: bool) -> None:
-            if (inv := self.pick("invoices", pick, OPEN if focus else None)) is not None:
-                self.attempt(lambda: self.b.invoices.pay(
-                    self.org_of(inv, cross), inv["_id"]), cross=cross)
-
-        @rule(pick=PICK)
-        def pay_open_invoice(self, pick: int) -> None:
-            if (inv := self.pick("invoices", pick, OPEN)) is not None:
-                self.attempt(lambda: self.b.invoices.pay(str(inv["org_id"]), inv["_id"]))
-
-        # ---- payment methods ---------------------------------------------------------------
-
-        @rule(o=ORG, number=st.sampled_from(CARDS), make_default=st.booleans(),
-              repeat=st.sampled_from([False, False, True]))
-        def attach(self, o: int, number: str, make_default: bool, repeat: bool) -> None:
-            request = "r-repeat" if repeat else f"r-{next(self.requests)}"
-            source = side.card(number)
-            self.attempt(lambda: self.b.payment_methods.attach(
-                self.orgs[o].id, source, request_id=request, make_default=make_default))
-
-        @rule(pick=PICK, cross=CROSS)
-        def detach(self, pick: int, cross: bool) -> None:
-            if (method := self.pick("payment_methods", pick)) is not None:
-                self.attempt(lambda: self.b.payment_methods.detach(
-                    self.org_of(method, cross), method["_id"]), cross=cross)
-
-        @rule(pick=PICK, cross=CROSS, focus=FOCUS)
-        def set_default(self, pick: int, cross: bool, focus: bool) -> None:
-            query = ACTIVE if focus else None
-            if (method := self.pick("payment_methods", pick, query)) is not None:
-                self.attempt(lambda: self.b.payment_methods.set_default(
-                    self.org_of(method, cross), method["_id"]), cross=cross)
-
-        # ---- Stripe's side: webhooks -------------------------------------------------------
-
-        @rule(pick=PICK, succeed=st.booleans())
-        def customer_answers_3ds(self, pick: int, succeed: bool) -> None:
-            """The customer finishes (or fails) 3-D Secure; Stripe tells us by webhook."""
-            payment = self.pick("payments", pick, {"status": "requires_action"})
-            if payment is None:
-                return
-            status = side.authenticate(payment["intent_id"], success=succeed)
-            obj: dict[str, Any] = {
-                "id": payment["intent_id"], "object": "payment_intent", "status": status,
-                "amount": payment["amount"], "currency": payment["currency"],
-                "metadata": {"org_id": str(payment["org_id"]),
-                             "invoice_id": str(payment["invoice_id"]),
-                             "payment_id": str(payment["_id"])}}
-            if succeed:
-                assert status == "succeeded", status
-                self.deliver("payment_intent.succeeded", obj)
-            else:
-                self.deliver("payment_intent.payment_failed", {**obj, "last_payment_error": {
-                    "code": "authentication_failed", "message": "3-D Secure failed"}})
-
-        @rule(pick=PICK)
-        def detached_in_stripe(self, pick: int) -> None:
-            """The customer removes a card in Stripe's portal; Stripe tells us by webhook."""
-            method = self.pick("payment_methods", pick, {"status": "active"})
-            if method is None:
-                return
-            stripe_id = method["stripe_id"]
-            customer = side.detach(stripe_id)
-            self.deliver("payment_method.detached",
-                         {"id": stripe_id, "object": "payment_method", "customer": None},
-                         previous={"customer": customer})
-
-        @rule(pick=PICK)
-        def webhook_replayed(self, pick: int) -> None:
-            if self.payloads:
-                self.handle(self.payloads[pick % len(self.payloads)],
-                            expect=WebhookOutcome.DUPLICATE)
-
-        # ---- the operator --------------------------------------------------------------------
-
-        @precondition(lambda self: self.reconciles < 3)
-        @rule()
-        def reconcile_apply(self) -> None:
-            self.reconciles += 1
-            report = self.attempt(lambda: self.b.reconciliation.run(apply=True))
-            assert report is not None
-            assert [f.as_json() for f in report.findings if f.result == "failed"] == []
-
-        # ---- after every step --------------------------------------------------------------
-
-        @invariant()
-        def consistent(self) -> None:
-            check_all(self.db)
-            payments = {p["intent_id"]: p for p in self.db.payments.find(
-                {"intent_id": {"$ne": None}})}
-            customers = [o["stripe_customer_id"] for o in self.db.orgs.find(
-                {"stripe_customer_id": {"$ne": None}})]
-            charged = Counter(payments[intent_id]["invoice_id"]
-                              for intent_id in side.charged_intents(customers))
-            assert all(n == 1 for n in charged.values()), charged  # never charged twice
-            for invoice_id in charged:
-                inv = self.db.invoices.find_one({"_id": invoice_id})
-                assert inv is not None and inv["status"] == "paid", inv
-
-        def teardown(self) -> None:
-            try:
-                report = self.b.reconciliation.run(apply=True)
-                assert [f.as_json() for f in report.findings if f.result == "failed"] == []
-                assert unbilled_closed(self.db, LAST_CLOSED_END) == []
-                check_all(self.db)
-                counts["examples"] += 1
-            finally:
-                client.drop_database(self.name)
-
-    try:
-        run_state_machine_as_test(BillingMachine, settings=machine_settings)
-    finally:
-        figures.add("state machine steps", counts["steps"])
-        figures.add("state machine examples", counts["examples"])
 
 
 def test_void_leaves_no_payment_that_can_take_money(

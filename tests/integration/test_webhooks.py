@@ -20,6 +20,7 @@ from billing.domain.models import PaymentMethodStatus, PaymentStatus
 from billing.faults import InjectedFault
 from billing.plans.webhooks import WebhookOutcome
 from tests.support.billing_data import OCT, dump, seed_conversations
+from tests.support.racing import in_threads
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec_test_secret"
@@ -95,19 +96,11 @@ def test_succeeded_webhook_pays_the_invoice_once_and_replays_are_duplicates(
 def test_the_same_event_delivered_concurrently_has_one_effect(hooks: Billing) -> None:
     _, _, payment = paid_through_webhook_setup(hooks)
     payload = event("payment_intent.succeeded", intent_object(hooks, payment))
-    results: list[Any] = []
-    barrier = threading.Barrier(12)
 
-    def courier() -> None:
-        barrier.wait()
-        results.append(deliver(hooks, payload).outcome)
+    raced = in_threads([lambda: deliver(hooks, payload).outcome] * 12, timeout=120)
 
-    threads = [threading.Thread(target=courier) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-
+    assert raced.errors == []
+    results = raced.results
     assert results.count(WebhookOutcome.PROCESSED) == 1
     assert results.count(WebhookOutcome.DUPLICATE) == 11
     assert hooks.database.webhook_events.count_documents({}) == 1

@@ -1,4 +1,5 @@
-"""Seeding and invariant checks shared by the integration tests (sync pymongo, any engine)."""
+"""Seeding and dumps shared by the integration tests (sync pymongo, any engine); the invariants
+are in tests/support/invariants.py."""
 
 from __future__ import annotations
 
@@ -43,29 +44,6 @@ def dump(db: Database[Any]) -> dict[str, list[dict[str, Any]]]:
     return {
         name: list(db[name].find({}).sort("_id", 1)) for name in sorted(db.list_collection_names())
     }
-
-
-def check_invariants(db: Database[Any]) -> None:
-    """Totals equal their line items; every billed conversation points at a conversations
-    line item of an invoice of its own org whose period contains it. Pass `Billing.database`
-    (timezone-aware)."""
-    items = {li["_id"]: li for li in db.line_items.find({})}
-    invoices = {inv["_id"]: inv for inv in db.invoices.find({})}
-    for inv in invoices.values():
-        mine = [li for li in items.values() if li["invoice_id"] == inv["_id"]]
-        assert inv["subtotal"] == inv["total"] == sum(li["amount"] for li in mine), inv
-        for li in mine:
-            assert li["amount"] == li["quantity"] * li["unit_amount"]
-            assert li["org_id"] == inv["org_id"]
-        conv_item = next((li for li in mine if li["kind"] == "conversations"), None)
-        if conv_item is not None:
-            linked = db.conversations.count_documents({"line_item_id": conv_item["_id"]})
-            assert linked == conv_item["quantity"] == inv["conversations"], inv
-    for conv in db.conversations.find({"line_item_id": {"$ne": None}}):
-        li = items[conv["line_item_id"]]
-        inv = invoices[li["invoice_id"]]
-        assert li["kind"] == "conversations" and li["org_id"] == conv["org_id"]
-        assert inv["period_start"] <= conv["ended_at"] < inv["period_end"]
 
 
 def untold(dumped: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:

@@ -7,7 +7,7 @@ fault point, then check the invariants recovery must restore.
 The child is `python -m tests.support.crash SPEC` (SPEC a JSON object): it builds a `Billing` on
 the parent's database and localstripe, with `BILLING_FAULTS="<point>=kill"` in its environment,
 and runs one operation of OPERATIONS. Invariant checks take the parent's `Billing` and a
-`stripe.StripeClient` on the same localstripe.
+`stripe.StripeClient` on the same localstripe (tests/support/invariants.py).
 """
 
 from __future__ import annotations
@@ -20,17 +20,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import stripe
-from bson import ObjectId
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from billing import Billing
-from tests.support.billing_data import OCT, check_invariants
+from tests.support.billing_data import OCT
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLED = -9  # subprocess returncode of a child ended by SIGKILL
@@ -103,64 +102,6 @@ def main(argv: list[str]) -> int:
         b = Billing(client, database=spec["database"], transaction_retry_seconds=60, **options)
         OPERATIONS[spec["op"]](b, spec["args"])
     return 0  # reaching here means the fault point was never hit
-
-
-# ---- invariants ---------------------------------------------------------------------------------
-
-def attached_in_stripe(sc: stripe.StripeClient, customer: str | None) -> set[str]:
-    assert customer, "the org has no Stripe customer"
-    found = sc.v1.payment_methods.list(params={"customer": customer, "type": "card"})
-    return {str(m.id) for m in found.data}
-
-
-def assert_billed_once(b: Billing, boundary: datetime = OCT[1]) -> None:
-    """Every well-formed conversation of closed months on exactly one line item; totals right;
-    no draft left half-billed."""
-    db = b.database
-    check_invariants(db)
-    assert db.conversations.count_documents(
-        {"line_item_id": None, "ended_at": {"$lt": boundary}}) == 0
-    for inv in db.invoices.find({"status": "draft"}):
-        assert inv["complete"], f"draft {inv['_id']} left part-billed"
-
-
-def assert_methods_consistent(b: Billing, sc: stripe.StripeClient) -> None:
-    """Defaults point at active methods; Stripe's attached methods are the active ones here."""
-    db = b.database
-    for org in db.orgs.find({}):
-        default = org.get("default_payment_method_id")
-        if default is not None:
-            method = db.payment_methods.find_one({"_id": ObjectId(default), "org_id": org["_id"]})
-            assert method is not None and method["status"] == "active", org
-        if org.get("stripe_customer_id"):
-            active = {d["stripe_id"] for d in db.payment_methods.find(
-                {"org_id": org["_id"], "status": "active"})}
-            assert active == attached_in_stripe(sc, org["stripe_customer_id"]), org["name"]
-    assert db.payment_methods.count_documents({"status": {"$in": ["pending", "detaching"]}}) == 0
-
-
-def assert_charged_once(b: Billing, sc: stripe.StripeClient) -> None:
-    """At most one succeeded charge per invoice; a paid invoice's amount_paid is its total and
-    matches the one charge."""
-    db = b.database
-    for org in db.orgs.find({"stripe_customer_id": {"$type": "string"}}):
-        charges = sc.v1.charges.list(params={"customer": org["stripe_customer_id"]}).data
-        per_invoice: dict[str, list[Any]] = {}
-        for charge in charges:
-            if charge.status == "succeeded" and not charge.refunded:
-                intent = sc.v1.payment_intents.retrieve(str(charge.payment_intent))
-                meta = intent.metadata.to_dict() if intent.metadata else {}
-                invoice_id = str(meta.get("invoice_id", "?"))
-                per_invoice.setdefault(invoice_id, []).append(charge)
-        for invoice_id, found in per_invoice.items():
-            assert len(found) == 1, f"invoice {invoice_id} charged {len(found)} times"
-        for inv in db.invoices.find({"org_id": org["_id"]}):
-            found = per_invoice.get(str(inv["_id"]), [])
-            if inv["status"] == "paid":
-                assert inv["amount_paid"] == inv["total"] and inv.get("payment_lease") is None
-                assert [c.amount for c in found] == [inv["total"]], inv["_id"]
-            else:
-                assert found == [], f"invoice {inv['_id']} charged but {inv['status']}"
 
 
 if __name__ == "__main__":

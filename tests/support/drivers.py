@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import AsyncMongoClient, MongoClient
@@ -21,6 +21,8 @@ from billing import AsyncBilling, Billing
 from billing.gateways import AsyncFakeGateway, FakeGateway
 
 FLAVOURS = ("sync", "async")
+NOW = datetime(2026, 11, 20, tzinfo=UTC)  # where the `d` fixture's clock starts
+LEASE = 60  # seconds: the `d` fixture's payment lease
 
 
 class Clock:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import billing
 from billing import faults
 from billing.errors import BillingError
 
@@ -60,3 +63,19 @@ def test_the_environment_syntax() -> None:
     assert faults._parse("") == {}
     assert faults._parse(" a.b = raise , c.d=kill,e.f ,") == {
         "a.b": "raise", "c.d": "kill", "e.f": "raise"}
+
+
+def test_the_code_hits_exactly_the_listed_points() -> None:
+    """The crash suite gives every point of POINTS a scenario: a point hit but not listed (or a
+    name built at run time) would never be crashed at; one listed but never hit, never reached."""
+    hit: set[str] = set()
+    for path in Path(billing.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == "hit" and isinstance(node.func.value, ast.Name) \
+                    and node.func.value.id == "faults":
+                (name,) = node.args
+                assert isinstance(name, ast.Constant) and isinstance(name.value, str), \
+                    f"{path}:{node.lineno}: name the fault point with a literal"
+                hit.add(name.value)
+    assert hit == set(faults.POINTS)
