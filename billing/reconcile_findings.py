@@ -1,7 +1,7 @@
 """Reconciliation findings, actions and the run report. Pure.
 
 What each check finds and what `--apply` does about it (the policies) is decided in
-billing/plans/reconciliation.py; a finding carries its repair from there.
+billing/plans/reconciliation; a finding carries its repair from there.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reconciliation of payment methods with Stripe (policy in billing/plans/reconciliation.py).
+"""Reconciliation of payment methods with Stripe (policy in billing/plans/reconciliation).
 
 Stripe's view is read before any transaction (callbacks make no Stripe calls); each repair
 reads again in its own transaction and writes what the plan decides from that snapshot.

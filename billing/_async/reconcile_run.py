@@ -3,7 +3,7 @@
 Detection streams orgs a page at a time by `_id` (repositories/org_pages.py, shared with
 collect) and queries one org at a time on its indexes, so client memory depends on the largest
 org, not on the data size. What each check finds and repairs is decided in
-billing/plans/reconciliation.py. Each repair is its own transaction (or bounded invoice run)
+billing/plans/reconciliation. Each repair is its own transaction (or bounded invoice run)
 and idempotent; the lease only keeps two runs from doing the same work at once, correctness
 never depends on it.
 """
@@ -77,7 +77,7 @@ class AsyncReconciler:
         stale_after: timedelta = timedelta(minutes=15),
     ) -> ReconcileReport:
         """Find (and with `apply=True` repair) inconsistencies (policies:
-        billing/plans/reconciliation.py).
+        billing/plans/reconciliation).
 
         Dry run (the default) reads only: no repair, no lease, no audit record. With `apply`,
         the shard's lease is taken first (LeaseNotAcquired if another run holds it) and an

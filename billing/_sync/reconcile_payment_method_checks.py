@@ -1,5 +1,5 @@
 # Generated from billing/_async by tools/synchro.py: do not edit.
-"""Reconciliation of payment methods with Stripe (policy in billing/plans/reconciliation.py).
+"""Reconciliation of payment methods with Stripe (policy in billing/plans/reconciliation).
 
 Stripe's view is read before any transaction (callbacks make no Stripe calls); each repair
 reads again in its own transaction and writes what the plan decides from that snapshot.

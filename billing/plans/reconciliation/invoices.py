@@ -1,0 +1,115 @@
+"""Invoices: wrong totals, interrupted drafts, and where late conversations are billed. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+
+from billing.adapters.writes import invoice_changes
+from billing.domain import invoicing
+from billing.domain.models import (
+    Invoice,
+    InvoiceStatus,
+    Payment,
+)
+from billing.domain.periods import Period, next_month
+from billing.errors import StateConflict
+from billing.plans import Plan
+from billing.plans.invoices import UNSETTLED
+from billing.plans.reconciliation.repairs import (
+    BillLate,
+    ResumeDraft,
+    Retotal,
+)
+from billing.reconcile_findings import Check, Finding
+
+Doc = dict[str, Any]
+
+
+def wrong_totals(oid: ObjectId, invoices: Sequence[Doc], items: Iterable[Doc]) -> list[Finding]:
+    """Invoices (`status`, `subtotal`, `total`) whose totals differ from the sum of their line
+    items (`invoice_id`, `amount`); paid and void ones are only reported."""
+    sums: dict[Any, int] = {}
+    for item in items:
+        sums[item["invoice_id"]] = sums.get(item["invoice_id"], 0) + item["amount"]
+    out = []
+    for r in invoices:
+        total = sums.get(r["_id"], 0)
+        if r["subtotal"] != total or r["total"] != total:
+            closed = r["status"] in (InvoiceStatus.PAID.value, InvoiceStatus.VOID.value)
+            out.append(Finding(
+                Check.WRONG_TOTALS, str(oid), f"invoice {r['_id']} ({r['status']}) totals "
+                f"{r['subtotal']}/{r['total']} but its line items sum to {total}", 1,
+                [str(r["_id"])], "report: money has moved or the invoice is closed" if closed
+                else "recompute totals from line items", repairable=not closed,
+                repair=None if closed else Retotal(r["_id"])))
+    return out
+
+
+def totals_differ(invoice: Invoice) -> bool:
+    fixed = invoicing.with_items(invoice, invoice.line_items)
+    return (fixed.subtotal, fixed.total) != (invoice.subtotal, invoice.total)
+
+
+def retotal(invoice: Invoice, latest: Payment | None) -> Plan[int]:
+    """The invoice's totals set from its line items (the new total as result); StateConflict
+    while a payment is in flight, created for the stored total: changing it now would let that
+    payment take more (or less) than the invoice says. The next run, after it settles."""
+    if invoice.payment_lease is not None or (latest is not None and latest.status in UNSETTLED):
+        raise StateConflict(
+            f"invoice {invoice.id} has a payment in flight "
+            f"({latest.id if latest else 'leased'}): its totals are recomputed once that "
+            "payment has settled; run again later")
+    fixed = invoicing.with_items(invoice, invoice.line_items)
+    return Plan(fixed.total, invoice_changes(invoice, fixed))
+
+
+def stale_drafts(oid: ObjectId, drafts: Iterable[Doc], before: datetime) -> list[Finding]:
+    """Incomplete drafts created before `before`: left part-billed by an interrupted run."""
+    return [Finding(
+        Check.STALE_DRAFT, str(oid), f"draft {d['_id']} for {_period(d).label} was left "
+        "part-billed by an interrupted run", 1, [str(d["_id"])], "resume and finalise",
+        repair=ResumeDraft(_period(d), d["supplement"]))
+        for d in drafts if d["created_at"] < before]
+
+
+def unbilled(oid: ObjectId, months: Iterable[Doc]) -> list[Finding]:
+    """One finding per month of unbilled conversations (`_id` {y, m}, `n`, sample `ids`)."""
+    out = []
+    for r in months:
+        start = datetime(r["_id"]["y"], r["_id"]["m"], 1, tzinfo=UTC)
+        period = Period(start, next_month(start))
+        noun = "conversation" if r["n"] == 1 else "conversations"
+        out.append(Finding(
+            Check.UNBILLED, str(oid), f"{r['n']} unbilled {noun} ended in {period.label}",
+            r["n"], [str(i) for i in r["ids"]], "bill onto the month's draft, or a "
+            "supplementary invoice if it is final", repair=BillLate(period)))
+    return out
+
+
+@dataclass(frozen=True)
+class LateTarget:
+    """Where a month's late conversations go: which invoice of the period, and whether it is
+    left a draft."""
+
+    supplement: int
+    keep_open: bool
+
+
+def late_target(existing: Sequence[Doc]) -> LateTarget:
+    """From the period's invoices (`supplement`, `status`, `complete`, by supplement): its draft
+    if it has one, else the period's invoice if there is none yet, else the next supplement. A
+    complete draft was kept open on purpose (create_for_period(finalize=False)): the late
+    conversations join it and it stays a draft for whoever is editing it."""
+    draft = next((d for d in existing if d["status"] == "draft"), None)
+    if draft is not None:
+        return LateTarget(draft["supplement"], keep_open=bool(draft["complete"]))
+    return LateTarget(existing[-1]["supplement"] + 1 if existing else 0, keep_open=False)
+
+
+def _period(doc: Doc) -> Period:
+    return Period(doc["period_start"], doc["period_end"])
