@@ -1,8 +1,9 @@
 """Reconciliation of billing links: detection per org on indexes, one transaction per repair.
 
-Each check reads through the repositories and hands what it read to billing/plans/
-reconciliation.py, which decides the findings and their repairs; a repair reads again in its
-own transaction (or bounded invoice run) and writes what the plan decides from that snapshot.
+Each check reads through the repositories and hands what it read to the plans (billing/plans/
+reconciliation: billing_links and invoices), which decide the findings and their repairs; a
+repair reads again in its own transaction (or bounded invoice run) and writes what the plan
+decides from that snapshot.
 """
 
 from __future__ import annotations

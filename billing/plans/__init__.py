@@ -2,7 +2,7 @@
 
 The async services (and the sync ones generated from them) read, call a function of this
 package and write its `Plan`: the decisions live here once, for both (reconciliation's in
-billing/plans/reconciliation.py), and the pure rules they apply (prices, totals, state
+the billing/plans/reconciliation package), and the pure rules they apply (prices, totals, state
 transitions) in billing/domain.
 """
 
