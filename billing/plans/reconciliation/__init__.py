@@ -72,6 +72,7 @@ from billing.plans.reconciliation.conversations import (
 from billing.plans.reconciliation.invoices import (
     LateTarget,
     late_target,
+    late_usage,
     retotal,
     stale_drafts,
     totals_differ,
@@ -150,6 +151,7 @@ __all__ = [
     "unbilled",
     "LateTarget",
     "late_target",
+    "late_usage",
     "usage_suspects",
     "usage_mismatch",
     "MALFORMED_TEXTS",
