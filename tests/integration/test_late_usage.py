@@ -243,3 +243,19 @@ def test_payment_attempts_are_read_per_invoice_and_tenant(d: Driver) -> None:
     stranger = acme(d)
     with pytest.raises(BillingError):
         d("invoices.payment_attempts", stranger.id, inv.id)
+
+
+def test_an_org_bills_only_its_own_late_conversations(d: Driver) -> None:
+    org, other = acme(d), acme(d)
+    for o in (org, other):
+        seed_conversations(d.db, o.id, 2)
+        d("invoices.create_for_period", o.id, *OCT)
+        late(d, o.id, 2)
+    theirs = {name: list(d.db[name].find({"org_id": ObjectId(other.id)}).sort("_id", 1))
+              for name in ("conversations", "invoices", "line_items", "billing_events")}
+
+    mine = d("invoices.bill_late_usage", org.id, OCTOBER)
+
+    assert mine.org_id == org.id and mine.conversations == 2
+    assert theirs == {name: list(d.db[name].find({"org_id": ObjectId(other.id)}).sort("_id", 1))
+                      for name in theirs}
