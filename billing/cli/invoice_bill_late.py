@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any
 
 from billing import Billing
@@ -23,6 +24,7 @@ from billing.domain.periods import Period
 from billing.errors import NothingToBill, OrgNotFound
 
 DRY_RUN_NOTICE = "dry run: nothing changed; add --apply to bill them"
+WIDTH = 100  # the longest line printed for people
 
 
 def add_parser(actions: Any, *, parents: list[argparse.ArgumentParser]) -> None:
@@ -93,22 +95,28 @@ def show(usage: LateUsage | None, invoice: Invoice | None, period: Period, *, ap
 
 def describe(usage: LateUsage | None, invoice: Invoice | None, period: Period, *,
              org_name: str | None) -> str:
+    """Lines of at most WIDTH characters, for a terminal, a mail or a ticket."""
     if usage is not None:
         who = _org(usage.org_id, org_name)
         if not usage.conversations:
-            return f"{who}: no late conversations in {period.label}; nothing to bill"
+            return _lines(f"{who}: no late conversations in {period.label}; nothing to bill")
         noun = "conversation" if usage.conversations == 1 else "conversations"
-        return (f"{who}: {usage.conversations:,} late {noun} in {period.label} would go onto "
-                f"{_target(usage)}\n{DRY_RUN_NOTICE}")
+        return _lines(f"{who}: {usage.conversations:,} late {noun} in {period.label}",
+                      f"would go onto {_target(usage)}", DRY_RUN_NOTICE)
     if invoice is None:
-        return f"nothing to bill: no late conversations in {period.label}"
+        return _lines(f"nothing to bill: no late conversations in {period.label}")
     kind = f"supplementary invoice {invoice.supplement}" if invoice.supplement \
         else "the month's invoice"
     state = "still a draft" if invoice.status is InvoiceStatus.DRAFT \
         else f"number {invoice.display_number}, {invoice.status.value}"
-    return (f"{_org(invoice.org_id, org_name)}: billed {period.label}'s late conversations onto "
-            f"{kind} {invoice.id} ({state}): {invoice.conversations:,} conversations, total "
-            f"{format_money(invoice.total, invoice.currency)}")
+    return _lines(f"{_org(invoice.org_id, org_name)}: late conversations of {period.label} "
+                  f"billed", f"onto {kind}: {invoice.id} ({state})",
+                  f"{invoice.conversations:,} conversations on it, total "
+                  f"{format_money(invoice.total, invoice.currency)}")
+
+
+def _lines(*paragraphs: str) -> str:
+    return "\n".join(textwrap.fill(p, WIDTH, subsequent_indent="  ") for p in paragraphs)
 
 
 def _org(org_id: str, name: str | None) -> str:
