@@ -61,9 +61,11 @@ def amount_due(invoice: Invoice) -> int:
 
 def as_json(invoice: Invoice, payments: Sequence[Payment]) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(invoice.model_dump_json(exclude={"payment_lease"}))
-    return {"invoice": {**doc, "amount_due": amount_due(invoice),
-                        "period": Period(invoice.period_start, invoice.period_end).label},
-            "payments": [json.loads(p.model_dump_json()) for p in payments]}
+    shown = {"invoice": {**doc, "amount_due": amount_due(invoice),
+                         "period": Period(invoice.period_start, invoice.period_end).label},
+             "payments": [json.loads(p.model_dump_json()) for p in payments]}
+    # Credit notes issued against the invoice go next to its payments, as `credit_notes`.
+    return shown
 
 
 def render(invoice: Invoice, payments: Sequence[Payment], *, org_name: str | None) -> str:
