@@ -10,19 +10,23 @@ from bson import ObjectId
 
 from billing import faults, invoice_runs, plans
 from billing._sync.payments import Payments, latest_payment
+from billing._sync.repositories.conversations import count_late_in_period
 from billing._sync.repositories.invoices import (
+    invoices_of_period,
     read_billing_snapshot,
     read_invoice,
     read_period_usage,
 )
 from billing._sync.repositories.orgs import count_orgs, org_doc_in, org_ids_page
+from billing._sync.repositories.payments import payment_docs_of_invoice
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
-from billing.adapters import ids
-from billing.domain.models import Invoice, Payment
+from billing.adapters import documents, ids
+from billing.domain.models import Invoice, InvoiceStatus, LateUsage, Payment
 from billing.domain.periods import Period
-from billing.errors import InvalidInput, shown
+from billing.errors import InvalidInput, NothingToBill, shown
 from billing.plans import invoices as invoice_plans
+from billing.plans.reconciliation import late_target, late_usage
 
 ORG_PAGE = 500  # org ids per read of an invoice run
 
@@ -62,8 +66,8 @@ class Invoices:
         read, one write, the commit.
 
         Each chunk reads on from the draft's `resume_after` key; a conversation recorded during
-        the run with an end time behind that key is left for reconciliation's `unbilled` check,
-        which bills it onto a supplementary invoice.
+        the run with an end time behind that key is left for `bill_late_usage` (which
+        reconciliation's `unbilled` check runs): it goes onto a supplementary invoice.
 
         Raises InvalidPeriod / PeriodNotClosed / InvalidInput for bad arguments, OrgNotFound,
         NothingToBill (no unbilled conversations and no invoice yet), CurrencyMismatch, and
@@ -89,10 +93,7 @@ class Invoices:
         bad configuration) are raised at once, never recorded org after org; orgs invoiced
         before stand, and rerunning finishes the rest.
         """
-        if not isinstance(period, Period):
-            raise InvalidInput(f"period must be a billing.Period (e.g. Period.month('2026-10')), "
-                               f"got {shown(period)}")
-        period = Period.of(period.start, period.end, now=self._ctx.now())
+        period = self._closed(period)
         only = None if org_id is None else ids.object_id(org_id, name="org_id")
         total = count_orgs(self._ctx.uow.direct, only)
         summary = invoice_runs.RunSummary(period, self._ctx.now(), total)
@@ -129,6 +130,15 @@ class Invoices:
     def _bill(
         self, org_id: ObjectId, period: Period, *, supplement: int, finalize: bool
     ) -> Invoice:
+        invoice, _ = self._billing(org_id, period, supplement=supplement,
+                                         finalize=finalize)
+        return invoice
+
+    def _billing(
+        self, org_id: ObjectId, period: Period, *, supplement: int, finalize: bool
+    ) -> tuple[Invoice, bool]:
+        """The invoice, and whether this call wrote anything (False: it was already final, or
+        a complete draft with nothing to add)."""
         def step(txn: Transaction) -> plans.Plan[Invoice]:
             limit = self._ctx.max_docs_per_transaction
             snap = read_billing_snapshot(txn, org_id, period, supplement=supplement,
@@ -151,11 +161,13 @@ class Invoices:
             return plan
 
         checked = False  # the whole period's total, by this call's first transaction
+        wrote = False
         while True:
             plan = self._ctx.uow.run(step)
             checked = True
+            wrote = wrote or bool(plan.writes)
             if plan.done:
-                return plan.result
+                return plan.result, wrote
             faults.hit("invoice.between_chunks")
 
     def get(self, org_id: Any, invoice_id: Any) -> Invoice:
@@ -165,6 +177,19 @@ class Invoices:
 
         def read(txn: Transaction) -> Invoice:
             return read_invoice(txn, oid, iid)
+
+        return self._ctx.uow.run(read)
+
+    def payment_attempts(self, org_id: Any, invoice_id: Any) -> list[Payment]:
+        """The invoice's payment attempts, oldest first, read from one snapshot;
+        InvoiceNotFound when the org has no such invoice."""
+        oid = ids.object_id(org_id, name="org_id")
+        iid = ids.object_id(invoice_id, name="invoice_id")
+
+        def read(txn: Transaction) -> list[Payment]:
+            read_invoice(txn, oid, iid)
+            docs = payment_docs_of_invoice(txn, oid, iid)
+            return sorted((documents.payment(d) for d in docs), key=lambda p: p.attempt)
 
         return self._ctx.uow.run(read)
 
@@ -217,15 +242,54 @@ class Invoices:
 
         return self._ctx.uow.run(work)
 
-    def bill_late_usage(self, org_id: ObjectId, period: Period, *, supplement: int,
-                              finalize: bool) -> Invoice:
-        """Bill a closed period's conversations still unbilled onto the period's invoice
-        `supplement`, as reconciliation decides (billing.plans.reconciliation.late_target): the
-        period's draft (or a new invoice when none is final), else a supplementary invoice
-        (supplement 1, 2, ...); a draft left part-billed is resumed where its run stopped.
+    def bill_late_usage(self, org_id: Any, period: Any) -> Invoice:
+        """Bill the conversations of a closed period that are still unbilled (recorded late,
+        after the period was invoiced) and return the invoice they went onto; what
+        reconciliation's `unbilled` check runs.
 
-        The guarantees of `create_for_period`: bounded chunks, each all or nothing, idempotent
-        and race-safe per (org, period, supplement); finalised (numbered, open) once nothing is
-        left unless `finalize` is False (a draft kept open for editing stays a draft).
-        NothingToBill when there is nothing to bill and no such invoice."""
-        return self._bill(org_id, period, supplement=supplement, finalize=finalize)
+        Where they go is decided from the period's invoices (billing.plans.reconciliation.
+        late_target): onto the period's draft, or a new invoice when the period has none, else
+        onto a supplementary invoice (`supplement` 1, 2, ...); never onto a finalised invoice.
+        It is billed as `create_for_period` bills (bounded chunks, each all or nothing) and
+        finalised (numbered, open), except a draft kept open for editing
+        (`create_for_period(finalize=False)`), which stays a draft. A draft left part-billed is
+        resumed where its run stopped.
+
+        Idempotent and race-safe: each conversation is billed once, whoever calls (two calls
+        at once, an invoice run, reconciliation); a call that finds its target finalised by
+        another decides again. Raises InvalidInput (a malformed id, `period` not a
+        billing.Period), InvalidPeriod / PeriodNotClosed, OrgNotFound, NothingToBill (nothing
+        late: a repeat after a success), CurrencyMismatch, InvalidMoney, TransientDatabaseError;
+        an error in the first transaction writes nothing."""
+        oid = ids.object_id(org_id, name="org_id")
+        closed = self._closed(period)
+        while True:
+            target = late_target(invoices_of_period(self._ctx.uow.direct, oid, closed))
+            invoice, wrote = self._billing(oid, closed, supplement=target.supplement,
+                                                 finalize=not target.keep_open)
+            if wrote:
+                return invoice
+            if invoice.status is InvoiceStatus.DRAFT:
+                raise NothingToBill(
+                    f"org {oid} has no unbilled conversations that ended in {closed.label}: "
+                    f"its draft {invoice.id} is unchanged")
+            # Finalised by another call between the read and the billing: decide again.
+
+    def late_usage(self, org_id: Any, period: Any) -> LateUsage:
+        """What `bill_late_usage(org_id, period)` would bill now, read without writing: how
+        many conversations are late and onto which invoice of the period they would go.
+        Raises what `bill_late_usage` raises for bad input and OrgNotFound."""
+        oid = ids.object_id(org_id, name="org_id")
+        closed = self._closed(period)
+        direct = self._ctx.uow.direct
+        if count_orgs(direct, oid) == 0:
+            plans.require_org(None, oid)
+        existing = invoices_of_period(direct, oid, closed)
+        return late_usage(oid, closed, existing, count_late_in_period(direct, oid, closed))
+
+    def _closed(self, period: Any) -> Period:
+        """`period` checked: a billing.Period that has ended."""
+        if not isinstance(period, Period):
+            raise InvalidInput(f"period must be a billing.Period (e.g. Period.month('2026-10')), "
+                               f"got {shown(period)}")
+        return Period.of(period.start, period.end, now=self._ctx.now())

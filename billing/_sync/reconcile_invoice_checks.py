@@ -30,7 +30,6 @@ from billing._sync.repositories.invoices import (
     incomplete_drafts_of_org,
     invoice_ids_of_org,
     invoice_totals_of_org,
-    invoices_of_period,
     invoices_spanning,
     read_invoice,
 )
@@ -45,6 +44,7 @@ from billing._sync.repositories.line_items import (
 )
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
+from billing.domain.models import InvoiceStatus
 from billing.domain.periods import Period
 from billing.errors import NothingToBill
 from billing.plans import reconciliation as plan
@@ -120,9 +120,13 @@ class BillingChecks:
                 return self._ctx.uow.run(partial(self._release, oid=oid, repair=repair))
             case plan.Retotal(invoice_id=iid):
                 return self._ctx.uow.run(partial(self._retotal, oid=oid, iid=iid))
-            case plan.ResumeDraft(period=period, supplement=supplement):
-                inv = self._invoices.bill_late_usage(oid, period, supplement=supplement,
-                                                           finalize=True)
+            case plan.ResumeDraft(period=period):
+                try:
+                    inv = self._invoices.bill_late_usage(oid, period)
+                except NothingToBill:
+                    return "already finalised"
+                if inv.status is InvoiceStatus.DRAFT:
+                    return f"billed onto invoice {inv.id} (still a draft)"
                 return f"finalised invoice {inv.id} number {inv.number}"
             case plan.BillLate(period=period):
                 return self._bill_late(oid, period)
@@ -160,12 +164,10 @@ class BillingChecks:
 
     def _bill_late(self, oid: ObjectId, period: Period) -> str:
         """Onto the month's draft (or a new invoice), else a supplementary invoice."""
-        target = plan.late_target(invoices_of_period(self._ctx.uow.direct, oid, period))
         try:
-            inv = self._invoices.bill_late_usage(oid, period, supplement=target.supplement,
-                                                       finalize=not target.keep_open)
+            inv = self._invoices.bill_late_usage(oid, period)
         except NothingToBill:
             return "nothing left to bill"
-        kind = "supplementary invoice" if target.supplement else "invoice"
-        number = "still a draft" if target.keep_open else f"number {inv.number}"
+        kind = "supplementary invoice" if inv.supplement else "invoice"
+        number = "still a draft" if inv.status is InvoiceStatus.DRAFT else f"number {inv.number}"
         return f"billed onto {kind} {inv.id} ({number})"

@@ -1,15 +1,17 @@
 """Exit codes of the `billing` command, for cron jobs and operators.
 
     0  OK                  invoice run: every org invoiced (now or by an earlier run), or nothing
-                           to bill. reconcile: nothing wrong, or every finding repaired
+                           to bill. reconcile: nothing wrong, or every finding repaired. invoice
+                           bill-late: nothing late, or --apply billed it. invoice show: shown
     1  ORGS_FAILED         invoice run: some orgs failed; the output names them and why. Rerunning
                            is safe: orgs already invoiced are not billed twice. reconcile: findings
                            remain (a dry run found some; with --apply, a repair failed or a finding
                            is for a person: result failed or reported). setup --check: the schema
-                           differs from this version's data contract
+                           differs from this version's data contract. invoice bill-late (dry
+                           run): conversations are late; --apply bills them
     2  USAGE               the arguments are wrong: unknown option, malformed or open period,
-                           malformed id or shard, unknown --check or --org (any `InvalidInput` or
-                           `NotFound`)
+                           malformed id or shard, unknown --check or --org, no such invoice for
+                           invoice show (any `InvalidInput` or `NotFound`)
     3  UNAVAILABLE         configuration error or database unreachable (`ConfigurationError`,
                            `DatabaseError` that stopped the whole command), or a database without
                            this version's schema (run `billing setup`); nothing more was written.

@@ -21,10 +21,8 @@ from billing.invoice_runs import RunSummary
 DEFAULT_DATABASE = "billing"
 
 
-def add_parser(commands: Any, *, parents: list[argparse.ArgumentParser]) -> None:
-    """`invoice run` under `commands` (the top-level subparsers)."""
-    invoice = commands.add_parser("invoice", help="invoice runs", description="Invoice runs.")
-    actions = invoice.add_subparsers(dest="action", required=True, metavar="ACTION")
+def add_parser(actions: Any, *, parents: list[argparse.ArgumentParser]) -> None:
+    """`run` under `actions` (the subparsers of `invoice`)."""
     run = actions.add_parser(
         "run", help="invoice every org (or one) for a closed month", parents=parents,
         description=(__doc__ or "").split("\n\n")[1].replace("\n", " "),

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from billing.cli import collect, demo, events, exit_codes, invoice_run, reconcile, setup
+from billing.cli import (
+    collect,
+    demo,
+    events,
+    exit_codes,
+    invoice_bill_late,
+    invoice_run,
+    invoice_show,
+    reconcile,
+    setup,
+)
 
 
 class UsageError(Exception):
@@ -35,7 +45,13 @@ def build() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     setup.add_parser(commands, parents=[common])
     demo.add_parser(commands, parents=[common])
-    invoice_run.add_parser(commands, parents=[common])
+    invoice = commands.add_parser(
+        "invoice", help="invoice runs, one invoice, late usage",
+        description="Invoice runs, one invoice, and conversations billed late.")
+    actions = invoice.add_subparsers(dest="action", required=True, metavar="ACTION")
+    invoice_run.add_parser(actions, parents=[common])
+    invoice_show.add_parser(actions, parents=[common])
+    invoice_bill_late.add_parser(actions, parents=[common])
     reconcile.add_parser(commands, parents=[common])
     collect.add_parser(commands, parents=[common])
     events.add_parser(commands, parents=[common])

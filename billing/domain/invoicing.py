@@ -54,8 +54,10 @@ def require_draft(invoice: Invoice) -> None:
         if invoice.status is S.VOID:
             advice = "a void invoice stays as it is"
         else:  # finalised: its number and totals are issued
-            advice = "its line items are final: void it if it is wrong (its conversations " \
-                     "are then written off)"
+            advice = "its line items are final: conversations recorded late go on a " \
+                     "supplementary invoice (invoices.bill_late_usage), a credit note " \
+                     "(credit_notes.create) lowers what it charges, and voiding it writes its " \
+                     "conversations off"
         raise InvoiceNotEditable(
             f"invoice {invoice.id} is {invoice.status.value}: only draft invoices can be edited; "
             f"{advice}"
@@ -74,7 +76,8 @@ def add_usage(invoice: Invoice, org: Org, used: Usage, *, new_id: Callable[[], s
             f"org {org.id} now bills in {org.currency} but its draft invoice {invoice.id} is in "
             f"{invoice.currency}: set the org's currency back to {invoice.currency} to finish the "
             "draft, or void it (the conversations already on it are then written off; "
-            "reconciliation bills the rest on a supplementary invoice)"
+            "invoices.bill_late_usage, or reconciliation, bills the rest on a supplementary "
+            "invoice)"
         )
     items = list(invoice.line_items)
     for kind, qty, unit, text in (

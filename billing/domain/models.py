@@ -136,6 +136,19 @@ class Invoice(_Model):
         return None if self.number is None else f"{self.number:06d}"
 
 
+class LateUsage(_Model):
+    """What `invoices.bill_late_usage` would bill for a closed period, read without writing:
+    how many conversations are late and onto which of the period's invoices they would go."""
+
+    org_id: str
+    period_start: datetime
+    period_end: datetime
+    conversations: int  # well-formed, unbilled, ended in the period
+    supplement: int  # 0: the period's invoice; 1, 2...: a supplementary invoice
+    invoice_id: str | None = None  # the period's draft they would join; None: a new invoice
+    stays_draft: bool = False  # a draft kept open for editing (finalize=False) stays a draft
+
+
 class PaymentMethodStatus(StrEnum):
     PENDING = "pending"  # attach started; reconciliation finishes or undoes it
     ACTIVE = "active"

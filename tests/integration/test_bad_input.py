@@ -180,8 +180,17 @@ def catalogue() -> list[Case]:
         add(f"invoices.run_period org={label}", lambda b, w, g=get:
             b.invoices.run_period(Period(*OCT), org_id=g(w)), exc)
 
+    # invoices: bill_late_usage and late_usage (what it would bill)
+    for method in ("bill_late_usage", "late_usage"):
+        for label, get, exc in org_ids:
+            add(f"invoices.{method} org={label}", lambda b, w, m=method, g=get:
+                getattr(b.invoices, m)(g(w), Period(*OCT)), exc)
+        for label, start, end, exc in PERIODS:
+            add(f"invoices.{method} {label}", lambda b, w, m=method, s=start, e=end:
+                getattr(b.invoices, m)(w.a.org, Period(s, e)), exc)
+
     # invoices: get, finalize, void, pay; org and invoice ids
-    for method in ("get", "finalize", "void", "pay"):
+    for method in ("get", "finalize", "void", "pay", "payment_attempts"):
         for label, get, exc in _ids(lambda w: w.a.org, None, NotFound):
             add(f"invoices.{method} org={label}", lambda b, w, m=method, g=get:
                 getattr(b.invoices, m)(g(w), w.a.draft), exc)
@@ -389,6 +398,10 @@ UNTYPED: list[tuple[str, Call]] = [
     ("invoices.run_period(period='2026-10')",
      lambda b, w: b.invoices.run_period("2026-10")),
     ("invoices.run_period(period=None)", lambda b, w: b.invoices.run_period(None)),
+    ("invoices.bill_late_usage(period='2026-10')",
+     lambda b, w: b.invoices.bill_late_usage(str(ObjectId()), "2026-10")),
+    ("invoices.late_usage(period=None)",
+     lambda b, w: b.invoices.late_usage(str(ObjectId()), None)),
     ("reconciliation.run(checks=5)", lambda b, w: b.reconciliation.run(checks=5)),
     ("reconciliation.run(shard=None)", lambda b, w: b.reconciliation.run(shard=None)),
     ("reconciliation.run(shard=5)", lambda b, w: b.reconciliation.run(shard=5)),
@@ -468,8 +481,19 @@ def cli_cases() -> list[list[str]]:
     for period in ["2026-13", "2026-00", "1969-12", "26-10", "", "2026-10-01", "2026/10",
                    "9999-12", OPEN_MONTH, '{"$ne": null}', MB, " 2026-10", "２０２６-10"]:
         cases.append([*run, "--period", period])
+    late = ["invoice", "bill-late"]
+    cases += [late, [*late, "--org", str(ObjectId())], [*late, "--period", CLOSED],
+              ["invoice", "show"], ["invoice", "show", str(ObjectId())],
+              ["invoice", "show", str(ObjectId()), str(ObjectId()), "stray"]]
+    for period in ["2026-13", "", OPEN_MONTH, '{"$ne": null}', MB]:
+        cases.append([*late, "--org", str(ObjectId()), "--period", period])
+        cases.append([*late, "--org", str(ObjectId()), "--period", period, "--apply"])
     for org in [*BAD_ORGS, str(ObjectId())]:
         cases.append([*run, "--period", CLOSED, "--org", org])
+        cases.append([*late, "--org", org, "--period", CLOSED])
+        cases.append([*late, "--org", org, "--period", CLOSED, "--apply"])
+        cases.append(["invoice", "show", org, str(ObjectId())])
+        cases.append(["invoice", "show", str(ObjectId()), org])
         cases.append(["reconcile", "--org", org])
         cases.append(["reconcile", "--apply", "--org", org])
     for check_ in ["bogus", "", "UNBILLED", '{"$ne": null}']:
@@ -485,6 +509,8 @@ def cli_cases() -> list[list[str]]:
     for bad in ["a\udcffb", "\udcff" * 24]:
         cases.append(["--database", bad, *run, "--period", CLOSED])
         cases.append([*run, "--period", CLOSED, "--org", bad])
+        cases.append(["invoice", "show", bad, str(ObjectId())])
+        cases.append(["invoice", "bill-late", "--org", bad, "--period", CLOSED])
         cases.append(["reconcile", "--org", bad])
         cases.append([*run, "--period", bad])
         cases.append(["reconcile", "--shard", bad])

@@ -88,6 +88,8 @@ CROSS: list[tuple[str, Callable[[Billing, World], Any], type[NotFound]]] = [
     ("read B's invoice", lambda b, w: b.invoices.get(w.a.org, w.b.open_invoice),
      InvoiceNotFound),
     ("read B's draft", lambda b, w: b.invoices.get(w.a.org, w.b.draft), InvoiceNotFound),
+    ("read B's payment attempts", lambda b, w: b.invoices.payment_attempts(
+        w.a.org, w.b.open_invoice), InvoiceNotFound),
     ("read B's conversation", lambda b, w: b.conversations.get(w.a.org, w.b.conversation),
      NotFound),
 ]

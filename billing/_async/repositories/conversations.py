@@ -10,6 +10,7 @@ from bson import ObjectId
 
 from billing._async.unit_of_work import AsyncDirect, AsyncTransaction
 from billing.adapters import queries, schema
+from billing.domain.periods import Period
 from billing.reconcile_findings import SAMPLE_IDS
 
 Doc = dict[str, Any]
@@ -119,3 +120,13 @@ async def count_linked_to(txn: AsyncTransaction, org_id: ObjectId, line_item_id:
                           ) -> int:
     return await txn.count(schema.CONVERSATIONS, {"org_id": org_id,
                                                   "line_item_id": line_item_id})
+
+
+async def count_late_in_period(direct: AsyncDirect, org_id: ObjectId, period: Period) -> int:
+    """How many of the org's well-formed conversations that ended in the period are unbilled
+    (what `invoices.bill_late_usage` would bill)."""
+    counted = await direct.aggregate(schema.CONVERSATIONS, [
+        {"$match": queries.unbilled(org_id, period)},
+        {"$match": queries.WELL_FORMED},  # a stage of its own: see queries.billing_snapshot
+        {"$group": {"_id": None, "n": {"$sum": 1}}}])
+    return int(counted[0]["n"]) if counted else 0

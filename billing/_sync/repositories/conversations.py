@@ -11,6 +11,7 @@ from bson import ObjectId
 
 from billing._sync.unit_of_work import Direct, Transaction
 from billing.adapters import queries, schema
+from billing.domain.periods import Period
 from billing.reconcile_findings import SAMPLE_IDS
 
 Doc = dict[str, Any]
@@ -120,3 +121,13 @@ def count_linked_to(txn: Transaction, org_id: ObjectId, line_item_id: ObjectId
                           ) -> int:
     return txn.count(schema.CONVERSATIONS, {"org_id": org_id,
                                                   "line_item_id": line_item_id})
+
+
+def count_late_in_period(direct: Direct, org_id: ObjectId, period: Period) -> int:
+    """How many of the org's well-formed conversations that ended in the period are unbilled
+    (what `invoices.bill_late_usage` would bill)."""
+    counted = direct.aggregate(schema.CONVERSATIONS, [
+        {"$match": queries.unbilled(org_id, period)},
+        {"$match": queries.WELL_FORMED},  # a stage of its own: see queries.billing_snapshot
+        {"$group": {"_id": None, "n": {"$sum": 1}}}])
+    return int(counted[0]["n"]) if counted else 0

@@ -2,8 +2,9 @@
 
 Policies (what `--apply` does for each kind):
 - unbilled: conversations that ended before the last closed month boundary and are unbilled.
-  Billed exactly once onto the month's invoice while it is a draft (or when none exists yet),
-  otherwise onto a supplementary invoice for that month (supplement 1, 2, ...).
+  Billed exactly once, by `invoices.bill_late_usage`, onto the month's invoice while it is a
+  draft (or when none exists yet), otherwise onto a supplementary invoice for that month
+  (supplement 1, 2, ...).
 - dangling_link: a billed conversation whose line item is missing in every org, or a line item
   whose invoice is missing. A conversation linked to a line item of another org (its `org_id` was
   rewritten after billing, or is an array) is reported for a person, never released: releasing
@@ -72,6 +73,7 @@ from billing.plans.reconciliation.conversations import (
 from billing.plans.reconciliation.invoices import (
     LateTarget,
     late_target,
+    late_usage,
     retotal,
     stale_drafts,
     totals_differ,
@@ -150,6 +152,7 @@ __all__ = [
     "unbilled",
     "LateTarget",
     "late_target",
+    "late_usage",
     "usage_suspects",
     "usage_mismatch",
     "MALFORMED_TEXTS",

@@ -26,10 +26,13 @@ def usage_mismatch(oid: ObjectId, item: Doc | None, n: int) -> Finding | None:
     """The finding for a line item read with the count of its conversations on one snapshot."""
     if item is None or item.get("quantity") == n:
         return None
+    quantity = item.get("quantity")
+    over = isinstance(quantity, int) and quantity > n  # charged too much: a credit note lowers it
     return Finding(
         Check.USAGE_QUANTITY, str(oid), f"line item {item['_id']} of invoice "
-        f"{item.get('invoice_id')} bills {item.get('quantity')} conversations but {n} are "
-        "linked to it", 1, [str(item["_id"])], "report: a person must decide what was charged",
+        f"{item.get('invoice_id')} bills {quantity} conversations but {n} are linked to it",
+        1, [str(item["_id"])], "report: a person must decide what was charged"
+        + ("; a credit note (credit_notes.create) lowers it" if over else ""),
         repairable=False)
 
 

@@ -14,6 +14,7 @@ from billing.domain import invoicing
 from billing.domain.models import (
     Invoice,
     InvoiceStatus,
+    LateUsage,
     Payment,
 )
 from billing.domain.periods import Period, next_month
@@ -44,10 +45,17 @@ def wrong_totals(oid: ObjectId, invoices: Sequence[Doc], items: Iterable[Doc]) -
             out.append(Finding(
                 Check.WRONG_TOTALS, str(oid), f"invoice {r['_id']} ({r['status']}) totals "
                 f"{r['subtotal']}/{r['total']} but its line items sum to {total}", 1,
-                [str(r["_id"])], "report: money has moved or the invoice is closed" if closed
+                [str(r["_id"])], _closed_advice(r["status"], r["total"] > total) if closed
                 else "recompute totals from line items", repairable=not closed,
                 repair=None if closed else Retotal(r["_id"])))
     return out
+
+
+def _closed_advice(status: str, overcharged: bool) -> str:
+    if status == InvoiceStatus.PAID.value and overcharged:
+        return ("report: money has moved; a credit note (credit_notes.create) gives back what "
+                "it charged beyond its line items")
+    return "report: money has moved or the invoice is closed"
 
 
 def totals_differ(invoice: Invoice) -> bool:
@@ -86,8 +94,8 @@ def unbilled(oid: ObjectId, months: Iterable[Doc]) -> list[Finding]:
         noun = "conversation" if r["n"] == 1 else "conversations"
         out.append(Finding(
             Check.UNBILLED, str(oid), f"{r['n']} unbilled {noun} ended in {period.label}",
-            r["n"], [str(i) for i in r["ids"]], "bill onto the month's draft, or a "
-            "supplementary invoice if it is final", repair=BillLate(period)))
+            r["n"], [str(i) for i in r["ids"]], "invoices.bill_late_usage: onto the month's "
+            "draft, or a supplementary invoice if it is final", repair=BillLate(period)))
     return out
 
 
@@ -109,6 +117,18 @@ def late_target(existing: Sequence[Doc]) -> LateTarget:
     if draft is not None:
         return LateTarget(draft["supplement"], keep_open=bool(draft["complete"]))
     return LateTarget(existing[-1]["supplement"] + 1 if existing else 0, keep_open=False)
+
+
+def late_usage(oid: ObjectId, period: Period, existing: Sequence[Doc], late: int) -> LateUsage:
+    """Where `late` unbilled conversations of the period would go (`existing`: the period's
+    invoices, as for late_target), with the draft's id when they would join one."""
+    target = late_target(existing)
+    draft = next((d["_id"] for d in existing
+                  if d["supplement"] == target.supplement and d["status"] == "draft"), None)
+    return LateUsage(org_id=str(oid), period_start=period.start, period_end=period.end,
+                     conversations=late, supplement=target.supplement,
+                     invoice_id=None if draft is None else str(draft),
+                     stays_draft=target.keep_open)
 
 
 def _period(doc: Doc) -> Period:
