@@ -32,6 +32,7 @@ from billing import (
 from billing.domain.models import LineItemKind
 from tests.support.billing_data import OCT, dump, seed_conversations
 from tests.support.drivers import LEASE, Driver
+from tests.support.racing import Raced, as_tasks, in_threads
 
 pytestmark = pytest.mark.integration
 REASON = "order_change"
@@ -321,4 +322,33 @@ def test_a_refund_in_progress_elsewhere_is_not_made_twice(d: Driver) -> None:
     note = d("credit_notes.create", org.id, inv.id, amount=50, reason=REASON, request_id="cn-1")
     assert note.refund is not None and note.refund.status is RefundStatus.SUCCEEDED
     assert len(d.fake.refunds) == 1
+    check_credits(d, inv)
+
+
+def race(d: Driver, org: Any, inv: Any, n: int, amount: int) -> Raced[Any]:
+    """n credit notes of `amount` on the invoice at once (threads, or tasks on one loop)."""
+    def call(i: int) -> Any:
+        return d.b.credit_notes.create(org.id, inv.id, amount=amount, reason=REASON,
+                                       request_id=f"race-{i}")
+
+    calls = [lambda i=i: call(i) for i in range(n)]  # type: ignore[misc]
+    if d.loop is None:
+        return in_threads(calls)
+    return d.loop.run_until_complete(as_tasks(calls))
+
+
+def test_concurrent_credits_together_over_the_total_are_refused(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    raced = race(d, org, inv, 4, 100)  # 230 to credit: two fit
+    assert len(raced.results) == 2 and raced.errors_except(CreditExceedsTotal) == []
+    assert sorted(n.number for n in raced.results) == [1, 2]
+    assert d("invoices.get", org.id, inv.id).amount_due == 30
+    check_credits(d, inv)
+
+
+def test_concurrent_refunds_together_over_the_payment_are_refused(d: Driver) -> None:
+    org, inv = paid_invoice(d)
+    raced = race(d, org, inv, 3, 100)
+    assert len(raced.results) == 2 and raced.errors_except(CreditExceedsTotal) == []
+    assert d.fake.refunded(inv.id) == 200 and len(d.fake.refunds) == 2
     check_credits(d, inv)
