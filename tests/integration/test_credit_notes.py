@@ -6,6 +6,8 @@ were made.
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
@@ -28,7 +30,9 @@ from billing import (
     PaymentStatus,
     RefundFailed,
     RefundStatus,
+    WebhookOutcome,
 )
+from billing.adapters.stripe_webhooks import sign
 from billing.domain.models import LineItemKind
 from tests.support.billing_data import OCT, dump, seed_conversations
 from tests.support.drivers import LEASE, Driver
@@ -352,3 +356,77 @@ def test_concurrent_refunds_together_over_the_payment_are_refused(d: Driver) -> 
     assert len(raced.results) == 2 and raced.errors_except(CreditExceedsTotal) == []
     assert d.fake.refunded(inv.id) == 200 and len(d.fake.refunds) == 2
     check_credits(d, inv)
+
+
+def refund_event(kind: str, obj: dict[str, Any]) -> tuple[bytes, str]:
+    body = json.dumps({"id": f"evt_{ObjectId()}", "type": kind, "created": int(time.time()),
+                       "livemode": False, "data": {"object": obj}}).encode()
+    return body, sign(body, secret="whsec_test")
+
+
+def as_stripe_sends(d: Driver, refund_id: str, **changes: Any) -> dict[str, Any]:
+    r = d.fake.refunds[refund_id]
+    return {"id": r.id, "object": "refund", "amount": r.amount, "currency": r.currency,
+            "payment_intent": r.intent_id, "status": r.status.value, "metadata": r.metadata,
+            **changes}
+
+
+def pending_refund(d: Driver) -> tuple[Any, Any, Any]:
+    org, inv = open_invoice(d, token="pm_bank_debit")
+    with pytest.raises(PaymentInProgress):
+        d("invoices.pay", org.id, inv.id)
+    (intent_id,) = d.fake.intents
+    d.fake.settle_processing(intent_id, succeeded=True)
+    d("invoices.settle_payment", org.id, inv.id)
+    note = d("credit_notes.create", org.id, inv.id, amount=80, reason=REASON, request_id="cn-1")
+    assert note.refund is not None and note.refund.status is RefundStatus.PENDING
+    return org, inv, note
+
+
+def test_refund_webhooks_settle_our_refund_once(d: Driver) -> None:
+    org, inv, note = pending_refund(d)
+    d.fake.settle_refund(note.refund.stripe_id, succeeded=True)
+    body, sig = refund_event("refund.updated", as_stripe_sends(d, note.refund.stripe_id))
+    assert d("webhooks.handle", body, sig).outcome is WebhookOutcome.PROCESSED
+    assert d("webhooks.handle", body, sig).outcome is WebhookOutcome.DUPLICATE
+    settled = d("credit_notes.get", org.id, note.id)
+    assert settled.refund is not None and settled.refund.status is RefundStatus.SUCCEEDED
+    late, sig = refund_event("refund.updated", as_stripe_sends(d, note.refund.stripe_id,
+                                                               status="failed"))
+    d("webhooks.handle", late, sig)  # a settled refund never moves again
+    assert d("credit_notes.get", org.id, note.id) == settled
+    assert events(d, org)[-1] == "refund.succeeded"
+    check_credits(d, inv)
+
+
+def test_a_failed_refund_webhook_voids_the_credit_note(d: Driver) -> None:
+    org, inv, note = pending_refund(d)
+    d.fake.settle_refund(note.refund.stripe_id, succeeded=False)
+    charge = {"id": "ch_1", "object": "charge", "metadata": {},
+              "refunds": {"data": [as_stripe_sends(d, note.refund.stripe_id)]}}
+    body, sig = refund_event("charge.refunded", charge)
+    assert d("webhooks.handle", body, sig).outcome is WebhookOutcome.PROCESSED
+    failed = d("credit_notes.get", org.id, note.id)
+    assert failed.status is CreditNoteStatus.VOID and failed.refund is not None
+    assert failed.refund.status is RefundStatus.FAILED
+    assert d("invoices.get", org.id, inv.id).amount_credited == 0
+    assert events(d, org)[-1] == "refund.failed"
+    check_credits(d, inv)
+
+
+def test_refund_webhooks_trust_our_records_not_their_metadata(d: Driver) -> None:
+    org, inv, note = pending_refund(d)
+    before = dump(d.db)
+    for changes in ({"amount": 81}, {"currency": "eur"}, {"payment_intent": "pi_other"}):
+        body, sig = refund_event("refund.updated", as_stripe_sends(
+            d, note.refund.stripe_id, status="succeeded", **changes))
+        assert d("webhooks.handle", body, sig).outcome is WebhookOutcome.MISMATCH
+    unknown, sig = refund_event("refund.updated", {
+        **as_stripe_sends(d, note.refund.stripe_id, status="failed"), "id": "re_unknown",
+        "metadata": {"org_id": org.id}})
+    assert d("webhooks.handle", unknown, sig).outcome is WebhookOutcome.IGNORED
+    foreign, sig = refund_event("refund.updated", {"id": "re_x", "status": "failed"})
+    assert d("webhooks.handle", foreign, sig).outcome is WebhookOutcome.IGNORED
+    after = dump(d.db)
+    for name in ("credit_notes", "invoices", "billing_events"):
+        assert after[name] == before[name]
