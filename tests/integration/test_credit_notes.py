@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -430,3 +431,33 @@ def test_refund_webhooks_trust_our_records_not_their_metadata(d: Driver) -> None
     after = dump(d.db)
     for name in ("credit_notes", "invoices", "billing_events"):
         assert after[name] == before[name]
+
+
+def test_reconciliation_finishes_a_stuck_refund_once(d: Driver) -> None:
+    org, inv = paid_invoice(d)
+    d.fake.fail_next("refund", PaymentProviderUnavailable("timeout"), after=True)
+    with pytest.raises(PaymentProviderUnavailable):
+        d("credit_notes.create", org.id, inv.id, amount=50, reason=REASON, request_id="cn-1")
+    d.clock.advance(60)
+    dry = d("reconciliation.run", org_id=org.id, stale_after=timedelta(seconds=30))
+    [stuck] = [f for f in dry.findings if f.repair_kind == "finish_refund"]
+    assert stuck.check.value == "payment" and stuck.result == "found"
+    report = d("reconciliation.run", apply=True, org_id=org.id,
+               stale_after=timedelta(seconds=30))
+    [done] = [f for f in report.findings if f.repair_kind == "finish_refund"]
+    assert done.result == "repaired"
+    assert len(d.fake.refunds) == 1 and d.fake.refunded(inv.id) == 50
+    (doc,) = d.db.credit_notes.find()
+    assert doc["refund"]["status"] == "succeeded"
+    assert d("reconciliation.run", org_id=org.id, stale_after=timedelta(0)).clean
+    check_credits(d, inv)
+
+
+def test_reconciliation_reports_credits_that_disagree_with_credit_notes(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    d("credit_notes.create", org.id, inv.id, amount=50, reason=REASON, request_id="cn-1")
+    assert d("reconciliation.run", org_id=org.id).clean
+    d.db.invoices.update_one({"_id": ObjectId(inv.id)}, {"$inc": {"amount_credited": 5}})
+    report = d("reconciliation.run", org_id=org.id)
+    [off] = [f for f in report.findings if f.check.value == "payment"]
+    assert off.ids == [inv.id] and not off.repairable

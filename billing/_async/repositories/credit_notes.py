@@ -53,7 +53,15 @@ async def credit_notes_listed(direct: AsyncDirect, org_id: ObjectId,
         schema.CREDIT_NOTES, where, sort=(("number", 1),))]
 
 
-async def pending_refunds_of_org(direct: AsyncDirect, org_id: ObjectId) -> list[CreditNote]:
-    """The org's credit notes whose refund is not settled yet, whatever their age."""
+async def credit_notes_of_org(direct: AsyncDirect, org_id: ObjectId) -> list[CreditNote]:
+    """Every credit note of the org (reconciliation: few per org)."""
     return [documents.credit_note(d) for d in await direct.find(
-        schema.CREDIT_NOTES, {"org_id": org_id, "refund.status": "pending"}, sort=())]
+        schema.CREDIT_NOTES, {"org_id": org_id}, sort=())]
+
+
+async def credited_invoices(direct: AsyncDirect, org_id: ObjectId, invoice_ids: list[ObjectId]
+                            ) -> list[Doc]:
+    """The org's invoices of these credit notes: `total`, `amount_credited`."""
+    return await direct.find(
+        schema.INVOICES, {"org_id": org_id, "_id": {"$in": invoice_ids}}, sort=(),
+        hint="_id_", projection={"total": 1, "amount_credited": 1})

@@ -54,7 +54,15 @@ def credit_notes_listed(direct: Direct, org_id: ObjectId,
         schema.CREDIT_NOTES, where, sort=(("number", 1),))]
 
 
-def pending_refunds_of_org(direct: Direct, org_id: ObjectId) -> list[CreditNote]:
-    """The org's credit notes whose refund is not settled yet, whatever their age."""
+def credit_notes_of_org(direct: Direct, org_id: ObjectId) -> list[CreditNote]:
+    """Every credit note of the org (reconciliation: few per org)."""
     return [documents.credit_note(d) for d in direct.find(
-        schema.CREDIT_NOTES, {"org_id": org_id, "refund.status": "pending"}, sort=())]
+        schema.CREDIT_NOTES, {"org_id": org_id}, sort=())]
+
+
+def credited_invoices(direct: Direct, org_id: ObjectId, invoice_ids: list[ObjectId]
+                            ) -> list[Doc]:
+    """The org's invoices of these credit notes: `total`, `amount_credited`."""
+    return direct.find(
+        schema.INVOICES, {"org_id": org_id, "_id": {"$in": invoice_ids}}, sort=(),
+        hint="_id_", projection={"total": 1, "amount_credited": 1})
