@@ -56,13 +56,12 @@ class CreditNotes:
         Raises InvalidInput / InvalidMoney, OrgNotFound, InvoiceNotFound, LineItemNotFound,
         InvoiceNotCreditable (draft, void), CreditExceedsTotal, RefundExceedsPaid,
         RefundFailed (Stripe refused: the credit note is void), PaymentProviderUnavailable
-        (retryable: the refund stays pending; repeat the call)."""
+        (retryable: the refund stays pending; repeat the call), ConfigurationError (a refund
+        without a gateway; nothing written)."""
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
         req = plans.request(request_id=request_id, reason=reason, amount=amount, lines=lines,
                             memo=memo, refund=refund)
-        if req.refund is not False:
-            self._ctx.require_gateway()  # a paid invoice's refund needs it; checked up front
         token = secrets.token_hex(8)
 
         def work(txn: Transaction) -> CreditNote:
@@ -74,7 +73,8 @@ class CreditNotes:
             payments = [documents.payment(d) for d in payment_docs_of_invoice(txn, oid, iid)]
             plan = plans.create(org, invoice, existing, notes, payments, req, now=self._ctx.now(),
                                 lease_seconds=self._ctx.payment_lease_seconds, token=token,
-                                box=self._ctx.outbox(org_doc))
+                                box=self._ctx.outbox(org_doc),
+                                can_refund=self._ctx.gateway_or_none is not None)
             txn.write(plan.writes)
             return plan.result
 

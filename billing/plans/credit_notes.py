@@ -46,6 +46,7 @@ from billing.domain.models import (
 )
 from billing.domain.payments import StripeRefund
 from billing.errors import (
+    ConfigurationError,
     CreditExceedsTotal,
     InvalidInput,
     InvalidMoney,
@@ -136,9 +137,10 @@ def credited_on(notes: Sequence[CreditNote], line_item_id: str) -> int:
 def create(
     org: Org, invoice: Invoice, existing: CreditNote | None, notes: Sequence[CreditNote],
     payments: Sequence[Payment], req: CreditRequest, *, now: datetime, lease_seconds: float,
-    token: str, box: events.Outbox | None,
+    token: str, box: events.Outbox | None, can_refund: bool = True,
 ) -> Plan[CreditNote]:
-    """Issue a credit note on the invoice, or return the one this request id made."""
+    """Issue a credit note on the invoice, or return the one this request id made. Without a
+    gateway (`can_refund` False) a refund is refused before anything is written."""
     if existing is not None:
         if existing.invoice_id != invoice.id:
             raise InvalidInput(f"request_id {req.request_id!r} made credit note {existing.id} "
@@ -167,6 +169,11 @@ def create(
     elif req.refund is False:
         settlement = Settlement.OUT_OF_BAND
     else:
+        if not can_refund:
+            raise ConfigurationError(
+                f"invoice {invoice.id} is paid and its credit would be refunded through Stripe, "
+                "but there is no payment gateway: pass gateway=StripeGateway(...) to "
+                "Billing(...), or refund=False to record a credit settled outside Stripe")
         settlement = Settlement.REFUND
         refund = _new_refund(invoice, notes, payments, amount, note_id, now=now,
                              lease_seconds=lease_seconds, token=token)

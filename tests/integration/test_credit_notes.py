@@ -15,6 +15,7 @@ import pytest
 from bson import ObjectId
 
 from billing import (
+    ConfigurationError,
     CreditExceedsTotal,
     CreditNoteStatus,
     InvalidInput,
@@ -461,3 +462,18 @@ def test_reconciliation_reports_credits_that_disagree_with_credit_notes(d: Drive
     report = d("reconciliation.run", org_id=org.id)
     [off] = [f for f in report.findings if f.check.value == "payment"]
     assert off.ids == [inv.id] and not off.repairable
+
+
+def test_without_a_gateway_unpaid_invoices_are_credited_and_refunds_refused(
+        d: Driver, billing: Any) -> None:
+    org, inv = open_invoice(d)
+    _, paid = paid_invoice(d)
+    note = billing.credit_notes.create(org.id, inv.id, amount=30, reason=REASON, request_id="x")
+    assert note.settlement.value == "amount_due"
+    before = dump(d.db)
+    with pytest.raises(ConfigurationError):
+        billing.credit_notes.create(paid.org_id, paid.id, amount=30, reason=REASON,
+                                    request_id="y")
+    assert dump(d.db) == before
+    billing.credit_notes.create(paid.org_id, paid.id, amount=30, reason=REASON,
+                                request_id="y", refund=False)
