@@ -18,6 +18,9 @@
     │   ├── NothingToBill             no unbilled conversations in the period
     │   ├── InvoiceNotPayable         not open, nothing to pay, or already paid
     │   │   └── AmountBelowMinimum    below the payment provider's minimum charge
+    │   ├── InvoiceNotCreditable      credit notes are for open, uncollectible or paid invoices
+    │   ├── CreditExceedsTotal        the credit would exceed what is left to credit (total or line)
+    │   ├── RefundExceedsPaid         the refund would exceed what was paid and not yet refunded
     │   ├── NoDefaultPaymentMethod    the org has no usable default payment method
     │   └── LeaseNotAcquired          retryable: another reconciliation run holds the shard
     ├── PaymentError                  Stripe did not take the payment (the invoice stays open)
@@ -25,6 +28,7 @@
     │   ├── PaymentRequiresAction     3-D Secure or similar: the customer must authenticate
     │   ├── PaymentInProgress         retryable: another attempt holds the invoice, or an earlier
     │   │                             intent can still move money (processing, state unknown)
+    │   ├── RefundFailed              Stripe refused or failed the refund: the credit note is void
     │   └── PaymentProviderUnavailable  retryable: network failure, Stripe 5xx or rate limit
     ├── ConfigurationError            a missing extra, a bad URI, a server without transactions,
     │                                 a rejected Stripe key, a bad Billing(...) option (raised
@@ -143,6 +147,21 @@ class AmountBelowMinimum(InvoiceNotPayable):
     Nothing was sent to Stripe; the invoice stays open."""
 
 
+class InvoiceNotCreditable(StateConflict):
+    """Credit notes correct finalised invoices that are open, uncollectible or paid: edit a
+    draft instead, and a void invoice owes nothing."""
+
+
+class CreditExceedsTotal(StateConflict):
+    """The credit would take the invoice (or a line item) below zero: credit at most what is
+    left, which the message states. Nothing was written."""
+
+
+class RefundExceedsPaid(StateConflict):
+    """The refund would exceed what was paid and not refunded yet: refund less, or credit the
+    rest with refund=False (settled outside Stripe). Nothing was written."""
+
+
 class PaymentError(BillingError):
     """Stripe did not take the payment. The invoice stays open; the attempt is recorded."""
 
@@ -168,6 +187,11 @@ class PaymentInProgress(PaymentError):
 
 class PaymentProviderUnavailable(PaymentError):
     retryable = True
+
+
+class RefundFailed(PaymentError):
+    """Stripe refused or failed the refund: nothing was refunded and the credit note is void
+    (it credits nothing); issue a new one with another request id, or refund=False."""
 
 
 class LeaseNotAcquired(StateConflict):

@@ -32,6 +32,7 @@ POINTS = (
     "payments.after_create_intent",  # intent created, not recorded
     "payments.after_confirm",  # money moved, not recorded yet
     "payments.settle.after_write",  # in the settling transaction
+    "credit_notes.after_refund",  # refunded in Stripe, not recorded yet
     "webhooks.after_write",  # in the webhook's transaction
     "reconcile.release.after_write",  # in the transaction releasing dangling conversations
     "reconcile.retotal.after_write",  # in the transaction recomputing totals

@@ -13,6 +13,7 @@ from billing import options
 from billing._async import schema_setup
 from billing._async.collect import AsyncCollections
 from billing._async.conversations import AsyncConversations
+from billing._async.credit_notes import AsyncCreditNotes
 from billing._async.events import AsyncEvents
 from billing._async.gateway import AsyncPaymentGateway
 from billing._async.invoices import AsyncInvoices
@@ -30,7 +31,8 @@ from billing.schema_report import SchemaReport
 
 GATEWAY_METHODS = ("create_customer", "attach", "detach", "retrieve_payment_method",
                    "list_payment_methods", "create_intent", "confirm_intent", "retrieve_intent",
-                   "cancel_intent", "find_customers", "delete_customer")
+                   "cancel_intent", "find_customers", "delete_customer", "refund",
+                   "retrieve_refund", "list_refunds")
 CLIENTS = "Billing takes a pymongo MongoClient, AsyncBilling an AsyncMongoClient"
 GATEWAYS = "billing.gateways.StripeGateway for Billing, its Async twin for AsyncBilling"
 
@@ -114,6 +116,7 @@ class AsyncBilling:
         self.reconciliation = AsyncReconciler(ctx, self.invoices)
         self.collections = AsyncCollections(ctx, self.invoices.payments)
         self.events = AsyncEvents(ctx)
+        self.credit_notes = AsyncCreditNotes(ctx)
 
     @property
     def database(self) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from billing.domain.payments import CardMethod, Intent, StripeCustomer
+from billing.domain.payments import CardMethod, Intent, StripeCustomer, StripeRefund
 
 
 class AsyncPaymentGateway(Protocol):
@@ -67,4 +67,19 @@ class AsyncPaymentGateway(Protocol):
         ...
 
     async def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
+        ...
+
+    async def refund(
+        self, *, intent_id: str, amount: int, metadata: dict[str, str], idempotency_key: str
+    ) -> StripeRefund:
+        """Refund `amount` of the intent's succeeded charge. Money may move before the answer
+        arrives: a caller that lost it looks the refund up with `list_refunds`."""
+        ...
+
+    async def retrieve_refund(self, refund_id: str) -> StripeRefund:
+        """The refund by Stripe's id; NotFound."""
+        ...
+
+    async def list_refunds(self, intent_id: str) -> list[StripeRefund]:
+        """The intent's refunds, with their metadata."""
         ...

@@ -18,10 +18,12 @@ from typing import Any
 
 from bson import ObjectId
 
+from billing._async.credit_notes import AsyncCreditNotes
 from billing._async.invoices import AsyncInvoices
 from billing._async.reconcile_invoice_checks import AsyncBillingChecks
 from billing._async.reconcile_payment_checks import AsyncPaymentChecks
 from billing._async.reconcile_payment_method_checks import AsyncMethodChecks
+from billing._async.reconcile_refund_checks import AsyncRefundChecks
 from billing._async.repositories.org_pages import count_orgs_in_scope, orgs_in_id_order
 from billing._async.repositories.orgs import org_exists, org_in_txn
 from billing._async.repositories.payment_methods import org_has_methods
@@ -64,6 +66,7 @@ class AsyncReconciler:
         self._billing = AsyncBillingChecks(ctx, invoices)
         self._methods = AsyncMethodChecks(ctx)
         self._payments = AsyncPaymentChecks(ctx, invoices.payments)
+        self._refunds = AsyncRefundChecks(ctx, AsyncCreditNotes(ctx))
 
     async def run(
         self,
@@ -179,6 +182,7 @@ class AsyncReconciler:
             (Check.MALFORMED, lambda: b.malformed(oid, report.boundary)),
             (Check.PAYMENT_METHOD, lambda: self._methods.scan(documents.org(doc), stale_before)),
             (Check.PAYMENT, lambda: self._payments.scan(oid, stale_before)),
+            (Check.PAYMENT, lambda: self._refunds.scan(oid, stale_before)),
         ]
         for check, find in steps:
             if check not in report.checks:
@@ -218,6 +222,8 @@ class AsyncReconciler:
         repair = finding.repair
         if isinstance(repair, plan.SettlePayment):
             return await self._payments.repair(repair, finding.org_id)
+        if isinstance(repair, plan.FinishRefund):
+            return await self._refunds.repair(repair, finding.org_id)
         if isinstance(repair, plan.MethodRepair):
             return await self._methods.repair(repair, finding.org_id)
         if isinstance(repair, plan.BillingRepair):

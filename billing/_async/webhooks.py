@@ -6,8 +6,9 @@ from bson import ObjectId
 
 from billing import faults
 from billing._async.payments import dunning
+from billing._async.repositories.credit_notes import credit_note_in, credit_note_of_refund
 from billing._async.repositories.invoices import read_invoice
-from billing._async.repositories.orgs import org_doc_of_customer
+from billing._async.repositories.orgs import org_doc_in, org_doc_of_customer
 from billing._async.repositories.payment_methods import live_method_docs
 from billing._async.repositories.payments import payment_doc_of_intent
 from billing._async.repositories.webhook_log import event_was_processed, log_failed_delivery
@@ -60,6 +61,8 @@ class AsyncWebhooks:
             decision = await self._on_payment(txn, event, step)
         elif isinstance(step, plans.ReadCustomer):
             decision = await self._on_customer(txn, step)
+        elif isinstance(step, plans.ReadRefunds):
+            decision = await self._on_refunds(txn, step)
         else:
             decision = step
         await txn.write(decision.writes)
@@ -82,6 +85,26 @@ class AsyncWebhooks:
         return plans.on_intent(event.type, event.data_object, payment, invoice, org_id=oid,
                                now=self._ctx.now(), failures=failures or 0, days=days,
                                box=self._ctx.outbox(payer))
+
+    async def _on_refunds(self, txn: AsyncTransaction, read: plans.ReadRefunds) -> Decision:
+        """Each of our refunds in the event, applied in turn (each write seen by the next)."""
+        oid = read.org_id
+        decisions = []
+        for obj in read.refunds:
+            note = await credit_note_of_refund(txn, oid, obj["id"])
+            if note is None:  # its id never recorded: the credit note our metadata names
+                meta = obj.get("metadata")
+                named = meta.get("credit_note_id") if isinstance(meta, dict) else None
+                if isinstance(named, str) and ObjectId.is_valid(named):
+                    note = await credit_note_in(txn, oid, ObjectId(named))
+            invoice = None if note is None else await read_invoice(
+                txn, oid, ObjectId(note.invoice_id))
+            org_doc = await org_doc_in(txn, oid)
+            decision = plans.on_refund(obj, note, invoice, org_id=oid, now=self._ctx.now(),
+                                       box=self._ctx.outbox(org_doc))
+            await txn.write(decision.writes)
+            decisions.append(decision)
+        return plans.combined(decisions, org_id=oid)
 
     async def _on_customer(self, txn: AsyncTransaction, read: plans.ReadCustomer) -> Decision:
         org_doc = await org_doc_of_customer(txn, read.customer_id)

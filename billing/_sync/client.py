@@ -14,6 +14,7 @@ from billing import options
 from billing._sync import schema_setup
 from billing._sync.collect import Collections
 from billing._sync.conversations import Conversations
+from billing._sync.credit_notes import CreditNotes
 from billing._sync.events import Events
 from billing._sync.gateway import PaymentGateway
 from billing._sync.invoices import Invoices
@@ -31,7 +32,8 @@ from billing.schema_report import SchemaReport
 
 GATEWAY_METHODS = ("create_customer", "attach", "detach", "retrieve_payment_method",
                    "list_payment_methods", "create_intent", "confirm_intent", "retrieve_intent",
-                   "cancel_intent", "find_customers", "delete_customer")
+                   "cancel_intent", "find_customers", "delete_customer", "refund",
+                   "retrieve_refund", "list_refunds")
 CLIENTS = "Billing takes a pymongo MongoClient, AsyncBilling an AsyncMongoClient"
 GATEWAYS = "billing.gateways.StripeGateway for Billing, its Async twin for AsyncBilling"
 
@@ -115,6 +117,7 @@ class Billing:
         self.reconciliation = Reconciler(ctx, self.invoices)
         self.collections = Collections(ctx, self.invoices.payments)
         self.events = Events(ctx)
+        self.credit_notes = CreditNotes(ctx)
 
     @property
     def database(self) -> Any:

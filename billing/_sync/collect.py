@@ -116,7 +116,7 @@ class Collections:
                            days, now=report.started_at)
             if due.state is plan.State.DONE:
                 continue
-            item = Collected(str(oid), inv.id, inv.number, inv.total, inv.currency,
+            item = Collected(str(oid), inv.id, inv.number, inv.amount_due, inv.currency,
                              due.attempt, _RESULTS[due.state], due.at, due.reason)
             if report.apply and due.state is plan.State.DUE:
                 self._charge(inv, item)

@@ -12,8 +12,11 @@ Beyond localstripe it models the rest of Stripe's PaymentIntent life cycle: `pm_
 (an asynchronous method, like a bank debit) leaves a confirmed intent `processing`, which cannot
 be canceled and ends later by `settle_processing`; an intent awaiting 3-D Secure ends later by
 `complete_action` (the customer authenticates or abandons); amounts below Stripe's minimum are
-refused (`amount_too_small`). `fail_next` scripts a transient or refusing failure at any call,
-before or after Stripe acted, and `during` runs code while a call is in flight.
+refused (`amount_too_small`). Refunds follow Stripe's Refund life cycle: one of a card charge
+succeeds at once; one of a `pm_bank_debit` charge stays `pending` until `settle_refund` makes it
+succeeded or failed; a pending refund can be canceled (`cancel_refund`). `fail_next` scripts a
+transient or refusing failure at any call, before or after Stripe acted, and `during` runs code
+while a call is in flight.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
+from billing.domain.models import RefundStatus
 from billing.domain.payments import (
     MINIMUM_CHARGE,
     CardMethod,
     Intent,
     IntentStatus,
     StripeCustomer,
+    StripeRefund,
 )
 from billing.errors import (
     BillingError,
@@ -62,7 +67,8 @@ T = TypeVar("T")
 _METHODS = frozenset({"create_customer", "find_customers", "delete_customer", "attach",
                       "detach", "retrieve_payment_method",
                       "list_payment_methods", "create_intent", "confirm_intent",
-                      "retrieve_intent", "cancel_intent"})
+                      "retrieve_intent", "cancel_intent", "refund", "retrieve_refund",
+                      "list_refunds"})
 
 
 class FakeGateway:
@@ -88,6 +94,7 @@ class FakeGateway:
         self._numbers: dict[str, str] = {}  # method id -> card number
         self._paid_with: dict[str, str] = {}  # intent id -> method id
         self.metadata: dict[str, dict[str, str]] = {}  # intent id -> its metadata
+        self.refunds: dict[str, StripeRefund] = {}  # refund id -> refund, in creation order
         self._failures: dict[str, list[tuple[BillingError, bool]]] = {}
         self._during: dict[str, list[Callable[[], None]]] = {}
         self._ids = itertools.count(1)
@@ -113,6 +120,32 @@ class FakeGateway:
         """Money moved for an invoice (by the `invoice_id` in its intents' metadata)."""
         return sum(amount for intent_id, amount, _ in self.charges
                    if self.metadata.get(intent_id, {}).get("invoice_id") == invoice_id)
+
+    def refunded(self, invoice_id: str) -> int:
+        """Money given back for an invoice: its intents' refunds that succeeded."""
+        return sum(r.amount for r in self.refunds.values()
+                   if r.status is RefundStatus.SUCCEEDED and r.intent_id is not None
+                   and self.metadata.get(r.intent_id, {}).get("invoice_id") == invoice_id)
+
+    def settle_refund(self, refund_id: str, *, succeeded: bool = True) -> StripeRefund:
+        """The bank answers for a pending refund: it succeeds or fails."""
+        with self._lock:
+            refund = self.refunds[refund_id]
+            if refund.status is not RefundStatus.PENDING:
+                raise ValueError(f"refund {refund_id} is {refund.status}, not pending")
+            self.refunds[refund_id] = refund = replace(
+                refund, status=RefundStatus.SUCCEEDED if succeeded else RefundStatus.FAILED,
+                failure_reason=None if succeeded else "declined")
+            return refund
+
+    def cancel_refund(self, refund_id: str) -> StripeRefund:
+        """Cancel a pending refund (as the Dashboard can)."""
+        with self._lock:
+            refund = self.refunds[refund_id]
+            if refund.status is not RefundStatus.PENDING:
+                raise ValueError(f"refund {refund_id} is {refund.status}, not pending")
+            self.refunds[refund_id] = refund = replace(refund, status=RefundStatus.CANCELED)
+            return refund
 
     def complete_action(self, intent_id: str, *, authenticated: bool = True) -> Intent:
         """The customer finishes 3-D Secure on an intent in requires_action: it succeeds (money
@@ -278,6 +311,44 @@ class FakeGateway:
                 raise PaymentError(f"intent {intent_id} is {intent.status}: it cannot be canceled",
                                    code="payment_intent_unexpected_state")
             return self._done("cancel_intent", intent)
+
+    def refund(
+        self, *, intent_id: str, amount: int, metadata: dict[str, str], idempotency_key: str
+    ) -> StripeRefund:
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("refund", idempotency_key)
+            intent = self._intent(intent_id)
+            if intent.status is not IntentStatus.SUCCEEDED:
+                raise PaymentError(f"intent {intent_id} is {intent.status}: nothing to refund",
+                                   code="charge_not_refundable")
+            taken = sum(r.amount for r in self.refunds.values() if r.intent_id == intent_id
+                        and r.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED))
+            if amount <= 0 or amount > intent.amount - taken:
+                raise PaymentError(f"refund of {amount} exceeds what intent {intent_id} has "
+                                   f"left to refund ({intent.amount - taken})",
+                                   code="amount_too_large" if amount > 0 else None)
+            slow = self._numbers.get(self._paid_with.get(intent_id, ""), "") == ASYNC_DEBIT
+            refund = StripeRefund(
+                id=self._new_id("re"),
+                status=RefundStatus.PENDING if slow else RefundStatus.SUCCEEDED,
+                amount=amount, currency=intent.currency, intent_id=intent_id,
+                metadata=dict(metadata))
+            self.refunds[refund.id] = refund
+            return self._done("refund", refund)
+
+    def retrieve_refund(self, refund_id: str) -> StripeRefund:
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("retrieve_refund", None)
+            if refund_id not in self.refunds:
+                raise NotFound(f"Stripe has no such refund {refund_id}: check the stored id")
+            return self._done("retrieve_refund", self.refunds[refund_id])
+
+    def list_refunds(self, intent_id: str) -> list[StripeRefund]:
+        with self._lock:  # Stripe applies each request atomically
+            self._enter("list_refunds", None)
+            self._intent(intent_id)
+            listed = [r for r in self.refunds.values() if r.intent_id == intent_id]
+            return self._done("list_refunds", listed)
 
     def _enter(self, name: str, idempotency_key: str | None) -> None:
         self.calls.append((name, idempotency_key))

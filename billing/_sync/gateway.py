@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from billing.domain.payments import CardMethod, Intent, StripeCustomer
+from billing.domain.payments import CardMethod, Intent, StripeCustomer, StripeRefund
 
 
 class PaymentGateway(Protocol):
@@ -68,4 +68,19 @@ class PaymentGateway(Protocol):
         ...
 
     def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> Intent:
+        ...
+
+    def refund(
+        self, *, intent_id: str, amount: int, metadata: dict[str, str], idempotency_key: str
+    ) -> StripeRefund:
+        """Refund `amount` of the intent's succeeded charge. Money may move before the answer
+        arrives: a caller that lost it looks the refund up with `list_refunds`."""
+        ...
+
+    def retrieve_refund(self, refund_id: str) -> StripeRefund:
+        """The refund by Stripe's id; NotFound."""
+        ...
+
+    def list_refunds(self, intent_id: str) -> list[StripeRefund]:
+        """The intent's refunds, with their metadata."""
         ...

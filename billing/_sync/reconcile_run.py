@@ -19,10 +19,12 @@ from typing import Any
 
 from bson import ObjectId
 
+from billing._sync.credit_notes import CreditNotes
 from billing._sync.invoices import Invoices
 from billing._sync.reconcile_invoice_checks import BillingChecks
 from billing._sync.reconcile_payment_checks import PaymentChecks
 from billing._sync.reconcile_payment_method_checks import MethodChecks
+from billing._sync.reconcile_refund_checks import RefundChecks
 from billing._sync.repositories.org_pages import count_orgs_in_scope, orgs_in_id_order
 from billing._sync.repositories.orgs import org_exists, org_in_txn
 from billing._sync.repositories.payment_methods import org_has_methods
@@ -65,6 +67,7 @@ class Reconciler:
         self._billing = BillingChecks(ctx, invoices)
         self._methods = MethodChecks(ctx)
         self._payments = PaymentChecks(ctx, invoices.payments)
+        self._refunds = RefundChecks(ctx, CreditNotes(ctx))
 
     def run(
         self,
@@ -180,6 +183,7 @@ class Reconciler:
             (Check.MALFORMED, lambda: b.malformed(oid, report.boundary)),
             (Check.PAYMENT_METHOD, lambda: self._methods.scan(documents.org(doc), stale_before)),
             (Check.PAYMENT, lambda: self._payments.scan(oid, stale_before)),
+            (Check.PAYMENT, lambda: self._refunds.scan(oid, stale_before)),
         ]
         for check, find in steps:
             if check not in report.checks:
@@ -219,6 +223,8 @@ class Reconciler:
         repair = finding.repair
         if isinstance(repair, plan.SettlePayment):
             return self._payments.repair(repair, finding.org_id)
+        if isinstance(repair, plan.FinishRefund):
+            return self._refunds.repair(repair, finding.org_id)
         if isinstance(repair, plan.MethodRepair):
             return self._methods.repair(repair, finding.org_id)
         if isinstance(repair, plan.BillingRepair):

@@ -6,7 +6,14 @@ from __future__ import annotations
 import stripe
 
 from billing.adapters.stripe_errors import translate, translating
-from billing.domain.payments import CardMethod, Intent, IntentStatus, StripeCustomer
+from billing.domain.models import RefundStatus
+from billing.domain.payments import (
+    CardMethod,
+    Intent,
+    IntentStatus,
+    StripeCustomer,
+    StripeRefund,
+)
 from billing.errors import NotFound
 
 _END_OF_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z
@@ -155,6 +162,45 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise translate(exc) from exc
         return _intent(intent)
+
+    def refund(
+        self, *, intent_id: str, amount: int, metadata: dict[str, str], idempotency_key: str
+    ) -> StripeRefund:
+        with translating():
+            refund = self._v1.refunds.create(
+                params={"payment_intent": intent_id, "amount": amount, "metadata": metadata},
+                options={"idempotency_key": idempotency_key})
+        return _refund(refund, intent_id)
+
+    def retrieve_refund(self, refund_id: str) -> StripeRefund:
+        with translating():
+            refund = self._v1.refunds.retrieve(refund_id)
+        return _refund(refund, None)
+
+    def list_refunds(self, intent_id: str) -> list[StripeRefund]:
+        with translating():
+            page = self._v1.refunds.list(
+                params={"payment_intent": intent_id, "limit": 100})
+            found = [_refund(r, None) for r in page.auto_paging_iter()]
+        # A server that ignores the filter (localstripe) lists every refund: keep the intent's.
+        return [r for r in found if r.intent_id == intent_id]
+
+
+_REFUND_STATUS = {"pending": RefundStatus.PENDING, "requires_action": RefundStatus.PENDING,
+                  "succeeded": RefundStatus.SUCCEEDED, "failed": RefundStatus.FAILED,
+                  "canceled": RefundStatus.CANCELED}
+
+
+def _refund(refund: stripe.Refund, intent_id: str | None) -> StripeRefund:
+    intent = getattr(refund, "payment_intent", None) or intent_id
+    metadata = getattr(refund, "metadata", None)
+    meta = metadata.to_dict() if metadata is not None else {}
+    return StripeRefund(
+        id=refund.id, status=_REFUND_STATUS.get(str(refund.status), RefundStatus.PENDING),
+        amount=int(refund.amount), currency=str(refund.currency),
+        intent_id=intent if isinstance(intent, str) or intent is None else intent.id,
+        metadata={str(k): str(v) for k, v in meta.items()},
+        failure_reason=getattr(refund, "failure_reason", None))
 
 
 def _card(method: stripe.PaymentMethod) -> CardMethod:

@@ -7,8 +7,9 @@ from bson import ObjectId
 
 from billing import faults
 from billing._sync.payments import dunning
+from billing._sync.repositories.credit_notes import credit_note_in, credit_note_of_refund
 from billing._sync.repositories.invoices import read_invoice
-from billing._sync.repositories.orgs import org_doc_of_customer
+from billing._sync.repositories.orgs import org_doc_in, org_doc_of_customer
 from billing._sync.repositories.payment_methods import live_method_docs
 from billing._sync.repositories.payments import payment_doc_of_intent
 from billing._sync.repositories.webhook_log import event_was_processed, log_failed_delivery
@@ -61,6 +62,8 @@ class Webhooks:
             decision = self._on_payment(txn, event, step)
         elif isinstance(step, plans.ReadCustomer):
             decision = self._on_customer(txn, step)
+        elif isinstance(step, plans.ReadRefunds):
+            decision = self._on_refunds(txn, step)
         else:
             decision = step
         txn.write(decision.writes)
@@ -83,6 +86,26 @@ class Webhooks:
         return plans.on_intent(event.type, event.data_object, payment, invoice, org_id=oid,
                                now=self._ctx.now(), failures=failures or 0, days=days,
                                box=self._ctx.outbox(payer))
+
+    def _on_refunds(self, txn: Transaction, read: plans.ReadRefunds) -> Decision:
+        """Each of our refunds in the event, applied in turn (each write seen by the next)."""
+        oid = read.org_id
+        decisions = []
+        for obj in read.refunds:
+            note = credit_note_of_refund(txn, oid, obj["id"])
+            if note is None:  # its id never recorded: the credit note our metadata names
+                meta = obj.get("metadata")
+                named = meta.get("credit_note_id") if isinstance(meta, dict) else None
+                if isinstance(named, str) and ObjectId.is_valid(named):
+                    note = credit_note_in(txn, oid, ObjectId(named))
+            invoice = None if note is None else read_invoice(
+                txn, oid, ObjectId(note.invoice_id))
+            org_doc = org_doc_in(txn, oid)
+            decision = plans.on_refund(obj, note, invoice, org_id=oid, now=self._ctx.now(),
+                                       box=self._ctx.outbox(org_doc))
+            txn.write(decision.writes)
+            decisions.append(decision)
+        return plans.combined(decisions, org_id=oid)
 
     def _on_customer(self, txn: Transaction, read: plans.ReadCustomer) -> Decision:
         org_doc = org_doc_of_customer(txn, read.customer_id)

@@ -6,7 +6,15 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing.domain.models import Conversation, Invoice, LineItem, Org, Payment, PaymentMethod
+from billing.domain.models import (
+    Conversation,
+    CreditNote,
+    Invoice,
+    LineItem,
+    Org,
+    Payment,
+    PaymentMethod,
+)
 
 Doc = dict[str, Any]
 
@@ -70,3 +78,25 @@ def payment_method(doc: Doc) -> PaymentMethod:
 
 def payment(doc: Doc) -> Payment:
     return Payment.model_validate(_ids(doc, "org_id", "invoice_id", "payment_method_id"))
+
+
+def credit_note(doc: Doc) -> CreditNote:
+    data = _ids(doc, "org_id", "invoice_id")
+    data["lines"] = tuple({**line, "line_item_id": str(line["line_item_id"])}
+                          for line in data.get("lines") or ())
+    if isinstance(refund := data.get("refund"), dict):
+        data["refund"] = {**refund, "payment_id": str(refund["payment_id"])}
+    return CreditNote.model_validate(data)
+
+
+def credit_note_doc(value: CreditNote) -> Doc:
+    doc = value.model_dump(mode="python", exclude={"id"})
+    doc.update(_id=ObjectId(value.id), org_id=ObjectId(value.org_id),
+               invoice_id=ObjectId(value.invoice_id), status=value.status.value,
+               reason=value.reason.value, settlement=value.settlement.value,
+               lines=[{"line_item_id": ObjectId(li.line_item_id), "amount": li.amount}
+                      for li in value.lines])
+    if value.refund is not None:
+        doc["refund"] = {**doc["refund"], "payment_id": ObjectId(value.refund.payment_id),
+                         "status": value.refund.status.value}
+    return doc

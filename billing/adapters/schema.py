@@ -20,6 +20,7 @@ RECONCILIATION_RUNS = "reconciliation_runs"  # one audit record per --apply run
 RECONCILIATION_LEASES = "reconciliation_leases"  # _id "shard:I/N": one --apply run per shard
 SCHEMA_MIGRATIONS = "schema_migrations"  # _id = version: the migrations `setup` applied
 COLLECTION_RUNS = "collection_runs"  # one audit record per `collect --apply` run
+CREDIT_NOTES = "credit_notes"  # corrections of finalised invoices, with their refunds
 EVENTS = "billing_events"  # the outbox: what the host is told, written with each change
 # Payment-method statuses that hold their Stripe method (at most one such record per method).
 LIVE_HOLDING = ["active", "detaching"]
@@ -173,6 +174,34 @@ COLLECTIONS: tuple[Collection, ...] = (
             currency=_CURRENCY,
         ),
     ),
+    Collection(
+        CREDIT_NOTES,
+        indexes=(
+            # The idempotency key of credit_notes.create: one credit note per org and request.
+            Index([("org_id", 1), ("request_id", 1)], "request", unique=True),
+            # Gapless per org, assigned in the transaction that stores the credit note.
+            Index([("org_id", 1), ("number", 1)], "number", unique=True),
+            Index([("org_id", 1), ("invoice_id", 1)], "by_invoice"),
+            # Reconciliation finds refunds left pending; webhooks find ours by Stripe's id.
+            Index([("org_id", 1), ("refund.status", 1)], "refund_status"),
+            Index([("org_id", 1), ("refund.stripe_id", 1)], "refund_stripe_id"),
+        ),
+        validator=_schema(
+            ["org_id", "invoice_id", "number", "request_id", "status", "currency", "amount",
+             "reason", "settlement", "created_at"],
+            org_id=_OID,
+            invoice_id=_OID,
+            number={"bsonType": ["int", "long"], "minimum": 1},
+            request_id={"bsonType": "string", "minLength": 1},
+            status={"enum": ["issued", "void"]},
+            currency=_CURRENCY,
+            amount={"bsonType": ["int", "long"], "minimum": 1},
+            reason={"enum": ["duplicate", "fraudulent", "order_change",
+                             "product_unsatisfactory"]},
+            settlement={"enum": ["amount_due", "refund", "out_of_band"]},
+            created_at=_DATE,
+        ),
+    ),
     # Reconciliation reports the events that disagreed with our records, per org.
     Collection(WEBHOOK_EVENTS, indexes=(Index([("org_id", 1), ("outcome", 1)], "outcome"),)),
     Collection(WEBHOOK_LOG),
@@ -202,6 +231,7 @@ SHARD_KEYS: dict[str, dict[str, int]] = {
     LINE_ITEMS: {"org_id": 1},
     PAYMENT_METHODS: {"org_id": 1},
     PAYMENTS: {"org_id": 1},
+    CREDIT_NOTES: {"org_id": 1},
     EVENTS: {"org_id": 1},
 }
 UNSHARDED = (ORGS, WEBHOOK_EVENTS, WEBHOOK_LOG, RECONCILIATION_RUNS, RECONCILIATION_LEASES,

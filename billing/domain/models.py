@@ -62,6 +62,7 @@ class Org(_Model):
     invoice_seq: int = 0  # number of the org's last finalised invoice
     collection_schedule: tuple[int, ...] | None = None  # retry days; None: the deployment's
     event_seq: int = 0  # number of the org's last billing event
+    credit_note_seq: int = 0  # number of the org's last credit note
     created_at: datetime
 
 
@@ -127,6 +128,12 @@ class Invoice(_Model):
     payment_lease: PaymentLease | None = None
     amount_paid: int = 0
     paid_at: datetime | None = None
+    amount_credited: int = 0  # by credit notes; the total and line items never change
+
+    @property
+    def amount_due(self) -> int:
+        """What a payment still has to collect: total less credits and payments."""
+        return max(0, self.total - self.amount_credited - self.amount_paid)
 
     def item(self, kind: LineItemKind) -> LineItem | None:
         return next((li for li in self.line_items if li.kind is kind), None)
@@ -201,6 +208,83 @@ class Payment(_Model):
     failure_message: str | None = None
     created_at: datetime
     updated_at: datetime | None = None
+
+
+class CreditReason(StrEnum):
+    """Stripe's credit note reasons."""
+
+    DUPLICATE = "duplicate"
+    FRAUDULENT = "fraudulent"
+    ORDER_CHANGE = "order_change"
+    PRODUCT_UNSATISFACTORY = "product_unsatisfactory"
+
+
+class CreditNoteStatus(StrEnum):
+    ISSUED = "issued"
+    VOID = "void"  # its refund failed: it credits nothing
+
+
+class Settlement(StrEnum):
+    """How a credit note gives the money back."""
+
+    AMOUNT_DUE = "amount_due"  # an unpaid invoice: the amount still due goes down
+    REFUND = "refund"  # a paid invoice: refunded through Stripe
+    OUT_OF_BAND = "out_of_band"  # a paid invoice: settled outside Stripe (as Stripe's)
+
+
+class RefundStatus(StrEnum):
+    PENDING = "pending"  # claimed here; Stripe may or may not have made it yet
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class RefundLease(_Model):
+    """Held by the one call that may ask Stripe for the refund; others wait for its expiry."""
+
+    token: str
+    expires_at: datetime
+
+
+class Refund(_Model):
+    """A credit note's refund: our record of it, found again by the credit note's id."""
+
+    status: RefundStatus
+    amount: int
+    payment_id: str
+    intent_id: str
+    idempotency_key: str
+    stripe_id: str | None = None  # re_...: once Stripe's answer is recorded
+    lease: RefundLease | None = None
+    failure_code: str | None = None
+    updated_at: datetime | None = None
+
+
+class CreditLine(_Model):
+    line_item_id: str
+    amount: int
+
+
+class CreditNote(_Model):
+    id: str
+    org_id: str
+    invoice_id: str
+    number: int  # gapless per org
+    request_id: str
+    status: CreditNoteStatus
+    currency: str
+    amount: int
+    reason: CreditReason
+    memo: str | None = None
+    lines: tuple[CreditLine, ...] = ()  # empty: a lump sum
+    settlement: Settlement
+    refund: Refund | None = None
+    created_at: datetime
+    updated_at: datetime | None = None
+
+    @property
+    def display_number(self) -> str:
+        return f"CN-{self.number:06d}"
 
 
 class Event(_Model):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+from billing.domain.models import RefundStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +65,20 @@ class Intent:
     failure_code: str | None = None
     failure_message: str | None = None
     customer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StripeRefund:
+    """A refund as Stripe holds it (`requires_action` is reported as pending)."""
+
+    id: str  # re_...
+    status: RefundStatus
+    amount: int
+    currency: str
+    intent_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    failure_reason: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status is not RefundStatus.PENDING

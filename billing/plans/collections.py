@@ -77,7 +77,7 @@ def due(invoice: Invoice, attempts: Sequence[Payment], default_method_id: str | 
     """Whether to make an attempt on `invoice` now, from its attempts (any order) and the
     org's current default payment method."""
     failures = sum(1 for p in attempts if counted(p))
-    if invoice.status is not InvoiceStatus.OPEN or invoice.total == 0 and not attempts:
+    if invoice.status is not InvoiceStatus.OPEN or invoice.amount_due == 0 and not attempts:
         return Due(State.DONE, failures, reason=invoice.status.value)
     latest = max(attempts, key=lambda p: p.attempt) if attempts else None
     if latest is not None and latest.status in WAITING:

@@ -22,7 +22,8 @@ from billing.adapters.writes import Write, insert
 TYPES = frozenset({
     "invoice.finalized", "invoice.paid", "invoice.voided", "invoice.uncollectible",
     "payment.failed", "payment.requires_action", "payment_method.attached",
-    "payment_method.detached", "reconciliation.finding",
+    "payment_method.detached", "reconciliation.finding", "credit_note.created",
+    "refund.succeeded", "refund.failed",
 })
 DEFAULT_RETENTION = timedelta(days=90)
 

@@ -82,11 +82,11 @@ def claim(
                                     "failure_code": ABANDONED, "updated_at": now,
                                     "failure_message": ABANDON_NOTE},
                            status=latest.status, intent_id=None))
-    if invoice.total == 0:
+    if invoice.amount_due == 0:
         return _free(invoice, now, token, writes, box)
-    if least := below_minimum(invoice.total, invoice.currency):
+    if least := below_minimum(invoice.amount_due, invoice.currency):
         raise AmountBelowMinimum(
-            f"invoice {invoice.id} is due {invoice.total} {invoice.currency} (minor units), "
+            f"invoice {invoice.id} is due {invoice.amount_due} {invoice.currency} (minor units), "
             f"below Stripe's minimum charge of {least}: nothing was sent to Stripe and the "
             "invoice stays open; void it to write it off")
     if method is None or method.status is not PaymentMethodStatus.ACTIVE or not method.stripe_id:
@@ -99,7 +99,8 @@ def claim(
     attempt = invoice.payment_attempts + 1
     doc: Doc = {
         "_id": ObjectId(), "org_id": ObjectId(org.id), "invoice_id": ObjectId(invoice.id),
-        "attempt": attempt, "status": PaymentStatus.PENDING.value, "amount": invoice.total,
+        "attempt": attempt, "status": PaymentStatus.PENDING.value,
+        "amount": invoice.amount_due,
         "currency": invoice.currency, "idempotency_key": f"pay:{invoice.id}:{attempt}",
         "payment_method_id": ObjectId(method.id), "stripe_payment_method": method.stripe_id,
         "customer_id": org.stripe_customer_id, "intent_id": None, "created_at": now,
@@ -280,7 +281,7 @@ def blocked(payment: Payment, invoice_id: str) -> PaymentInProgress | PaymentReq
 
 def _free(invoice: Invoice, now: datetime, token: str, writes: list[Write],
           box: events.Outbox | None) -> Plan[Claim]:
-    """An invoice of total 0 is paid without going to Stripe (which refuses amount 0)."""
+    """An invoice with nothing due is paid without going to Stripe (which refuses amount 0)."""
     attempt = invoice.payment_attempts + 1
     doc: Doc = {
         "_id": ObjectId(), "org_id": ObjectId(invoice.org_id),

@@ -14,15 +14,18 @@ from bson.errors import InvalidId
 from billing.adapters import schema
 from billing.adapters.stripe_webhooks import StripeEvent
 from billing.adapters.writes import Write, insert
-from billing.domain.models import Invoice, Org, Payment, PaymentMethod
-from billing.domain.payments import Intent, IntentStatus
-from billing.plans import events, payment_methods, payments
+from billing.domain.models import CreditNote, Invoice, Org, Payment, PaymentMethod, RefundStatus
+from billing.domain.payments import Intent, IntentStatus, StripeRefund
+from billing.plans import credit_notes, events, payment_methods, payments
 
 HANDLED = frozenset({
     "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.processing",
     "payment_intent.requires_action", "payment_intent.canceled", "payment_method.detached",
-    "customer.deleted",
+    "customer.deleted", "charge.refunded", "refund.created", "refund.updated", "refund.failed",
+    "charge.refund.updated",
 })
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed",
+                           "charge.refund.updated"})
 
 
 class WebhookOutcome(StrEnum):
@@ -52,6 +55,7 @@ class Effect(StrEnum):
 
     NONE = "none"  # nothing to write: a duplicate, not ours, not handled, or a mismatch
     SETTLE_PAYMENT = "settle_payment"  # payment_intent.*: the attempt (and its invoice) settle
+    SETTLE_REFUND = "settle_refund"  # refund.*, charge.refunded: a credit note's refund settles
     DETACH_METHOD = "detach_method"  # payment_method.detached: that method is gone
     DETACH_ALL = "detach_all"  # customer.deleted: the customer and every live method are gone
 
@@ -84,7 +88,17 @@ class ReadCustomer:
     method_id: str | None = None
 
 
-Lookup = Decision | ReadPayment | ReadCustomer
+@dataclass(frozen=True)
+class ReadRefunds:
+    """Read the credit notes whose refunds these are (each a refund object of the event): by
+    Stripe's refund id, or, when the refund's id was never recorded (a crash before the
+    record), by the credit note our metadata names, checked against our record."""
+
+    org_id: ObjectId
+    refunds: tuple[dict[str, Any], ...]
+
+
+Lookup = Decision | ReadPayment | ReadCustomer | ReadRefunds
 
 
 def lookup(event: StripeEvent, *, already_processed: bool) -> Lookup:
@@ -94,6 +108,8 @@ def lookup(event: StripeEvent, *, already_processed: bool) -> Lookup:
     if event.type not in HANDLED:
         return Decision(WebhookOutcome.IGNORED, "event type not handled")
     obj = event.data_object
+    if event.type in REFUND_EVENTS or event.type == "charge.refunded":
+        return _refunds(event.type, obj)
     if event.type.startswith("payment_intent."):
         # The org in our metadata only scopes the lookup; what the event may change is decided
         # from the payment we recorded for this intent id.
@@ -146,6 +162,83 @@ def on_intent(event_type: str, obj: dict[str, Any], payment: Payment | None,
                            failures=failures, days=days, box=box)
     return Decision(WebhookOutcome.PROCESSED, f"payment {payment.id}: {plan.result[1].status}",
                     Effect.SETTLE_PAYMENT, org_id, plan.writes)
+
+
+def _refunds(event_type: str, obj: dict[str, Any]) -> Lookup:
+    if event_type == "charge.refunded":
+        listed = obj.get("refunds")
+        data = listed.get("data") if isinstance(listed, dict) else None
+        found = tuple(r for r in data if isinstance(r, dict)) if isinstance(data, list) else ()
+    else:
+        found = (obj,)
+    org_id = next((o for o in (_org_of(r) for r in found) if o is not None), None)
+    if org_id is None:
+        return Decision(WebhookOutcome.IGNORED, "not a billing refund (no org in metadata)")
+    ours = tuple(r for r in found if _org_of(r) == org_id and isinstance(r.get("id"), str))
+    return ReadRefunds(org_id, ours)
+
+
+def _org_of(obj: dict[str, Any]) -> ObjectId | None:
+    meta = obj.get("metadata")
+    text = meta.get("org_id") if isinstance(meta, dict) else None
+    try:
+        return ObjectId(text) if isinstance(text, str) else None
+    except InvalidId:
+        return None
+
+
+def on_refund(obj: dict[str, Any], note: CreditNote | None, invoice: Invoice | None, *,
+              org_id: ObjectId, now: datetime, box: events.Outbox | None = None) -> Decision:
+    """What one refund in a `refund.*` or `charge.refunded` event does. The credit note comes
+    from our records; the event changes nothing unless its amount, currency and payment intent
+    are our refund's. A settled refund never moves again (`plans.credit_notes.record_refund`):
+    a failed one voids its credit note."""
+    refund = refund_of(obj)
+    if note is None or invoice is None or note.refund is None:
+        return Decision(WebhookOutcome.IGNORED, f"no credit note here has refund {refund.id}",
+                        org_id=org_id)
+    ours = note.refund
+    differs = [f"{name} {theirs!r} (ours {mine!r})" for name, theirs, mine in (
+        ("amount", refund.amount, ours.amount), ("currency", refund.currency, note.currency),
+        ("payment_intent", refund.intent_id, ours.intent_id),
+        ("id", refund.id, ours.stripe_id or refund.id)) if theirs != mine]
+    if differs:
+        return Decision(WebhookOutcome.MISMATCH, (
+            f"refund {refund.id} disagrees with credit note {note.id}: {', '.join(differs)}; "
+            "nothing changed"), org_id=org_id)
+    plan = credit_notes.record_refund(note, invoice, refund, now=now, box=box)
+    status = plan.result.refund.status if plan.result.refund else RefundStatus.PENDING
+    return Decision(WebhookOutcome.PROCESSED, f"credit note {note.id}: refund {status}",
+                    Effect.SETTLE_REFUND, org_id, plan.writes)
+
+
+def refund_of(obj: dict[str, Any]) -> StripeRefund:
+    """The refund in an event; an amount that is not an int becomes -1 (never ours)."""
+    amount = obj.get("amount")
+    intent = obj.get("payment_intent")
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    status = {"pending": RefundStatus.PENDING, "requires_action": RefundStatus.PENDING,
+              "succeeded": RefundStatus.SUCCEEDED, "failed": RefundStatus.FAILED,
+              "canceled": RefundStatus.CANCELED}.get(str(obj.get("status")),
+                                                     RefundStatus.PENDING)
+    reason = obj.get("failure_reason")
+    return StripeRefund(
+        id=str(obj.get("id")), status=status,
+        amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else -1,
+        currency=str(obj.get("currency") or ""),
+        intent_id=intent if isinstance(intent, str) else None,
+        failure_reason=reason[:100] if isinstance(reason, str) else None)
+
+
+def combined(decisions: Sequence[Decision], *, org_id: ObjectId) -> Decision:
+    """One answer for an event of several refunds (their writes already applied): processed if
+    any was, else a mismatch if any disagreed, else ignored."""
+    for outcome in (WebhookOutcome.PROCESSED, WebhookOutcome.MISMATCH):
+        if hit := [d for d in decisions if d.outcome is outcome]:
+            return Decision(outcome, "; ".join(d.detail for d in hit), hit[0].effect, org_id)
+    return Decision(WebhookOutcome.IGNORED, "; ".join(d.detail for d in decisions)
+                    or "no refund of ours in the event", org_id=org_id)
 
 
 def on_customer(org: Org | None, methods: list[PaymentMethod], *, deleted: bool,

@@ -257,6 +257,27 @@ def pay(t: Crash, point: str) -> None:
     check_charged_once(t.b, t.sc)
 
 
+def refund(t: Crash, point: str) -> None:
+    """A paid invoice partly refunded, the process killed after Stripe refunded and before the
+    record: the repeat (same request id, once the lease expired) finds that refund, makes none."""
+    org, inv, _ = t.paying_org()
+    t.pay_after_lease(org, inv)
+    t.crash(point, "credit_note", org=org.id, invoice=inv.id, amount=100, request_id="cn-1",
+            options={"payment_lease_seconds": SHORT_LEASE})
+    (doc,) = t.b.database.credit_notes.find({"org_id": oid(org.id)})
+    assert doc["refund"]["status"] == "pending" and doc["refund"]["stripe_id"] is None
+    time.sleep(SHORT_LEASE)
+    note = t.b.credit_notes.create(org.id, inv.id, amount=100, reason="order_change",
+                                   request_id="cn-1")
+    assert note.id == str(doc["_id"]) and note.refund is not None
+    assert note.refund.status.value == "succeeded"
+    intent = str(note.refund.intent_id)
+    refunds = t.sc.v1.refunds.list(params={"payment_intent": intent}).data
+    assert [r.amount for r in refunds] == [100] and refunds[0].id == note.refund.stripe_id
+    current = t.b.invoices.get(org.id, inv.id)
+    assert current.amount_credited == 100 and current.total == inv.total
+
+
 def webhook(t: Crash, point: str) -> None:
     """payment_method.detached for an active method, the process killed in the transaction;
     Stripe redelivers (a fresh signature) and the effect happens once."""
@@ -340,6 +361,7 @@ SCENARIOS: dict[str, Callable[[Crash, str], None]] = {
     "payments.after_confirm": pay,
     "payments.settle.after_write": pay,
     "webhooks.after_write": webhook,
+    "credit_notes.after_refund": refund,
     "reconcile.release.after_write": reconcile_release,
     "reconcile.retotal.after_write": reconcile_retotal,
     "reconcile.methods.after_stripe": reconcile_methods,

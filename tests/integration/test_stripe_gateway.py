@@ -27,6 +27,7 @@ from billing._async.fake_gateway import AsyncFakeGateway
 from billing._async.stripe_gateway import AsyncStripeGateway
 from billing._sync.fake_gateway import FakeGateway
 from billing._sync.stripe_gateway import StripeGateway
+from billing.domain.models import RefundStatus
 from billing.domain.payments import IntentStatus
 from billing.errors import (
     CardDeclined,
@@ -186,6 +187,37 @@ async def test_confirm_charges_the_amount_once_however_often_it_is_repeated(
     assert again == confirmed and confirmed.failure_code is None
     assert await call(backend.gateway.retrieve_intent(created.id)) == confirmed
     assert await backend.charged(cus) == [1234]
+
+
+async def test_a_refund_of_a_charge_is_listed_by_its_intent_with_our_metadata(
+    backend: Backend,
+) -> None:
+    cus = await customer(backend)
+    method = await attach(backend, "pm_card_visa", cus)
+    created = await intent_for(backend, cus, method.id)
+    await call(backend.gateway.confirm_intent(created.id, idempotency_key="c-1"))
+    assert await call(backend.gateway.list_refunds(created.id)) == []
+
+    refund = await call(backend.gateway.refund(
+        intent_id=created.id, amount=234, metadata={"credit_note_id": "cn-1"},
+        idempotency_key="refund:org-1:cn-1"))
+
+    assert refund.id.startswith("re_") and refund.status is RefundStatus.SUCCEEDED
+    assert (refund.amount, refund.currency, refund.intent_id) == (234, "usd", created.id)
+    assert refund.metadata == {"credit_note_id": "cn-1"}
+    assert await call(backend.gateway.retrieve_refund(refund.id)) == refund
+    assert await call(backend.gateway.list_refunds(created.id)) == [refund]
+
+
+async def test_an_unconfirmed_intent_cannot_be_refunded(backend: Backend) -> None:
+    cus = await customer(backend)
+    method = await attach(backend, "pm_card_chargeCustomerFail", cus)
+    created = await intent_for(backend, cus, method.id)
+    with pytest.raises(CardDeclined):
+        await call(backend.gateway.confirm_intent(created.id, idempotency_key="c-1"))
+    with pytest.raises(PaymentError):
+        await call(backend.gateway.refund(intent_id=created.id, amount=100, metadata={},
+                                          idempotency_key="refund:x"))
 
 
 @pytest.mark.parametrize("method", ["pm_card_visa_chargeDeclined", "card 4000000000000002"])

@@ -78,6 +78,9 @@ OPERATIONS: dict[str, Callable[[Billing, dict[str, Any]], Any]] = {
     "detach": lambda b, a: b.payment_methods.detach(a["org"], a["method"]),
     "pay": lambda b, a: b.invoices.pay(a["org"], a["invoice"]),
     "webhook": _webhook,
+    "credit_note": lambda b, a: b.credit_notes.create(
+        a["org"], a["invoice"], amount=a["amount"], reason="order_change",
+        request_id=a["request_id"]),
     "reconcile": _reconcile,
     "collect": lambda b, a: b.collections.run(apply=True,
                                               lease_seconds=a.get("lease_seconds", 300.0)),

@@ -97,6 +97,7 @@ from billing.plans.reconciliation.payments import (
     mismatched_webhooks,
     unsettled_payments,
 )
+from billing.plans.reconciliation.refunds import credits_off, stuck_refunds
 from billing.plans.reconciliation.repairs import (
     LIVE,
     Adopt,
@@ -108,6 +109,7 @@ from billing.plans.reconciliation.repairs import (
     DetachOrphan,
     FinishAttach,
     FinishDetach,
+    FinishRefund,
     ForgetCustomer,
     MarkGone,
     MethodRepair,
@@ -126,6 +128,7 @@ __all__ = [
     "ResumeDraft",
     "BillLate",
     "SettlePayment",
+    "FinishRefund",
     "ClearDefault",
     "ForgetCustomer",
     "FinishDetach",
@@ -160,6 +163,8 @@ __all__ = [
     "orgless",
     "unsettled_payments",
     "mismatched_webhooks",
+    "stuck_refunds",
+    "credits_off",
     "stripe_id_of",
     "default_finding",
     "customer_gone",

@@ -107,7 +107,15 @@ class DetachOrphan:
     method: ObjectId
 
 
+@dataclass(frozen=True)
+class FinishRefund:
+    """A credit note's refund left pending: made once, or settled from Stripe's state."""
+
+    kind: ClassVar[str] = "finish_refund"
+    credit_note_id: ObjectId
+
+
 BillingRepair = ReleaseLinks | DeleteOrphanItem | Retotal | ResumeDraft | BillLate
 MethodRepair = (ClearDefault | ForgetCustomer | FinishDetach | MarkGone | FinishAttach | Adopt
                 | DeleteExtraCustomer | DetachOrphan)
-Repair = BillingRepair | MethodRepair | SettlePayment
+Repair = BillingRepair | MethodRepair | SettlePayment | FinishRefund
