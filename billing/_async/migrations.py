@@ -33,6 +33,15 @@ async def _confirming_payments(db: Db) -> int:
     return int(result.modified_count)
 
 
+async def _credit_notes(db: Db) -> int:
+    """Version 3: credit notes. `setup` creates the `credit_notes` collection with its unique
+    indexes (one note per org and request id, one per org and number) before migrations run;
+    invoices and orgs written before it read `amount_credited` and `credit_note_seq` as 0, so no
+    document changes. The version is what makes a database without those indexes refuse to
+    run until `setup` has installed them."""
+    return 0
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -44,5 +53,7 @@ MIGRATIONS = (
     Migration(1, "the data contract: collections, validators and indexes", _baseline),
     Migration(2, "payments: pending attempts with an intent become confirming",
               _confirming_payments),
+    Migration(3, "credit notes: the credit_notes collection and its unique indexes",
+              _credit_notes),
 )
 VERSION = MIGRATIONS[-1].version
