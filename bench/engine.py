@@ -13,9 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ class Engine:
     client_bulk_write: bool
     delayed_address: tuple[str, int] | None = None  # where the proxy forwards to
     proxy_port: int | None = None
+    # Another server of the same layout, fresh (None with MONGODB_URI).
+    fresh: Callable[[], AbstractContextManager[Engine]] | None = None
 
     def client(self, listener: monitoring.CommandListener | None = None, *,
                delayed: bool = False) -> MongoClient[Doc]:
@@ -79,8 +82,9 @@ def start(*, in_process: bool = False) -> Iterator[Engine]:
                                       transaction_lifetime_seconds=600)
             server.start()
             try:
-                yield describe(server.uri + "?replicaSet=secantus",
-                               "in the benchmark's process")
+                engine = describe(server.uri + "?replicaSet=secantus", "in the benchmark's process")
+                engine.fresh = partial(start, in_process=True)
+                yield engine
             finally:
                 server.stop()
             return
@@ -91,7 +95,9 @@ def start(*, in_process: bool = False) -> Iterator[Engine]:
         try:
             uri = f"mongodb://127.0.0.1:{port}/?replicaSet=secantus"
             _wait_until_serving(uri, child)
-            yield describe(uri, "in its own process (a client-server layout over loopback)")
+            engine = describe(uri, "in its own process (a client-server layout over loopback)")
+            engine.fresh = partial(start, in_process=False)
+            yield engine
         finally:
             child.terminate()  # by its PID: SIGTERM, and it stops its server
             try:
