@@ -13,10 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,6 @@ class Engine:
     client_bulk_write: bool
     delayed_address: tuple[str, int] | None = None  # where the proxy forwards to
     proxy_port: int | None = None
-    # Another server of the same layout, fresh (None with MONGODB_URI).
-    fresh: Callable[[], AbstractContextManager[Engine]] | None = None
 
     def client(self, listener: monitoring.CommandListener | None = None, *,
                delayed: bool = False) -> MongoClient[Doc]:
@@ -82,9 +79,8 @@ def start(*, in_process: bool = False) -> Iterator[Engine]:
                                       transaction_lifetime_seconds=600)
             server.start()
             try:
-                engine = describe(server.uri + "?replicaSet=secantus", "in the benchmark's process")
-                engine.fresh = partial(start, in_process=True)
-                yield engine
+                yield describe(server.uri + "?replicaSet=secantus",
+                               "in the benchmark's process")
             finally:
                 server.stop()
             return
@@ -95,9 +91,7 @@ def start(*, in_process: bool = False) -> Iterator[Engine]:
         try:
             uri = f"mongodb://127.0.0.1:{port}/?replicaSet=secantus"
             _wait_until_serving(uri, child)
-            engine = describe(uri, "in its own process (a client-server layout over loopback)")
-            engine.fresh = partial(start, in_process=False)
-            yield engine
+            yield describe(uri, "in its own process (a client-server layout over loopback)")
         finally:
             child.terminate()  # by its PID: SIGTERM, and it stops its server
             try:

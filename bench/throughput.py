@@ -2,9 +2,7 @@
 
 Sync is the invoice run operators use (`invoices.run_period`, one org at a time); async is
 `AsyncBilling` with a pool of concurrent tasks over the same orgs. Each runs on its own freshly
-seeded database, and on a server of its own when the benchmark started the server: SecantusDB
-slows down after a run's writes and its database's drop, so the second run on one server paid
-for the first. Listing the orgs is counted as part of the run in both. A run that outlasts the
+seeded database; listing the orgs is counted as part of the run in both. A run that outlasts the
 budget is cut after the org in progress, and the row says how many were invoiced.
 """
 
@@ -12,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from bench import seed
 from bench.cases import MAX_DOCS_PER_TRANSACTION, Bench, CheckFailed
@@ -43,16 +39,16 @@ def run(bench: Bench) -> Table:
     table = Table(2, "Invoice run throughput", HEADERS)
     for label, runner in [("sync, run_period", _sync),
                           (f"async, {bench.sizes.concurrency} tasks", _async)]:
-        with _server_of_its_own(bench) as own, own.database("runs") as db_name:
-            seeder = own.engine.client()
+        with bench.database("runs") as db_name:
+            seeder = bench.engine.client()
             with seeder:
                 seeding = Billing(seeder, database=db_name)
                 seeding.setup()
-                own.log(f"case 2: seeding {own.sizes.run_orgs:,} orgs for {label}")
+                bench.log(f"case 2: seeding {bench.sizes.run_orgs:,} orgs for {label}")
                 expected = seed.orgs_with_conversations(
-                    seeding, own.sizes.run_orgs, own.sizes.run_conversations, own.period)
-            own.log(f"case 2: {label}")
-            outcome, tally = runner(own, db_name)
+                    seeding, bench.sizes.run_orgs, bench.sizes.run_conversations, bench.period)
+            bench.log(f"case 2: {label}")
+            outcome, tally = runner(bench, db_name)
         if not outcome.cut and outcome.total != expected:
             raise CheckFailed(f"{label}: invoiced {outcome.total}, expected {expected}")
         table.rows.append(_row(bench, label, outcome, tally))
@@ -65,8 +61,7 @@ def run(bench: Bench) -> Table:
     if len(rates) == 2:
         table.notes.append(f"Goal, async at least matches sync: "
                            f"{'met' if rates[1] >= rates[0] else 'NOT met'} ({rates[1]:.1f} "
-                           f"against {rates[0]:.1f} invoices/s, on {bench.engine.name}"
-                           f"{', each run on a server of its own' if bench.engine.fresh else ''}).")
+                           f"against {rates[0]:.1f} invoices/s, on {bench.engine.name}).")
     if bench.engine.name.startswith("SecantusDB"):
         table.notes.append(
             "On SecantusDB the tasks' transactions queue rather than overlap: its transaction "
@@ -75,16 +70,6 @@ def run(bench: Bench) -> Table:
             "and sleep in page reads while other transactions are open. Async can at best match "
             "sync here, by overlapping the client's share of each invoice with the server's.")
     return table
-
-
-@contextmanager
-def _server_of_its_own(bench: Bench) -> Iterator[Bench]:
-    """`bench` on a fresh server of the same layout, or as it is with MONGODB_URI."""
-    if bench.engine.fresh is None:
-        yield bench
-        return
-    with bench.engine.fresh() as engine:
-        yield replace(bench, engine=engine)
 
 
 def _row(bench: Bench, label: str, o: RunOutcome, tally: Tally) -> list[str]:
