@@ -56,6 +56,7 @@ class Subject:
     client: MongoClient[dict[str, Any]]
     ours: Billing
     naive_db: str
+    floor_db: str  # conversations indexed as billing's: the floor's writes and the reads alone
 
     def measure(self, n: int, reps: int) -> Measured:
         period = self.bench.period
@@ -67,9 +68,9 @@ class Subject:
         for rep in range(reps):
             org_id, expected = seed.org_with_conversations(self.seeding, n, period)
             naive_org, floor_org, reads_org = ObjectId(), ObjectId(), ObjectId()
-            for other in (naive_org, floor_org, reads_org):
-                seed.insert(self.seeder[self.naive_db].conversations,
-                            seed.conversations(other, n, period))
+            for other, db in ((naive_org, self.naive_db), (floor_org, self.floor_db),
+                              (reads_org, self.floor_db)):
+                seed.insert(self.seeder[db].conversations, seed.conversations(other, n, period))
             calls = {"ours": partial(self._ours, org_id), "naive": partial(self._naive, naive_org),
                      "floor": partial(self._floor, floor_org, n, expected)}
             if "floor" in who_runs:
@@ -101,7 +102,7 @@ class Subject:
     def _reads(self, org_id: ObjectId) -> float:
         """The two reads of conversations a one-chunk invoice makes (the chunk, which pricing
         needs, then the malformed ones), on their own; returns when the first one ended."""
-        period, db = self.bench.period, self.client[self.naive_db]
+        period, db = self.bench.period, self.client[self.floor_db]
         window = queries.Window.of(period, None)
         db.conversations.aggregate(queries.chunk_read(
             org_id, period, window, limit=MAX_DOCS_PER_TRANSACTION)).to_list()
@@ -112,7 +113,7 @@ class Subject:
 
     def _floor(self, org_id: ObjectId, n: int, expected: int) -> int:
         """The floor prices nothing: it stands for the expected total when it marked all n."""
-        marked = floor.write_invoice(self.client, self.naive_db, org_id, self.bench.period)
+        marked = floor.write_invoice(self.client, self.floor_db, org_id, self.bench.period)
         return expected if marked == n else -marked
 
     def _naive(self, org_id: ObjectId) -> int:
@@ -136,17 +137,20 @@ def run(bench: Bench) -> Table:
     with ExitStack() as stack:
         ours_db = stack.enter_context(bench.database("creation"))
         naive_db = stack.enter_context(bench.database("creation_naive"))
+        floor_db = stack.enter_context(bench.database("creation_floor"))
         seeder = stack.enter_context(bench.engine.client())
         seeding = Billing(seeder, database=ours_db)
         seeding.setup()
         naive.setup(seeder[naive_db])
+        floor.setup(seeder[floor_db])
         subjects = []
         for is_delayed in delayed:
             client = stack.enter_context(bench.engine.client(counter, delayed=is_delayed))
             ours = Billing(client, database=ours_db,
                            max_docs_per_transaction=MAX_DOCS_PER_TRANSACTION)
             ours.setup()  # checks the server once per instance: that `hello` is not counted
-            subjects.append(Subject(bench, counter, seeder, seeding, client, ours, naive_db))
+            subjects.append(Subject(bench, counter, seeder, seeding, client, ours, naive_db,
+                                    floor_db))
             subjects[-1].measure(10, 1)  # warm-up (connections, caches): discarded
         _goals(bench, _sizes(bench, subjects, table), table)
     return table

@@ -218,18 +218,21 @@ def usage_and_malformed(org_id: ObjectId, period: Period, start: datetime, end: 
     conversations that ended in [start, end), what `malformed_read` returns (`n`, `keys`).
     `$cond` evaluates only the branch it picks, so a malformed one is never given to `$subtract`.
     """
-    good = WELL_FORMED["$expr"]
     duration = {"$subtract": ["$ended_at", "$started_at"]}
     # An array of end times is kept whatever it holds: `$match` ranges match any element, so
     # the marking filter excludes such conversations by id wherever they are.
     within = {"$or": [{"$eq": [{"$type": "$ended_at"}, "array"]}, {"$and": [
         {"$gte": ["$ended_at", start]}, {"$lt": ["$ended_at", end]}]}]}
-    bad = {"$and": [{"$not": [good]}, within]}
+    bad = {"$and": [{"$not": ["$ok"]}, within]}
     return [
         {"$match": unbilled(org_id, period)},
+        # WELL_FORMED once per conversation, as `ok`: SecantusDB evaluates each use of an
+        # expression anew, and this pass reads every conversation of the period.
+        {"$project": {"started_at": 1, "ended_at": 1, "ok": WELL_FORMED["$expr"]}},
         {"$group": {
-            "_id": None, "used": {"$sum": {"$cond": [good, 1, 0]}},
-            "minutes": {"$sum": {"$cond": [good, {"$ceil": {"$divide": [duration, 60_000]}}, 0]}},
+            "_id": None, "used": {"$sum": {"$cond": ["$ok", 1, 0]}},
+            "minutes": {"$sum": {"$cond": [
+                "$ok", {"$ceil": {"$divide": [duration, 60_000]}}, 0]}},
             "n": {"$sum": {"$cond": [bad, 1, 0]}},
             "keys": {"$push": {"$cond": [bad, {"i": "$_id", "e": "$ended_at"}, None]}}}},
         {"$project": {"used": 1, "minutes": 1, "n": 1, "keys": {"$slice": [
