@@ -29,8 +29,8 @@ from billing.adapters import documents, ids
 from billing.domain.models import CreditNote, CreditNoteStatus, RefundStatus
 from billing.domain.payments import StripeRefund
 from billing.errors import BillingError, NotFound, PaymentProviderUnavailable
+from billing.plans import Plan, require_org
 from billing.plans import credit_notes as plans
-from billing.plans import require_org
 
 
 class CreditNotes:
@@ -65,16 +65,7 @@ class CreditNotes:
         token = secrets.token_hex(8)
 
         def work(txn: Transaction) -> CreditNote:
-            org_doc = org_doc_in(txn, oid)
-            org = require_org(org_doc, oid)
-            invoice = read_invoice(txn, oid, iid)
-            existing = credit_note_of_request(txn, oid, req.request_id)
-            notes = credit_notes_of_invoice(txn, oid, iid)
-            payments = [documents.payment(d) for d in payment_docs_of_invoice(txn, oid, iid)]
-            plan = plans.create(org, invoice, existing, notes, payments, req, now=self._ctx.now(),
-                                lease_seconds=self._ctx.payment_lease_seconds, token=token,
-                                box=self._ctx.outbox(org_doc),
-                                can_refund=self._ctx.gateway_or_none is not None)
+            plan = self._plan(txn, oid, iid, req, token)
             txn.write(plan.writes)
             return plan.result
 
@@ -85,6 +76,37 @@ class CreditNotes:
             return note
         fresh = note.refund.lease is not None and note.refund.lease.token == token
         return self._finish(oid, note, token if fresh else None)
+
+    def preview(
+        self, org_id: Any, invoice_id: Any, *, reason: Any, request_id: Any,
+        amount: Any = None, lines: Any = None, memo: Any = None, refund: Any = None,
+    ) -> CreditNote:
+        """The credit note `create` with these arguments would issue now (its number, amount,
+        settlement and refund), decided by the same rule from the same reads, with nothing
+        written and nothing sent to Stripe; the one already issued for `request_id`, if any.
+        Raises what `create` raises before it writes. What a dry run shows."""
+        oid = ids.object_id(org_id, name="org_id")
+        iid = ids.object_id(invoice_id, name="invoice_id")
+        req = plans.request(request_id=request_id, reason=reason, amount=amount, lines=lines,
+                            memo=memo, refund=refund)
+
+        def read(txn: Transaction) -> CreditNote:
+            return (self._plan(txn, oid, iid, req, "")).result
+
+        return self._ctx.uow.run(read)
+
+    def _plan(self, txn: Transaction, oid: ObjectId, iid: ObjectId,
+                    req: plans.CreditRequest, token: str) -> Plan[CreditNote]:
+        org_doc = org_doc_in(txn, oid)
+        org = require_org(org_doc, oid)
+        invoice = read_invoice(txn, oid, iid)
+        existing = credit_note_of_request(txn, oid, req.request_id)
+        notes = credit_notes_of_invoice(txn, oid, iid)
+        payments = [documents.payment(d) for d in payment_docs_of_invoice(txn, oid, iid)]
+        return plans.create(org, invoice, existing, notes, payments, req, now=self._ctx.now(),
+                            lease_seconds=self._ctx.payment_lease_seconds, token=token,
+                            box=self._ctx.outbox(org_doc),
+                            can_refund=self._ctx.gateway_or_none is not None)
 
     def finish_refund(self, org_id: Any, credit_note_id: Any) -> CreditNote:
         """Finish a credit note's refund left pending (a crash, a lost answer, a refund Stripe

@@ -2,13 +2,17 @@
 
     0  OK                  invoice run: every org invoiced (now or by an earlier run), or nothing
                            to bill. reconcile: nothing wrong, or every finding repaired. invoice
-                           bill-late: nothing late, or --apply billed it. invoice show: shown
+                           bill-late: nothing late, or --apply billed it. invoice show: shown.
+                           credit-note create: the credit note shown (dry run) or issued
     1  ORGS_FAILED         invoice run: some orgs failed; the output names them and why. Rerunning
                            is safe: orgs already invoiced are not billed twice. reconcile: findings
                            remain (a dry run found some; with --apply, a repair failed or a finding
                            is for a person: result failed or reported). setup --check: the schema
                            differs from this version's data contract. invoice bill-late (dry
-                           run): conversations are late; --apply bills them
+                           run): conversations are late; --apply bills them. credit-note
+                           create: refused by the invoice's state (it would credit more than
+                           is left, a draft or void invoice, a payment in flight), or Stripe
+                           refused the refund (the credit note is void)
     2  USAGE               the arguments are wrong: unknown option, malformed or open period,
                            malformed id or shard, unknown --check or --org, no such invoice for
                            invoice show (any `InvalidInput` or `NotFound`)

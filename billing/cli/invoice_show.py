@@ -1,8 +1,9 @@
 """`billing invoice show ORG INVOICE [--json]`: one invoice, as on-call reads it.
 
-The invoice's header (number, status, period, supplement, totals, amount paid and due), its line
-items and its payment attempts (status, amount, Stripe intent, failure code). Amounts are shown
-in major units with the currency; --json prints one document with amounts in minor units.
+The invoice's header (number, status, period, supplement, totals, amounts credited, paid and
+due), its line items, its payment attempts (status, amount, Stripe intent, failure code) and its
+credit notes (number, amount, reason, settlement, refund). Amounts are shown in major units with
+the currency; --json prints one document with amounts in minor units.
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ from billing.adapters import ids
 from billing.cli import connect, exit_codes, invoice_run, invoice_run_table, signals
 from billing.cli.money import format_money
 from billing.cli.output import emit_json, table
-from billing.domain.models import Invoice, InvoiceStatus, Payment
+from billing.domain.models import CreditNote, Invoice, Payment
 from billing.domain.periods import Period
 
 
 def add_parser(actions: Any, *, parents: list[argparse.ArgumentParser]) -> None:
     """`show` under `actions` (the subparsers of `invoice`)."""
     show = actions.add_parser(
-        "show", help="print one invoice: header, line items, payment attempts", parents=parents,
+        "show", help="print one invoice: header, line items, payments, credit notes",
+        parents=parents,
         description=" ".join((__doc__ or "").split("\n\n")[1].split()),
     )
     show.add_argument("org", metavar="ORG", help="the org (24-hex id)")
     show.add_argument("invoice", metavar="INVOICE", help="the invoice (24-hex id)")
     show.add_argument("--json", action="store_true",
-                      help="print one JSON document (invoice, payments, exit_code) on stdout")
+                      help="print one JSON document (invoice, payments, credit_notes, "
+                           "exit_code) on stdout")
     show.set_defaults(handler=main)
 
 
@@ -42,33 +45,30 @@ def main(args: argparse.Namespace) -> int:
     with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
         invoice = billing.invoices.get(org_id, invoice_id)
         payments = billing.invoices.payment_attempts(org_id, invoice_id)
+        notes = billing.credit_notes.list(org_id, invoice_id)
         name = None if args.json else invoice_run_table.names_of(billing, [org_id]).get(org_id)
         # Shown before the embedded database (if any) takes its seconds to stop.
         signals.outcome_shown()
         if args.json:
-            emit_json({**as_json(invoice, payments), "exit_code": exit_codes.OK}, sys.stdout)
+            emit_json({**as_json(invoice, payments, notes), "exit_code": exit_codes.OK},
+                      sys.stdout)
         else:
-            print(render(invoice, payments, org_name=name), flush=True)
+            print(render(invoice, payments, notes, org_name=name), flush=True)
         return exit_codes.OK
 
 
-def amount_due(invoice: Invoice) -> int:
-    """What the org still owes on the invoice: nothing once it is void."""
-    if invoice.status is InvoiceStatus.VOID:
-        return 0
-    return max(0, invoice.total - invoice.amount_paid)
-
-
-def as_json(invoice: Invoice, payments: Sequence[Payment]) -> dict[str, Any]:
+def as_json(invoice: Invoice, payments: Sequence[Payment], notes: Sequence[CreditNote]
+            ) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(invoice.model_dump_json(exclude={"payment_lease"}))
-    shown = {"invoice": {**doc, "amount_due": amount_due(invoice),
-                         "period": Period(invoice.period_start, invoice.period_end).label},
-             "payments": [json.loads(p.model_dump_json()) for p in payments]}
-    # Credit notes issued against the invoice go next to its payments, as `credit_notes`.
-    return shown
+    return {"invoice": {**doc, "amount_due": invoice.amount_due,
+                        "period": Period(invoice.period_start, invoice.period_end).label},
+            "payments": [json.loads(p.model_dump_json()) for p in payments],
+            "credit_notes": [json.loads(n.model_dump_json(exclude={"refund": {"lease"}}))
+                             for n in notes]}
 
 
-def render(invoice: Invoice, payments: Sequence[Payment], *, org_name: str | None) -> str:
+def render(invoice: Invoice, payments: Sequence[Payment], notes: Sequence[CreditNote], *,
+           org_name: str | None) -> str:
     """The header, then one table per section; a section with nothing in it says so."""
     sections = [
         _header(invoice, org_name),
@@ -81,7 +81,13 @@ def render(invoice: Invoice, payments: Sequence[Payment], *, org_name: str | Non
                  [[str(p.attempt), p.status.value, format_money(p.amount, p.currency),
                    p.intent_id or "-", p.failure_code or "-", _when(p.created_at)]
                   for p in payments], right=(0, 2)),
-        # Credit notes issued against the invoice are listed here, after its payments.
+        _section("Credit notes", ["number", "status", "amount", "reason", "settlement",
+                                  "refund", "created"],
+                 [[n.display_number, n.status.value, format_money(n.amount, n.currency),
+                   n.reason.value, n.settlement.value,
+                   "-" if n.refund is None else f"{n.refund.status.value} "
+                   f"{n.refund.stripe_id or '(not yet in Stripe)'}", _when(n.created_at)]
+                  for n in notes], right=(2,)),
     ]
     return "\n\n".join(sections)
 
@@ -103,9 +109,10 @@ def _header(invoice: Invoice, org_name: str | None) -> str:
             if invoice.skipped_malformed else "")),
         ("subtotal", format_money(invoice.subtotal, money)),
         ("total", format_money(invoice.total, money)),
+        ("credited", format_money(invoice.amount_credited, money)),
         ("amount paid", format_money(invoice.amount_paid, money)
          + (f" on {_when(invoice.paid_at)}" if invoice.paid_at else "")),
-        ("amount due", format_money(amount_due(invoice), money)),
+        ("amount due", format_money(invoice.amount_due, money)),
     ]
     width = max(len(label) for label, _ in rows)
     return "\n".join([f"Invoice {number} ({invoice.status.value})",

@@ -7,6 +7,7 @@ from typing import NoReturn
 
 from billing.cli import (
     collect,
+    credit_note_create,
     demo,
     events,
     exit_codes,
@@ -53,6 +54,7 @@ def build() -> argparse.ArgumentParser:
     invoice_show.add_parser(actions, parents=[common])
     invoice_bill_late.add_parser(actions, parents=[common])
     reconcile.add_parser(commands, parents=[common])
+    credit_note_create.add_parser(commands, parents=[common])
     collect.add_parser(commands, parents=[common])
     events.add_parser(commands, parents=[common])
     return parser

@@ -132,7 +132,10 @@ class Invoice(_Model):
 
     @property
     def amount_due(self) -> int:
-        """What a payment still has to collect: total less credits and payments."""
+        """What a payment still has to collect: total less credits and payments; nothing once
+        the invoice is void."""
+        if self.status is InvoiceStatus.VOID:
+            return 0
         return max(0, self.total - self.amount_credited - self.amount_paid)
 
     def item(self, kind: LineItemKind) -> LineItem | None:

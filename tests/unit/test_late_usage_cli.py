@@ -43,9 +43,10 @@ def test_invoice_show_renders_money_in_major_units_and_what_is_due() -> None:
     inv = invoice(org(), status=InvoiceStatus.OPEN).model_copy(
         update={"total": 1234, "subtotal": 1234, "amount_paid": 234, "number": 7})
 
-    text = invoice_show.render(inv, [], org_name="Acme")
+    text = invoice_show.render(inv, [], [], org_name="Acme")
 
     assert text.startswith("Invoice 000007 (open)")
     assert "12.34 USD" in text and "10.00 USD" in text and "Payment attempts: none" in text
-    assert invoice_show.amount_due(inv) == 1000
-    assert invoice_show.amount_due(inv.model_copy(update={"status": InvoiceStatus.VOID})) == 0
+    assert "Credit notes: none" in text
+    assert inv.amount_due == 1000
+    assert inv.model_copy(update={"status": InvoiceStatus.VOID}).amount_due == 0
