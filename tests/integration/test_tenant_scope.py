@@ -1,10 +1,11 @@
 """Every command billing sends to a collection of tenant data names the org it acts for.
 
 A listener records every command of a workload that touches each service (invoices, line items,
-payments, payment methods, conversations, webhooks, events, invoice runs, reconciliation and
-collection); each read, write and pipeline on a tenant collection must carry `org_id` in its
-filter (or its first `$match`), and each inserted document its `org_id`. The repositories are the
-one door to the database; this test is what makes "scoped by org" more than a convention there.
+payments, payment methods, conversations, credit notes, webhooks, events, invoice runs,
+reconciliation and collection); each read, write and pipeline on a tenant collection must carry
+`org_id` in its filter (or its first `$match`), and each inserted document its `org_id`. The
+repositories are the one door to the database; this test is what makes "scoped by org" more than
+a convention there.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.support.rejected_webhooks import event_body, signed
 pytestmark = pytest.mark.integration
 
 TENANT = {schema.CONVERSATIONS, schema.INVOICES, schema.LINE_ITEMS, schema.PAYMENTS,
-          schema.PAYMENT_METHODS, schema.EVENTS}
+          schema.PAYMENT_METHODS, schema.EVENTS, schema.CREDIT_NOTES}
 # Reads that cross orgs by design, each with the reason.
 ACROSS_ORGS = {
     # Reconciliation's dangling-link check: is a linked line item missing in *every* org? A
@@ -113,7 +114,12 @@ def test_every_command_on_tenant_data_names_its_org(
         b.line_items.remove(a.org, a.draft, a.manual_item)
         b.payment_methods.list(a.org)
         b.payment_methods.set_default(a.org, a.method)
+        b.credit_notes.create(a.org, a.open_invoice, amount=10, reason="order_change",
+                              request_id="cn-a")
         b.invoices.pay(a.org, a.open_invoice)
+        b.credit_notes.create(other.org, other.open_invoice, amount=10, reason="duplicate",
+                              request_id="cn-b")  # paid: refunded through Stripe
+        b.credit_notes.list(a.org)
         b.invoices.void(other.org, other.draft)
         b.events.poll(a.org, after=0)
         # A webhook for a payment, and one for a method.
