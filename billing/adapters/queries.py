@@ -139,10 +139,15 @@ BROKEN_CONTRACT: Doc = {"$or": [
 ]}
 
 # `org_id` values that name no org and that an index range can find: strings (e.g. an org's id
-# written as hex), numbers, null or no field at all. Type-bracketed ranges, so on the index.
+# written as hex), numbers, NaN, null or no field at all. Each range is closed within its type:
+# MongoDB brackets `$gte: ""` to strings by itself, but SecantusDB walks on to the index's end
+# (every ObjectId key), so the upper bound keeps both engines to the type's own keys. NaN sorts
+# below every number and equals only itself; an `$or` of the two would not use the index here.
+LAST_STRING = "\U0010ffff" * 16  # above any string an org id could be written as
 ORGLESS: tuple[tuple[str, Doc], ...] = (
-    ("a string", {"org_id": {"$gte": ""}}),
-    ("a number", {"org_id": {"$gte": float("-inf")}}),
+    ("a string", {"org_id": {"$gte": "", "$lte": LAST_STRING}}),
+    ("a number", {"org_id": {"$gte": float("-inf"), "$lte": float("inf")}}),
+    ("NaN", {"org_id": float("nan")}),
     ("null or missing", {"org_id": None}),
 )
 

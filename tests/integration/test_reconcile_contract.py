@@ -310,6 +310,28 @@ def test_links_and_org_ids_that_break_the_contract_are_reported(billing: Billing
     assert untold(after) == untold({k: v for k, v in before.items()
                                     if k != "reconciliation_runs"})
 
+def test_every_kind_of_org_id_that_names_no_org_is_reported(billing: Billing) -> None:
+    """Each kind is its own bounded index range: a value at either end of its type's range
+    is found, and the org's own conversations (ObjectIds, after every string) are not."""
+    db = billing.database
+    org = new_org(billing, "real")
+    seed_conversations(db, org.id, 2)
+    values: list[Any] = ["", "zz", "\U0010ffff" * 3, -float("inf"), -5, 0, 2.5, 10**18,
+                         float("inf"), float("nan"), None]
+    odd = [{"_id": ObjectId(), "org_id": value, "started_at": OCT[0],
+            "ended_at": OCT[0] + timedelta(seconds=10), "line_item_id": None}
+           for value in values]
+    odd.append({"_id": ObjectId(), "started_at": OCT[0], "ended_at": OCT[0], "line_item_id": None})
+    db.conversations.insert_many(odd)
+
+    report = billing.reconciliation.run(checks=["malformed"])
+
+    orgless = [f for f in report.findings if f.org_id == "-"]
+    assert sorted(f.count for f in orgless) == [1, 2, 3, 6]  # NaN; null/missing; strings; numbers
+    assert sorted(i for f in orgless for i in f.ids) == sorted(str(d["_id"]) for d in odd)
+    assert results(report, Check.MALFORMED) == [("-", "found", n) for n in (1, 2, 3, 6)]
+
+
 
 # ---- a bounded run that cannot finish leaves nothing to wedge a retry ---------------------------
 
