@@ -146,10 +146,14 @@ class Invoices:
             if not checked and snap is not None and invoice_plans.more_chunks(
                     snap, period, limit):
                 # More chunks follow: an overflow found in one of them would leave a draft that
-                # every retry fails on, so the whole period is bounded before the first commits.
-                used = read_period_usage(txn, snap, org_id, period)
-                invoice_plans.require_fits(snap, used, org_id=org_id, period=period,
-                                           supplement=supplement)
+                # every retry fails on, so the whole period is bounded before the first commits:
+                # by the cheap bound, or where that cannot tell, by the exact usage.
+                # (A snapshot read in one aggregate, on mongod, has no bound: exact usage.)
+                bounded = invoice_plans.usage_bound(snap["bound"]) if "bound" in snap else None
+                if bounded is None or not invoice_plans.fits(snap, bounded, org_id=org_id):
+                    used = read_period_usage(txn, org_id, period)
+                    invoice_plans.require_fits(snap, used, org_id=org_id, period=period,
+                                               supplement=supplement)
             plan = invoice_plans.bill_chunk(
                 snap, org_id=org_id, period=period, supplement=supplement,
                 limit=self._ctx.max_docs_per_transaction, finalize=finalize, now=self._ctx.now(),

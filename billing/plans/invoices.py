@@ -131,18 +131,34 @@ def more_chunks(snap: Doc, period: Period, limit: int) -> bool:
     return window.more_after(period, snap["chunk"], limit)
 
 
-def require_fits(snap: Doc | None, used: Doc | None, *, org_id: ObjectId, period: Period,
-                 supplement: int) -> None:
-    """InvalidMoney when the period's invoice (its draft, if any, plus every unbilled
-    conversation `used` counts) would total more than MongoDB can store. Checked before a run of
-    several chunks commits its first one: an overflow found in a later chunk would leave a draft
-    that every retry fails on."""
+def usage_bound(bound: Doc | None) -> Doc | None:
+    """An upper bound of the period's usage from one cheap pass (`queries.usage_bound`): every
+    unbilled conversation counted, each as long as the period's earliest start to its latest
+    end. None when that pass cannot bound it (a start that is not a date sorts below every
+    date, so `lo` is not one): the exact usage must be read instead. `bound` None: the pass
+    found no unbilled conversation."""
+    if bound is None:
+        return {"n": 0, "minutes": 0}
+    lo, hi = bound.get("lo"), bound.get("hi")
+    if not isinstance(lo, datetime) or not isinstance(hi, datetime):
+        return None
+    longest = max(0, -(-((hi - lo) // timedelta(milliseconds=1)) // 60_000))
+    return {"n": bound["n"], "minutes": bound["n"] * longest}
+
+
+def fits(snap: Doc | None, used: Doc | None, *, org_id: ObjectId) -> bool:
+    """Whether the period's invoice (its draft, if any, plus what `used` counts) stays within
+    the largest storable amount."""
+    return _projected(snap, used, org_id=org_id) <= money.MAX_AMOUNT
+
+
+def _projected(snap: Doc | None, used: Doc | None, *, org_id: ObjectId) -> int:
     org = require_org(snap, org_id)
     assert snap is not None
     old = documents.invoice(snap["invoice"][0], snap["invoice"][0]["items"]) if snap["invoice"] \
         else None
     if used is None or (old is not None and old.status is not InvoiceStatus.DRAFT):
-        return
+        return 0
     count, minutes = int(used["n"]), int(used["minutes"])
     total = old.subtotal if old is not None else 0
     for kind, added, price in ((LineItemKind.CONVERSATIONS, count, org.prices.per_conversation),
@@ -152,8 +168,23 @@ def require_fits(snap: Doc | None, used: Doc | None, *, org_id: ObjectId, period
             total += item.unit_amount * added
         else:
             total += price * added
+    return total
+
+
+def require_fits(snap: Doc | None, used: Doc | None, *, org_id: ObjectId, period: Period,
+                 supplement: int) -> None:
+    """InvalidMoney when the period's invoice (its draft, if any, plus every unbilled
+    conversation `used` counts exactly) would total more than MongoDB can store. Checked before
+    a run of several chunks commits its first one: an overflow found in a later chunk would
+    leave a draft that every retry fails on."""
+    total = _projected(snap, used, org_id=org_id)
     if total <= money.MAX_AMOUNT:
         return
+    assert snap is not None and used is not None
+    org = require_org(snap, org_id)
+    old = documents.invoice(snap["invoice"][0], snap["invoice"][0]["items"]) if snap["invoice"] \
+        else None
+    count, minutes = int(used["n"]), int(used["minutes"])
     what = "invoice" if supplement == 0 else f"supplementary invoice {supplement}"
     fix = (f"its draft {old.id} is unchanged and keeps its prices: check the conversations' "
            "times, or void the draft (the conversations on it are then written off)"

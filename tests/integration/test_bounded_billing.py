@@ -138,8 +138,9 @@ class Commands(monitoring.CommandListener):
 def test_every_chunk_transaction_sends_the_same_commands_the_first_one_included(
     mongo_uri: str, db_name: str
 ) -> None:
-    """Three reads (org and invoice; the chunk; the malformed ones, with the period's usage in
-    the first transaction), one write, the commit: the same count for every chunk."""
+    """Three reads (org and invoice; the chunk; the malformed ones, with a bound of the
+    period's usage in the first transaction), one write, the commit: the same count for every
+    chunk."""
     listener = Commands()
     watched: MongoClient[dict[str, Any]] = MongoClient(
         mongo_uri, tz_aware=True, event_listeners=[listener])

@@ -382,6 +382,55 @@ async def test_async_an_overflow_in_a_later_chunk_is_refused_before_the_first_on
     assert await b.database.conversations.count_documents({"line_item_id": None}) == 3
 
 
+def test_a_bound_that_cannot_rule_out_an_overflow_is_checked_exactly(
+    client: Any, db_name: str
+) -> None:
+    """The first chunk of several bounds the period's usage by its earliest start and latest
+    end; where that bound would overflow but the real usage fits, the invoice is billed."""
+    b = Billing(client, database=db_name, max_docs_per_transaction=2)
+    b.setup()
+    price = MAX_AMOUNT // 1000
+    org = b.orgs.create(name="spread", currency="usd", per_conversation=1,
+                        per_started_minute=price)
+    days = (0, 15, 30)  # a minute each, a month apart: bound 3 x 43,201 minutes, exact 3
+    b.database.conversations.insert_many([
+        {"org_id": oid(org.id), "started_at": OCT[0] + timedelta(days=d),
+         "ended_at": OCT[0] + timedelta(days=d, seconds=60), "line_item_id": None}
+        for d in days])
+
+    invoice = b.invoices.create_for_period(org.id, *OCT)
+
+    assert (invoice.status.value, invoice.conversations, invoice.total) == (
+        "open", 3, 3 + 3 * price)
+
+
+async def test_async_a_start_that_is_not_a_date_falls_back_to_the_exact_usage(
+    async_client: Any, db_name: str
+) -> None:
+    """A malformed start (a string sorts below every date) leaves the bound unusable: the
+    exact usage still refuses an overflow before anything commits, and bills what fits."""
+    b = AsyncBilling(async_client, database=db_name, max_docs_per_transaction=2)
+    await b.setup()
+    dear = await b.orgs.create(name="dear", currency="usd", per_conversation=0,
+                               per_started_minute=MAX_AMOUNT // 5 + 1)
+    cheap = await b.orgs.create(name="cheap", currency="usd", per_conversation=5,
+                                per_started_minute=1)
+    for org in (dear, cheap):
+        await b.database.conversations.insert_many([
+            *({"org_id": oid(org.id), "started_at": OCT[0] + timedelta(hours=i),
+               "ended_at": OCT[0] + timedelta(hours=i, seconds=90), "line_item_id": None}
+              for i in range(3)),
+            {"org_id": oid(org.id), "started_at": "2026-10-02", "line_item_id": None,
+             "ended_at": OCT[0] + timedelta(days=2)}])
+
+    with pytest.raises(InvalidMoney, match="nothing was written"):
+        await b.invoices.create_for_period(dear.id, *OCT)
+    invoice = await b.invoices.create_for_period(cheap.id, *OCT)
+
+    assert await b.database.invoices.count_documents({"org_id": oid(dear.id)}) == 0
+    assert (invoice.conversations, invoice.total, invoice.skipped_malformed) == (3, 3 * 5 + 6, 1)
+
+
 def test_a_currency_change_mid_run_can_be_finished_as_its_message_says(
     client: Any, db_name: str
 ) -> None:

@@ -452,3 +452,28 @@ def test_conversation_plan_is_idempotent_per_external_id() -> None:
 def test_require_invoice_reports_a_missing_invoice() -> None:
     with pytest.raises(InvoiceNotFound):
         require_invoice(None, ObjectId(), ObjectId())
+
+
+# ---- the overflow check's cheap bound ----------------------------------------------------------
+
+spans = st.lists(st.tuples(st.integers(0, 40 * 86_400_000), st.integers(0, 3 * 86_400_000)),
+                 min_size=1, max_size=30)
+
+
+@given(spans)
+def test_the_usage_bound_is_never_below_the_exact_usage(raw: list[tuple[int, int]]) -> None:
+    base = datetime(2026, 10, 1)
+    convs = [(base + timedelta(milliseconds=s), base + timedelta(milliseconds=s + d))
+             for s, d in raw]
+    bound = invoice_plans.usage_bound({"n": len(convs), "lo": min(s for s, _ in convs),
+                                       "hi": max(e for _, e in convs)})
+    assert bound is not None
+    assert bound["n"] == len(convs)
+    assert bound["minutes"] >= sum(started_minutes(s, e) for s, e in convs)
+
+
+def test_a_usage_bound_is_refused_when_a_start_is_not_a_date() -> None:
+    end = datetime(2026, 10, 2)
+    assert invoice_plans.usage_bound({"n": 2, "lo": "2026-10-01", "hi": end}) is None
+    assert invoice_plans.usage_bound({"n": 2, "lo": None, "hi": end}) is None
+    assert invoice_plans.usage_bound(None) == {"n": 0, "minutes": 0}

@@ -27,8 +27,8 @@ def read_billing_snapshot(txn: Transaction, org_id: ObjectId, period: Period, *,
                                 supplement: int, limit: int, bound: bool) -> Doc | None:
     """The org with its invoice for the period (and line items), the next chunk of unbilled
     conversations and the malformed ones (as `plans.invoices.bill_chunk` reads them); None
-    without the org. With `bound`, the whole period's usage too (as `usage`) where it costs no
-    command of its own.
+    without the org. With `bound` and more chunks to follow, an upper bound of the whole
+    period's usage too (as `bound`, see `plans.invoices.usage_bound`).
 
     Where joined reads are cheap (mongod) this is one aggregate; otherwise (SecantusDB reads
     the whole foreign collection for a `$lookup` with a pipeline) three, each on its index,
@@ -46,9 +46,8 @@ def read_billing_snapshot(txn: Transaction, org_id: ObjectId, period: Period, *,
 def _read_chunk(txn: Transaction, snap: Doc, org_id: ObjectId, period: Period,
                       limit: int, *, bound: bool) -> None:
     """The next chunk from where the draft's run stopped, then the malformed conversations
-    up to the chunk's end (the whole period's on the last chunk), into `snap`. With `bound`
-    and more chunks to follow, that second read also sums the whole period's usage (as
-    `usage`), so the overflow check costs no command of its own."""
+    up to the chunk's end (the whole period's on the last chunk), into `snap`; with `bound`
+    and more chunks to follow, the bound of the period's usage."""
     draft = snap["invoice"][0] if snap["invoice"] else None
     resume = documents.invoice(draft).resume_after if draft is not None else None
     window = snap["window"] = queries.Window.of(period, resume)
@@ -56,21 +55,20 @@ def _read_chunk(txn: Transaction, snap: Doc, org_id: ObjectId, period: Period,
         org_id, period, window, limit=limit))
     span = snap["malformed_range"] = window.malformed_range(period, snap["chunk"], limit)
     if bound and window.more_after(period, snap["chunk"], limit):
-        snap["usage"] = txn.aggregate(schema.CONVERSATIONS, queries.usage_and_malformed(
+        both = txn.aggregate_one(schema.CONVERSATIONS, queries.malformed_and_bound(
             org_id, period, *span))
-        snap["malformed"] = [u for u in snap["usage"] if u["n"]]
+        assert both is not None  # $facet returns one document
+        snap["malformed"] = both["malformed"]
+        snap["bound"] = both["bound"][0] if both["bound"] else None
     else:
         snap["malformed"] = txn.aggregate(schema.CONVERSATIONS, queries.malformed_read(
             org_id, period, *span))
 
 
-def read_period_usage(txn: Transaction, snap: Doc, org_id: ObjectId,
-                            period: Period) -> Doc | None:
+def read_period_usage(txn: Transaction, org_id: ObjectId, period: Period
+                            ) -> Doc | None:
     """The period's well-formed unbilled conversations counted (`n`) with their started
-    minutes: from the snapshot when it summed them (`usage`), else one aggregate."""
-    if "usage" in snap:
-        usage = snap["usage"]
-        return {"n": usage[0]["used"], "minutes": usage[0]["minutes"]} if usage else None
+    minutes, exactly."""
     return txn.aggregate_one(schema.CONVERSATIONS, queries.period_usage(org_id, period))
 
 
