@@ -196,6 +196,27 @@ def test_bad_input_is_refused_and_writes_nothing(d: Driver) -> None:
     assert dump(d.db) == before
 
 
+def test_a_preview_writes_nothing_and_names_the_note_its_request_id_issued(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    call = {"amount": 100, "reason": REASON, "request_id": "cn-1"}
+    before = dump(d.db)
+
+    preview = d("credit_notes.preview", org.id, inv.id, **call)
+
+    assert preview.existing_id is None and dump(d.db) == before
+    assert (preview.credit_note.number, preview.credit_note.amount) == (1, 100)
+    assert preview.invoice == d("invoices.get", org.id, inv.id)
+    note = d("credit_notes.create", org.id, inv.id, **call)
+    assert note.id != preview.credit_note.id  # a preview's id is never stored
+
+    again = d("credit_notes.preview", org.id, inv.id, **call)
+
+    assert again.existing_id == note.id and again.credit_note == note
+    assert (again.invoice.amount_credited, again.invoice.amount_due) == (100, 130)
+    other = d("credit_notes.preview", org.id, inv.id, **{**call, "request_id": "cn-2"})
+    assert other.existing_id is None and other.credit_note.number == 2
+
+
 def test_a_payment_in_flight_refuses_a_credit(d: Driver) -> None:
     org, inv = open_invoice(d, token="pm_bank_debit")
     with pytest.raises(PaymentInProgress):
