@@ -62,6 +62,20 @@ def paid_invoice(d: Driver, *, token: str = "pm_card_visa") -> tuple[Any, Any]:
     return org, d("invoices.get", org.id, inv.id)
 
 
+def pending_refund(d: Driver) -> tuple[Any, Any, Any]:
+    """An invoice paid by bank debit (processing, then succeeded) and a credit note of 80 on it
+    whose refund Stripe is still processing."""
+    org, inv = open_invoice(d, token="pm_bank_debit")
+    with pytest.raises(PaymentInProgress):
+        d("invoices.pay", org.id, inv.id)
+    (intent_id,) = d.fake.intents
+    d.fake.settle_processing(intent_id, succeeded=True)
+    d("invoices.settle_payment", org.id, inv.id)
+    note = d("credit_notes.create", org.id, inv.id, amount=80, reason=REASON, request_id="cn-1")
+    assert note.refund is not None and note.refund.status is RefundStatus.PENDING
+    return org, inv, note
+
+
 def stored(d: Driver, inv: Any) -> dict[str, Any]:
     doc = d.db.invoices.find_one({"_id": ObjectId(inv.id)})
     assert doc is not None
@@ -319,14 +333,7 @@ def test_a_refused_refund_voids_the_credit_note(d: Driver) -> None:
 
 
 def test_a_pending_refund_settles_later(d: Driver) -> None:
-    org, inv = open_invoice(d, token="pm_bank_debit")
-    with pytest.raises(PaymentInProgress):
-        d("invoices.pay", org.id, inv.id)
-    (intent_id,) = d.fake.intents
-    d.fake.settle_processing(intent_id, succeeded=True)
-    d("invoices.settle_payment", org.id, inv.id)
-    note = d("credit_notes.create", org.id, inv.id, amount=80, reason=REASON, request_id="cn-1")
-    assert note.refund is not None and note.refund.status is RefundStatus.PENDING
+    org, inv, note = pending_refund(d)
     assert note.refund.stripe_id is not None and note.refund.lease is None
     assert d("credit_notes.finish_refund", org.id, note.id).refund.status is \
         RefundStatus.PENDING
@@ -392,18 +399,6 @@ def as_stripe_sends(d: Driver, refund_id: str, **changes: Any) -> dict[str, Any]
     return {"id": r.id, "object": "refund", "amount": r.amount, "currency": r.currency,
             "payment_intent": r.intent_id, "status": r.status.value, "metadata": r.metadata,
             **changes}
-
-
-def pending_refund(d: Driver) -> tuple[Any, Any, Any]:
-    org, inv = open_invoice(d, token="pm_bank_debit")
-    with pytest.raises(PaymentInProgress):
-        d("invoices.pay", org.id, inv.id)
-    (intent_id,) = d.fake.intents
-    d.fake.settle_processing(intent_id, succeeded=True)
-    d("invoices.settle_payment", org.id, inv.id)
-    note = d("credit_notes.create", org.id, inv.id, amount=80, reason=REASON, request_id="cn-1")
-    assert note.refund is not None and note.refund.status is RefundStatus.PENDING
-    return org, inv, note
 
 
 def test_refund_webhooks_settle_our_refund_once(d: Driver) -> None:
