@@ -65,6 +65,7 @@ from billing.errors import (
     WebhookRejected,
 )
 from billing.invoice_runs import Outcome, RunSummary
+from billing.plans.credit_notes import CreditNotePreview
 from billing.plans.webhooks import WebhookOutcome, WebhookResult
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "Conversation",
     "CreditExceedsTotal",
     "CreditNote",
+    "CreditNotePreview",
     "CreditNoteStatus",
     "CreditReason",
     "CurrencyMismatch",

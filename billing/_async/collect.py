@@ -13,9 +13,9 @@ from typing import Any
 
 from bson import ObjectId
 
+from billing._async.org_scan import orgs_of_run
 from billing._async.payments import AsyncPayments
 from billing._async.repositories.invoices import open_invoices_of_org
-from billing._async.repositories.org_pages import count_orgs_in_scope, orgs_in_id_order
 from billing._async.repositories.orgs import org_exists
 from billing._async.repositories.payments import attempts_per_invoice
 from billing._async.repositories.run_audits import record_collection_run
@@ -35,7 +35,7 @@ from billing.errors import (
     PaymentRequiresAction,
 )
 from billing.plans import collections as plan
-from billing.reconcile_findings import in_shard, lease_seconds_of, shard_of
+from billing.reconcile_findings import lease_seconds_of, shard_of
 
 
 class AsyncCollections:
@@ -86,15 +86,8 @@ class AsyncCollections:
 
     async def _scan(self, report: CollectionReport, oid: ObjectId | None,
                     progress: Progress | None, lease: AsyncRunLease | None) -> None:
-        direct = self._ctx.uow.direct
-        total = await count_orgs_in_scope(direct, oid)
-        done = 0
-        async for doc in orgs_in_id_order(direct, oid):
-            done += 1
-            if not in_shard(doc["_id"], report.shard):
-                continue
-            if lease is not None:
-                await lease.renew()
+        orgs = orgs_of_run(self._ctx.uow.direct, oid, report.shard, lease)
+        async for done, total, doc in orgs:
             items = await self._org(report, doc)
             report.items += items
             report.orgs_scanned += 1

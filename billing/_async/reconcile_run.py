@@ -1,8 +1,8 @@
 """The reconciliation run: scan org by org, repair with --apply, hold the shard's lease, audit.
 
-Detection streams orgs a page at a time by `_id` (repositories/org_pages.py, shared with
-collect) and queries one org at a time on its indexes, so client memory depends on the largest
-org, not on the data size. What each check finds and repairs is decided in
+Detection streams orgs a page at a time by `_id` (org_scan.py, shared with collect) and
+queries one org at a time on its indexes, so client memory depends on the largest org, not on
+the data size. What each check finds and repairs is decided in
 billing/plans/reconciliation. Each repair is its own transaction (or bounded invoice run)
 and idempotent; the lease only keeps two runs from doing the same work at once, correctness
 never depends on it.
@@ -20,11 +20,12 @@ from bson import ObjectId
 
 from billing._async.credit_notes import AsyncCreditNotes
 from billing._async.invoices import AsyncInvoices
+from billing._async.org_scan import orgs_of_run
 from billing._async.reconcile_invoice_checks import AsyncBillingChecks
 from billing._async.reconcile_payment_checks import AsyncPaymentChecks
 from billing._async.reconcile_payment_method_checks import AsyncMethodChecks
 from billing._async.reconcile_refund_checks import AsyncRefundChecks
-from billing._async.repositories.org_pages import count_orgs_in_scope, orgs_in_id_order
+from billing._async.repositories.org_pages import count_orgs_in_scope
 from billing._async.repositories.orgs import org_exists, org_in_txn
 from billing._async.repositories.payment_methods import org_has_methods
 from billing._async.repositories.run_audits import (
@@ -51,7 +52,6 @@ from billing.reconcile_findings import (
     Finding,
     OrgScan,
     ReconcileReport,
-    in_shard,
     lease_seconds_of,
     shard_of,
 )
@@ -138,13 +138,7 @@ class AsyncReconciler:
         if oid is not None and total == 0:  # a deleted org: only its payment methods remain
             await self._settle(report, await self._methods.orphans(only=oid))
             return
-        done = 0
-        async for doc in orgs_in_id_order(direct, oid):
-            done += 1
-            if not in_shard(doc["_id"], report.shard):
-                continue
-            if lease is not None:
-                await lease.renew()
+        async for done, _, doc in orgs_of_run(direct, oid, report.shard, lease, total=total):
             scan = await self._org(report, doc, stale_before)
             report.orgs_scanned += 1
             if progress is not None:

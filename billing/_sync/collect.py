@@ -14,9 +14,9 @@ from typing import Any
 
 from bson import ObjectId
 
+from billing._sync.org_scan import orgs_of_run
 from billing._sync.payments import Payments
 from billing._sync.repositories.invoices import open_invoices_of_org
-from billing._sync.repositories.org_pages import count_orgs_in_scope, orgs_in_id_order
 from billing._sync.repositories.orgs import org_exists
 from billing._sync.repositories.payments import attempts_per_invoice
 from billing._sync.repositories.run_audits import record_collection_run
@@ -36,7 +36,7 @@ from billing.errors import (
     PaymentRequiresAction,
 )
 from billing.plans import collections as plan
-from billing.reconcile_findings import in_shard, lease_seconds_of, shard_of
+from billing.reconcile_findings import lease_seconds_of, shard_of
 
 
 class Collections:
@@ -87,15 +87,8 @@ class Collections:
 
     def _scan(self, report: CollectionReport, oid: ObjectId | None,
                     progress: Progress | None, lease: RunLease | None) -> None:
-        direct = self._ctx.uow.direct
-        total = count_orgs_in_scope(direct, oid)
-        done = 0
-        for doc in orgs_in_id_order(direct, oid):
-            done += 1
-            if not in_shard(doc["_id"], report.shard):
-                continue
-            if lease is not None:
-                lease.renew()
+        orgs = orgs_of_run(self._ctx.uow.direct, oid, report.shard, lease)
+        for done, total, doc in orgs:
             items = self._org(report, doc)
             report.items += items
             report.orgs_scanned += 1

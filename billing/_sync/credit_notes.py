@@ -9,7 +9,7 @@ the one that records Stripe's answer.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson import ObjectId
 
@@ -26,7 +26,14 @@ from billing._sync.repositories.payments import payment_docs_of_invoice
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids
-from billing.domain.models import CreditNote, CreditNoteStatus, RefundStatus
+from billing.domain.models import (
+    CreditNote,
+    CreditNoteStatus,
+    Invoice,
+    Org,
+    Payment,
+    RefundStatus,
+)
 from billing.domain.payments import StripeRefund
 from billing.errors import BillingError, NotFound, PaymentProviderUnavailable
 from billing.plans import Plan, require_org
@@ -65,7 +72,7 @@ class CreditNotes:
         token = secrets.token_hex(8)
 
         def work(txn: Transaction) -> CreditNote:
-            plan = self._plan(txn, oid, iid, req, token)
+            plan = self._plan(self._read(txn, oid, iid, req), req, token)
             txn.write(plan.writes)
             return plan.result
 
@@ -80,32 +87,40 @@ class CreditNotes:
     def preview(
         self, org_id: Any, invoice_id: Any, *, reason: Any, request_id: Any,
         amount: Any = None, lines: Any = None, memo: Any = None, refund: Any = None,
-    ) -> CreditNote:
+    ) -> plans.CreditNotePreview:
         """The credit note `create` with these arguments would issue now (its number, amount,
         settlement and refund), decided by the same rule from the same reads, with nothing
-        written and nothing sent to Stripe; the one already issued for `request_id`, if any.
+        written and nothing sent to Stripe; the one already issued for `request_id`, if any
+        (`existing_id` then names it). With the invoice as read, before this credit note.
         Raises what `create` raises before it writes. What a dry run shows."""
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
         req = plans.request(request_id=request_id, reason=reason, amount=amount, lines=lines,
                             memo=memo, refund=refund)
 
-        def read(txn: Transaction) -> CreditNote:
-            return (self._plan(txn, oid, iid, req, "")).result
+        def read(txn: Transaction) -> plans.CreditNotePreview:
+            reads = self._read(txn, oid, iid, req)
+            note = self._plan(reads, req, "").result
+            return plans.CreditNotePreview(
+                note, reads.invoice, None if reads.existing is None else reads.existing.id)
 
         return self._ctx.uow.run(read)
 
-    def _plan(self, txn: Transaction, oid: ObjectId, iid: ObjectId,
-                    req: plans.CreditRequest, token: str) -> Plan[CreditNote]:
+    def _read(self, txn: Transaction, oid: ObjectId, iid: ObjectId,
+                    req: plans.CreditRequest) -> _Reads:
         org_doc = org_doc_in(txn, oid)
-        org = require_org(org_doc, oid)
+        org = require_org(org_doc, oid)  # OrgNotFound before InvoiceNotFound
         invoice = read_invoice(txn, oid, iid)
         existing = credit_note_of_request(txn, oid, req.request_id)
         notes = credit_notes_of_invoice(txn, oid, iid)
         payments = [documents.payment(d) for d in payment_docs_of_invoice(txn, oid, iid)]
-        return plans.create(org, invoice, existing, notes, payments, req, now=self._ctx.now(),
+        return _Reads(org_doc, org, invoice, existing, notes, payments)
+
+    def _plan(self, reads: _Reads, req: plans.CreditRequest, token: str) -> Plan[CreditNote]:
+        return plans.create(reads.org, reads.invoice, reads.existing, reads.notes,
+                            reads.payments, req, now=self._ctx.now(),
                             lease_seconds=self._ctx.payment_lease_seconds, token=token,
-                            box=self._ctx.outbox(org_doc),
+                            box=self._ctx.outbox(reads.org_doc),
                             can_refund=self._ctx.gateway_or_none is not None)
 
     def finish_refund(self, org_id: Any, credit_note_id: Any) -> CreditNote:
@@ -218,6 +233,17 @@ class CreditNotes:
             return plan.result
 
         return self._ctx.uow.run(work)
+
+
+class _Reads(NamedTuple):
+    """What deciding a credit note reads, in one transaction."""
+
+    org_doc: documents.Doc | None
+    org: Org
+    invoice: Invoice
+    existing: CreditNote | None  # made by the request id
+    notes: list[CreditNote]  # of the invoice
+    payments: list[Payment]  # of the invoice
 
 
 def _unknown(note: CreditNote) -> PaymentProviderUnavailable:

@@ -1,9 +1,9 @@
 # Generated from billing/_async by tools/synchro.py: do not edit.
 """The reconciliation run: scan org by org, repair with --apply, hold the shard's lease, audit.
 
-Detection streams orgs a page at a time by `_id` (repositories/org_pages.py, shared with
-collect) and queries one org at a time on its indexes, so client memory depends on the largest
-org, not on the data size. What each check finds and repairs is decided in
+Detection streams orgs a page at a time by `_id` (org_scan.py, shared with collect) and
+queries one org at a time on its indexes, so client memory depends on the largest org, not on
+the data size. What each check finds and repairs is decided in
 billing/plans/reconciliation. Each repair is its own transaction (or bounded invoice run)
 and idempotent; the lease only keeps two runs from doing the same work at once, correctness
 never depends on it.
@@ -21,11 +21,12 @@ from bson import ObjectId
 
 from billing._sync.credit_notes import CreditNotes
 from billing._sync.invoices import Invoices
+from billing._sync.org_scan import orgs_of_run
 from billing._sync.reconcile_invoice_checks import BillingChecks
 from billing._sync.reconcile_payment_checks import PaymentChecks
 from billing._sync.reconcile_payment_method_checks import MethodChecks
 from billing._sync.reconcile_refund_checks import RefundChecks
-from billing._sync.repositories.org_pages import count_orgs_in_scope, orgs_in_id_order
+from billing._sync.repositories.org_pages import count_orgs_in_scope
 from billing._sync.repositories.orgs import org_exists, org_in_txn
 from billing._sync.repositories.payment_methods import org_has_methods
 from billing._sync.repositories.run_audits import (
@@ -52,7 +53,6 @@ from billing.reconcile_findings import (
     Finding,
     OrgScan,
     ReconcileReport,
-    in_shard,
     lease_seconds_of,
     shard_of,
 )
@@ -139,13 +139,7 @@ class Reconciler:
         if oid is not None and total == 0:  # a deleted org: only its payment methods remain
             self._settle(report, self._methods.orphans(only=oid))
             return
-        done = 0
-        for doc in orgs_in_id_order(direct, oid):
-            done += 1
-            if not in_shard(doc["_id"], report.shard):
-                continue
-            if lease is not None:
-                lease.renew()
+        for done, _, doc in orgs_of_run(direct, oid, report.shard, lease, total=total):
             scan = self._org(report, doc, stale_before)
             report.orgs_scanned += 1
             if progress is not None:

@@ -120,9 +120,8 @@ def _run(billing: Billing, org_id: str, invoice_id: str, kwargs: dict[str, Any],
     if apply:
         note = billing.credit_notes.create(org_id, invoice_id, **kwargs)
         return note, billing.invoices.get(org_id, invoice_id), True
-    note = billing.credit_notes.preview(org_id, invoice_id, **kwargs)
-    issued = any(n.id == note.id for n in billing.credit_notes.list(org_id, invoice_id))
-    return note, billing.invoices.get(org_id, invoice_id), issued
+    preview = billing.credit_notes.preview(org_id, invoice_id, **kwargs)
+    return preview.credit_note, preview.invoice, preview.existing_id is not None
 
 
 def render(note: CreditNote, invoice: Invoice, *, applied: bool, issued: bool) -> str:

@@ -76,6 +76,17 @@ class CreditRequest:
     refund: bool | None  # None: by the invoice's status
 
 
+@dataclass(frozen=True)
+class CreditNotePreview:
+    """What `credit_notes.preview` shows: the credit note `create` would return now, the
+    invoice as read before it, and `existing_id`: the credit note already issued for the
+    request id (then `credit_note` is that one), None when `create` would issue a new one."""
+
+    credit_note: CreditNote
+    invoice: Invoice
+    existing_id: str | None
+
+
 def request(*, request_id: Any, reason: Any, amount: Any, lines: Any, memo: Any,
             refund: Any) -> CreditRequest:
     """Validate the arguments (InvalidInput, InvalidMoney); reads nothing."""

@@ -62,6 +62,20 @@ def paid_invoice(d: Driver, *, token: str = "pm_card_visa") -> tuple[Any, Any]:
     return org, d("invoices.get", org.id, inv.id)
 
 
+def pending_refund(d: Driver) -> tuple[Any, Any, Any]:
+    """An invoice paid by bank debit (processing, then succeeded) and a credit note of 80 on it
+    whose refund Stripe is still processing."""
+    org, inv = open_invoice(d, token="pm_bank_debit")
+    with pytest.raises(PaymentInProgress):
+        d("invoices.pay", org.id, inv.id)
+    (intent_id,) = d.fake.intents
+    d.fake.settle_processing(intent_id, succeeded=True)
+    d("invoices.settle_payment", org.id, inv.id)
+    note = d("credit_notes.create", org.id, inv.id, amount=80, reason=REASON, request_id="cn-1")
+    assert note.refund is not None and note.refund.status is RefundStatus.PENDING
+    return org, inv, note
+
+
 def stored(d: Driver, inv: Any) -> dict[str, Any]:
     doc = d.db.invoices.find_one({"_id": ObjectId(inv.id)})
     assert doc is not None
@@ -196,6 +210,27 @@ def test_bad_input_is_refused_and_writes_nothing(d: Driver) -> None:
     assert dump(d.db) == before
 
 
+def test_a_preview_writes_nothing_and_names_the_note_its_request_id_issued(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    call = {"amount": 100, "reason": REASON, "request_id": "cn-1"}
+    before = dump(d.db)
+
+    preview = d("credit_notes.preview", org.id, inv.id, **call)
+
+    assert preview.existing_id is None and dump(d.db) == before
+    assert (preview.credit_note.number, preview.credit_note.amount) == (1, 100)
+    assert preview.invoice == d("invoices.get", org.id, inv.id)
+    note = d("credit_notes.create", org.id, inv.id, **call)
+    assert note.id != preview.credit_note.id  # a preview's id is never stored
+
+    again = d("credit_notes.preview", org.id, inv.id, **call)
+
+    assert again.existing_id == note.id and again.credit_note == note
+    assert (again.invoice.amount_credited, again.invoice.amount_due) == (100, 130)
+    other = d("credit_notes.preview", org.id, inv.id, **{**call, "request_id": "cn-2"})
+    assert other.existing_id is None and other.credit_note.number == 2
+
+
 def test_a_payment_in_flight_refuses_a_credit(d: Driver) -> None:
     org, inv = open_invoice(d, token="pm_bank_debit")
     with pytest.raises(PaymentInProgress):
@@ -298,14 +333,7 @@ def test_a_refused_refund_voids_the_credit_note(d: Driver) -> None:
 
 
 def test_a_pending_refund_settles_later(d: Driver) -> None:
-    org, inv = open_invoice(d, token="pm_bank_debit")
-    with pytest.raises(PaymentInProgress):
-        d("invoices.pay", org.id, inv.id)
-    (intent_id,) = d.fake.intents
-    d.fake.settle_processing(intent_id, succeeded=True)
-    d("invoices.settle_payment", org.id, inv.id)
-    note = d("credit_notes.create", org.id, inv.id, amount=80, reason=REASON, request_id="cn-1")
-    assert note.refund is not None and note.refund.status is RefundStatus.PENDING
+    org, inv, note = pending_refund(d)
     assert note.refund.stripe_id is not None and note.refund.lease is None
     assert d("credit_notes.finish_refund", org.id, note.id).refund.status is \
         RefundStatus.PENDING
@@ -371,18 +399,6 @@ def as_stripe_sends(d: Driver, refund_id: str, **changes: Any) -> dict[str, Any]
     return {"id": r.id, "object": "refund", "amount": r.amount, "currency": r.currency,
             "payment_intent": r.intent_id, "status": r.status.value, "metadata": r.metadata,
             **changes}
-
-
-def pending_refund(d: Driver) -> tuple[Any, Any, Any]:
-    org, inv = open_invoice(d, token="pm_bank_debit")
-    with pytest.raises(PaymentInProgress):
-        d("invoices.pay", org.id, inv.id)
-    (intent_id,) = d.fake.intents
-    d.fake.settle_processing(intent_id, succeeded=True)
-    d("invoices.settle_payment", org.id, inv.id)
-    note = d("credit_notes.create", org.id, inv.id, amount=80, reason=REASON, request_id="cn-1")
-    assert note.refund is not None and note.refund.status is RefundStatus.PENDING
-    return org, inv, note
 
 
 def test_refund_webhooks_settle_our_refund_once(d: Driver) -> None:

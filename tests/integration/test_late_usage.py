@@ -3,7 +3,7 @@ period's draft or a supplementary invoice, never onto the finalised invoice (syn
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,8 +11,6 @@ import pytest
 from bson import ObjectId
 
 from billing import (
-    AsyncBilling,
-    Billing,
     BillingError,
     InvalidInput,
     InvalidPeriod,
@@ -24,9 +22,9 @@ from billing import (
     PeriodNotClosed,
 )
 from tests.support.billing_data import NOV, OCT, dump, expected_total, seed_conversations
-from tests.support.drivers import Driver
+from tests.support.drivers import FLAVOURS, NOW, Clock, Driver
 from tests.support.invariants import check_billed_once, check_totals_and_links
-from tests.support.racing import as_tasks, in_threads
+from tests.support.racing import Raced, as_tasks, in_threads
 
 pytestmark = pytest.mark.integration
 
@@ -180,8 +178,24 @@ def test_bad_input_gets_a_typed_error_and_writes_nothing(d: Driver) -> None:
         assert dump(d.db) == before, label
 
 
-def racers(b: Billing, org_id: str, n: int) -> list[Callable[[], Invoice]]:
-    return [lambda: b.invoices.bill_late_usage(org_id, OCTOBER)] * n
+@pytest.fixture(params=FLAVOURS)
+def chunked(request: pytest.FixtureRequest, mongo_uri: str, db_name: str) -> Iterator[Driver]:
+    """A driver of each flavour billing at most 4 conversations per transaction, so racing
+    calls interleave chunk by chunk."""
+    driver = Driver(request.param, mongo_uri, db_name, clock=Clock(NOW),
+                    max_docs_per_transaction=4, transaction_retry_seconds=60)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+def race(d: Driver, org_id: str, n: int) -> Raced[Invoice]:
+    """n calls of `bill_late_usage` at once: threads (sync), or tasks on the driver's loop."""
+    calls = [lambda: d.b.invoices.bill_late_usage(org_id, OCTOBER)] * n
+    if d.loop is None:
+        return in_threads(calls)
+    return d.loop.run_until_complete(as_tasks(calls))
 
 
 def check_raced(db: Any, results: list[Invoice], errors: list[BaseException],
@@ -198,35 +212,16 @@ def check_raced(db: Any, results: list[Invoice], errors: list[BaseException],
     check_billed_once(db)
 
 
-def test_racing_threads_bill_each_late_conversation_once(client: Any, db_name: str) -> None:
-    b = Billing(client, database=db_name, max_docs_per_transaction=4,
-                transaction_retry_seconds=60)
-    b.setup()
-    org = b.orgs.create(name="Acme", currency="usd", per_conversation=50, per_started_minute=10)
-    seed_conversations(b.database, org.id, 3)
-    b.invoices.create_for_period(org.id, *OCT)
-    docs = seed_conversations(b.database, org.id, 11, start=OCT[0] + timedelta(hours=10))
+def test_racing_calls_bill_each_late_conversation_once(chunked: Driver) -> None:
+    d = chunked
+    org = acme(d)
+    seed_conversations(d.db, org.id, 3)
+    d("invoices.create_for_period", org.id, *OCT)
+    docs = seed_conversations(d.db, org.id, 11, start=OCT[0] + timedelta(hours=10))
 
-    raced = in_threads(racers(b, org.id, 6))
+    raced = race(d, org.id, 6)
 
-    check_raced(b.database, raced.results, raced.errors, docs, org.id)
-
-
-async def test_racing_tasks_bill_each_late_conversation_once(
-    client: Any, async_client: Any, db_name: str
-) -> None:
-    b = Billing(client, database=db_name, transaction_retry_seconds=60)
-    ab = AsyncBilling(async_client, database=db_name, max_docs_per_transaction=4,
-                      transaction_retry_seconds=60)
-    b.setup()
-    org = b.orgs.create(name="Acme", currency="usd", per_conversation=50, per_started_minute=10)
-    seed_conversations(b.database, org.id, 3)
-    b.invoices.create_for_period(org.id, *OCT)
-    docs = seed_conversations(b.database, org.id, 11, start=OCT[0] + timedelta(hours=10))
-
-    raced = await as_tasks([lambda: ab.invoices.bill_late_usage(org.id, OCTOBER)] * 6)
-
-    check_raced(b.database, raced.results, raced.errors, docs, org.id)
+    check_raced(d.db, raced.results, raced.errors, docs, org.id)
 
 
 def test_payment_attempts_are_read_per_invoice_and_tenant(d: Driver) -> None:
