@@ -217,22 +217,16 @@ def period_usage(org_id: ObjectId, period: Period) -> list[Doc]:
     ]
 
 
-def malformed_and_bound(org_id: ObjectId, period: Period, start: datetime, end: datetime
-                        ) -> list[Doc]:
-    """One pass over the period's unbilled conversations: what `malformed_read` returns for
-    [start, end) (as `malformed`), and their count with the earliest start (`lo`) and latest
-    end (`hi`) among them (as `bound`): what `plans.invoices.usage_bound` bounds the usage by.
+def usage_bound(org_id: ObjectId, period: Period) -> list[Doc]:
+    """The period's unbilled conversations counted, with the earliest start (`lo`) and the
+    latest end (`hi`) among them: what `plans.invoices.usage_bound` bounds the usage by.
     Counting and min/max only, no expression per conversation: a third of the cost of summing
     each one's minutes."""
-    return [
-        {"$match": unbilled(org_id, period)},
-        {"$facet": {
-            "malformed": [{"$match": {"ended_at": {"$gte": start, "$lt": end}}},
-                          *malformed_read(org_id, period, start, end)[1:]],
-            "bound": [{"$group": {"_id": None, "n": {"$sum": 1}, "lo": {"$min": "$started_at"},
-                                  "hi": {"$max": "$ended_at"}}}],
-        }},
-    ]
+    return [{"$match": unbilled(org_id, period)}, {"$group": BOUND_GROUP}]
+
+
+BOUND_GROUP: Doc = {"_id": None, "n": {"$sum": 1}, "lo": {"$min": "$started_at"},
+                    "hi": {"$max": "$ended_at"}}
 
 
 def billing_snapshot(org_id: ObjectId, period: Period, *, supplement: int, limit: int) -> list[Doc]:
@@ -260,6 +254,52 @@ def snapshot_conversations(org_id: ObjectId, period: Period, *, limit: int
     ones of the period."""
     return {"chunk": chunk_read(org_id, period, Window.of(period, None), limit=limit),
             "malformed": malformed_read(org_id, period, period.start, period.end)}
+
+
+def chunk_facet(org_id: ObjectId, period: Period, window: Window, *, limit: int,
+                bound: bool) -> list[Doc]:
+    """A chunk's one read of conversations, for engines that read each conversation of an index
+    range before `$limit` applies (SecantusDB): one pass, well-formedness evaluated once per
+    conversation, returning as facets the next `limit + 1` well-formed ones in the window in
+    index order (`chunk`), the malformed ones (`malformed`: `n` and the first MAX_EXCLUDED
+    `keys`, see `malformed_within`) and with `bound` the `usage_bound` group (`bound`).
+
+    The pass covers the window, or the whole period when the window reaches its end (so the
+    malformed ones of the whole period are counted on the last chunk)."""
+    start = period.start if window.end == period.end else window.start
+    after = after_key(*window.after) if window.after is not None else {}
+    facets: Doc = {
+        "chunk": [{"$match": {"ok": True, "ended_at": {"$gte": window.start, "$lt": window.end},
+                              **after}},
+                  {"$limit": limit + 1},
+                  {"$project": {"started_at": 1, "ended_at": 1}}],
+        "malformed": [{"$match": {"ok": False}},
+                      {"$group": {"_id": None, "n": {"$sum": 1},
+                                  "keys": {"$push": {"i": "$_id", "e": "$ended_at"}}}},
+                      {"$project": {"n": 1, "keys": {"$slice": ["$keys", MAX_EXCLUDED]}}}],
+    }
+    if bound:
+        facets["bound"] = [{"$group": BOUND_GROUP}]
+    return [
+        {"$match": unbilled_between(org_id, period, start, window.end)},
+        {"$sort": {"ended_at": 1, "_id": 1}},  # the index's order, before anything is computed
+        {"$project": {"started_at": 1, "ended_at": 1, "ok": WELL_FORMED["$expr"]}},
+        {"$facet": facets},
+    ]
+
+
+def malformed_within(found: list[Doc], start: datetime, end: datetime) -> list[Doc] | None:
+    """Of the malformed conversations `chunk_facet` found, those that ended in [start, end),
+    shaped as `malformed_read` returns them; an end that is not one date (an array of them)
+    counts as within, as the marking filter excludes it wherever it is. None when the facet
+    kept only some of their keys: the caller reads the range instead."""
+    if not found:
+        return []
+    keys = found[0]["keys"]
+    if len(keys) < found[0]["n"]:
+        return None
+    within = [k for k in keys if not isinstance(k.get("e"), datetime) or start <= k["e"] < end]
+    return [{"_id": None, "n": len(within), "keys": within}] if within else []
 
 
 def chunk_read(org_id: ObjectId, period: Period, window: Window, *, limit: int) -> list[Doc]:

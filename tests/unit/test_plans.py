@@ -477,3 +477,16 @@ def test_a_usage_bound_is_refused_when_a_start_is_not_a_date() -> None:
     assert invoice_plans.usage_bound({"n": 2, "lo": "2026-10-01", "hi": end}) is None
     assert invoice_plans.usage_bound({"n": 2, "lo": None, "hi": end}) is None
     assert invoice_plans.usage_bound(None) == {"n": 0, "minutes": 0}
+
+
+def test_malformed_ones_within_a_range_are_kept_only_when_every_key_was() -> None:
+    from billing.adapters import queries
+
+    day = [datetime(2026, 10, d) for d in (1, 2, 3, 4)]
+    keys = [{"i": n, "e": e} for n, e in enumerate(day)] + [{"i": 9, "e": [day[0], day[3]]}]
+    found = [{"_id": None, "n": len(keys), "keys": keys}]
+    within = queries.malformed_within(found, day[1], day[3])
+    assert within is not None and within[0]["n"] == 3  # days 2 and 3, and the array of ends
+    assert [k["i"] for k in within[0]["keys"]] == [1, 2, 9]
+    assert queries.malformed_within([], day[0], day[3]) == []
+    assert queries.malformed_within([{"n": 6, "keys": keys}], day[0], day[3]) is None

@@ -45,24 +45,30 @@ def read_billing_snapshot(txn: Transaction, org_id: ObjectId, period: Period, *,
 
 def _read_chunk(txn: Transaction, snap: Doc, org_id: ObjectId, period: Period,
                       limit: int, *, bound: bool) -> None:
-    """The next chunk from where the draft's run stopped, then the malformed conversations
-    up to the chunk's end (the whole period's on the last chunk), into `snap`; with `bound`
-    and more chunks to follow, the bound of the period's usage."""
+    """The next chunk from where the draft's run stopped and the malformed conversations up to
+    the chunk's end (the whole period's on the last chunk), into `snap`, in one read; with
+    `bound` and more chunks to follow, the bound of the period's usage, in the same read when
+    it covers the whole period (a run's first chunk)."""
     draft = snap["invoice"][0] if snap["invoice"] else None
     resume = documents.invoice(draft).resume_after if draft is not None else None
     window = snap["window"] = queries.Window.of(period, resume)
-    snap["chunk"] = txn.aggregate(schema.CONVERSATIONS, queries.chunk_read(
-        org_id, period, window, limit=limit))
+    whole = window == queries.Window.of(period, None)  # a fresh run's first chunk
+    got = txn.aggregate_one(schema.CONVERSATIONS, queries.chunk_facet(
+        org_id, period, window, limit=limit, bound=bound and whole))
+    assert got is not None  # $facet returns one document
+    snap["chunk"] = got["chunk"]
     span = snap["malformed_range"] = window.malformed_range(period, snap["chunk"], limit)
+    malformed = queries.malformed_within(got["malformed"], *span)
+    if malformed is None:  # more malformed ones in the pass than it kept keys of
+        malformed = txn.aggregate(schema.CONVERSATIONS, queries.malformed_read(
+            org_id, period, *span))
+    snap["malformed"] = malformed
     if bound and window.more_after(period, snap["chunk"], limit):
-        both = txn.aggregate_one(schema.CONVERSATIONS, queries.malformed_and_bound(
-            org_id, period, *span))
-        assert both is not None  # $facet returns one document
-        snap["malformed"] = both["malformed"]
-        snap["bound"] = both["bound"][0] if both["bound"] else None
-    else:
-        snap["malformed"] = txn.aggregate(schema.CONVERSATIONS, queries.malformed_read(
-            org_id, period, *span))
+        if whole:
+            snap["bound"] = got["bound"][0] if got["bound"] else None
+        else:  # a resumed run: the pass covered a stretch only
+            snap["bound"] = txn.aggregate_one(schema.CONVERSATIONS, queries.usage_bound(
+                org_id, period))
 
 
 def read_period_usage(txn: Transaction, org_id: ObjectId, period: Period
