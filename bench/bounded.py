@@ -97,10 +97,11 @@ def _goals(table: Table, chunks: list[float], median: float, seconds: float) -> 
     table.notes.append(
         f"Goal, the last chunk within {GOAL}x of the first: "
         f"{'met' if steady <= GOAL else 'NOT met'} ({chunks[-1]:.2f} s against {chunks[0]:.2f} s"
-        f", {steady:.2f}x). The first transaction reads the whole period twice: its chunk (no "
-        "draft yet says how densely the conversations lie) and a bound of the period's usage "
-        "(count, earliest start, latest end: an overflow is refused before anything commits); "
-        "later chunks read a stretch of end times sized from the chunks before.")
+        f", {steady:.2f}x). The first transaction reads the whole period, in one pass: its chunk "
+        "(no draft yet says how densely the conversations lie), the malformed ones and a bound "
+        "of the period's usage (count, earliest start, latest end: an overflow is refused "
+        "before anything commits); later chunks read a stretch of end times sized from the "
+        "chunks before.")
     if len(chunks) > 2:
         second = chunks[-1] / chunks[1]
         table.notes.append(f"The last chunk against the second (the first that reads a stretch):"

@@ -30,8 +30,8 @@ async def read_billing_snapshot(txn: AsyncTransaction, org_id: ObjectId, period:
     period's usage too (as `bound`, see `plans.invoices.usage_bound`).
 
     Where joined reads are cheap (mongod) this is one aggregate; otherwise (SecantusDB reads
-    the whole foreign collection for a `$lookup` with a pipeline) three, each on its index,
-    the chunk's on a stretch of it."""
+    the whole foreign collection for a `$lookup` with a pipeline) two, each on its index: the
+    org with its invoice, then one pass over a stretch of the conversations."""
     if txn.joined_reads:
         return await txn.aggregate_one(schema.ORGS, queries.billing_snapshot(
             org_id, period, supplement=supplement, limit=limit))
