@@ -259,33 +259,57 @@ def snapshot_conversations(org_id: ObjectId, period: Period, *, limit: int
 def chunk_facet(org_id: ObjectId, period: Period, window: Window, *, limit: int,
                 bound: bool) -> list[Doc]:
     """A chunk's one read of conversations, for engines that read each conversation of an index
-    range before `$limit` applies (SecantusDB): one pass, well-formedness evaluated once per
-    conversation, returning as facets the next `limit + 1` well-formed ones in the window in
-    index order (`chunk`), the malformed ones (`malformed`: `n` and the first MAX_EXCLUDED
-    `keys`, see `malformed_within`) and with `bound` the `usage_bound` group (`bound`).
+    range before `$limit` applies (SecantusDB): one pass returning as facets the first
+    `head_size(limit)` unbilled conversations after the window's key in index order, each with
+    `ok` (well-formed; evaluated for those only), as `head`; with `bound` the `usage_bound`
+    group (`bound`).
 
-    The pass covers the window, or the whole period when the window reaches its end (so the
-    malformed ones of the whole period are counted on the last chunk)."""
+    The pass covers the window, or the whole period when the window is the last stretch of a
+    run (then `malformed` also counts the malformed ones of the whole period, as
+    `malformed_read` does, for the last chunk's count)."""
     start = period.start if window.end == period.end else window.start
     after = after_key(*window.after) if window.after is not None else {}
     facets: Doc = {
-        "chunk": [{"$match": {"ok": True, "ended_at": {"$gte": window.start, "$lt": window.end},
-                              **after}},
-                  {"$limit": limit + 1},
-                  {"$project": {"started_at": 1, "ended_at": 1}}],
-        "malformed": [{"$match": {"ok": False}},
-                      {"$group": {"_id": None, "n": {"$sum": 1},
-                                  "keys": {"$push": {"i": "$_id", "e": "$ended_at"}}}},
-                      {"$project": {"n": 1, "keys": {"$slice": ["$keys", MAX_EXCLUDED]}}}],
+        "head": [{"$match": {"ended_at": {"$gte": window.start, "$lt": window.end}, **after}},
+                 {"$limit": head_size(limit)},
+                 {"$project": {"started_at": 1, "ended_at": 1, "ok": WELL_FORMED["$expr"]}}],
     }
+    if start != window.start:
+        facets["malformed"] = [
+            {"$match": {"$nor": [WELL_FORMED]}},
+            {"$group": {"_id": None, "n": {"$sum": 1},
+                        "keys": {"$push": {"i": "$_id", "e": "$ended_at"}}}},
+            {"$project": {"n": 1, "keys": {"$slice": ["$keys", MAX_EXCLUDED]}}}]
     if bound:
         facets["bound"] = [{"$group": BOUND_GROUP}]
     return [
         {"$match": unbilled_between(org_id, period, start, window.end)},
-        {"$sort": {"ended_at": 1, "_id": 1}},  # the index's order, before anything is computed
-        {"$project": {"started_at": 1, "ended_at": 1, "ok": WELL_FORMED["$expr"]}},
+        {"$sort": {"ended_at": 1, "_id": 1}},  # the index's order
         {"$facet": facets},
     ]
+
+
+def head_size(limit: int) -> int:
+    """How many conversations a chunk's pass looks at: the chunk, the next one, and room for
+    MAX_EXCLUDED malformed ones among them."""
+    return limit + 1 + MAX_EXCLUDED
+
+
+def split_head(head: list[Doc], limit: int) -> tuple[list[Doc], list[Doc], bool]:
+    """The well-formed conversations of a pass's head (up to `limit + 1`), the keys (`i`, `e`)
+    of its malformed ones, and whether the head holds every conversation up to the chunk's
+    end: True when the pass returned fewer than it could, or when its last one (well-formed,
+    so its end is one date) ended after the chunk's last. False when more than MAX_EXCLUDED
+    malformed ones crowd the head, or a run of equal end times crosses its end."""
+    good = [{k: d[k] for k in ("_id", "started_at", "ended_at")} for d in head if d.get("ok")]
+    bad = [{"i": d["_id"], "e": d.get("ended_at")} for d in head if not d.get("ok")]
+    chunk = good[:limit + 1]
+    if len(head) < head_size(limit):
+        return chunk, bad, True
+    if len(chunk) <= limit:
+        return chunk, bad, False
+    last_end = chunk[limit - 1]["ended_at"]
+    return chunk, bad, bool(head[-1].get("ok")) and head[-1]["ended_at"] > last_end
 
 
 def malformed_within(found: list[Doc], start: datetime, end: datetime) -> list[Doc] | None:

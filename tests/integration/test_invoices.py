@@ -150,11 +150,16 @@ def test_chunks_mark_exactly_their_well_formed_conversations_among_malformed_one
 
 
 @pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("excluded", [1000, 1, 3], ids=["roomy-head", "head-1", "head-3"])
 def test_random_ties_and_malformed_conversations_are_billed_exactly(
-    client: Any, db_name: str, seed: int
+    client: Any, db_name: str, seed: int, excluded: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chunk ends fall inside and outside runs of equal end times, among malformed ones: the
-    marking filter (plain range, or exact key on a tie) bills exactly the well-formed ones."""
+    marking filter (plain range, or exact key on a tie) bills exactly the well-formed ones,
+    and the count of malformed ones is exact. A small MAX_EXCLUDED makes the head of each
+    chunk's pass too short for its malformed ones or cuts it inside a tie, so the reads past
+    the head are taken too."""
+    monkeypatch.setattr(queries, "MAX_EXCLUDED", excluded)
     rng = random.Random(seed)
     b = Billing(client, database=db_name, max_docs_per_transaction=rng.randint(2, 5))
     b.setup()
@@ -175,6 +180,7 @@ def test_random_ties_and_malformed_conversations_are_billed_exactly(
     billed = {d["_id"] for d in b.database.conversations.find({"line_item_id": {"$ne": None}})}
     assert billed == {d["_id"] for d in good}
     assert inv.total == expected_total(good, 50, 10)
+    assert inv.skipped_malformed == len(docs) - len(good)
     check_totals_and_links(b.database)
 
 

@@ -48,7 +48,8 @@ def _read_chunk(txn: Transaction, snap: Doc, org_id: ObjectId, period: Period,
     """The next chunk from where the draft's run stopped and the malformed conversations up to
     the chunk's end (the whole period's on the last chunk), into `snap`, in one read; with
     `bound` and more chunks to follow, the bound of the period's usage, in the same read when
-    it covers the whole period (a run's first chunk)."""
+    it covers the whole period (a run's first chunk). Well-formedness is evaluated only for
+    the head of the pass (`queries.chunk_facet`); where that head cannot tell, a second read."""
     draft = snap["invoice"][0] if snap["invoice"] else None
     resume = documents.invoice(draft).resume_after if draft is not None else None
     window = snap["window"] = queries.Window.of(period, resume)
@@ -56,14 +57,22 @@ def _read_chunk(txn: Transaction, snap: Doc, org_id: ObjectId, period: Period,
     got = txn.aggregate_one(schema.CONVERSATIONS, queries.chunk_facet(
         org_id, period, window, limit=limit, bound=bound and whole))
     assert got is not None  # $facet returns one document
-    snap["chunk"] = got["chunk"]
-    span = snap["malformed_range"] = window.malformed_range(period, snap["chunk"], limit)
-    malformed = queries.malformed_within(got["malformed"], *span)
-    if malformed is None:  # more malformed ones in the pass than it kept keys of
+    chunk, bad, complete = queries.split_head(got["head"], limit)
+    if len(chunk) <= limit and not complete:  # malformed ones crowd the head: read past them
+        chunk = txn.aggregate(schema.CONVERSATIONS, queries.chunk_read(
+            org_id, period, window, limit=limit))
+    snap["chunk"] = chunk
+    span = snap["malformed_range"] = window.malformed_range(period, chunk, limit)
+    if "malformed" in got:  # the pass covered the whole period
+        malformed = queries.malformed_within(got["malformed"], *span)
+    else:
+        found = [{"_id": None, "n": len(bad), "keys": bad}] if bad else []
+        malformed = queries.malformed_within(found, *span) if complete else None
+    if malformed is None:
         malformed = txn.aggregate(schema.CONVERSATIONS, queries.malformed_read(
             org_id, period, *span))
     snap["malformed"] = malformed
-    if bound and window.more_after(period, snap["chunk"], limit):
+    if bound and window.more_after(period, chunk, limit):
         if whole:
             snap["bound"] = got["bound"][0] if got["bound"] else None
         else:  # a resumed run: the pass covered a stretch only
