@@ -57,7 +57,7 @@ class Billing:
     (MongoDB's guidance is 1,000); `transaction_retry_seconds` bounds retries of conflicting
     transactions; `client_bulk_write` forces (True) or forbids (False) one `bulkWrite` command
     across collections, detected from the server by default (MongoDB 8.0+); `joined_reads` reads
-    an org's billing snapshot in one `$lookup` aggregate (True) or three aggregates (False), by
+    an org's billing snapshot in one `$lookup` aggregate (True) or two aggregates (False), by
     default one except on SecantusDB, whose `$lookup` scans; `gateway` takes payments (the
     Stripe gateway from `billing.gateways` matching this client: sync or async);
     `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds` is how long one payment
