@@ -275,11 +275,8 @@ def chunk_facet(org_id: ObjectId, period: Period, window: Window, *, limit: int,
                  {"$project": {"started_at": 1, "ended_at": 1, "ok": WELL_FORMED["$expr"]}}],
     }
     if start != window.start:
-        facets["malformed"] = [
-            {"$match": {"$nor": [WELL_FORMED]}},
-            {"$group": {"_id": None, "n": {"$sum": 1},
-                        "keys": {"$push": {"i": "$_id", "e": "$ended_at"}}}},
-            {"$project": {"n": 1, "keys": {"$slice": ["$keys", MAX_EXCLUDED]}}}]
+        # malformed_read's stages after its range, which this pass's own $match covers
+        facets["malformed"] = malformed_read(org_id, period, start, window.end)[1:]
     if bound:
         facets["bound"] = [{"$group": BOUND_GROUP}]
     return [
