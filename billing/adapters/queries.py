@@ -39,6 +39,15 @@ def well_formed(doc: Doc) -> bool:
     return isinstance(start, datetime) and isinstance(end, datetime) and start <= end
 
 
+def conforms(doc: Doc) -> bool:
+    """WELL_FORMED, all of it, in Python: the engine's verdict on a conversation read with its
+    `org_id`, `started_at` and `ended_at` (BSON decodes an ObjectId, a date and an array as
+    ObjectId, datetime and list; billing's reads decode dates as aware UTC datetimes, and a
+    date no datetime can hold fails the read, as it would anyway). Evaluating it here rather
+    than in `$expr` keeps a per-conversation expression off the engine."""
+    return isinstance(doc.get("org_id"), ObjectId) and well_formed(doc)
+
+
 def unbilled(org_id: ObjectId, period: Period) -> Doc:
     """Unbilled conversations that ended in the period (ended_at is compared as a date)."""
     return {
@@ -260,30 +269,57 @@ def chunk_facet(org_id: ObjectId, period: Period, window: Window, *, limit: int,
                 bound: bool) -> list[Doc]:
     """A chunk's one read of conversations, for engines that read each conversation of an index
     range before `$limit` applies (SecantusDB): one pass returning as facets the first
-    `head_size(limit)` unbilled conversations after the window's key in index order, each with
-    `ok` (well-formed; evaluated for those only), as `head`; with `bound` the `usage_bound`
-    group (`bound`).
+    `head_size(limit)` unbilled conversations after the window's key in index order, as
+    `head` (with the fields `conforms` judges: well-formedness is decided by the caller, not
+    by an expression per conversation in the engine); with `bound`, for a fresh run's pass
+    over the whole period, the `usage_bound` group of the conversations after the head
+    (`bound`; `head_bound` adds the head's).
 
     The pass covers the window, or the whole period when the window is the last stretch of a
     run (then `malformed` also counts the malformed ones of the whole period, as
     `malformed_read` does, for the last chunk's count)."""
     start = period.start if window.end == period.end else window.start
+    assert not bound or (window.after is None and start == window.start), "bound: whole pass"
     after = after_key(*window.after) if window.after is not None else {}
-    facets: Doc = {
-        "head": [{"$match": {"ended_at": {"$gte": window.start, "$lt": window.end}, **after}},
-                 {"$limit": head_size(limit)},
-                 {"$project": {"started_at": 1, "ended_at": 1, "ok": WELL_FORMED["$expr"]}}],
-    }
+    narrow = [{"$match": {"ended_at": {"$gte": window.start, "$lt": window.end}, **after}}] \
+        if after or start != window.start else []
+    facets: Doc = {"head": [*narrow, {"$limit": head_size(limit)}, {"$replaceWith": HEAD}]}
     if start != window.start:
         # malformed_read's stages after its range, which this pass's own $match covers
         facets["malformed"] = malformed_read(org_id, period, start, window.end)[1:]
     if bound:
-        facets["bound"] = [{"$group": BOUND_GROUP}]
+        facets["bound"] = [{"$skip": head_size(limit)}, {"$group": BOUND_GROUP}]
     return [
         {"$match": unbilled_between(org_id, period, start, window.end)},
         {"$sort": {"ended_at": 1, "_id": 1}},  # the index's order
         {"$facet": facets},
     ]
+
+
+# The head's fields as an expression, not a `$project`: SecantusDB compiles a projection again
+# for each document, which took a third of the pass (a field that is missing stays missing).
+HEAD: Doc = {"_id": "$_id", "org_id": "$org_id", "started_at": "$started_at",
+             "ended_at": "$ended_at"}
+
+
+def head_bound(head: list[Doc], rest: list[Doc]) -> Doc | None:
+    """`usage_bound`'s group for a pass read by `chunk_facet` with `bound`: the head's
+    well-formed conversations (malformed ones add no usage) joined with the engine's group of
+    the conversations after the head (`rest`, empty when there were none). None: no
+    conversation to bound. A rest whose `lo` or `hi` is not a date is returned as it is, so
+    `plans.invoices.usage_bound` turns to the exact usage."""
+    good = [d for d in head if conforms(d)]
+    got = rest[0] if rest else None
+    if got is not None and not (isinstance(got.get("lo"), datetime)
+                                and isinstance(got.get("hi"), datetime)):
+        return got
+    parts = [*([got] if got is not None else []), *([{
+        "n": len(good), "lo": min(d["started_at"] for d in good),
+        "hi": max(d["ended_at"] for d in good)}] if good else [])]
+    if not parts:
+        return None
+    return {"n": sum(p["n"] for p in parts), "lo": min(p["lo"] for p in parts),
+            "hi": max(p["hi"] for p in parts)}
 
 
 def head_size(limit: int) -> int:
@@ -298,15 +334,18 @@ def split_head(head: list[Doc], limit: int) -> tuple[list[Doc], list[Doc], bool]
     end: True when the pass returned fewer than it could, or when its last one (well-formed,
     so its end is one date) ended after the chunk's last. False when more than MAX_EXCLUDED
     malformed ones crowd the head, or a run of equal end times crosses its end."""
-    good = [{k: d[k] for k in ("_id", "started_at", "ended_at")} for d in head if d.get("ok")]
-    bad = [{"i": d["_id"], "e": d.get("ended_at")} for d in head if not d.get("ok")]
+    ok = [conforms(d) for d in head]
+    good = [{k: d[k] for k in ("_id", "started_at", "ended_at")}
+            for d, fine in zip(head, ok, strict=True) if fine]
+    bad = [{"i": d["_id"], "e": d.get("ended_at")} for d, fine in zip(head, ok, strict=True)
+           if not fine]
     chunk = good[:limit + 1]
     if len(head) < head_size(limit):
         return chunk, bad, True
     if len(chunk) <= limit:
         return chunk, bad, False
     last_end = chunk[limit - 1]["ended_at"]
-    return chunk, bad, bool(head[-1].get("ok")) and head[-1]["ended_at"] > last_end
+    return chunk, bad, ok[-1] and head[-1]["ended_at"] > last_end
 
 
 def malformed_within(found: list[Doc], start: datetime, end: datetime) -> list[Doc] | None:

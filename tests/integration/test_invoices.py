@@ -149,8 +149,53 @@ def test_chunks_mark_exactly_their_well_formed_conversations_among_malformed_one
     check_totals_and_links(b.database)
 
 
+def odd_conversations(oid: ObjectId) -> list[dict[str, Any]]:
+    """Conversations of `oid` (each matches `org_id: oid`) ending in October, one of each shape
+    the data contract allows or forbids at each field the well-formedness rule reads."""
+    end = OCT[0] + timedelta(days=3)
+    start = end - timedelta(minutes=2)
+    other = ObjectId()
+    shapes: list[dict[str, Any]] = [
+        {}, {"started_at": end}, {"started_at": end + timedelta(milliseconds=1)},
+        {"org_id": [oid]}, {"org_id": [oid, other]}, {"org_id": [other, oid]},
+        {"started_at": "2026-10-03"}, {"started_at": None}, {"started_at": [start]},
+        {"started_at": [start, start]}, {"started_at": 1_790_000_000_000}, {"started_at": {}},
+        {"ended_at": [end]}, {"ended_at": [end, end + timedelta(hours=1)]},
+        {"started_at": [], "ended_at": [end]}, {"started_at": True},
+    ]
+    docs = [{"_id": ObjectId(), "org_id": oid, "started_at": start, "ended_at": end,
+             "line_item_id": None, **shape} for shape in shapes]
+    del docs[-1]["started_at"]  # and a missing start
+    return docs
+
+
+def test_the_head_judges_well_formedness_as_the_engine_does(billing: Billing, org: Any) -> None:
+    """A chunk's pass decides well-formedness in Python (`queries.conforms`), the marking and
+    counting filters in the engine (WELL_FORMED): for every shape they give the same verdict,
+    and billing bills exactly the conforming ones and counts the others as malformed."""
+    oid = ObjectId(org.id)
+    docs = odd_conversations(oid)
+    billing.database.conversations.insert_many(docs)
+    from bson.codec_options import CodecOptions
+
+    read = billing.database.conversations.with_options(
+        codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
+    by_engine = {d["_id"] for d in read.find({"org_id": oid, **queries.WELL_FORMED})}
+    by_python = {d["_id"] for d in read.find({"org_id": oid}) if queries.conforms(d)}
+    assert by_python == by_engine and len(by_engine) == 2
+
+    inv = billing.invoices.create_for_period(org.id, *OCT)
+
+    billed = {d["_id"] for d in billing.database.conversations.find(
+        {"line_item_id": {"$ne": None}})}
+    assert billed == by_engine
+    assert (inv.conversations, inv.skipped_malformed) == (2, len(docs) - 2)
+    check_totals_and_links(billing.database)
+
+
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("excluded", [1000, 1, 3], ids=["roomy-head", "head-1", "head-3"])
+@pytest.mark.parametrize("excluded", [1000, 0, 1, 3],
+                         ids=["roomy-head", "head-0", "head-1", "head-3"])
 def test_random_ties_and_malformed_conversations_are_billed_exactly(
     client: Any, db_name: str, seed: int, excluded: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,7 @@ import stripe
 from bson import ObjectId
 
 from billing import AsyncBilling, Billing, InvalidMoney, Period
+from billing.adapters import queries
 from billing.domain.money import MAX_AMOUNT
 from billing.reconcile_findings import Check
 from tests.support.billing_data import OCT, dump, seed_conversations, untold
@@ -404,11 +405,15 @@ def test_a_bound_that_cannot_rule_out_an_overflow_is_checked_exactly(
         "open", 3, 3 + 3 * price)
 
 
+@pytest.mark.parametrize("excluded", [1000, 0], ids=["in-the-head", "after-the-head"])
 async def test_async_a_start_that_is_not_a_date_falls_back_to_the_exact_usage(
-    async_client: Any, db_name: str
+    async_client: Any, db_name: str, excluded: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A malformed start (a string sorts below every date) leaves the bound unusable: the
-    exact usage still refuses an overflow before anything commits, and bills what fits."""
+    """A malformed start adds nothing to the bound where the first pass's head holds it; after
+    the head (a string sorts below every date) it leaves the engine's bound unusable: either
+    way the exact usage still refuses an overflow before anything commits, and bills what
+    fits."""
+    monkeypatch.setattr(queries, "MAX_EXCLUDED", excluded)
     b = AsyncBilling(async_client, database=db_name, max_docs_per_transaction=2)
     await b.setup()
     dear = await b.orgs.create(name="dear", currency="usd", per_conversation=0,

@@ -10,7 +10,7 @@ from bson import ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.adapters import schema
+from billing.adapters import queries, schema
 from billing.adapters.writes import Write
 from billing.domain.inputs import NewLineItem
 from billing.domain.models import (
@@ -490,3 +490,41 @@ def test_malformed_ones_within_a_range_are_kept_only_when_every_key_was() -> Non
     assert [k["i"] for k in within[0]["keys"]] == [1, 2, 9]
     assert queries.malformed_within([], day[0], day[3]) == []
     assert queries.malformed_within([{"n": 6, "keys": keys}], day[0], day[3]) is None
+
+
+# A conversation as the pass reads it: well-formed, ending before it starts, or with a start that
+# is not a date (a string, which sorts below every date).
+kinds = st.sampled_from(["good", "good", "good", "reversed", "string"])
+
+
+@given(st.lists(st.tuples(st.integers(0, 40 * 86_400_000), st.integers(0, 3 * 86_400_000),
+                          kinds), max_size=30), st.integers(0, 30))
+def test_a_bound_joined_from_the_head_and_the_rest_is_never_below_the_exact_usage(
+    raw: list[tuple[int, int, str]], cut: int
+) -> None:
+    """The first pass bounds the head's conversations in Python and the engine groups the
+    rest: the usage that bound allows is never below the exact usage of the well-formed ones,
+    and a rest with a start that is not a date turns to the exact usage."""
+    base = datetime(2026, 10, 1)
+    docs = []
+    for s, d, kind in raw:
+        start, end = base + timedelta(milliseconds=s), base + timedelta(milliseconds=s + d)
+        if kind == "reversed":
+            start, end = end + timedelta(milliseconds=1), start
+        docs.append({"_id": ObjectId(), "org_id": ObjectId(), "ended_at": end,
+                     "started_at": "2026-10-01" if kind == "string" else start})
+    docs.sort(key=lambda d: d["ended_at"])
+    head, rest = docs[:cut], docs[cut:]
+    strings = [d["started_at"] for d in rest if isinstance(d["started_at"], str)]
+    group = [{"n": len(rest), "hi": max(d["ended_at"] for d in rest),
+              "lo": min(strings) if strings else min(d["started_at"] for d in rest)}] if rest \
+        else []
+
+    bound = invoice_plans.usage_bound(queries.head_bound(head, group))
+
+    good = [d for d in docs if queries.conforms(d)]
+    if bound is None:
+        assert strings
+        return
+    assert bound["n"] >= len(good)
+    assert bound["minutes"] >= sum(started_minutes(d["started_at"], d["ended_at"]) for d in good)

@@ -48,8 +48,9 @@ def _read_chunk(txn: Transaction, snap: Doc, org_id: ObjectId, period: Period,
     """The next chunk from where the draft's run stopped and the malformed conversations up to
     the chunk's end (the whole period's on the last chunk), into `snap`, in one read; with
     `bound` and more chunks to follow, the bound of the period's usage, in the same read when
-    it covers the whole period (a run's first chunk). Well-formedness is evaluated only for
-    the head of the pass (`queries.chunk_facet`); where that head cannot tell, a second read."""
+    it covers the whole period (a run's first chunk). Well-formedness is judged in Python, for
+    the head of the pass only (`queries.chunk_facet`, `queries.conforms`); where that head
+    cannot tell, a second read."""
     draft = snap["invoice"][0] if snap["invoice"] else None
     resume = documents.invoice(draft).resume_after if draft is not None else None
     window = snap["window"] = queries.Window.of(period, resume)
@@ -74,7 +75,7 @@ def _read_chunk(txn: Transaction, snap: Doc, org_id: ObjectId, period: Period,
     snap["malformed"] = malformed
     if bound and window.more_after(period, chunk, limit):
         if whole:
-            snap["bound"] = got["bound"][0] if got["bound"] else None
+            snap["bound"] = queries.head_bound(got["head"], got["bound"])
         else:  # a resumed run: the pass covered a stretch only
             snap["bound"] = txn.aggregate_one(schema.CONVERSATIONS, queries.usage_bound(
                 org_id, period))
