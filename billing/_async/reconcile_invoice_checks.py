@@ -50,17 +50,40 @@ from billing.plans import reconciliation as plan
 from billing.reconcile_findings import Finding
 
 
+class AsyncOrgLinks:
+    """One org's billed conversations counted per line item, read once for the checks of one
+    scan that use them (`dangling`, `usage_quantity`: detection reads outside any snapshot; a
+    mismatch is confirmed in a transaction before it is reported). `forget` after anything
+    that may have moved links, such as a repair."""
+
+    def __init__(self, ctx: AsyncContext, oid: ObjectId) -> None:
+        self._ctx, self.oid = ctx, oid
+        self._linked: dict[ObjectId, int] | None = None
+
+    async def read(self) -> dict[ObjectId, int]:
+        if self._linked is None:
+            self._linked = await links_per_line_item(self._ctx.uow.direct, self.oid)
+        return self._linked
+
+    def forget(self) -> None:
+        self._linked = None
+
+
 class AsyncBillingChecks:
     def __init__(self, ctx: AsyncContext, invoices: AsyncInvoices) -> None:
         self._ctx = ctx
         self._invoices = invoices
 
+    def links_of(self, oid: ObjectId) -> AsyncOrgLinks:
+        """A reader of the org's links for one scan (see AsyncOrgLinks)."""
+        return AsyncOrgLinks(self._ctx, oid)
+
     # ---- detection -----------------------------------------------------------------------------
 
-    async def dangling(self, oid: ObjectId) -> list[Finding]:
+    async def dangling(self, links: AsyncOrgLinks) -> list[Finding]:
         """Billed conversations whose line item is missing; line items whose invoice is missing."""
-        direct = self._ctx.uow.direct
-        linked = await links_per_line_item(direct, oid)
+        direct, oid = self._ctx.uow.direct, links.oid
+        linked = await links.read()
         items = await line_item_invoices_of_org(direct, oid)
         missing = plan.missing_items(linked, items)
         elsewhere = await line_item_owners(direct, missing)
@@ -90,11 +113,11 @@ class AsyncBillingChecks:
         return [f for kind, group in await orgless_conversations(self._ctx.uow.direct, only)
                 for f in plan.orgless(only, kind, group)]
 
-    async def usage_quantity(self, oid: ObjectId) -> list[Finding]:
+    async def usage_quantity(self, links: AsyncOrgLinks) -> list[Finding]:
         """Conversations line items whose quantity is not the number of conversations linked to
         them; a mismatch is confirmed on one snapshot (a chunk may commit between the reads)."""
-        direct = self._ctx.uow.direct
-        linked = await links_per_line_item(direct, oid)
+        direct, oid = self._ctx.uow.direct, links.oid
+        linked = await links.read()
         suspects = plan.usage_suspects(linked, await line_item_quantities_of_org(direct, oid))
         out = []
         for item in suspects:

@@ -51,17 +51,40 @@ from billing.plans import reconciliation as plan
 from billing.reconcile_findings import Finding
 
 
+class OrgLinks:
+    """One org's billed conversations counted per line item, read once for the checks of one
+    scan that use them (`dangling`, `usage_quantity`: detection reads outside any snapshot; a
+    mismatch is confirmed in a transaction before it is reported). `forget` after anything
+    that may have moved links, such as a repair."""
+
+    def __init__(self, ctx: Context, oid: ObjectId) -> None:
+        self._ctx, self.oid = ctx, oid
+        self._linked: dict[ObjectId, int] | None = None
+
+    def read(self) -> dict[ObjectId, int]:
+        if self._linked is None:
+            self._linked = links_per_line_item(self._ctx.uow.direct, self.oid)
+        return self._linked
+
+    def forget(self) -> None:
+        self._linked = None
+
+
 class BillingChecks:
     def __init__(self, ctx: Context, invoices: Invoices) -> None:
         self._ctx = ctx
         self._invoices = invoices
 
+    def links_of(self, oid: ObjectId) -> OrgLinks:
+        """A reader of the org's links for one scan (see AsyncOrgLinks)."""
+        return OrgLinks(self._ctx, oid)
+
     # ---- detection -----------------------------------------------------------------------------
 
-    def dangling(self, oid: ObjectId) -> list[Finding]:
+    def dangling(self, links: OrgLinks) -> list[Finding]:
         """Billed conversations whose line item is missing; line items whose invoice is missing."""
-        direct = self._ctx.uow.direct
-        linked = links_per_line_item(direct, oid)
+        direct, oid = self._ctx.uow.direct, links.oid
+        linked = links.read()
         items = line_item_invoices_of_org(direct, oid)
         missing = plan.missing_items(linked, items)
         elsewhere = line_item_owners(direct, missing)
@@ -91,11 +114,11 @@ class BillingChecks:
         return [f for kind, group in orgless_conversations(self._ctx.uow.direct, only)
                 for f in plan.orgless(only, kind, group)]
 
-    def usage_quantity(self, oid: ObjectId) -> list[Finding]:
+    def usage_quantity(self, links: OrgLinks) -> list[Finding]:
         """Conversations line items whose quantity is not the number of conversations linked to
         them; a mismatch is confirmed on one snapshot (a chunk may commit between the reads)."""
-        direct = self._ctx.uow.direct
-        linked = links_per_line_item(direct, oid)
+        direct, oid = self._ctx.uow.direct, links.oid
+        linked = links.read()
         suspects = plan.usage_suspects(linked, line_item_quantities_of_org(direct, oid))
         out = []
         for item in suspects:

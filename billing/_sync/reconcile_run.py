@@ -168,12 +168,13 @@ class Reconciler:
         run goes on to the next org (an unreachable database stops it)."""
         oid: ObjectId = doc["_id"]
         b, before = self._billing, len(report.findings)
+        links = b.links_of(oid)  # read once for two checks, again after a repair
         steps: list[tuple[Check, Callable[[], list[Finding]]]] = [
-            (Check.DANGLING_LINK, lambda: b.dangling(oid)),
+            (Check.DANGLING_LINK, lambda: b.dangling(links)),
             (Check.WRONG_TOTALS, lambda: b.wrong_totals(oid)),
             (Check.STALE_DRAFT, lambda: b.stale_drafts(oid, stale_before)),
             (Check.UNBILLED, lambda: b.unbilled(oid, report.boundary)),
-            (Check.USAGE_QUANTITY, lambda: b.usage_quantity(oid)),
+            (Check.USAGE_QUANTITY, lambda: b.usage_quantity(links)),
             (Check.MALFORMED, lambda: b.malformed(oid, report.boundary)),
             (Check.PAYMENT_METHOD, lambda: self._methods.scan(documents.org(doc), stale_before)),
             (Check.PAYMENT, lambda: self._payments.scan(oid, stale_before)),
@@ -183,7 +184,10 @@ class Reconciler:
             if check not in report.checks:
                 continue
             try:
-                self._settle(report, find())
+                findings = find()
+                if report.apply and findings:
+                    links.forget()  # what they repair may move links
+                self._settle(report, findings)
             except Exception as exc:
                 error = _org_level(exc)
                 report.findings.append(Finding(
