@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from bson.codec_options import CodecOptions
 
 from billing import (
     AsyncBilling,
@@ -176,8 +177,6 @@ def test_the_head_judges_well_formedness_as_the_engine_does(billing: Billing, or
     oid = ObjectId(org.id)
     docs = odd_conversations(oid)
     billing.database.conversations.insert_many(docs)
-    from bson.codec_options import CodecOptions
-
     read = billing.database.conversations.with_options(
         codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
     by_engine = {d["_id"] for d in read.find({"org_id": oid, **queries.WELL_FORMED})}
