@@ -302,20 +302,19 @@ HEAD: Doc = {"_id": "$_id", "org_id": "$org_id", "started_at": "$started_at",
              "ended_at": "$ended_at"}
 
 
-def head_bound(head: list[Doc], rest: list[Doc]) -> Doc | None:
+def head_bound(good: list[Doc], rest: list[Doc]) -> Doc | None:
     """`usage_bound`'s group for a pass read by `chunk_facet` with `bound`: the head's
-    well-formed conversations (malformed ones add no usage) joined with the engine's group of
-    the conversations after the head (`rest`, empty when there were none). None: no
-    conversation to bound. A rest whose `lo` or `hi` is not a date is returned as it is, so
-    `plans.invoices.usage_bound` turns to the exact usage."""
-    good = [d for d in head if conforms(d)]
-    got = rest[0] if rest else None
-    if got is not None and not (isinstance(got.get("lo"), datetime)
-                                and isinstance(got.get("hi"), datetime)):
-        return got
-    parts = [*([got] if got is not None else []), *([{
-        "n": len(good), "lo": min(d["started_at"] for d in good),
-        "hi": max(d["ended_at"] for d in good)}] if good else [])]
+    well-formed conversations (`good`, as `split_head` returns them: malformed ones add no
+    usage) joined with the engine's group of the conversations after the head (`rest`, empty
+    when there were none). None: no conversation to bound. A rest whose `lo` or `hi` is not a
+    date is returned as it is, so `plans.invoices.usage_bound` turns to the exact usage."""
+    parts = list(rest[:1])
+    if parts and not (isinstance(parts[0].get("lo"), datetime)
+                      and isinstance(parts[0].get("hi"), datetime)):
+        return parts[0]
+    if good:
+        parts.append({"n": len(good), "lo": min(d["started_at"] for d in good),
+                      "hi": max(d["ended_at"] for d in good)})
     if not parts:
         return None
     return {"n": sum(p["n"] for p in parts), "lo": min(p["lo"] for p in parts),
@@ -329,23 +328,23 @@ def head_size(limit: int) -> int:
 
 
 def split_head(head: list[Doc], limit: int) -> tuple[list[Doc], list[Doc], bool]:
-    """The well-formed conversations of a pass's head (up to `limit + 1`), the keys (`i`, `e`)
-    of its malformed ones, and whether the head holds every conversation up to the chunk's
-    end: True when the pass returned fewer than it could, or when its last one (well-formed,
-    so its end is one date) ended after the chunk's last. False when more than MAX_EXCLUDED
-    malformed ones crowd the head, or a run of equal end times crosses its end."""
+    """The well-formed conversations of a pass's head, in order (the chunk is the first
+    `limit + 1` of them), the keys (`i`, `e`) of its malformed ones, and whether the head holds
+    every conversation up to the chunk's end: True when the pass returned fewer than it could,
+    or when its last one (well-formed, so its end is one date) ended after the chunk's last.
+    False when more than MAX_EXCLUDED malformed ones crowd the head, or a run of equal end
+    times crosses its end."""
     ok = [conforms(d) for d in head]
     good = [{k: d[k] for k in ("_id", "started_at", "ended_at")}
             for d, fine in zip(head, ok, strict=True) if fine]
     bad = [{"i": d["_id"], "e": d.get("ended_at")} for d, fine in zip(head, ok, strict=True)
            if not fine]
-    chunk = good[:limit + 1]
     if len(head) < head_size(limit):
-        return chunk, bad, True
-    if len(chunk) <= limit:
-        return chunk, bad, False
-    last_end = chunk[limit - 1]["ended_at"]
-    return chunk, bad, ok[-1] and head[-1]["ended_at"] > last_end
+        return good, bad, True
+    if len(good) <= limit:
+        return good, bad, False
+    last_end = good[limit - 1]["ended_at"]
+    return good, bad, ok[-1] and head[-1]["ended_at"] > last_end
 
 
 def malformed_within(found: list[Doc], start: datetime, end: datetime) -> list[Doc] | None:

@@ -520,7 +520,8 @@ def test_a_bound_joined_from_the_head_and_the_rest_is_never_below_the_exact_usag
               "lo": min(strings) if strings else min(d["started_at"] for d in rest)}] if rest \
         else []
 
-    bound = invoice_plans.usage_bound(queries.head_bound(head, group))
+    bound = invoice_plans.usage_bound(queries.head_bound(
+        [d for d in head if queries.conforms(d)], group))
 
     good = [d for d in docs if queries.conforms(d)]
     if bound is None:

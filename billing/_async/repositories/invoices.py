@@ -57,7 +57,8 @@ async def _read_chunk(txn: AsyncTransaction, snap: Doc, org_id: ObjectId, period
     got = await txn.aggregate_one(schema.CONVERSATIONS, queries.chunk_facet(
         org_id, period, window, limit=limit, bound=bound and whole))
     assert got is not None  # $facet returns one document
-    chunk, bad, complete = queries.split_head(got["head"], limit)
+    good, bad, complete = queries.split_head(got["head"], limit)
+    chunk = good[:limit + 1]
     if len(chunk) <= limit and not complete:  # malformed ones crowd the head: read past them
         chunk = await txn.aggregate(schema.CONVERSATIONS, queries.chunk_read(
             org_id, period, window, limit=limit))
@@ -74,7 +75,7 @@ async def _read_chunk(txn: AsyncTransaction, snap: Doc, org_id: ObjectId, period
     snap["malformed"] = malformed
     if bound and window.more_after(period, chunk, limit):
         if whole:
-            snap["bound"] = queries.head_bound(got["head"], got["bound"])
+            snap["bound"] = queries.head_bound(good, got["bound"])
         else:  # a resumed run: the pass covered a stretch only
             snap["bound"] = await txn.aggregate_one(schema.CONVERSATIONS, queries.usage_bound(
                 org_id, period))
