@@ -44,7 +44,7 @@ SIZES = {
                   reconcile_points=((2_000, 10), (10_000, 20)), reconcile_budget_s=30,
                   budget_s=20),
     "medium": Sizes("medium", creation={10: 3, 100: 3, 1_000: 3, 10_000: 1},
-                    floor_extra={1_000: 4, 10_000: 1}, run_orgs=200,
+                    floor_extra={1_000: 4}, run_orgs=200,
                     run_conversations=100, concurrency=16, contention_callers=16,
                     contention_conversations=1_000, bounded_conversations=20_000,
                     bounded_chunk=1_000, ingest_conversations=2_000,

@@ -124,7 +124,7 @@ class Subject:
 
         def paired(who: str, over: str) -> float | None:
             """The median over repetitions of `who`'s time over `over`'s in the same one."""
-            if not seconds.get(over):
+            if not seconds.get(who) or not seconds.get(over):
                 return None
             return statistics.median(a / b for a, b in zip(seconds[who], seconds[over],
                                                             strict=True))
@@ -136,11 +136,9 @@ class Subject:
                         statistics.median(reads) if reads else None,
                         median("chunked_floor"), median("whole"),
                         reps=reps + extra,
-                        ours_over={k: r for k, over in (("floor", "floor"),
-                                                        ("chunked_floor", "chunked_floor"))
+                        ours_over={over: r for over in ("floor", "chunked_floor")
                                    if (r := paired("ours", over)) is not None},
-                        whole_over_floor=paired("whole", "floor") if "whole" in seconds
-                        else None)
+                        whole_over_floor=paired("whole", "floor"))
 
     def _ours(self, billing: Billing, org_id: str) -> int:
         period = self.bench.period
