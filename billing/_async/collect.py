@@ -15,7 +15,7 @@ from bson import ObjectId
 
 from billing._async.org_scan import orgs_of_run
 from billing._async.payments import AsyncPayments
-from billing._async.repositories.invoices import open_invoices_of_org
+from billing._async.repositories.invoices import invoice_status, open_invoices_of_org
 from billing._async.repositories.orgs import org_exists
 from billing._async.repositories.payments import attempts_per_invoice
 from billing._async.repositories.run_audits import record_collection_run
@@ -28,6 +28,7 @@ from billing.errors import (
     BillingError,
     CardDeclined,
     DatabaseUnavailable,
+    InvoiceNotPayable,
     NoDefaultPaymentMethod,
     OrgNotFound,
     PaymentError,
@@ -35,6 +36,7 @@ from billing.errors import (
     PaymentRequiresAction,
 )
 from billing.plans import collections as plan
+from billing.plans.payments import PAYABLE
 from billing.reconcile_findings import lease_seconds_of, shard_of
 
 
@@ -111,13 +113,17 @@ class AsyncCollections:
             item = Collected(str(oid), inv.id, inv.number, inv.amount_due, inv.currency,
                              due.attempt, _RESULTS[due.state], due.at, due.reason)
             if report.apply and due.state is plan.State.DUE:
-                await self._charge(inv, item)
+                if not await self._charge(inv, item):
+                    continue
             elif report.apply and due.state is plan.State.WAITING:
                 await self._settle(inv, item)
             items.append(item)
         return items
 
-    async def _charge(self, inv: Invoice, item: Collected) -> None:
+    async def _charge(self, inv: Invoice, item: Collected) -> bool:
+        """One attempt on a due invoice, its outcome into `item`. False when the invoice left
+        collection since this run read it (paid, or voided, by another call or run): nothing
+        was charged, and the run reports it no more than one it had found paid."""
         try:
             payment = await self._payments.pay(inv.org_id, inv.id)
             item.result, item.detail = Result.PAID, f"payment {payment.id}"
@@ -133,8 +139,14 @@ class AsyncCollections:
             item.result, item.detail = Result.NEEDS_METHOD, exc.message
         except (CardDeclined, PaymentError) as exc:
             item.result, item.detail = Result.DECLINED, exc.message
+        except InvoiceNotPayable as exc:
+            if await invoice_status(self._ctx.uow.direct, ObjectId(inv.org_id), ObjectId(inv.id)) \
+                    not in PAYABLE:
+                return False
+            item.result, item.detail = Result.FAILED, f"{type(exc).__name__}: {exc.message}"
         except BillingError as exc:
             item.result, item.detail = Result.FAILED, f"{type(exc).__name__}: {exc.message}"
+        return True
 
     async def _settle(self, inv: Invoice, item: Collected) -> None:
         """An attempt still open: ask Stripe how it ended (a lost webhook, a run killed after

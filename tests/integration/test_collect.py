@@ -19,6 +19,7 @@ from tests.support.racing import in_threads
 
 pytestmark = pytest.mark.integration
 FINALIZED = NOW  # where the `d` fixture's clock starts
+SEP = (OCT[0] - timedelta(days=30), OCT[0])
 
 
 def org_with_invoice(d: Driver, token: str, *, name: str = "Acme") -> tuple[Any, Any]:
@@ -110,6 +111,32 @@ def test_an_audit_record_per_apply_run_and_the_lease(d: Driver) -> None:
                                            "expires_at": FINALIZED + timedelta(hours=1)})
     with pytest.raises(LeaseNotAcquired):
         d("collections.run", apply=True)
+
+
+def test_an_invoice_paid_by_another_call_while_the_run_charges_is_not_a_failure(
+    d: Driver
+) -> None:
+    """The run reads an org's open invoices, then charges them one by one; while it charges the
+    first, the host pays the other (its own `pay()`). The run then finds that one paid: it
+    charges nothing more and reports no failure (exit 0), as had it read it paid."""
+    org, first = org_with_invoice(d, "pm_card_visa")
+    seed_conversations(d.db, org.id, 2, start=SEP[0])
+    second = d("invoices.create_for_period", org.id, *SEP)
+    # Inside the run's first confirm (whichever invoice it charges first): the host pays both;
+    # the one the run holds is refused (PaymentInProgress), the other is paid.
+    host = [d.during("confirm_intent", "invoices.pay", org.id, inv.id)
+            for inv in (first, second)]
+
+    report = d("collections.run", apply=True)
+
+    outcomes = [type(out[0]).__name__ for out in host]
+    assert sorted(outcomes) == ["Payment", "PaymentInProgress"]
+    assert [i.result for i in report.items] == [Result.PAID]
+    assert report.ok
+    for inv in (first, second):
+        assert d.fake.taken(inv.id) == inv.total  # once each
+        assert d.db.payments.count_documents({"invoice_id": ObjectId(inv.id)}) == 1
+        assert d("invoices.get", org.id, inv.id).status.value == "paid"
 
 
 def test_concurrent_runs_on_overlapping_shards_make_one_attempt(

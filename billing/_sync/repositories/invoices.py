@@ -11,7 +11,7 @@ from bson import ObjectId
 from billing import plans
 from billing._sync.unit_of_work import Direct, Transaction
 from billing.adapters import documents, queries, schema
-from billing.domain.models import Invoice
+from billing.domain.models import Invoice, InvoiceStatus
 from billing.domain.periods import Period
 from billing.plans import Doc
 
@@ -131,6 +131,15 @@ def invoices_spanning(txn: Transaction, org_id: ObjectId, first: datetime,
         "org_id": org_id, "period_start": {"$lt": first + timedelta(milliseconds=1)},
         "period_end": {"$gt": last}}, limit=100, hint="one_per_period")
     return [read_invoice(txn, org_id, d["_id"]) for d in docs]
+
+
+def invoice_status(direct: Direct, org_id: ObjectId, invoice_id: ObjectId
+                         ) -> InvoiceStatus | None:
+    """The org's invoice's status now; None without that invoice."""
+    key = {"_id": invoice_id, "org_id": org_id}
+    docs = direct.find(schema.INVOICES, key, sort=(), limit=1, hint=queries.id_hint(key),
+                             projection={"status": 1})
+    return InvoiceStatus(docs[0]["status"]) if docs else None
 
 
 def open_invoices_of_org(direct: Direct, org_id: ObjectId) -> list[Invoice]:
