@@ -1,10 +1,12 @@
 """Case 3: concurrent callers invoicing the same org and period at the same moment.
 
-Threads (sync `Billing`, one shared client) and asyncio tasks (`AsyncBilling`) each start
-together; the race is settled by the unique index on (org, period) and the guarded writes, the
-losers retry with a fresh snapshot and get the winner's invoice. Proof, read back from the
-database: exactly one invoice for the org and period, every conversation linked exactly once,
-the expected total, and every caller handed the same invoice id.
+Threads (sync `Billing`, one shared client) and asyncio tasks (`AsyncBilling`) each start together,
+once with the instance's default cap on transactions at once (one at a time on SecantusDB: the
+callers take turns in the client) and once with none (`no cap`: their transactions meet in the
+engine, as on MongoDB or from separate processes); the race is settled by the unique index on (org,
+period) and the guarded writes, the losers retry with a fresh snapshot and get the winner's
+invoice. Proof, read back from the database: exactly one invoice for the org and period, every
+conversation linked exactly once, the expected total, and every caller handed the same invoice id.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ def run(bench: Bench) -> Table:
     with bench.database("contention") as db_name, bench.engine.client() as seeder:
         seeding = Billing(seeder, database=db_name)
         seeding.setup()
-        for mode, race in [("threads", _threads), ("asyncio tasks", _tasks)]:
+        for mode, race, cap in [("threads", _threads, None), ("asyncio tasks", _tasks, None),
+                                ("threads, no cap", _threads, 0),
+                                ("asyncio tasks, no cap", _tasks, 0)]:
             org_id, expected = seed.org_with_conversations(seeding, n, bench.period)
             bench.log(f"case 3: {callers} {mode}")
-            finished, tally = race(bench, db_name, org_id)
+            finished, tally = race(bench, db_name, org_id, cap)
             db = seeding.database
             key = {"org_id": ObjectId(org_id), "period_start": bench.period.start,
                    "period_end": bench.period.end}
@@ -57,14 +61,16 @@ def run(bench: Bench) -> Table:
     return table
 
 
-def _threads(bench: Bench, db_name: str, org_id: str) -> tuple[Finished, Tally]:
+def _threads(bench: Bench, db_name: str, org_id: str, cap: int | None
+             ) -> tuple[Finished, Tally]:
     period, callers = bench.period, bench.sizes.contention_callers
     counter = CommandCounter()
     finished: Finished = []
     start: list[float] = []
     gate = threading.Barrier(callers, action=lambda: start.append(time.perf_counter()))
     with bench.engine.client(counter) as client:
-        b = Billing(client, database=db_name, max_docs_per_transaction=MAX_DOCS_PER_TRANSACTION)
+        b = Billing(client, database=db_name, max_docs_per_transaction=MAX_DOCS_PER_TRANSACTION,
+                    max_concurrent_transactions=cap)
         b.setup()  # idempotent; checks the server once, as a running service already has
 
         def call() -> None:
@@ -81,13 +87,15 @@ def _threads(bench: Bench, db_name: str, org_id: str) -> tuple[Finished, Tally]:
     return finished, tally
 
 
-def _tasks(bench: Bench, db_name: str, org_id: str) -> tuple[Finished, Tally]:
+def _tasks(bench: Bench, db_name: str, org_id: str, cap: int | None
+           ) -> tuple[Finished, Tally]:
     async def race() -> tuple[Finished, Tally]:
         period, counter = bench.period, CommandCounter()
         client = bench.engine.async_client(counter)
         try:
             b = AsyncBilling(client, database=db_name,
-                             max_docs_per_transaction=MAX_DOCS_PER_TRANSACTION)
+                             max_docs_per_transaction=MAX_DOCS_PER_TRANSACTION,
+                             max_concurrent_transactions=cap)
             await b.setup()
 
             async def call() -> tuple[float, Invoice]:

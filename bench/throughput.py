@@ -64,11 +64,12 @@ def run(bench: Bench) -> Table:
                            f"against {rates[0]:.1f} invoices/s, on {bench.engine.name}).")
     if bench.engine.name.startswith("SecantusDB"):
         table.notes.append(
-            "On SecantusDB the tasks' transactions queue rather than overlap: its transaction "
-            "registry holds one lock over every statement's start and every commit, and under it "
-            "waits for the statement in progress; its WiredTiger calls keep the interpreter lock, "
-            "and sleep in page reads while other transactions are open. Async can at best match "
-            "sync here, by overlapping the client's share of each invoice with the server's.")
+            "On SecantusDB concurrent transactions queue rather than overlap: before each "
+            "transaction statement and commit its registry takes every open transaction's lock "
+            "in turn, so a statement waits for the one any other transaction is running, and "
+            "many at once run slower than one after another. So billing admits one transaction "
+            "at a time per instance there (max_concurrent_transactions, detected from the "
+            "server): the tasks take turns in the client, and async can at best match sync.")
     return table
 
 

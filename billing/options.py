@@ -79,6 +79,15 @@ def count(value: Any, *, name: str, low: int, high: int) -> int:
     return value
 
 
+def cap(value: Any, *, name: str) -> int | None:
+    """None (detected from the server), 0 (no cap) or how many at most."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not 0 <= value <= 10_000):
+        raise ConfigurationError(f"{name} must be None (by the server), 0 (no cap) or an int "
+                                 f"up to 10000, got {shown(value)}")
+    return value
+
+
 def flag(value: Any, *, name: str) -> bool | None:
     """True, False or None (None: detected from the server)."""
     if value is not None and not isinstance(value, bool):

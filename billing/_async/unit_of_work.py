@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +33,7 @@ from billing.adapters.writes import (
     client_models,
     collection_models,
 )
+from billing.admission import AsyncAdmission
 from billing.errors import ConfigurationError, DatabaseUnavailable, TransientDatabaseError
 
 T = TypeVar("T")
@@ -39,6 +41,8 @@ Doc = dict[str, Any]
 CLIENT_BULK_WRITE_WIRE_VERSION = 25  # MongoDB 8.0
 
 
+# Transactions one instance runs at once on SecantusDB (`max_concurrent_transactions`).
+SECANTUS_CONCURRENT_TRANSACTIONS = 1
 _MAX_TIME_MS_EXPIRED = 50
 AGGREGATE_BATCH = 100_001  # above max_docs_per_transaction + 1; a batch stays under 16 MB
 
@@ -271,6 +275,7 @@ class AsyncUnitOfWork:
     def __init__(
         self, client: AsyncMongoClient[Doc], database: str, *, retry_seconds: float = 120.0,
         client_bulk_write: bool | None = None, joined_reads: bool | None = None,
+        max_concurrent_transactions: int | None = None,
     ) -> None:
         self.client = client
         self.db = client.get_database(
@@ -281,6 +286,8 @@ class AsyncUnitOfWork:
         self.client_bulk_write = False
         self._prefer_joined_reads = joined_reads
         self.joined_reads = True
+        self._prefer_concurrent = max_concurrent_transactions
+        self.admission = AsyncAdmission(None)
         self._checked = False
         self.direct = AsyncDirect(self)
 
@@ -300,17 +307,25 @@ class AsyncUnitOfWork:
         wire = int(hello.get("maxWireVersion", 0))
         supported = wire >= CLIENT_BULK_WRITE_WIRE_VERSION
         self.client_bulk_write = supported and self._prefer_client_bulk_write is not False
-        if self._prefer_joined_reads is None:
-            # SecantusDB's $lookup with a pipeline reads the whole foreign collection, so one
-            # joined read of an org's snapshot grows with the data; mongod's uses the index.
+        secantus = False
+        if self._prefer_joined_reads is None or self._prefer_concurrent is None:
             try:
                 build = await self.client.admin.command("buildInfo")
             except PyMongoError as exc:
                 raise translate(exc) from exc
-            self.joined_reads = "secantusVersion" not in build
-        else:
-            self.joined_reads = self._prefer_joined_reads
-        self._checked = True
+            secantus = "secantusVersion" in build
+        # SecantusDB's $lookup with a pipeline reads the whole foreign collection, so one
+        # joined read of an org's snapshot grows with the data; mongod's uses the index.
+        self.joined_reads = not secantus if self._prefer_joined_reads is None \
+            else self._prefer_joined_reads
+        # SecantusDB runs one statement at a time across transactions, and each statement
+        # waits on every transaction in flight: 16 at once bill at a fifth of the rate of one at
+        # a time. mongod runs them in parallel.
+        limit = self._prefer_concurrent if self._prefer_concurrent is not None \
+            else SECANTUS_CONCURRENT_TRANSACTIONS if secantus else 0
+        if not self._checked:  # the first of callers checking at once decides the gate
+            self.admission = AsyncAdmission(limit or None)
+            self._checked = True
 
     async def run(self, work: Callable[[AsyncTransaction], Awaitable[T]]) -> T:
         """Run `work` in one transaction (snapshot reads, majority commit) and return its result.
@@ -324,7 +339,7 @@ class AsyncUnitOfWork:
         stops at once instead of waiting `retry_seconds` per org.
         """
         await self.check_server()
-        deadline = time.monotonic() + self.retry_seconds
+        deadline = math.inf  # from admission on: waiting for a slot is not retrying
         attempt = 0
 
         async def attempt_once(session: AsyncClientSession) -> T:
@@ -341,7 +356,8 @@ class AsyncUnitOfWork:
 
         while True:
             try:
-                async with self.client.start_session() as session:
+                async with self.admission.slot(), self.client.start_session() as session:
+                    deadline = min(deadline, time.monotonic() + self.retry_seconds)
                     return await session.with_transaction(
                         attempt_once,
                         read_concern=ReadConcern("snapshot"),

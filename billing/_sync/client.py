@@ -58,8 +58,11 @@ class Billing:
     transactions; `client_bulk_write` forces (True) or forbids (False) one `bulkWrite` command
     across collections, detected from the server by default (MongoDB 8.0+); `joined_reads` reads
     an org's billing snapshot in one `$lookup` aggregate (True) or two aggregates (False), by
-    default one except on SecantusDB, whose `$lookup` scans; `gateway` takes payments (the
-    Stripe gateway from `billing.gateways` matching this client: sync or async);
+    default one except on SecantusDB, whose `$lookup` scans; `max_concurrent_transactions` caps
+    the transactions this instance runs at once (its tasks or threads beyond it wait their
+    turn; 0: no cap), by default none except on SecantusDB, which runs one at a time;
+    `gateway` takes payments (the Stripe gateway from `billing.gateways` matching this client:
+    sync or async);
     `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds` is how long one payment
     attempt holds an invoice (and one call the creation of an org's Stripe customer) before
     another may take over; `collection_schedule` the days after
@@ -79,6 +82,7 @@ class Billing:
         transaction_retry_seconds: float = 120.0,
         client_bulk_write: bool | None = None,
         joined_reads: bool | None = None,
+        max_concurrent_transactions: int | None = None,
         gateway: PaymentGateway | None = None,
         webhook_secret: str | None = None,
         payment_lease_seconds: float = 60.0,
@@ -102,7 +106,9 @@ class Billing:
         self._uow = UnitOfWork(
             client, database, retry_seconds=retry_seconds,
             client_bulk_write=options.flag(client_bulk_write, name="client_bulk_write"),
-            joined_reads=options.flag(joined_reads, name="joined_reads"))
+            joined_reads=options.flag(joined_reads, name="joined_reads"),
+            max_concurrent_transactions=options.cap(max_concurrent_transactions,
+                                                    name="max_concurrent_transactions"))
         self._ctx = ctx = Context(
             self._uow, _milliseconds(options.clock(clock)), max_docs, gateway, lease_seconds,
             options.secret(webhook_secret, name="webhook_secret"),

@@ -643,6 +643,8 @@ BAD_OPTIONS: list[tuple[str, dict[str, Any]]] = [
       for value in [math.inf, "60", math.nan, 0, -5, True, None, 10**9]],
     *[(f"{flag}={value!r}", {flag: value}) for flag in ("client_bulk_write", "joined_reads")
       for value in ["yes", 1, 0, "False"]],
+    *[(f"max_concurrent_transactions={value!r}", {"max_concurrent_transactions": value})
+      for value in [-1, 10_001, True, 1.0, "2", math.nan]],
     *[(f"webhook_secret={value!r}", {"webhook_secret": value})
       for value in ["", 5, b"whsec_x", "whsec_\ud800", ["whsec_x"]]],
     *[(f"clock={value!r}", {"clock": value}) for value in ["now", 5, datetime.now(UTC)]],

@@ -101,11 +101,13 @@ async def test_64_sync_and_async_racers_on_one_period_make_one_invoice(
     aclient: AsyncMongoClient[Any] = AsyncMongoClient(
         mongo_uri, timeoutMS=CLIENT_TIMEOUT_MS, event_listeners=[listener])
     try:
+        # No cap on transactions at once (SecantusDB's default is one per instance): the
+        # racers' transactions meet in the engine, as on MongoDB.
         sync_b = Billing(shared, database=db_name, max_docs_per_transaction=CHUNK,
-                         transaction_retry_seconds=120)
+                         transaction_retry_seconds=120, max_concurrent_transactions=0)
         sync_b.setup()
         async_b = AsyncBilling(aclient, database=db_name, max_docs_per_transaction=CHUNK,
-                               transaction_retry_seconds=120)
+                               transaction_retry_seconds=120, max_concurrent_transactions=0)
         org = sync_b.orgs.create(name="A", currency="usd", per_conversation=11,
                                  per_started_minute=3)
         docs = seed_conversations(sync_b.database, org.id, CONVERSATIONS)

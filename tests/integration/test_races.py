@@ -1,4 +1,6 @@
-"""Many concurrent callers on one org and period: one invoice, every conversation billed once."""
+"""Many concurrent callers on one org and period: one invoice, every conversation billed once;
+the callers' transactions admitted as the server's default has it (one at a time on SecantusDB)
+and all at once (`max_concurrent_transactions=0`, as on MongoDB), so they meet in the engine."""
 
 from __future__ import annotations
 
@@ -16,11 +18,16 @@ pytestmark = pytest.mark.integration
 RACERS = 16
 
 
+CAPS = pytest.mark.parametrize("cap", [None, 0], ids=["by-server", "no-cap"])
+
+
+@CAPS
 @pytest.mark.parametrize("chunk", [1000, 7])
 def test_threads_racing_on_one_period_make_one_invoice(
-    client: Any, db_name: str, chunk: int
+    client: Any, db_name: str, chunk: int, cap: int | None
 ) -> None:
-    billing = Billing(client, database=db_name, max_docs_per_transaction=chunk)
+    billing = Billing(client, database=db_name, max_docs_per_transaction=chunk,
+                      max_concurrent_transactions=cap)
     billing.setup()
     org = billing.orgs.create(name="A", currency="usd", per_conversation=11, per_started_minute=3)
     docs = seed_conversations(billing.database, org.id, 50)
@@ -36,9 +43,13 @@ def test_threads_racing_on_one_period_make_one_invoice(
     check_totals_and_links(billing.database)
 
 
+@CAPS
 async def test_asyncio_tasks_racing_on_one_period_make_one_invoice(
-    abilling: AsyncBilling, client: Any, db_name: str
+    async_client: Any, client: Any, db_name: str, cap: int | None
 ) -> None:
+    abilling = AsyncBilling(async_client, database=db_name, transaction_retry_seconds=60,
+                            max_concurrent_transactions=cap)
+    await abilling.setup()
     org = await abilling.orgs.create(name="A", currency="usd", per_conversation=11,
                                      per_started_minute=3)
     sync_view = Billing(client, database=db_name)
