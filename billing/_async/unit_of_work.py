@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
@@ -43,6 +44,7 @@ CLIENT_BULK_WRITE_WIRE_VERSION = 25  # MongoDB 8.0
 
 # Transactions one instance runs at once on SecantusDB (`max_concurrent_transactions`).
 SECANTUS_CONCURRENT_TRANSACTIONS = 1
+_DECIDING = threading.Lock()  # held without awaiting: one gate per instance, in both builds
 _MAX_TIME_MS_EXPIRED = 50
 AGGREGATE_BATCH = 100_001  # above max_docs_per_transaction + 1; a batch stays under 16 MB
 
@@ -323,9 +325,10 @@ class AsyncUnitOfWork:
         # a time. mongod runs them in parallel.
         limit = self._prefer_concurrent if self._prefer_concurrent is not None \
             else SECANTUS_CONCURRENT_TRANSACTIONS if secantus else 0
-        if not self._checked:  # the first of callers checking at once decides the gate
-            self.admission = AsyncAdmission(limit or None)
-            self._checked = True
+        with _DECIDING:  # the first of callers checking at once decides the gate (no await)
+            if not self._checked:
+                self.admission = AsyncAdmission(limit or None)
+                self._checked = True
 
     async def run(self, work: Callable[[AsyncTransaction], Awaitable[T]]) -> T:
         """Run `work` in one transaction (snapshot reads, majority commit) and return its result.
@@ -334,12 +337,13 @@ class AsyncUnitOfWork:
         `with_transaction`; stale reads (a guard or unique index tripped) by this loop, with a
         fresh snapshot each time. Both stop once `retry_seconds` have passed (pymongo alone
         would retry transient errors for 120 s whatever the setting): TransientDatabaseError.
+        Time spent waiting for a slot (`max_concurrent_transactions`) does not count.
         A server that cannot be selected is not retried: DatabaseUnavailable as soon as server
         selection times out (the client's serverSelectionTimeoutMS), so a run over many orgs
         stops at once instead of waiting `retry_seconds` per org.
         """
         await self.check_server()
-        deadline = math.inf  # from admission on: waiting for a slot is not retrying
+        deadline = math.inf  # set once admitted: time spent waiting for a slot is not retrying
         attempt = 0
 
         async def attempt_once(session: AsyncClientSession) -> T:
@@ -356,8 +360,11 @@ class AsyncUnitOfWork:
 
         while True:
             try:
+                queued = time.monotonic()
                 async with self.admission.slot(), self.client.start_session() as session:
-                    deadline = min(deadline, time.monotonic() + self.retry_seconds)
+                    admitted = time.monotonic()
+                    deadline = admitted + self.retry_seconds if deadline == math.inf \
+                        else deadline + (admitted - queued)
                     return await session.with_transaction(
                         attempt_once,
                         read_concern=ReadConcern("snapshot"),

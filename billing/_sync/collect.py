@@ -141,8 +141,14 @@ class Collections:
         except (CardDeclined, PaymentError) as exc:
             item.result, item.detail = Result.DECLINED, exc.message
         except InvoiceNotPayable as exc:
-            if invoice_status(self._ctx.uow.direct, ObjectId(inv.org_id), ObjectId(inv.id)) \
-                    not in PAYABLE:
+            try:
+                now = invoice_status(self._ctx.uow.direct, ObjectId(inv.org_id),
+                                           ObjectId(inv.id))
+            except DatabaseUnavailable:
+                raise
+            except BillingError:
+                now = inv.status  # unknown: report the refusal
+            if now not in PAYABLE:
                 return False
             item.result, item.detail = Result.FAILED, f"{type(exc).__name__}: {exc.message}"
         except BillingError as exc:
