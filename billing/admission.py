@@ -20,6 +20,16 @@ from contextvars import ContextVar
 _held: ContextVar[frozenset[int]] = ContextVar("billing_admission_held", default=frozenset())
 
 
+@contextmanager
+def _holding(gate: object) -> Iterator[None]:
+    """Marks `gate` as held by the current task or thread while the block runs."""
+    token = _held.set(_held.get() | {id(gate)})
+    try:
+        yield
+    finally:
+        _held.reset(token)
+
+
 class Admission:
     """At most `limit` transactions at once across the threads sharing an instance."""
 
@@ -32,12 +42,8 @@ class Admission:
         if self._slots is None or id(self) in _held.get():
             yield
             return
-        with self._slots:
-            token = _held.set(_held.get() | {id(self)})
-            try:
-                yield
-            finally:
-                _held.reset(token)
+        with self._slots, _holding(self):
+            yield
 
 
 class AsyncAdmission:
@@ -59,8 +65,5 @@ class AsyncAdmission:
         if slots is None:
             slots = self._slots[loop] = asyncio.Semaphore(self.limit)
         async with slots:
-            token = _held.set(_held.get() | {id(self)})
-            try:
+            with _holding(self):
                 yield
-            finally:
-                _held.reset(token)

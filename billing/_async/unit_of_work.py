@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import threading
 import time
@@ -343,7 +342,7 @@ class AsyncUnitOfWork:
         stops at once instead of waiting `retry_seconds` per org.
         """
         await self.check_server()
-        deadline = math.inf  # set once admitted: time spent waiting for a slot is not retrying
+        deadline = time.monotonic() + self.retry_seconds  # moved on by every wait for a slot
         attempt = 0
 
         async def attempt_once(session: AsyncClientSession) -> T:
@@ -362,9 +361,7 @@ class AsyncUnitOfWork:
             try:
                 queued = time.monotonic()
                 async with self.admission.slot(), self.client.start_session() as session:
-                    admitted = time.monotonic()
-                    deadline = admitted + self.retry_seconds if deadline == math.inf \
-                        else deadline + (admitted - queued)
+                    deadline += time.monotonic() - queued  # waiting is not retrying
                     return await session.with_transaction(
                         attempt_once,
                         read_concern=ReadConcern("snapshot"),
