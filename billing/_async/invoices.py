@@ -65,8 +65,9 @@ class AsyncInvoices:
         read, one write, the commit.
 
         Each chunk reads on from the draft's `resume_after` key; a conversation recorded during
-        the run with an end time behind that key is left for `bill_late_usage` (which
-        reconciliation's `unbilled` check runs): it goes onto a supplementary invoice.
+        the run with an end time behind that key (or at its very millisecond) is left for
+        `bill_late_usage` (which reconciliation's `unbilled` check runs): it goes onto a
+        supplementary invoice.
 
         Raises InvalidPeriod / PeriodNotClosed / InvalidInput for bad arguments, OrgNotFound,
         NothingToBill (no unbilled conversations and no invoice yet), CurrencyMismatch, and

@@ -58,7 +58,10 @@ def unbilled(org_id: ObjectId, period: Period) -> Doc:
 
 
 MS = timedelta(milliseconds=1)  # BSON dates hold whole milliseconds
-MAX_ID = ObjectId("f" * 24)  # a resume key after every conversation ending at its time
+# A resume key's id that means "after every conversation ending at its time": the next stretch
+# starts 1 ms later, a plain index range without the after-key `$or` (a quarter of a stretch's
+# read on SecantusDB, which evaluates it per conversation).
+MAX_ID = ObjectId("f" * 24)
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,15 @@ class Window:
     def of(cls, period: Period, resume: ResumeKey | None) -> Window:
         if resume is None:
             return cls(period.start, period.end)
-        end = resume.ended_at + resume.span_ms * MS
+        span = resume.span_ms * MS
+        if resume.id == str(MAX_ID):  # after every conversation ending at the key's time
+            start, after = resume.ended_at + MS, None
+        else:  # after one conversation of a run of equal end times
+            start, after = resume.ended_at, (resume.ended_at, ObjectId(resume.id))
+        end = start + span
         # Within two stretches of the end: read to the end rather than leave a sliver.
-        end = period.end if end + resume.span_ms * MS >= period.end else end
-        return cls(resume.ended_at, end, (resume.ended_at, ObjectId(resume.id)))
+        end = period.end if end + span >= period.end else end
+        return cls(start, end, after)
 
     def more_after(self, period: Period, chunk: Sequence[Doc], limit: int) -> bool:
         """Whether conversations may remain after this chunk (read as `limit + 1`)."""
@@ -90,7 +98,7 @@ class Window:
         chunk's count stopped to this chunk's end; the whole period on the last chunk."""
         if not self.more_after(period, chunk, limit):
             return period.start, period.end
-        start = self.after[0] + MS if self.after is not None else period.start
+        start = self.after[0] + MS if self.after is not None else self.start
         end = chunk[limit - 1]["ended_at"] + MS if len(chunk) > limit else self.end
         return start, min(end, period.end)
 

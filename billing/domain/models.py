@@ -97,8 +97,9 @@ class PaymentLease(_Model):
 
 class ResumeKey(_Model):
     """Where a bounded run goes on: every conversation up to (`ended_at`, `id`) in the billing
-    index order has been read by an earlier chunk; the next chunk reads end times in
-    [`ended_at`, `ended_at` + `span_ms`), a stretch sized from the chunks so far."""
+    index order has been read by an earlier chunk (`id` all f's: every one that ended at
+    `ended_at`); the next chunk reads the stretch of end times after that, `span_ms` long,
+    sized from the chunks so far."""
 
     ended_at: datetime
     id: str

@@ -111,11 +111,18 @@ def _resume_key(window: queries.Window, read: list[Doc], limit: int, period: Per
                 ) -> ResumeKey | None:
     """Where the next chunk reads from, and how long a stretch of end times: about 1.25 times
     the stretch that held this chunk's `limit` conversations; an under-filled stretch grows by
-    how far it fell short (16-fold at most, and 16-fold when it held none)."""
+    how far it fell short (16-fold at most, and 16-fold when it held none).
+
+    The key is the chunk's last conversation when the next one read shares its end time;
+    otherwise that end time with `queries.MAX_ID`, so the next stretch is a plain range from
+    1 ms later. (A conversation recorded during the run at exactly that end time is then behind
+    the key, as any recorded behind it is: left for `bill_late_usage`.)"""
     if len(read) > limit:
-        last = read[limit - 1]
+        last, following = read[limit - 1], read[limit]
         held = (last["ended_at"] - window.start) // queries.MS
-        return ResumeKey(ended_at=last["ended_at"], id=str(last["_id"]),
+        tied = following["ended_at"] == last["ended_at"]
+        return ResumeKey(ended_at=last["ended_at"],
+                         id=str(last["_id"] if tied else queries.MAX_ID),
                          span_ms=max(1, held + held // 4))
     if window.end < period.end:
         span = (window.end - window.start) // queries.MS

@@ -37,34 +37,53 @@ def first_chunk_only(b: Billing, org: Any) -> dict[str, Any]:
     return draft
 
 
+@pytest.mark.parametrize("tie", [False, True], ids=["distinct-ends", "tie-across-the-end"])
 def test_the_draft_stores_where_its_run_stopped_and_the_next_chunk_reads_on_from_there(
-    client: Any, db_name: str
+    client: Any, db_name: str, tie: bool
 ) -> None:
+    """The key is the chunk's last end time with the all-f's id (every conversation that ended
+    then is read), or, when the next one ended at the same time, the last one's own id: the
+    next chunk then reads on after it within that millisecond."""
     b, org = bounded(client, db_name, 10)
     docs = seed_conversations(b.database, org.id, 35)
+    tenth = docs[9]
+    if tie:  # three more end with the tenth, on both sides of it in `_id` order
+        tied = [{**tenth, "_id": ObjectId(oid)} for oid in (
+            "0" * 24, str(ObjectId()), "e" * 24)]
+        b.database.conversations.insert_many(tied)
+        docs += tied
+        tenth = min([tenth, *tied], key=lambda d: d["_id"])  # the chunk's tenth in index order
+        docs.sort(key=lambda d: (d["ended_at"], d["_id"]))
+        assert docs[9] == tenth and docs[10]["ended_at"] == tenth["ended_at"]
 
     draft = first_chunk_only(b, org)
 
-    tenth = docs[9]
     key = draft["resume_after"]
-    assert (key["ended_at"], key["_id"]) == (tenth["ended_at"], tenth["_id"])
+    assert (key["ended_at"], key["_id"]) == (
+        tenth["ended_at"], tenth["_id"] if tie else ObjectId("f" * 24))
     assert key["span_ms"] >= 1
+    billed = b.database.conversations.count_documents(
+        {"org_id": ObjectId(org.id), "line_item_id": {"$ne": None}})
+    assert billed == 10
     inv = b.invoices.create_for_period(org.id, *OCT)
     stored = b.database.invoices.find_one({"_id": ObjectId(inv.id)})
     assert stored is not None and stored.get("resume_after") is None  # cleared once complete
-    assert inv.status is InvoiceStatus.OPEN and inv.conversations == 35
+    assert inv.status is InvoiceStatus.OPEN and inv.conversations == len(docs)
     assert inv.total == expected_total(docs, 50, 10)
     check_totals_and_links(b.database)
 
 
+@pytest.mark.parametrize("behind", [0, 9], ids=["early-in-the-chunk", "at-the-key"])
 def test_a_conversation_recorded_behind_the_resume_key_during_a_run_is_billed_exactly_once(
-    client: Any, db_name: str
+    client: Any, db_name: str, behind: int
 ) -> None:
+    """Recorded between two chunks, ending early in the first chunk or at the very end time its
+    key holds (with a later `_id` than every conversation read)."""
     b, org = bounded(client, db_name, 10)
     docs = seed_conversations(b.database, org.id, 35)
     first_chunk_only(b, org)
     late = {"_id": ObjectId(), "org_id": ObjectId(org.id), "line_item_id": None,
-            "started_at": docs[0]["started_at"], "ended_at": docs[0]["ended_at"]}
+            "started_at": docs[behind]["started_at"], "ended_at": docs[behind]["ended_at"]}
     b.database.conversations.insert_one(late)  # the host records it between two chunks
 
     inv = b.invoices.create_for_period(org.id, *OCT)
