@@ -65,7 +65,8 @@ def seed_billing_damage(b: Billing) -> dict[str, Any]:
     b.invoices.create_for_period(late.id, *OCT)
     seed_conversations(db, late.id, 3, start=OCT[0] + timedelta(days=9))
     seed_conversations(db, late.id, 4, start=SEP[0])
-    seed_conversations(db, late.id, 2, start=datetime(2026, 11, 20, tzinfo=UTC))  # open month
+    today = datetime.now(UTC)  # the month still open whenever the suite runs
+    seed_conversations(db, late.id, 2, start=datetime(today.year, today.month, 1, tzinfo=UTC))
 
     lost_item = new_org(b, "lost line item")  # its conversations line item was deleted
     seed_conversations(db, lost_item.id, 6)
