@@ -22,8 +22,9 @@ from pymongo import MongoClient
 
 from billing import Billing, Org
 from billing.cli import main
+from billing.domain.periods import last_closed_month
 from billing.gateways import StripeGateway
-from tests.support.billing_data import OCT, dump, seed_conversations
+from tests.support.billing_data import OCT, OPEN, dump, seed_conversations
 from tests.support.invariants import check_totals_and_links
 from tests.support.stripe import TEST_KEY
 
@@ -91,7 +92,7 @@ def broken(client: MongoClient[dict[str, Any]], db_name: str) -> dict[str, Any]:
                             for name, n in (("Late", 10), ("Orphan", 5), ("Totals", 4)))
     db = b.database
     seed_conversations(db, late.id, 3, start=LATE)
-    seed_conversations(db, late.id, 2, start=OCT[1])  # November: not due yet
+    seed_conversations(db, late.id, 2, start=OPEN[0])  # the open month: not due yet
     deleted = db.invoices.find_one_and_delete({"org_id": ObjectId(orphan.id)})
     db.invoices.update_one({"org_id": ObjectId(totals.id)}, {"$inc": {"subtotal": 1, "total": 1}})
     return {"billing": b, "late": late, "orphan": orphan, "totals": totals,
@@ -269,7 +270,8 @@ def test_cron_nightly_invoices_then_reconciles_and_exits_with_the_worse_code(
 ) -> None:
     b = new_billing(client, db_name)
     org = b.orgs.create(name="Nightly", currency="usd", per_conversation=5, per_started_minute=1)
-    seed_conversations(b.database, org.id, 6)
+    # In the month the nightly run invoices: the last one closed by the real clock.
+    seed_conversations(b.database, org.id, 6, start=last_closed_month().start)
     b.database.reconciliation_leases.insert_one({
         "_id": "shard:0/1", "holder": "other", "host": "box-2", "pid": 4242,
         "expires_at": datetime.now(UTC) + timedelta(hours=1)})

@@ -42,7 +42,7 @@ from billing.errors import (
 from billing.gateways import AsyncFakeGateway, FakeGateway
 from billing.plans.webhooks import WebhookOutcome
 from tests.support import figures
-from tests.support.billing_data import NOV, OCT, dump
+from tests.support.billing_data import OCT, OPEN, dump
 from tests.support.isolation_world import WEBHOOK_SECRET, World, two_orgs, unknown_id
 from tests.support.rejected_webhooks import rejected_deliveries
 
@@ -93,7 +93,7 @@ PERIODS: list[tuple[str, Any, Any, type[BillingError]]] = [
     *[(f"end {label}", OCT[0], value, InvalidPeriod) for label, value in DATES],
     ("end == start", OCT[0], OCT[0], InvalidPeriod),
     ("end before start", OCT[1], OCT[0], InvalidPeriod),
-    ("open period", *NOV, PeriodNotClosed),
+    ("open period", *OPEN, PeriodNotClosed),
     ("far future", datetime(2026, 10, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC),
      PeriodNotClosed),
 ]

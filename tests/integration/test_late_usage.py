@@ -21,7 +21,7 @@ from billing import (
     Period,
     PeriodNotClosed,
 )
-from tests.support.billing_data import NOV, OCT, dump, expected_total, seed_conversations
+from tests.support.billing_data import OCT, OPEN, dump, expected_total, seed_conversations
 from tests.support.drivers import FLAVOURS, NOW, Clock, Driver
 from tests.support.invariants import check_billed_once, check_totals_and_links
 from tests.support.racing import Raced, as_tasks, in_threads
@@ -156,7 +156,7 @@ def bad_calls(d: Driver, org: Any, stranger: str
         ("unknown org", call(stranger, OCTOBER), OrgNotFound),
         ("period as text", call(org.id, "2026-10"), InvalidInput),
         ("period None", call(org.id, None), InvalidInput),
-        ("open period", call(org.id, Period(*NOV)), PeriodNotClosed),
+        ("open period", call(org.id, Period(*OPEN)), PeriodNotClosed),
         ("end before start", call(org.id, Period(OCT[1], OCT[0])), InvalidPeriod),
         ("naive dates", call(org.id, Period(datetime(2026, 10, 1), datetime(2026, 11, 1))),
          InvalidPeriod),

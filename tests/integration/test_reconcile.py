@@ -22,7 +22,7 @@ from billing import AsyncBilling, Billing, faults
 from billing.errors import InvalidInput, LeaseNotAcquired, OrgNotFound
 from billing.faults import InjectedFault
 from billing.reconcile_findings import Check
-from tests.support.billing_data import OCT, dump, seed_conversations, untold
+from tests.support.billing_data import OCT, OPEN, dump, seed_conversations, untold
 from tests.support.invariants import (
     check_closed_months_billed,
     check_methods_match_stripe,
@@ -65,8 +65,7 @@ def seed_billing_damage(b: Billing) -> dict[str, Any]:
     b.invoices.create_for_period(late.id, *OCT)
     seed_conversations(db, late.id, 3, start=OCT[0] + timedelta(days=9))
     seed_conversations(db, late.id, 4, start=SEP[0])
-    today = datetime.now(UTC)  # the month still open whenever the suite runs
-    seed_conversations(db, late.id, 2, start=datetime(today.year, today.month, 1, tzinfo=UTC))
+    seed_conversations(db, late.id, 2, start=OPEN[0])  # the open month
 
     lost_item = new_org(b, "lost line item")  # its conversations line item was deleted
     seed_conversations(db, lost_item.id, 6)

@@ -15,6 +15,15 @@ OCT = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
 NOV = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
 
 
+def _month_holding(when: datetime) -> tuple[datetime, datetime]:
+    start = datetime(when.year, when.month, 1, tzinfo=UTC)
+    return start, (start + timedelta(days=32)).replace(day=1)
+
+
+# The month the suite runs in, still open by the real clock (a fixed month closes one day).
+OPEN = _month_holding(datetime.now(UTC))
+
+
 def seed_conversations(
     db: Database[Any], org_id: str, n: int, *, start: datetime = OCT[0], seconds: int = 61
 ) -> list[dict[str, Any]]:
