@@ -42,6 +42,14 @@ async def _credit_notes(db: Db) -> int:
     return 0
 
 
+async def _external_id_lookup(db: Db) -> int:
+    """Version 4: an index for `record`'s lookup by external_id (`setup` builds it before
+    migrations run); no document changes. The version makes a database without it refuse to
+    run until `setup` has built it: without it, each `record` scans the collection on
+    SecantusDB."""
+    return 0
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -55,5 +63,6 @@ MIGRATIONS = (
               _confirming_payments),
     Migration(3, "credit notes: the credit_notes collection and its unique indexes",
               _credit_notes),
+    Migration(4, "conversations: an index for the lookup by external_id", _external_id_lookup),
 )
 VERSION = MIGRATIONS[-1].version

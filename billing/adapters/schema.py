@@ -18,6 +18,7 @@ WEBHOOK_EVENTS = "webhook_events"  # processed events, written in the effect's t
 WEBHOOK_LOG = "webhook_log"  # failed deliveries, written outside any transaction (audit)
 RECONCILIATION_RUNS = "reconciliation_runs"  # one audit record per --apply run
 RECONCILIATION_LEASES = "reconciliation_leases"  # _id "shard:I/N": one --apply run per shard
+EXTERNAL_ID_LOOKUP = "external_id_lookup"
 SCHEMA_MIGRATIONS = "schema_migrations"  # _id = version: the migrations `setup` applied
 COLLECTION_RUNS = "collection_runs"  # one audit record per `collect --apply` run
 CREDIT_NOTES = "credit_notes"  # corrections of finalised invoices, with their refunds
@@ -92,6 +93,10 @@ COLLECTIONS: tuple[Collection, ...] = (
                 [("org_id", 1), ("external_id", 1)], "external_id", unique=True,
                 partial={"external_id": {"$type": "string"}},
             ),
+            # `record`'s lookup by external_id. The unique index above cannot serve it on
+            # SecantusDB 0.7.0b3, whose planner uses a partial index only for `$eq` and range
+            # filters (it scanned the collection on every call); mongod uses either.
+            Index([("org_id", 1), ("external_id", 1), ("_id", 1)], EXTERNAL_ID_LOOKUP),
         ),
     ),
     Collection(

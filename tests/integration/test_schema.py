@@ -8,13 +8,15 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient, MongoClient
+from pymongo.errors import DuplicateKeyError
 
 from billing import AsyncBilling, Billing, ConfigurationError
 from billing._sync.migrations import MIGRATIONS, VERSION
 from billing.adapters import schema
-from tests.support.billing_data import dump
+from tests.support.billing_data import OPEN, dump
 
 pytestmark = pytest.mark.integration
+OPEN_START = OPEN[0]
 
 
 def test_setup_installs_the_contract_once_and_reports_what_it_did(
@@ -98,3 +100,41 @@ async def test_async_setup_is_the_same(async_client: AsyncMongoClient[Any], db_n
     assert report.version == VERSION and "created collection payments" in report.changes
     assert (await b.schema_drift()).current
     assert (await b.setup()).changes == []
+
+
+def test_version_4_indexes_the_external_id_lookup_and_record_reads_on_it(
+    client: MongoClient[Any], db_name: str
+) -> None:
+    b = Billing(client, database=db_name)
+    b.setup()
+    conversations = b.database.conversations
+    # A database set up by version 3: no lookup index.
+    conversations.drop_index(schema.EXTERNAL_ID_LOOKUP)
+    b.database[schema.SCHEMA_MIGRATIONS].delete_one({"_id": 4})
+    org = b.orgs.create(name="Acme", currency="usd", per_conversation=10, per_started_minute=2)
+    other = b.orgs.create(name="Other", currency="usd", per_conversation=10,
+                          per_started_minute=2)
+    with pytest.raises(ConfigurationError, match="version 3"):
+        b.require_schema()
+
+    report = b.setup()
+    assert f"created index {schema.CONVERSATIONS}.{schema.EXTERNAL_ID_LOOKUP}" in report.changes
+    assert report.changes[-1] == f"applied migration 4: {MIGRATIONS[3].name} (0 documents changed)"
+    assert b.setup().changes == []
+    b.require_schema()
+
+    # `record`'s lookup reads the index, on SecantusDB too (the unique index is partial on
+    # `$type`, which its planner cannot use: it scanned the collection on every call).
+    first = b.conversations.record(org.id, started_at=OPEN_START, ended_at=OPEN_START,
+                                   external_id="call-1")
+    b.conversations.record(other.id, started_at=OPEN_START, ended_at=OPEN_START,
+                           external_id="call-1")
+    plan = conversations.find({"org_id": ObjectId(org.id), "external_id": "call-1"}).explain()
+    assert "IXSCAN" in str(plan["queryPlanner"]["winningPlan"])
+    again = b.conversations.record(org.id, started_at=OPEN_START, ended_at=OPEN_START,
+                                   external_id="call-1")
+    assert again.id == first.id
+    # Still one per org and external_id, and a lookup by external_id alone finds both orgs'.
+    with pytest.raises(DuplicateKeyError):
+        conversations.insert_one({"org_id": ObjectId(org.id), "external_id": "call-1"})
+    assert conversations.count_documents({"external_id": "call-1"}) == 2
