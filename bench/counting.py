@@ -44,6 +44,13 @@ class Tally:
         abortTransaction after a failed callback, and retries a commit that failed."""
         return self.commands["abortTransaction"] + self.failed_commits
 
+    def add(self, other: Tally) -> None:
+        """Adds what `other` counted (another measurement of the same thing) to this one."""
+        self.commands.update(other.commands)
+        self.write_conflicts += other.write_conflicts
+        self.duplicate_keys += other.duplicate_keys
+        self.failed_commits += other.failed_commits
+
     def describe(self) -> str:
         return ", ".join(f"{name} {n}" for name, n in sorted(self.commands.items()))
 

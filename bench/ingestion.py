@@ -53,8 +53,7 @@ def run(bench: Bench) -> Table:
                     took = time.perf_counter() - started
                 seconds[who] += took
                 rates[who].append(len(part) / took)
-                tallies[who].commands.update(tally.commands)
-                tallies[who].failed_commits += tally.failed_commits
+                tallies[who].add(tally)
         for who, label in enumerate(labels):
             stored = b.database.conversations.count_documents({"org_id": ObjectId(orgs[who])})
             if stored != n:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 from bench import seed
@@ -40,6 +39,10 @@ class RunOutcome:
     seconds: float = 0.0
     cut: bool = False
 
+    @property
+    def rate(self) -> float:
+        return _rate(self.invoices, self.seconds)
+
 
 @dataclass
 class Mode:
@@ -58,14 +61,15 @@ class Mode:
 
     @property
     def rate(self) -> float:
-        return self.invoices / self.seconds if self.seconds else float("nan")
+        return _rate(self.invoices, self.seconds)
 
     def add(self, outcome: RunOutcome, tally: Tally) -> None:
         self.outcomes.append(outcome)
-        self.tally.commands += Counter(tally.commands)
-        self.tally.write_conflicts += tally.write_conflicts
-        self.tally.duplicate_keys += tally.duplicate_keys
-        self.tally.failed_commits += tally.failed_commits
+        self.tally.add(tally)
+
+
+def _rate(invoices: int, seconds: float) -> float:
+    return invoices / seconds if seconds else float("nan")
 
 
 class _Cut(Exception):
@@ -94,11 +98,10 @@ def run(bench: Bench) -> Table:
         if not outcome.cut and outcome.total != expected:
             raise CheckFailed(f"{mode.label}: invoiced {outcome.total}, expected {expected}")
         mode.add(outcome, tally)
-        rate = outcome.invoices / outcome.seconds if outcome.seconds else float("nan")
         cut = f", cut after {outcome.invoices:,} of {orgs:,} orgs" if outcome.cut else ""
-        rounds.append(f"{number}. {name} {rate:.1f}{cut}")
+        rounds.append(f"{number}. {name} {outcome.rate:.1f}{cut}")
     for mode in modes.values():
-        table.rows.append(_row(bench, mode))
+        table.rows.append(_row(bench, mode, orgs))
         table.notes.append(f"{mode.label}: {mode.tally.describe()}")
     table.notes.append(f"Invoices/s by round, in order (budget {bench.sizes.budget_s / 2:.0f} s "
                        f"each): {'; '.join(rounds)}.")
@@ -120,9 +123,9 @@ def run(bench: Bench) -> Table:
     return table
 
 
-def _row(bench: Bench, mode: Mode) -> list[str]:
+def _row(bench: Bench, mode: Mode, orgs: int) -> list[str]:
     per_invoice = mode.tally.total / mode.invoices if mode.invoices else float("nan")
-    return [mode.label, str(len(mode.outcomes)), num(max(1, bench.sizes.run_orgs // 2)),
+    return [mode.label, str(len(mode.outcomes)), num(orgs),
             num(bench.sizes.run_conversations), num(mode.invoices), num(mode.seconds, 1),
             num(mode.rate, 1), num(per_invoice, 2), str(mode.tally.retries),
             str(mode.tally.write_conflicts)]

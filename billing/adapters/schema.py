@@ -18,11 +18,12 @@ WEBHOOK_EVENTS = "webhook_events"  # processed events, written in the effect's t
 WEBHOOK_LOG = "webhook_log"  # failed deliveries, written outside any transaction (audit)
 RECONCILIATION_RUNS = "reconciliation_runs"  # one audit record per --apply run
 RECONCILIATION_LEASES = "reconciliation_leases"  # _id "shard:I/N": one --apply run per shard
-EXTERNAL_ID_LOOKUP = "external_id_lookup"
 SCHEMA_MIGRATIONS = "schema_migrations"  # _id = version: the migrations `setup` applied
 COLLECTION_RUNS = "collection_runs"  # one audit record per `collect --apply` run
 CREDIT_NOTES = "credit_notes"  # corrections of finalised invoices, with their refunds
 EVENTS = "billing_events"  # the outbox: what the host is told, written with each change
+# The index `record` finds a conversation by external_id on (see CONVERSATIONS below).
+EXTERNAL_ID_LOOKUP = "external_id_lookup"
 # Payment-method statuses that hold their Stripe method (at most one such record per method).
 LIVE_HOLDING = ["active", "detaching"]
 

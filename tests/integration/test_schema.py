@@ -16,7 +16,6 @@ from billing.adapters import schema
 from tests.support.billing_data import OPEN, dump
 
 pytestmark = pytest.mark.integration
-OPEN_START = OPEN[0]
 
 
 def test_setup_installs_the_contract_once_and_reports_what_it_did(
@@ -125,13 +124,13 @@ def test_version_4_indexes_the_external_id_lookup_and_record_reads_on_it(
 
     # `record`'s lookup reads the index, on SecantusDB too (the unique index is partial on
     # `$type`, which its planner cannot use: it scanned the collection on every call).
-    first = b.conversations.record(org.id, started_at=OPEN_START, ended_at=OPEN_START,
+    first = b.conversations.record(org.id, started_at=OPEN[0], ended_at=OPEN[0],
                                    external_id="call-1")
-    b.conversations.record(other.id, started_at=OPEN_START, ended_at=OPEN_START,
+    b.conversations.record(other.id, started_at=OPEN[0], ended_at=OPEN[0],
                            external_id="call-1")
     plan = conversations.find({"org_id": ObjectId(org.id), "external_id": "call-1"}).explain()
     assert "IXSCAN" in str(plan["queryPlanner"]["winningPlan"])
-    again = b.conversations.record(org.id, started_at=OPEN_START, ended_at=OPEN_START,
+    again = b.conversations.record(org.id, started_at=OPEN[0], ended_at=OPEN[0],
                                    external_id="call-1")
     assert again.id == first.id
     # Still one per org and external_id, and a lookup by external_id alone finds both orgs'.

@@ -9,19 +9,16 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
+from billing.domain.periods import last_closed_month, next_month
 from billing.domain.pricing import started_minutes
 
 OCT = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
 NOV = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
 
 
-def _month_holding(when: datetime) -> tuple[datetime, datetime]:
-    start = datetime(when.year, when.month, 1, tzinfo=UTC)
-    return start, (start + timedelta(days=32)).replace(day=1)
-
-
 # The month the suite runs in, still open by the real clock (a fixed month closes one day).
-OPEN = _month_holding(datetime.now(UTC))
+_THIS_MONTH = last_closed_month().end
+OPEN = (_THIS_MONTH, next_month(_THIS_MONTH))
 
 
 def seed_conversations(
