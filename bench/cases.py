@@ -54,7 +54,7 @@ SIZES = {
                   floor_extra={1_000: 8, 10_000: 4}, run_orgs=1_000,
                   run_conversations=100, concurrency=16, contention_callers=16,
                   contention_conversations=1_000, bounded_conversations=100_000,
-                  bounded_chunk=1_000, ingest_conversations=3_000,
+                  bounded_chunk=1_000, ingest_conversations=5_000,
                   reconcile_points=((100_000, 100), (1_000_000, 1_000)),
                   reconcile_budget_s=600, budget_s=480),
 }

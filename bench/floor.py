@@ -82,3 +82,16 @@ def _write(client: MongoClient[Doc], models: list[Any], *, updated_before: int) 
     with client.start_session(causal_consistency=False) as session:
         marked: int = session.with_transaction(work, write_concern=WriteConcern("majority"))
     return marked
+
+
+def insert_batch(client: MongoClient[Doc], database: str, docs: list[Doc]) -> None:
+    """The engine's floor for recording a batch: the documents `record_many` would write,
+    inserted as one `insert_many` in one transaction (two commands, insert and commit), with
+    no reads: what `record_many` adds on top is its org and external_id lookups."""
+    collection = client[database][schema.CONVERSATIONS]
+
+    def work(session: ClientSession) -> None:
+        collection.insert_many(docs, session=session)
+
+    with client.start_session(causal_consistency=False) as session:
+        session.with_transaction(work, write_concern=WriteConcern("majority"))

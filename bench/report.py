@@ -23,7 +23,8 @@ and naive must reach the same totals. Case 4 reconciles instead: orgs already bi
 known set of defects seeded in bulk, are checked by a dry-run `reconciliation.run()` in a
 separate process (so its peak RSS is the billing process's alone); it must find exactly the
 seeded defects, and every query shape it sent is explained (`bench/query_plans.py`). Case 6 records
-conversations with `record_many` against `record`.
+conversations with `record_many` against `record` and against the engine's floor for a batch
+(`bench/floor.py`: the same documents as one raw `insert_many` in one transaction).
 
 Read the figures with the engine in mind. SecantusDB is a MongoDB-compatible server written in
 Python (on WiredTiger). By default the benchmark starts it in a process of its own

@@ -70,7 +70,7 @@ class AsyncConversations:
 
         async def work(txn: AsyncTransaction) -> list[dict[str, Any]]:
             org = await org_doc_in(txn, oid)
-            existing = await conversations_of_external_ids(txn, oid, keys, limit=MAX_BATCH)
+            existing = await conversations_of_external_ids(txn, oid, keys)
             plan = batch_plan(org, existing, parsed, org_id=oid, now=self._ctx.now(),
                               make_id=ObjectId)
             await txn.write(plan.writes)

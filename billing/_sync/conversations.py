@@ -71,7 +71,7 @@ class Conversations:
 
         def work(txn: Transaction) -> list[dict[str, Any]]:
             org = org_doc_in(txn, oid)
-            existing = conversations_of_external_ids(txn, oid, keys, limit=MAX_BATCH)
+            existing = conversations_of_external_ids(txn, oid, keys)
             plan = batch_plan(org, existing, parsed, org_id=oid, now=self._ctx.now(),
                               make_id=ObjectId)
             txn.write(plan.writes)

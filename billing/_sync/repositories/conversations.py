@@ -23,13 +23,21 @@ def conversation_of_external_id(txn: Transaction, org_id: ObjectId,
                                                      "external_id": external_id})
 
 
+# External ids per `$in` when a batch looks up what it already recorded. SecantusDB 0.7.0b3
+# matches an `$in` in time that grows with keys times matches: a repeated batch of 1,000 took
+# 1.06 s as one query and 0.18 s as ten of 100 (mongod's cost is linear either way).
+LOOKUP_KEYS = 100
+
+
 def conversations_of_external_ids(txn: Transaction, org_id: ObjectId,
-                                        external_ids: list[str], *, limit: int) -> list[Doc]:
+                                        external_ids: list[str]) -> list[Doc]:
     """The org's conversations recorded with any of `external_ids` (none read for none)."""
-    if not external_ids:
-        return []
-    return txn.find(schema.CONVERSATIONS, {
-        "org_id": org_id, "external_id": {"$in": external_ids}}, limit=limit)
+    found: list[Doc] = []
+    for i in range(0, len(external_ids), LOOKUP_KEYS):
+        part = external_ids[i:i + LOOKUP_KEYS]
+        found += txn.find(schema.CONVERSATIONS, {
+            "org_id": org_id, "external_id": {"$in": part}}, limit=len(part))
+    return found
 
 
 def conversation_doc_now(direct: Direct, org_id: ObjectId,
