@@ -51,7 +51,7 @@ SIZES = {
                     reconcile_points=((20_000, 20), (200_000, 200)), reconcile_budget_s=300,
                     budget_s=180),
     "full": Sizes("full", creation={10: 5, 100: 5, 1_000: 3, 10_000: 1},
-                  floor_extra={1_000: 8, 10_000: 4}, run_orgs=1_000,
+                  floor_extra={1_000: 8, 10_000: 6}, run_orgs=1_000,
                   run_conversations=100, concurrency=16, contention_callers=16,
                   contention_conversations=1_000, bounded_conversations=100_000,
                   bounded_chunk=1_000, ingest_conversations=5_000,
