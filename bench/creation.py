@@ -41,11 +41,16 @@ class Measured:
     chunked_floor_s: float | None = None
     whole_s: float | None = None
     reps: int = 1  # of ours and the floors (naive may have run fewer)
-    # Ours over a floor ("floor", "chunked_floor"): the median of the ratios of each repetition,
-    # where the two ran back to back, rather than a ratio of medians taken across the run.
-    ours_over: dict[str, float] = field(default_factory=dict)
-    ours_over_by_run: dict[str, list[float]] = field(default_factory=dict)  # those ratios
+    # Ours' time over a floor's ("floor", "chunked_floor") in each repetition, where the two
+    # ran back to back (none where that floor did not run).
+    ours_over_by_run: dict[str, list[float]] = field(default_factory=dict)
     whole_over_floor: float | None = None
+
+    @property
+    def ours_over(self) -> dict[str, float]:
+        """Ours over each floor that ran: the median of the ratios of the repetitions, rather
+        than a ratio of medians taken across the run."""
+        return {over: statistics.median(r) for over, r in self.ours_over_by_run.items() if r}
 
     @property
     def speed_up(self) -> float:
@@ -141,8 +146,6 @@ class Subject:
                         statistics.median(reads) if reads else None,
                         median("chunked_floor"), median("whole"),
                         reps=reps + extra,
-                        ours_over={over: r for over in ("floor", "chunked_floor")
-                                   if (r := paired("ours", over)) is not None},
                         ours_over_by_run={over: by_run("ours", over)
                                           for over in ("floor", "chunked_floor")},
                         whole_over_floor=paired("whole", "floor"))
