@@ -38,10 +38,19 @@ class RunOutcome:
     total: int = 0
     seconds: float = 0.0
     cut: bool = False
+    done_at: list[float] = field(default_factory=list)  # seconds into the round, per invoice
 
     @property
     def rate(self) -> float:
         return _rate(self.invoices, self.seconds)
+
+    def fifths(self) -> tuple[float, float] | None:
+        """Invoices/s in the round's first and last fifth of its invoices (None: too few)."""
+        k = len(self.done_at) // 5
+        if k < 2:
+            return None
+        first, last = self.done_at[k - 1], self.done_at[-1] - self.done_at[-k - 1]
+        return _rate(k, first), _rate(k, last)
 
 
 @dataclass
@@ -99,12 +108,16 @@ def run(bench: Bench) -> Table:
             raise CheckFailed(f"{mode.label}: invoiced {outcome.total}, expected {expected}")
         mode.add(outcome, tally)
         cut = f", cut after {outcome.invoices:,} of {orgs:,} orgs" if outcome.cut else ""
-        rounds.append(f"{number}. {name} {outcome.rate:.1f}{cut}")
+        ends = outcome.fifths()
+        drift = f" ({ends[0]:.1f} in its first fifth, {ends[1]:.1f} in its last)" if ends else ""
+        rounds.append(f"{number}. {name} {outcome.rate:.1f}{drift}{cut}")
     for mode in modes.values():
         table.rows.append(_row(bench, mode, orgs))
         table.notes.append(f"{mode.label}: {mode.tally.describe()}")
     table.notes.append(f"Invoices/s by round, in order (budget {bench.sizes.budget_s / 2:.0f} s "
-                       f"each): {'; '.join(rounds)}.")
+                       f"each): {'; '.join(rounds)}. The first and last fifths show whether an "
+                       "invoice costs more as the invoices before it pile up (each round starts "
+                       "on a database with none).")
     sync, asynchronous = modes["sync"].rate, modes["async"].rate
     table.notes.append(f"Goal, async at least matches sync: "
                        f"{'met' if asynchronous >= sync else 'NOT met'} ({asynchronous:.1f} "
@@ -139,6 +152,7 @@ def _sync(bench: Bench, db_name: str) -> tuple[RunOutcome, Tally]:
         if result.outcome is not Outcome.INVOICED or result.invoice is None:
             raise CheckFailed(f"org {result.org_id}: {result.outcome.value} {result.error}")
         out.invoices, out.total = done, out.total + result.invoice.total
+        out.done_at.append(time.perf_counter() - started)
         if done < total and time.monotonic() > deadline:
             raise _Cut
 
@@ -178,7 +192,7 @@ async def _async_run(bench: Bench, db_name: str) -> tuple[RunOutcome, Tally]:
 
 async def _pool(bench: Bench, b: AsyncBilling, out: RunOutcome, deadline: float) -> None:
     """`concurrency` tasks taking the orgs one by one until none are left (or the budget is)."""
-    period = bench.period
+    period, started = bench.period, time.perf_counter()
     orgs = [doc["_id"] async for doc in b.database.orgs.find({}, {"_id": 1}).sort("_id", 1)]
 
     async def worker() -> None:
@@ -188,6 +202,7 @@ async def _pool(bench: Bench, b: AsyncBilling, out: RunOutcome, deadline: float)
                 return
             invoice = await b.invoices.create_for_period(orgs.pop(), period.start, period.end)
             out.invoices, out.total = out.invoices + 1, out.total + invoice.total
+            out.done_at.append(time.perf_counter() - started)
 
     await asyncio.gather(*(worker() for _ in range(bench.sizes.concurrency)))
 

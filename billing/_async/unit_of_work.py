@@ -315,7 +315,7 @@ class AsyncUnitOfWork:
             except PyMongoError as exc:
                 raise translate(exc) from exc
             secantus = "secantusVersion" in build
-        # SecantusDB's $lookup with a pipeline reads the whole foreign collection, so one
+        # SecantusDB's $lookup of conversations reads the whole collection, so one
         # joined read of an org's snapshot grows with the data; mongod's uses the index.
         self.joined_reads = not secantus if self._prefer_joined_reads is None \
             else self._prefer_joined_reads

@@ -58,9 +58,10 @@ class Billing:
     transactions; `client_bulk_write` forces (True) or forbids (False) one `bulkWrite` command
     across collections, detected from the server by default (MongoDB 8.0+); `joined_reads` reads
     an org's billing snapshot in one `$lookup` aggregate (True) or two aggregates (False), by
-    default one except on SecantusDB, whose `$lookup` scans; `max_concurrent_transactions` caps
-    the transactions this instance runs at once (its tasks or threads beyond it wait their
-    turn; 0: no cap), by default none except on SecantusDB, which runs one at a time;
+    default one except on SecantusDB, whose `$lookup` of conversations scans;
+    `max_concurrent_transactions` caps the transactions this instance runs at once (its tasks
+    or threads beyond it wait their turn; 0: no cap), by default none except on SecantusDB,
+    which runs one at a time;
     `gateway` takes payments (the Stripe gateway from `billing.gateways` matching this client:
     sync or async);
     `webhook_secret` verifies Stripe webhooks; `payment_lease_seconds` is how long one payment

@@ -179,10 +179,20 @@ def line_items_in_any_org(item_ids: list[ObjectId]) -> Doc:
 
 
 def with_items(org_id: ObjectId) -> Doc:
-    """$lookup stage attaching an invoice's line items (scoped to the org) as `items`."""
+    """$lookup stage attaching an invoice's line items (scoped to the org) as `items`.
+
+    Joined on `org_id`, the prefix of the line items' index, then narrowed to the invoice:
+    SecantusDB 0.7.0b3 answers a `$lookup` whose `foreignField` leads an index from that index,
+    and reads the whole foreign collection for any other (`invoice_id` alone, or a pipeline
+    with no `foreignField`), so a join on `invoice_id` cost time that grew with every invoice
+    in the database (11 ms at 400 invoices, against 0.9 ms this way). mongod uses the index
+    either way."""
     return {"$lookup": {
-        "from": schema.LINE_ITEMS, "localField": "_id", "foreignField": "invoice_id",
-        "pipeline": [{"$match": {"org_id": org_id}}], "as": "items",
+        "from": schema.LINE_ITEMS, "localField": "org_id", "foreignField": "org_id",
+        "let": {"invoice": "$_id"},
+        "pipeline": [{"$match": {"org_id": org_id,
+                                 "$expr": {"$eq": ["$invoice_id", "$$invoice"]}}}],
+        "as": "items",
     }}
 
 
@@ -260,8 +270,11 @@ def snapshot_head(org_id: ObjectId, period: Period, *, supplement: int) -> list[
     the conversations, for engines that read those better on their own."""
     return [
         {"$match": {"_id": org_id}},
-        {"$lookup": {"from": schema.INVOICES, "as": "invoice", "pipeline": [
-            {"$match": invoice_key(org_id, period, supplement)}, with_items(org_id)]}},
+        # On `org_id`, which leads the invoices' indexes: see `with_items`.
+        {"$lookup": {"from": schema.INVOICES, "localField": "_id", "foreignField": "org_id",
+                     "as": "invoice", "pipeline": [
+                         {"$match": invoice_key(org_id, period, supplement)},
+                         with_items(org_id)]}},
     ]
 
 
