@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
+from billing.cli import signals
 from billing.collection_runs import OrgCollection
 from billing.invoice_runs import OrgResult, Outcome
 from billing.reconcile_findings import OrgScan
@@ -53,6 +54,7 @@ class ProgressBar:
 
     def __call__(self, done: int, total: int,
                  latest: OrgResult | OrgScan | OrgCollection) -> None:
+        signals.check()  # between orgs: a SIGTERM whose first Stopped was lost stops here
         if not self._enabled:
             return
         self._failed += _failed(latest)

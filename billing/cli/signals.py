@@ -6,6 +6,11 @@ or SIGINT raises `Stopped` (a KeyboardInterrupt, so everything that cleans up af
 the same for SIGTERM); signals after that one, or after the command's outcome was printed
 (`outcome_shown()`), are ignored, so cleanup is not cut short and the process prints one
 outcome and one exit code.
+
+Python runs a signal handler wherever the main thread is, and where it is a finalizer (a
+driver cursor's `__del__`, say) the raised `Stopped` is printed as "Exception ignored" and lost.
+So long runs also call `check()` between orgs (their progress callback does), which raises
+the same `Stopped` again: a lost one stops the run at the next org instead of never.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class Stopped(KeyboardInterrupt):
 
 
 class _State:
-    stopping = False  # a signal was turned into Stopped: later ones are ignored
+    signum: int | None = None  # a signal was turned into Stopped: later ones are ignored
     shown = False  # the outcome is printed: every later signal is ignored
 
 
@@ -37,10 +42,18 @@ _state = _State()
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
-    if _state.stopping or _state.shown:
+    if _state.signum is not None or _state.shown:
         return
-    _state.stopping = True
+    _state.signum = signum
     raise Stopped(signum)
+
+
+def check() -> None:
+    """Raise `Stopped` if a signal came while the command ran (its first `Stopped` may have
+    been raised inside a finalizer, where Python drops it). For points where a run may stop
+    between units of work: a `Stopped` that was not lost has unwound past them already."""
+    if _state.signum is not None and not _state.shown:
+        raise Stopped(_state.signum)
 
 
 def outcome_shown() -> None:
@@ -53,7 +66,7 @@ def outcome_shown() -> None:
 def handled() -> Iterator[None]:
     """Install the handlers for the duration of a command; the previous ones after. Only the
     main thread can (a `main()` called from another thread keeps Python's defaults)."""
-    _state.stopping = _state.shown = False
+    _state.signum, _state.shown = None, False
     if threading.current_thread() is not threading.main_thread():
         yield
         return

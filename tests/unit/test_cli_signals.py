@@ -3,6 +3,7 @@ against the table that is `billing --help`."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from billing.cli import exit_codes, signals
+from billing.cli import exit_codes, output, signals
+from billing.invoice_runs import OrgResult, Outcome
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -59,3 +61,34 @@ def test_a_signal_ignored_when_the_command_starts_stays_ignored() -> None:
             os.kill(os.getpid(), signal.SIGINT)  # nothing happens
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+class SignalsItself:
+    """An object whose finalizer sends SIGTERM to this process: the handler runs inside the
+    finalizer, where Python drops what it raises (as with a driver cursor's `__del__`)."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+# The dropped Stopped is what these tests are about: Python reports it as unraisable.
+LOST = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@LOST
+def test_a_stop_lost_in_a_finalizer_stops_the_run_at_its_next_org() -> None:
+    with signals.handled():
+        SignalsItself()  # finalized at once: the Stopped it raised is printed and dropped
+        bar = output.ProgressBar(io.StringIO(), "invoice run")
+        with pytest.raises(signals.Stopped) as caught:
+            bar(1, 3, OrgResult("org", Outcome.INVOICED))
+    assert caught.value.exit_code == exit_codes.TERMINATED
+
+
+@LOST
+def test_check_raises_nothing_without_a_signal_or_once_the_outcome_is_shown() -> None:
+    with signals.handled():
+        signals.check()
+        SignalsItself()
+        signals.outcome_shown()
+        signals.check()
