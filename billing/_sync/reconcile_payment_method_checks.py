@@ -17,9 +17,9 @@ from billing._sync.customers import CLOCK_SLACK_S
 from billing._sync.repositories.orgs import existing_org_ids, org_document, org_in_txn
 from billing._sync.repositories.payment_methods import (
     card_known_in_txn,
-    holder_of_card_in_txn,
     holding_methods_in_txn,
     live_methods_of_org,
+    method_doc_holding,
     method_in_txn,
     method_of_org,
     org_ids_with_methods,
@@ -199,7 +199,7 @@ class MethodChecks:
             txn.write(plans.fail(oid, pending, "not attached in Stripe", now))
             return "marked failed"
         done = plans.activate(org, pending, card, make_default=False, now=now,
-                              holder=holder_of_card_in_txn(txn, oid, card.id),
+                              holder=method_doc_holding(txn, oid, card.id),
                               box=self._ctx.outbox(documents.org_doc(org)))
         txn.write(done.writes)
         return "activated" if done.result.failure is None and \

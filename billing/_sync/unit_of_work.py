@@ -157,8 +157,10 @@ class Direct:
 
     def find_one(self, collection: str, filter: Doc) -> Doc | None:
         self._uow.check_server()
+        hint = queries.id_hint(filter)
+        options = {"hint": hint} if hint else {}
         with translated():
-            doc: Doc | None = self._uow.db[collection].find_one(filter)
+            doc: Doc | None = self._uow.db[collection].find_one(filter, **options)
         return doc
 
     def find(self, collection: str, filter: Doc, *, sort: Sequence[tuple[str, int]] = (

@@ -28,6 +28,7 @@ from tests.support.invariants import (
     check_methods_match_stripe,
     check_totals_and_links,
 )
+from tests.support.plans import stages
 
 pytestmark = pytest.mark.integration
 SEP = (datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC))
@@ -350,15 +351,6 @@ class Commands(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
-
-
-def stages(plan: Any) -> list[str]:
-    if isinstance(plan, dict):
-        own = [plan["stage"]] if isinstance(plan.get("stage"), str) else []
-        return own + [s for v in plan.values() for s in stages(v)]
-    if isinstance(plan, list):
-        return [s for v in plan for s in stages(v)]
-    return []
 
 
 def test_every_query_of_a_run_is_served_by_an_index(

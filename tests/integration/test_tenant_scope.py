@@ -20,6 +20,7 @@ from pymongo import MongoClient, monitoring
 from billing import Billing, Period
 from billing.adapters import schema
 from tests.support.isolation_world import WEBHOOK_SECRET, two_orgs
+from tests.support.plans import leading_fields, lookups, stages
 from tests.support.rejected_webhooks import event_body, signed
 
 pytestmark = pytest.mark.integration
@@ -93,9 +94,9 @@ def unscoped(name: str, command: dict[str, Any]) -> list[tuple[str, str, Any]]:
     return [(name, collection, filter)]
 
 
-def test_every_command_on_tenant_data_names_its_org(
-    mongo_uri: str, db_name: str, client: Any, stripe_gateway: Any
-) -> None:
+def workload(mongo_uri: str, db_name: str, client: Any, stripe_gateway: Any
+             ) -> list[tuple[str, Any]]:
+    """The commands billing sent for work on both orgs of `two_orgs` by every service."""
     db = client[db_name]  # the test's own reads and damage, unwatched
     listener = Commands()
     with MongoClient(mongo_uri, tz_aware=True, event_listeners=[listener]) as watched:
@@ -139,9 +140,50 @@ def test_every_command_on_tenant_data_names_its_org(
         b.reconciliation.run(apply=True, stale_after=timedelta(0))
         b.collections.run(apply=True)
         b.payment_methods.detach(a.org, a.method)
-
     touched = {c.get(n) for n, c in listener.seen if isinstance(c.get(n), str)}
     assert TENANT <= touched | {schema.EVENTS}, f"the workload missed {TENANT - touched}"
     assert len(listener.seen) > 150
-    found = [u for name, command in listener.seen for u in unscoped(name, command)]
+    return listener.seen
+
+
+def test_every_command_on_tenant_data_names_its_org(
+    mongo_uri: str, db_name: str, client: Any, stripe_gateway: Any
+) -> None:
+    seen = workload(mongo_uri, db_name, client, stripe_gateway)
+    found = [u for name, command in seen for u in unscoped(name, command)]
     assert found == []
+
+
+READS = ("find", "aggregate", "count", "distinct")
+# Driver and transaction fields `explain` does not take.
+NOT_EXPLAINED = {"lsid", "$clusterTime", "$db", "txnNumber", "startTransaction", "autocommit",
+                 "readConcern", "$readPreference", "cursor", "batchSize"}
+
+
+def test_every_read_of_tenant_data_is_served_by_an_index(
+    mongo_uri: str, db_name: str, client: Any, stripe_gateway: Any
+) -> None:
+    """Each read of the workload, explained on the same data, uses an index; each join
+    (`$lookup`) is on a field that leads one of the joined collection's indexes, which
+    SecantusDB needs to read it from that index rather than whole (mongod, which billing lets
+    join conversations too, uses its indexes for any equality there)."""
+    seen = workload(mongo_uri, db_name, client, stripe_gateway)
+    joined_reads = "secantusVersion" not in client.admin.command("buildInfo")
+    scanned, joins = [], []
+    for name, command in seen:
+        collection = command.get(name)
+        if name not in READS or collection not in TENANT:
+            continue
+        command = {k: v for k, v in command.items() if k not in NOT_EXPLAINED}
+        if name == "aggregate":
+            command["cursor"] = {}
+            joins += [(collection, j) for j in lookups(command["pipeline"])
+                      if not (joined_reads and j["from"] == schema.CONVERSATIONS)]
+        plan = client[db_name].command("explain", command, verbosity="queryPlanner")
+        if "COLLSCAN" in stages(plan):
+            scanned.append((name, collection, command.get("filter", command.get("pipeline"))))
+    assert scanned == [], "\n".join(map(str, scanned))
+    assert joins, "the workload sent no join to check"
+    unindexed = [(c, j["from"], j.get("foreignField")) for c, j in joins
+                 if j.get("foreignField") not in leading_fields(j["from"])]
+    assert unindexed == []

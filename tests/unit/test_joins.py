@@ -10,32 +10,16 @@ joins (`queries.billing_snapshot`) are sent only where joined reads are cheap (m
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from bson import ObjectId
 
 from billing.adapters import queries, schema
 from billing.domain.periods import Period
+from tests.support.plans import leading_fields, lookups
 
 ORG = ObjectId()
 PERIOD = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
-Doc = dict[str, Any]
-
-
-def lookups(pipeline: list[Doc]) -> list[Doc]:
-    """Every `$lookup` of the pipeline, those nested in a lookup's own pipeline included."""
-    found = []
-    for stage in pipeline:
-        if "$lookup" in stage:
-            found.append(stage["$lookup"])
-            found += lookups(stage["$lookup"].get("pipeline", []))
-    return found
-
-
-def leading_fields(collection: str) -> set[str]:
-    spec = next(c for c in schema.COLLECTIONS if c.name == collection)
-    return {"_id"} | {index.keys[0][0] for index in spec.indexes}
 
 
 PIPELINES = {

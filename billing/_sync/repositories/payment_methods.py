@@ -29,18 +29,23 @@ def method_doc_of_request(txn: Transaction, org_id: ObjectId,
 
 def method_doc_holding(txn: Transaction, org_id: ObjectId,
                              stripe_id: str) -> Doc | None:
-    """The live record holding the Stripe method, if any (at most one: unique index)."""
-    return txn.find_one(schema.PAYMENT_METHODS, {
-        "org_id": org_id, "stripe_id": stripe_id, "status": {"$in": schema.LIVE_HOLDING}})
+    """The org's live record (active or detaching) holding the Stripe method, if any (at most
+    one: unique index). The index is named: SecantusDB scans the collection when `status`
+    joins the indexed fields."""
+    found = txn.find(schema.PAYMENT_METHODS, {
+        "org_id": org_id, "stripe_id": stripe_id, "status": {"$in": schema.LIVE_HOLDING}},
+        limit=1, hint="stripe_id")
+    return found[0] if found else None
 
 
 def live_method_docs(txn: Transaction, org_id: ObjectId, *,
                            stripe_id: str | None = None) -> list[Doc]:
     """The org's methods attached or being detached (only those of `stripe_id`, if given)."""
     where: Doc = {"org_id": org_id, "status": {"$in": schema.LIVE_HOLDING}}
-    if stripe_id is not None:
-        where["stripe_id"] = stripe_id
-    return txn.find(schema.PAYMENT_METHODS, where)
+    if stripe_id is None:
+        return txn.find(schema.PAYMENT_METHODS, where)
+    return txn.find(schema.PAYMENT_METHODS, {**where, "stripe_id": stripe_id},
+                          hint="stripe_id")  # see method_doc_holding
 
 
 def active_method_docs_now(direct: Direct, org_id: ObjectId) -> list[Doc]:
@@ -81,13 +86,6 @@ def holding_methods_in_txn(txn: Transaction, org_id: ObjectId
     """The org's methods attached in Stripe as far as we know (active, detaching)."""
     return [documents.payment_method(d) for d in txn.find(
         schema.PAYMENT_METHODS, {"org_id": org_id, "status": {"$in": schema.LIVE_HOLDING}})]
-
-
-def holder_of_card_in_txn(txn: Transaction, org_id: ObjectId, stripe_id: str
-                                ) -> Doc | None:
-    """The org's method holding this Stripe card (active or detaching), if any."""
-    return txn.find_one(schema.PAYMENT_METHODS, {
-        "org_id": org_id, "stripe_id": stripe_id, "status": {"$in": schema.LIVE_HOLDING}})
 
 
 def card_known_in_txn(txn: Transaction, org_id: ObjectId, stripe_id: str) -> bool:
