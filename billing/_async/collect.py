@@ -116,7 +116,8 @@ class AsyncCollections:
                 if not await self._charge(inv, item):
                     continue
             elif report.apply and due.state is plan.State.WAITING:
-                await self._settle(inv, item)
+                if not await self._settle(inv, item):
+                    continue
             items.append(item)
         return items
 
@@ -154,26 +155,32 @@ class AsyncCollections:
             item.result, item.detail = Result.FAILED, f"{type(exc).__name__}: {exc.message}"
         return True
 
-    async def _settle(self, inv: Invoice, item: Collected) -> None:
+    async def _settle(self, inv: Invoice, item: Collected) -> bool:
         """An attempt still open: ask Stripe how it ended (a lost webhook, a run killed after
-        confirming). Never a new charge: that waits for the schedule."""
+        confirming), its outcome into `item`. Never a new charge: that waits for the schedule.
+        False when the attempt succeeded since this run read it, settled by another call, run
+        or webhook: the run reports it no more than one it had found paid (nor does it count
+        money another one reports)."""
         try:
-            payment = await self._payments.settle(inv.org_id, inv.id)
+            payment, settled_here = await self._payments.settle_reporting(inv.org_id, inv.id)
         except DatabaseUnavailable:
             raise
         except PaymentInProgress as exc:
             item.result, item.detail = Result.BUSY, exc.message
-            return
+            return True
         except BillingError as exc:
             item.detail = f"{item.detail}; not settled: {type(exc).__name__}: {exc.message}"
-            return
+            return True
         if payment is None:
-            return
+            return True
+        if payment.status is PaymentStatus.SUCCEEDED and not settled_here:
+            return False
         if payment.status is PaymentStatus.SUCCEEDED:
             item.result, item.detail = Result.PAID, f"payment {payment.id}, settled from Stripe"
         elif payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
             item.result = Result.DECLINED
             item.detail = f"payment {payment.id} ended {payment.status.value}"
+        return True
 
     async def _audit(self, report: CollectionReport, status: str, *,
                      error: str | None = None) -> None:

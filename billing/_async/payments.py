@@ -94,7 +94,15 @@ class AsyncPayments:
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
         pid = None if payment_id is None else ids.object_id(payment_id, name="payment_id")
-        return await self._take_and_resolve(oid, iid, stop=False, payment_id=pid)
+        return (await self._take_and_resolve(oid, iid, stop=False, payment_id=pid))[0]
+
+    async def settle_reporting(self, org_id: Any, invoice_id: Any) -> tuple[Payment | None, bool]:
+        """`settle`, and whether this call brought the attempt to its recorded state (False:
+        it was final already, settled by another call, run or webhook, or there is none), so
+        that a run reports only what it did itself."""
+        oid = ids.object_id(org_id, name="org_id")
+        iid = ids.object_id(invoice_id, name="invoice_id")
+        return await self._take_and_resolve(oid, iid, stop=False)
 
     async def cancel(self, org_id: Any, invoice_id: Any) -> Payment | None:
         """Stop the invoice's latest attempt: an intent awaiting the customer (3-D Secure) or
@@ -104,7 +112,7 @@ class AsyncPayments:
         recorded, or None when there is none."""
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
-        payment = await self._take_and_resolve(oid, iid, stop=True)
+        payment, _ = await self._take_and_resolve(oid, iid, stop=True)
         if payment is not None and payment.status not in plans.FINAL:
             raise plans.blocked(payment, str(iid))
         return payment
@@ -133,7 +141,10 @@ class AsyncPayments:
         return claim
 
     async def _take_and_resolve(self, oid: ObjectId, iid: ObjectId, *, stop: bool,
-                                payment_id: ObjectId | None = None) -> Payment | None:
+                                payment_id: ObjectId | None = None
+                                ) -> tuple[Payment | None, bool]:
+        """The attempt as recorded after resolving it, and whether this call took it to
+        resolve (False: nothing to take, the attempt was final or there was none)."""
         token = secrets.token_hex(8)
 
         async def work(txn: AsyncTransaction) -> tuple[Claim | None, Payment | None]:
@@ -150,8 +161,8 @@ class AsyncPayments:
 
         claim, latest = await self._ctx.uow.run(work)
         if claim is None:
-            return latest
-        return await self._resolve(oid, iid, claim, stop=stop)
+            return latest, False
+        return await self._resolve(oid, iid, claim, stop=stop), True
 
     async def _resolve(self, oid: ObjectId, iid: ObjectId, claim: Claim, *, stop: bool,
                        resume: bool = False) -> Payment:

@@ -95,7 +95,15 @@ class Payments:
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
         pid = None if payment_id is None else ids.object_id(payment_id, name="payment_id")
-        return self._take_and_resolve(oid, iid, stop=False, payment_id=pid)
+        return (self._take_and_resolve(oid, iid, stop=False, payment_id=pid))[0]
+
+    def settle_reporting(self, org_id: Any, invoice_id: Any) -> tuple[Payment | None, bool]:
+        """`settle`, and whether this call brought the attempt to its recorded state (False:
+        it was final already, settled by another call, run or webhook, or there is none), so
+        that a run reports only what it did itself."""
+        oid = ids.object_id(org_id, name="org_id")
+        iid = ids.object_id(invoice_id, name="invoice_id")
+        return self._take_and_resolve(oid, iid, stop=False)
 
     def cancel(self, org_id: Any, invoice_id: Any) -> Payment | None:
         """Stop the invoice's latest attempt: an intent awaiting the customer (3-D Secure) or
@@ -105,7 +113,7 @@ class Payments:
         recorded, or None when there is none."""
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
-        payment = self._take_and_resolve(oid, iid, stop=True)
+        payment, _ = self._take_and_resolve(oid, iid, stop=True)
         if payment is not None and payment.status not in plans.FINAL:
             raise plans.blocked(payment, str(iid))
         return payment
@@ -134,7 +142,10 @@ class Payments:
         return claim
 
     def _take_and_resolve(self, oid: ObjectId, iid: ObjectId, *, stop: bool,
-                                payment_id: ObjectId | None = None) -> Payment | None:
+                                payment_id: ObjectId | None = None
+                                ) -> tuple[Payment | None, bool]:
+        """The attempt as recorded after resolving it, and whether this call took it to
+        resolve (False: nothing to take, the attempt was final or there was none)."""
         token = secrets.token_hex(8)
 
         def work(txn: Transaction) -> tuple[Claim | None, Payment | None]:
@@ -151,8 +162,8 @@ class Payments:
 
         claim, latest = self._ctx.uow.run(work)
         if claim is None:
-            return latest
-        return self._resolve(oid, iid, claim, stop=stop)
+            return latest, False
+        return self._resolve(oid, iid, claim, stop=stop), True
 
     def _resolve(self, oid: ObjectId, iid: ObjectId, claim: Claim, *, stop: bool,
                        resume: bool = False) -> Payment:

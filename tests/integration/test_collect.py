@@ -139,6 +139,35 @@ def test_an_invoice_paid_by_another_call_while_the_run_charges_is_not_a_failure(
         assert d("invoices.get", org.id, inv.id).status.value == "paid"
 
 
+def test_an_attempt_settled_by_another_call_while_the_run_settles_is_reported_once(
+    d: Driver
+) -> None:
+    """Both invoices of an org wait on a `processing` debit that Stripe has since charged (its
+    webhooks were lost). The run reads both as waiting and settles them one by one; while it
+    asks Stripe about the first, the host settles the other (`invoices.settle_payment`). The
+    run then finds that one paid by someone else: it reports it no more than one it had read
+    paid, so the runs' reports of money collected add up to what was collected."""
+    org, first = org_with_invoice(d, "pm_bank_debit")
+    seed_conversations(d.db, org.id, 2, start=SEP[0])
+    second = d("invoices.create_for_period", org.id, *SEP)
+    assert set(results(d("collections.run", apply=True)).values()) == {"waiting"}
+    for intent_id in list(d.fake.intents):
+        d.fake.settle_processing(intent_id)  # Stripe charged both; no webhook came
+    host = [d.during("retrieve_intent", "invoices.settle_payment", org.id, inv.id)
+            for inv in (first, second)]
+
+    report = d("collections.run", apply=True)
+
+    # The host's two settles ran inside the run's first question to Stripe: the invoice the
+    # run held was refused to the host (PaymentInProgress), the other settled by the host.
+    assert sorted(type(out[0]).__name__ for out in host) == ["Payment", "PaymentInProgress"]
+    assert [i.result for i in report.items] == [Result.PAID]
+    assert report.charged() == {"usd": report.items[0].amount}
+    for inv in (first, second):
+        assert d.fake.taken(inv.id) == inv.total  # once each
+        assert d("invoices.get", org.id, inv.id).status.value == "paid"
+
+
 def test_concurrent_runs_on_overlapping_shards_make_one_attempt(
     mongo_uri: str, db_name: str
 ) -> None:
