@@ -173,9 +173,9 @@ class AsyncCollections:
             return True
         if payment is None:
             return True
-        if payment.status is PaymentStatus.SUCCEEDED and not settled_here:
-            return False
         if payment.status is PaymentStatus.SUCCEEDED:
+            if not settled_here:
+                return False
             item.result, item.detail = Result.PAID, f"payment {payment.id}, settled from Stripe"
         elif payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
             item.result = Result.DECLINED

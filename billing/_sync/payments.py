@@ -92,18 +92,17 @@ class Payments:
         every attempt left unsettled). Returns the attempt as now recorded, or None when there
         is none. PaymentInProgress while another call holds the invoice;
         PaymentProviderUnavailable when Stripe cannot be asked (nothing changed)."""
-        oid = ids.object_id(org_id, name="org_id")
-        iid = ids.object_id(invoice_id, name="invoice_id")
-        pid = None if payment_id is None else ids.object_id(payment_id, name="payment_id")
-        return (self._take_and_resolve(oid, iid, stop=False, payment_id=pid))[0]
+        return (self.settle_reporting(org_id, invoice_id, payment_id=payment_id))[0]
 
-    def settle_reporting(self, org_id: Any, invoice_id: Any) -> tuple[Payment | None, bool]:
+    def settle_reporting(self, org_id: Any, invoice_id: Any, *, payment_id: Any = None
+                               ) -> tuple[Payment | None, bool]:
         """`settle`, and whether this call brought the attempt to its recorded state (False:
         it was final already, settled by another call, run or webhook, or there is none), so
         that a run reports only what it did itself."""
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
-        return self._take_and_resolve(oid, iid, stop=False)
+        pid = None if payment_id is None else ids.object_id(payment_id, name="payment_id")
+        return self._take_and_resolve(oid, iid, stop=False, payment_id=pid)
 
     def cancel(self, org_id: Any, invoice_id: Any) -> Payment | None:
         """Stop the invoice's latest attempt: an intent awaiting the customer (3-D Secure) or

@@ -86,10 +86,10 @@ class Transaction:
         docs: list[Doc] = cursor.to_list()
         return docs
 
-    def find_one(self, collection: str, filter: Doc) -> Doc | None:
-        hint = queries.id_hint(filter)
-        options = {"hint": hint} if hint else {}
-        return self._uow.db[collection].find_one(filter, session=self._read(), **options)
+    def find_one(self, collection: str, filter: Doc, *, hint: str | None = None
+                       ) -> Doc | None:
+        return self._uow.db[collection].find_one(filter, session=self._read(),
+                                                       **queries.hinted(filter, hint))
 
     def find(self, collection: str, filter: Doc, *, limit: int = 1000,
                    hint: str | None = None) -> list[Doc]:
@@ -99,10 +99,8 @@ class Transaction:
         return cursor.limit(limit).to_list()
 
     def count(self, collection: str, filter: Doc) -> int:
-        hint = queries.id_hint(filter)
-        options = {"hint": hint} if hint else {}
         return self._uow.db[collection].count_documents(filter, session=self._read(),
-                                                              **options)
+                                                              **queries.hinted(filter))
 
     def write(self, writes: list[Write]) -> None:
         """Apply the writes; check every guard. One `bulkWrite` command where the server has it."""
@@ -157,10 +155,9 @@ class Direct:
 
     def find_one(self, collection: str, filter: Doc) -> Doc | None:
         self._uow.check_server()
-        hint = queries.id_hint(filter)
-        options = {"hint": hint} if hint else {}
         with translated():
-            doc: Doc | None = self._uow.db[collection].find_one(filter, **options)
+            doc: Doc | None = self._uow.db[collection].find_one(filter,
+                                                                      **queries.hinted(filter))
         return doc
 
     def find(self, collection: str, filter: Doc, *, sort: Sequence[tuple[str, int]] = (

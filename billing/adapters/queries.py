@@ -137,6 +137,13 @@ def id_hint(filter: Doc) -> str | None:
     return None
 
 
+def hinted(filter: Doc, hint: str | None = None) -> Doc:
+    """The keyword arguments naming `hint`, or the `_id_` index where `id_hint` names it (none
+    otherwise), for a read by `filter`."""
+    chosen = hint or id_hint(filter)
+    return {"hint": chosen} if chosen else {}
+
+
 def pipeline_hint(pipeline: list[Doc]) -> str | None:
     first = pipeline[0].get("$match") if pipeline else None
     return id_hint(first) if isinstance(first, dict) else None

@@ -28,7 +28,7 @@ from tests.support.invariants import (
     check_methods_match_stripe,
     check_totals_and_links,
 )
-from tests.support.plans import stages
+from tests.support.plans import READS, explainable, stages
 
 pytestmark = pytest.mark.integration
 SEP = (datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC))
@@ -340,11 +340,9 @@ class Commands(monitoring.CommandListener):
         self.reads: list[tuple[str, dict[str, Any]]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name in ("find", "aggregate", "count", "distinct"):
-            drop = {"lsid", "$clusterTime", "$db", "txnNumber", "startTransaction",
-                    "autocommit", "readConcern", "$readPreference", "cursor", "batchSize"}
+        if event.command_name in READS:
             self.reads.append((event.command_name,
-                               {k: v for k, v in event.command.items() if k not in drop}))
+                               explainable(event.command_name, event.command)))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -366,8 +364,6 @@ def test_every_query_of_a_run_is_served_by_an_index(
         b.reconciliation.run(apply=True, stale_after=timedelta(0))
         shapes: dict[str, list[str]] = {}
         for name, command in listener.reads:
-            if name == "aggregate":
-                command = {**command, "cursor": {}}
             plan = b.database.command("explain", command, verbosity="queryPlanner")
             shapes.setdefault(f"{name} {command[name]}", []).extend(stages(plan))
     # Tenant data only: counting every org for the progress bar may scan `orgs`.

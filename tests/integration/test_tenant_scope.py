@@ -20,7 +20,7 @@ from pymongo import MongoClient, monitoring
 from billing import Billing, Period
 from billing.adapters import schema
 from tests.support.isolation_world import WEBHOOK_SECRET, two_orgs
-from tests.support.plans import leading_fields, lookups, stages
+from tests.support.plans import READS, explainable, leading_fields, lookups, stages
 from tests.support.rejected_webhooks import event_body, signed
 
 pytestmark = pytest.mark.integration
@@ -154,12 +154,6 @@ def test_every_command_on_tenant_data_names_its_org(
     assert found == []
 
 
-READS = ("find", "aggregate", "count", "distinct")
-# Driver and transaction fields `explain` does not take.
-NOT_EXPLAINED = {"lsid", "$clusterTime", "$db", "txnNumber", "startTransaction", "autocommit",
-                 "readConcern", "$readPreference", "cursor", "batchSize"}
-
-
 def test_every_read_of_tenant_data_is_served_by_an_index(
     mongo_uri: str, db_name: str, client: Any, stripe_gateway: Any
 ) -> None:
@@ -174,9 +168,8 @@ def test_every_read_of_tenant_data_is_served_by_an_index(
         collection = command.get(name)
         if name not in READS or collection not in TENANT:
             continue
-        command = {k: v for k, v in command.items() if k not in NOT_EXPLAINED}
+        command = explainable(name, command)
         if name == "aggregate":
-            command["cursor"] = {}
             joins += [(collection, j) for j in lookups(command["pipeline"])
                       if not (joined_reads and j["from"] == schema.CONVERSATIONS)]
         plan = client[db_name].command("explain", command, verbosity="queryPlanner")

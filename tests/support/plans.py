@@ -1,5 +1,6 @@
-"""Reading query plans and joins: the stages of an `explain` plan, the `$lookup` stages of a
-pipeline (nested ones included), and the fields that lead a collection's indexes."""
+"""Reading query plans and joins: a recorded read as `explain` takes it, the stages of an
+`explain` plan, the `$lookup` stages of a pipeline (nested ones included), and the fields that
+lead a collection's indexes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ from typing import Any
 from billing.adapters import schema
 
 Doc = dict[str, Any]
+READS = ("find", "aggregate", "count", "distinct")
+# Driver and transaction fields `explain` does not take.
+NOT_EXPLAINED = {"lsid", "$clusterTime", "$db", "txnNumber", "startTransaction", "autocommit",
+                 "readConcern", "$readPreference", "cursor", "batchSize"}
+
+
+def explainable(name: str, command: Doc) -> Doc:
+    """A read command as a listener saw it (`name` one of READS), ready for `explain`."""
+    bare = {k: v for k, v in command.items() if k not in NOT_EXPLAINED}
+    return {**bare, "cursor": {}} if name == "aggregate" else bare
 
 
 def stages(plan: Any) -> list[str]:

@@ -32,10 +32,9 @@ def method_doc_holding(txn: Transaction, org_id: ObjectId,
     """The org's live record (active or detaching) holding the Stripe method, if any (at most
     one: unique index). The index is named: SecantusDB scans the collection when `status`
     joins the indexed fields."""
-    found = txn.find(schema.PAYMENT_METHODS, {
+    return txn.find_one(schema.PAYMENT_METHODS, {
         "org_id": org_id, "stripe_id": stripe_id, "status": {"$in": schema.LIVE_HOLDING}},
-        limit=1, hint="stripe_id")
-    return found[0] if found else None
+        hint="stripe_id")
 
 
 def live_method_docs(txn: Transaction, org_id: ObjectId, *,
