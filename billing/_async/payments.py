@@ -7,7 +7,7 @@ flight; the decisions are in `billing.plans.payments` (the payment rule is drawn
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson import ObjectId
 
@@ -37,6 +37,7 @@ from billing.errors import (
 )
 from billing.plans import collections, require_org
 from billing.plans import payments as plans
+from billing.plans.invoices import may_move_money
 from billing.plans.payment_methods import require_method
 from billing.plans.payments import Claim, Next
 
@@ -70,8 +71,9 @@ class AsyncPayments:
                 return claim.payment
             payment = claim.payment
             if claim.next is Next.RESOLVE:
-                payment = await self._resolve(oid, iid, claim, stop=False, resume=True)
-                if payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
+                payment, _ = await self._resolve(oid, iid, claim, stop=False, resume=True)
+                if payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED) and \
+                        not may_move_money(payment):
                     continue  # that attempt is over: the next round starts a new one
                 if payment.status is PaymentStatus.SUCCEEDED:
                     return payment
@@ -112,7 +114,7 @@ class AsyncPayments:
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
         payment, _ = await self._take_and_resolve(oid, iid, stop=True)
-        if payment is not None and payment.status not in plans.FINAL:
+        if payment is not None and may_move_money(payment):
             raise plans.blocked(payment, str(iid))
         return payment
 
@@ -142,8 +144,9 @@ class AsyncPayments:
     async def _take_and_resolve(self, oid: ObjectId, iid: ObjectId, *, stop: bool,
                                 payment_id: ObjectId | None = None
                                 ) -> tuple[Payment | None, bool]:
-        """The attempt as recorded after resolving it, and whether this call took it to
-        resolve (False: nothing to take, the attempt was final or there was none)."""
+        """The attempt as recorded after resolving it, and whether this call moved it to that
+        state (False: nothing to take, the attempt was final or there was none, or another
+        call, run or webhook recorded the same state first)."""
         token = secrets.token_hex(8)
 
         async def work(txn: AsyncTransaction) -> tuple[Claim | None, Payment | None]:
@@ -161,35 +164,42 @@ class AsyncPayments:
         claim, latest = await self._ctx.uow.run(work)
         if claim is None:
             return latest, False
-        return await self._resolve(oid, iid, claim, stop=stop), True
+        return await self._resolve(oid, iid, claim, stop=stop)
 
     async def _resolve(self, oid: ObjectId, iid: ObjectId, claim: Claim, *, stop: bool,
-                       resume: bool = False) -> Payment:
-        """Bring an earlier attempt to what Stripe says, holding the lease by `claim.token`.
+                       resume: bool = False) -> tuple[Payment, bool]:
+        """Bring an earlier attempt to what Stripe says, holding the lease by `claim.token`;
+        the attempt as recorded, and whether this call moved it to that state.
 
         A confirmation whose outcome is unknown (Stripe still says `requires_confirmation`)
-        is canceled in Stripe, so a confirmation still in flight cannot land later; with
-        `stop`, an intent awaiting the customer is canceled too. An intent never sent to be
+        is canceled in Stripe, so a confirmation still in flight cannot land later, and so is
+        a failed one (`requires_payment_method`: it could be confirmed again); with `stop`, an
+        intent awaiting the customer is canceled too. An intent never sent to be
         confirmed is handed back to `pay` with `resume` (it confirms that one instead of a new
         one); otherwise its call is gone (its lease expired) and it is canceled. A cancel
         that fails never lets anyone charge: the attempt stays as it was."""
         payment, gateway = claim.payment, self._ctx.gateway
         if payment.intent_id is None:  # nothing in Stripe we know of: close it here
-            return (await self._record(oid, iid, payment, None, abandon=True))[1]
+            return (await self._record(oid, iid, payment, None, abandon=True)).outcome
         try:
             intent = await gateway.retrieve_intent(payment.intent_id)
         except NotFound:
             # Stripe (this account) has no such intent: it cannot move money here.
-            return (await self._record(oid, iid, payment, None, gone=True))[1]
+            return (await self._record(oid, iid, payment, None, gone=True)).outcome
         except BillingError as exc:
             await self._release(oid, iid, claim.token)
             raise _unknown(payment, iid) from exc
         unconfirmed = intent.status is IntentStatus.REQUIRES_CONFIRMATION
         if unconfirmed and payment.status is PaymentStatus.PENDING and resume:
-            return payment  # never sent to be confirmed: this call confirms it (lease held)
-        if unconfirmed or (stop and intent.status is IntentStatus.REQUIRES_ACTION):
+            return payment, False  # never sent to be confirmed: this call confirms it (lease held)
+        if intent.status is IntentStatus.REQUIRES_PAYMENT_METHOD:
+            # Failed: recorded as that failure, once canceled (unless it moved on meanwhile).
+            failed, intent = intent, await self._cancel(oid, iid, payment, claim.token)
+            if intent.status is IntentStatus.CANCELED:
+                return (await self._record(oid, iid, payment, failed, canceled=True)).outcome
+        elif unconfirmed or (stop and intent.status is IntentStatus.REQUIRES_ACTION):
             intent = await self._cancel(oid, iid, payment, claim.token)
-        return (await self._record(oid, iid, payment, intent))[1]
+        return (await self._record(oid, iid, payment, intent)).outcome
 
     async def _cancel(self, oid: ObjectId, iid: ObjectId, payment: Payment, token: str
                       ) -> Intent:
@@ -207,7 +217,8 @@ class AsyncPayments:
             except BillingError:
                 pass
             if now is None or now.status in (IntentStatus.REQUIRES_CONFIRMATION,
-                                              IntentStatus.REQUIRES_ACTION):
+                                              IntentStatus.REQUIRES_ACTION,
+                                              IntentStatus.REQUIRES_PAYMENT_METHOD):
                 await self._release(oid, iid, token)
                 raise _unknown(payment, iid) from exc
             return now
@@ -245,7 +256,8 @@ class AsyncPayments:
         except CardDeclined as exc:
             # The issuer's reason (lost_card...) when Stripe gives one: it decides retries.
             await self._record(oid, iid, payment, None,
-                               failure=(exc.decline_code or exc.code, exc.message))
+                               failure=(exc.decline_code or exc.code, exc.message),
+                               canceled=await self._cancel_failed(payment))
             raise
         except BillingError as exc:
             # Stripe may or may not have confirmed it: only its state can say.
@@ -259,10 +271,11 @@ class AsyncPayments:
                     await self._release(oid, iid, token)  # stays `confirming`: resolved later
                     raise
                 await self._record(oid, iid, payment, None, failure=(
-                    getattr(exc, "code", None) or type(exc).__name__, exc.message))
+                    getattr(exc, "code", None) or type(exc).__name__, exc.message),
+                    canceled=await self._cancel_failed(payment))
                 raise
         faults.hit("payments.after_confirm")
-        _, settled = await self._record(oid, iid, payment, intent)
+        settled = (await self._record(oid, iid, payment, intent)).payment
         if settled.status not in plans.FINAL:
             raise plans.blocked(settled, str(iid))
         if settled.status is not PaymentStatus.SUCCEEDED:
@@ -271,6 +284,19 @@ class AsyncPayments:
                 f"({settled.failure_code or 'no code'}): nothing was charged; the invoice stays "
                 "open", code=settled.failure_code, payment_id=settled.id)
         return settled
+
+    async def _cancel_failed(self, payment: Payment) -> bool:
+        """Cancel the intent of an attempt that failed (declined, or refused before being
+        confirmed), which could otherwise be confirmed again; whether Stripe canceled it. When
+        not, the attempt is recorded failed with its intent live, and the next call that looks
+        at the invoice resolves it (`_resolve`) before anything new."""
+        assert payment.intent_id is not None
+        try:
+            intent = await self._ctx.gateway.cancel_intent(
+                payment.intent_id, idempotency_key=f"{payment.idempotency_key}:cancel")
+        except BillingError:
+            return False
+        return intent.status is IntentStatus.CANCELED
 
     async def _record_intent(self, oid: ObjectId, iid: ObjectId, payment: Payment,
                              intent: Intent, token: str) -> Payment:
@@ -320,19 +346,20 @@ class AsyncPayments:
     async def _record(
         self, oid: ObjectId, iid: ObjectId, payment: Payment, intent: Intent | None, *,
         failure: tuple[str | None, str] | None = None, abandon: bool = False,
-        gone: bool = False,
-    ) -> tuple[Invoice, Payment]:
-        async def work(txn: AsyncTransaction) -> tuple[Invoice, Payment]:
+        gone: bool = False, canceled: bool = False,
+    ) -> Recorded:
+        async def work(txn: AsyncTransaction) -> Recorded:
             invoice = await read_invoice(txn, oid, iid)
             current = await self._payment(txn, oid, payment.id)
             failures, days, org = await dunning(txn, oid, iid, payment.id,
                                                 self._ctx.collection_schedule)
             plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure,
                                 abandon=abandon, gone=gone, failures=failures, days=days,
-                                box=self._ctx.outbox(org))
+                                box=self._ctx.outbox(org), canceled=canceled)
             await txn.write(plan.writes)
             faults.hit("payments.settle.after_write")
-            return plan.result
+            invoice, settled = plan.result
+            return Recorded(invoice, settled, settled.status is not current.status)
 
         return await self._ctx.uow.run(work)
 
@@ -342,6 +369,18 @@ class AsyncPayments:
         if doc is None:
             raise InvoiceNotPayable(f"payment {payment_id} is gone: check the invoice")
         return documents.payment(doc)
+
+
+class Recorded(NamedTuple):
+    """What settling an attempt recorded, and whether it moved the attempt's status (False:
+    it was already so, recorded by another call, run or webhook)."""
+    invoice: Invoice
+    payment: Payment
+    moved: bool
+
+    @property
+    def outcome(self) -> tuple[Payment, bool]:
+        return self.payment, self.moved
 
 
 def _unknown(payment: Payment, iid: ObjectId) -> PaymentProviderUnavailable:

@@ -19,7 +19,7 @@ from billing._async.repositories.payments import unsettled_payments_of_org
 from billing._async.repositories.webhook_events import mismatched_webhooks_of_org
 from billing._async.service_context import AsyncContext
 from billing.plans import reconciliation as plan
-from billing.plans.invoices import UNSETTLED
+from billing.plans.invoices import may_move_money
 from billing.plans.payments import blocked
 from billing.reconcile_findings import Finding
 
@@ -44,6 +44,7 @@ class AsyncPaymentChecks:
                                               payment_id=repair.payment_id)
         if payment is None:
             return "no attempt left to settle"
-        if payment.status in UNSETTLED:  # Stripe still holds it open: waiting, not repaired
+        if may_move_money(payment):  # Stripe still holds it open: waiting, not repaired
             raise blocked(payment, str(repair.invoice_id))
-        return f"payment {payment.id} is {payment.status.value}"
+        canceled = " (its intent canceled in Stripe)" if payment.intent_canceled else ""
+        return f"payment {payment.id} is {payment.status.value}{canceled}"

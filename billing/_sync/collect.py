@@ -128,6 +128,9 @@ class Collections:
         was charged, and the run reports it no more than one it had found paid."""
         try:
             payment = self._payments.pay(inv.org_id, inv.id)
+            # What was charged: the amount due when charged, not when this run read it (a
+            # credit note may have lowered it since).
+            item.amount = payment.amount
             item.result, item.detail = Result.PAID, f"payment {payment.id}"
         except DatabaseUnavailable:
             raise
@@ -177,6 +180,7 @@ class Collections:
         if payment.status is PaymentStatus.SUCCEEDED:
             if not settled_here:
                 return False
+            item.amount = payment.amount
             item.result, item.detail = Result.PAID, f"payment {payment.id}, settled from Stripe"
         elif payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
             item.result = Result.DECLINED

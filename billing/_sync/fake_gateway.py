@@ -157,6 +157,18 @@ class FakeGateway:
             return self._conclude(intent, succeeded=authenticated,
                                   code="payment_intent_authentication_failure")
 
+    def confirm_on_session(self, intent_id: str, *, succeeded: bool = True) -> Intent:
+        """The customer confirms an intent again, on-session with its client_secret (Stripe's
+        recovery after a decline or a failed 3-D Secure: a new card on the same intent): from
+        `requires_payment_method` it succeeds (money moves) or fails again. Stripe refuses a
+        canceled intent, as any other state: payment_intent_unexpected_state."""
+        with self._lock:
+            intent = self._intent(intent_id)
+            if intent.status is not IntentStatus.REQUIRES_PAYMENT_METHOD:
+                raise PaymentError(f"intent {intent_id} is {intent.status}: it cannot be confirmed",
+                                   code="payment_intent_unexpected_state")
+            return self._conclude(intent, succeeded=succeeded, code="card_declined")
+
     def settle_processing(self, intent_id: str, *, succeeded: bool = True) -> Intent:
         """The bank answers for a processing intent: it succeeds (money moves) or fails."""
         with self._lock:

@@ -8,7 +8,7 @@ flight; the decisions are in `billing.plans.payments` (the payment rule is drawn
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson import ObjectId
 
@@ -38,6 +38,7 @@ from billing.errors import (
 )
 from billing.plans import collections, require_org
 from billing.plans import payments as plans
+from billing.plans.invoices import may_move_money
 from billing.plans.payment_methods import require_method
 from billing.plans.payments import Claim, Next
 
@@ -71,8 +72,9 @@ class Payments:
                 return claim.payment
             payment = claim.payment
             if claim.next is Next.RESOLVE:
-                payment = self._resolve(oid, iid, claim, stop=False, resume=True)
-                if payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
+                payment, _ = self._resolve(oid, iid, claim, stop=False, resume=True)
+                if payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED) and \
+                        not may_move_money(payment):
                     continue  # that attempt is over: the next round starts a new one
                 if payment.status is PaymentStatus.SUCCEEDED:
                     return payment
@@ -113,7 +115,7 @@ class Payments:
         oid = ids.object_id(org_id, name="org_id")
         iid = ids.object_id(invoice_id, name="invoice_id")
         payment, _ = self._take_and_resolve(oid, iid, stop=True)
-        if payment is not None and payment.status not in plans.FINAL:
+        if payment is not None and may_move_money(payment):
             raise plans.blocked(payment, str(iid))
         return payment
 
@@ -143,8 +145,9 @@ class Payments:
     def _take_and_resolve(self, oid: ObjectId, iid: ObjectId, *, stop: bool,
                                 payment_id: ObjectId | None = None
                                 ) -> tuple[Payment | None, bool]:
-        """The attempt as recorded after resolving it, and whether this call took it to
-        resolve (False: nothing to take, the attempt was final or there was none)."""
+        """The attempt as recorded after resolving it, and whether this call moved it to that
+        state (False: nothing to take, the attempt was final or there was none, or another
+        call, run or webhook recorded the same state first)."""
         token = secrets.token_hex(8)
 
         def work(txn: Transaction) -> tuple[Claim | None, Payment | None]:
@@ -162,35 +165,42 @@ class Payments:
         claim, latest = self._ctx.uow.run(work)
         if claim is None:
             return latest, False
-        return self._resolve(oid, iid, claim, stop=stop), True
+        return self._resolve(oid, iid, claim, stop=stop)
 
     def _resolve(self, oid: ObjectId, iid: ObjectId, claim: Claim, *, stop: bool,
-                       resume: bool = False) -> Payment:
-        """Bring an earlier attempt to what Stripe says, holding the lease by `claim.token`.
+                       resume: bool = False) -> tuple[Payment, bool]:
+        """Bring an earlier attempt to what Stripe says, holding the lease by `claim.token`;
+        the attempt as recorded, and whether this call moved it to that state.
 
         A confirmation whose outcome is unknown (Stripe still says `requires_confirmation`)
-        is canceled in Stripe, so a confirmation still in flight cannot land later; with
-        `stop`, an intent awaiting the customer is canceled too. An intent never sent to be
+        is canceled in Stripe, so a confirmation still in flight cannot land later, and so is
+        a failed one (`requires_payment_method`: it could be confirmed again); with `stop`, an
+        intent awaiting the customer is canceled too. An intent never sent to be
         confirmed is handed back to `pay` with `resume` (it confirms that one instead of a new
         one); otherwise its call is gone (its lease expired) and it is canceled. A cancel
         that fails never lets anyone charge: the attempt stays as it was."""
         payment, gateway = claim.payment, self._ctx.gateway
         if payment.intent_id is None:  # nothing in Stripe we know of: close it here
-            return (self._record(oid, iid, payment, None, abandon=True))[1]
+            return (self._record(oid, iid, payment, None, abandon=True)).outcome
         try:
             intent = gateway.retrieve_intent(payment.intent_id)
         except NotFound:
             # Stripe (this account) has no such intent: it cannot move money here.
-            return (self._record(oid, iid, payment, None, gone=True))[1]
+            return (self._record(oid, iid, payment, None, gone=True)).outcome
         except BillingError as exc:
             self._release(oid, iid, claim.token)
             raise _unknown(payment, iid) from exc
         unconfirmed = intent.status is IntentStatus.REQUIRES_CONFIRMATION
         if unconfirmed and payment.status is PaymentStatus.PENDING and resume:
-            return payment  # never sent to be confirmed: this call confirms it (lease held)
-        if unconfirmed or (stop and intent.status is IntentStatus.REQUIRES_ACTION):
+            return payment, False  # never sent to be confirmed: this call confirms it (lease held)
+        if intent.status is IntentStatus.REQUIRES_PAYMENT_METHOD:
+            # Failed: recorded as that failure, once canceled (unless it moved on meanwhile).
+            failed, intent = intent, self._cancel(oid, iid, payment, claim.token)
+            if intent.status is IntentStatus.CANCELED:
+                return (self._record(oid, iid, payment, failed, canceled=True)).outcome
+        elif unconfirmed or (stop and intent.status is IntentStatus.REQUIRES_ACTION):
             intent = self._cancel(oid, iid, payment, claim.token)
-        return (self._record(oid, iid, payment, intent))[1]
+        return (self._record(oid, iid, payment, intent)).outcome
 
     def _cancel(self, oid: ObjectId, iid: ObjectId, payment: Payment, token: str
                       ) -> Intent:
@@ -208,7 +218,8 @@ class Payments:
             except BillingError:
                 pass
             if now is None or now.status in (IntentStatus.REQUIRES_CONFIRMATION,
-                                              IntentStatus.REQUIRES_ACTION):
+                                              IntentStatus.REQUIRES_ACTION,
+                                              IntentStatus.REQUIRES_PAYMENT_METHOD):
                 self._release(oid, iid, token)
                 raise _unknown(payment, iid) from exc
             return now
@@ -246,7 +257,8 @@ class Payments:
         except CardDeclined as exc:
             # The issuer's reason (lost_card...) when Stripe gives one: it decides retries.
             self._record(oid, iid, payment, None,
-                               failure=(exc.decline_code or exc.code, exc.message))
+                               failure=(exc.decline_code or exc.code, exc.message),
+                               canceled=self._cancel_failed(payment))
             raise
         except BillingError as exc:
             # Stripe may or may not have confirmed it: only its state can say.
@@ -260,10 +272,11 @@ class Payments:
                     self._release(oid, iid, token)  # stays `confirming`: resolved later
                     raise
                 self._record(oid, iid, payment, None, failure=(
-                    getattr(exc, "code", None) or type(exc).__name__, exc.message))
+                    getattr(exc, "code", None) or type(exc).__name__, exc.message),
+                    canceled=self._cancel_failed(payment))
                 raise
         faults.hit("payments.after_confirm")
-        _, settled = self._record(oid, iid, payment, intent)
+        settled = (self._record(oid, iid, payment, intent)).payment
         if settled.status not in plans.FINAL:
             raise plans.blocked(settled, str(iid))
         if settled.status is not PaymentStatus.SUCCEEDED:
@@ -272,6 +285,19 @@ class Payments:
                 f"({settled.failure_code or 'no code'}): nothing was charged; the invoice stays "
                 "open", code=settled.failure_code, payment_id=settled.id)
         return settled
+
+    def _cancel_failed(self, payment: Payment) -> bool:
+        """Cancel the intent of an attempt that failed (declined, or refused before being
+        confirmed), which could otherwise be confirmed again; whether Stripe canceled it. When
+        not, the attempt is recorded failed with its intent live, and the next call that looks
+        at the invoice resolves it (`_resolve`) before anything new."""
+        assert payment.intent_id is not None
+        try:
+            intent = self._ctx.gateway.cancel_intent(
+                payment.intent_id, idempotency_key=f"{payment.idempotency_key}:cancel")
+        except BillingError:
+            return False
+        return intent.status is IntentStatus.CANCELED
 
     def _record_intent(self, oid: ObjectId, iid: ObjectId, payment: Payment,
                              intent: Intent, token: str) -> Payment:
@@ -321,19 +347,20 @@ class Payments:
     def _record(
         self, oid: ObjectId, iid: ObjectId, payment: Payment, intent: Intent | None, *,
         failure: tuple[str | None, str] | None = None, abandon: bool = False,
-        gone: bool = False,
-    ) -> tuple[Invoice, Payment]:
-        def work(txn: Transaction) -> tuple[Invoice, Payment]:
+        gone: bool = False, canceled: bool = False,
+    ) -> Recorded:
+        def work(txn: Transaction) -> Recorded:
             invoice = read_invoice(txn, oid, iid)
             current = self._payment(txn, oid, payment.id)
             failures, days, org = dunning(txn, oid, iid, payment.id,
                                                 self._ctx.collection_schedule)
             plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure,
                                 abandon=abandon, gone=gone, failures=failures, days=days,
-                                box=self._ctx.outbox(org))
+                                box=self._ctx.outbox(org), canceled=canceled)
             txn.write(plan.writes)
             faults.hit("payments.settle.after_write")
-            return plan.result
+            invoice, settled = plan.result
+            return Recorded(invoice, settled, settled.status is not current.status)
 
         return self._ctx.uow.run(work)
 
@@ -343,6 +370,18 @@ class Payments:
         if doc is None:
             raise InvoiceNotPayable(f"payment {payment_id} is gone: check the invoice")
         return documents.payment(doc)
+
+
+class Recorded(NamedTuple):
+    """What settling an attempt recorded, and whether it moved the attempt's status (False:
+    it was already so, recorded by another call, run or webhook)."""
+    invoice: Invoice
+    payment: Payment
+    moved: bool
+
+    @property
+    def outcome(self) -> tuple[Payment, bool]:
+        return self.payment, self.moved
 
 
 def _unknown(payment: Payment, iid: ObjectId) -> PaymentProviderUnavailable:

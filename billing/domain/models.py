@@ -210,6 +210,9 @@ class Payment(_Model):
     intent_id: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+    # A failed attempt's intent canceled in Stripe: until then (`requires_payment_method`) it can
+    # still be confirmed, e.g. by the customer on-session, and take money.
+    intent_canceled: bool = False
     created_at: datetime
     updated_at: datetime | None = None
 

@@ -58,7 +58,7 @@ from billing.errors import (
     shown,
 )
 from billing.plans import Plan, events
-from billing.plans.invoices import UNSETTLED, event_data
+from billing.plans.invoices import UNSETTLED, event_data, may_move_money
 
 UNPAID = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
 MAX_MEMO = 500
@@ -243,12 +243,15 @@ def _require_no_payment_in_flight(invoice: Invoice, payments: Sequence[Payment],
             f"invoice {invoice.id} is being paid (payment {lease.payment_id}): credit it after "
             f"that attempt ends, at the latest {lease.expires_at.isoformat()}",
             payment_id=lease.payment_id)
-    live = [p for p in payments if p.status in UNSETTLED]
+    live = [p for p in payments if may_move_money(p)]
     if live:
+        state = live[-1].status.value + (
+            ", its intent not canceled in Stripe" if live[-1].status not in UNSETTLED else "")
         raise PaymentInProgress(
-            f"payment {live[-1].id} of invoice {invoice.id} ({live[-1].status.value}) can still "
-            "take the amount due: settle it (invoices.settle_payment) or cancel it "
-            "(invoices.cancel_payment), then credit the invoice", payment_id=live[-1].id)
+            f"payment {live[-1].id} of invoice {invoice.id} ({state}) can still take the amount "
+            "due: settle it (invoices.settle_payment, with its payment_id if it is not the "
+            "latest) or cancel it (invoices.cancel_payment), then credit the invoice",
+            payment_id=live[-1].id)
 
 
 def _new_refund(invoice: Invoice, notes: Sequence[CreditNote], payments: Sequence[Payment],

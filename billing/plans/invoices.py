@@ -227,7 +227,7 @@ def void(invoice: Invoice, latest: Payment | None, *, now: datetime,
         raise PaymentInProgress(
             f"invoice {invoice.id} is being paid (payment {lease.payment_id}): void it after "
             f"that attempt ends, at the latest {lease.expires_at.isoformat()}")
-    if latest is not None and latest.status in UNSETTLED:
+    if latest is not None and may_move_money(latest):
         raise PaymentInProgress(
             f"payment {latest.id} of invoice {invoice.id} ({latest.status.value}) can still "
             "take money: it is canceled in Stripe before voiding; retry the void",
@@ -239,6 +239,15 @@ def void(invoice: Invoice, latest: Payment | None, *, now: datetime,
 # Payment states in which a Stripe intent may still move money.
 UNSETTLED = frozenset({PaymentStatus.PENDING, PaymentStatus.CONFIRMING,
                        PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
+
+
+def may_move_money(payment: Payment) -> bool:
+    """Whether the attempt's intent may still take money: unsettled, or failed with an intent
+    not canceled in Stripe (a declined or unauthenticated intent returns to
+    `requires_payment_method`, where it can be confirmed again, by the customer on-session)."""
+    return payment.status in UNSETTLED or (
+        payment.status is PaymentStatus.FAILED and payment.intent_id is not None
+        and not payment.intent_canceled)
 
 
 def add_line_item(invoice: Invoice, item: NewLineItem) -> Plan[LineItem]:

@@ -3,12 +3,13 @@
 The rule: a new PaymentIntent is created only when no earlier intent of the invoice can still
 move money. An attempt whose intent may have been confirmed (`confirming`, `requires_action`,
 `processing`) is resolved from Stripe's state before anything else happens, and blocks while
-Stripe says it is live. An attempt with no intent recorded may still have one being created by
-a slow process: it is abandoned here, in the database, and since an intent is only ever
-confirmed after a transaction has checked that its attempt is still `pending`, still holds the
-invoice's lease (by token) and that the invoice is still payable, a late intent is never
-confirmed: its process cancels it. Lease expiry lets another call look; it never overrides
-Stripe's state.
+Stripe says it is live. A failed attempt's intent (`requires_payment_method` in Stripe: it can
+be confirmed again) is canceled in Stripe before the next one is created (`intent_canceled`).
+An attempt with no intent recorded may still have one being created by a slow process: it is
+abandoned here, in the database, and since an intent is only ever confirmed after a transaction
+has checked that its attempt is still `pending`, still holds the invoice's lease (by token) and
+that the invoice is still payable, a late intent is never confirmed: its process cancels it.
+Lease expiry lets another call look; it never overrides Stripe's state.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from billing.errors import (
     PaymentRequiresAction,
 )
 from billing.plans import Doc, Plan, collections, events
-from billing.plans.invoices import event_data
+from billing.plans.invoices import event_data, may_move_money
 
 PAYABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
 FINAL = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED})
@@ -73,7 +74,7 @@ def claim(
     _require_free_lease(invoice, now)
     expires = now + timedelta(seconds=lease_seconds)
     writes: list[Write] = []
-    if latest is not None and latest.status not in FINAL:
+    if latest is not None and may_move_money(latest):
         if latest.intent_id is not None:
             return Plan(Claim(Next.RESOLVE, latest, token),
                         _leased(invoice, latest.id, token, expires))
@@ -117,7 +118,7 @@ def take(invoice: Invoice, latest: Payment | None, *, now: datetime, lease_secon
          token: str) -> Plan[Claim | None]:
     """Take the lease to resolve or stop an attempt (the latest, or one reconciliation names;
     void, cancel, settle): None when there is nothing that could still move money."""
-    if latest is None or latest.status in FINAL:
+    if latest is None or not may_move_money(latest):
         return Plan(None)
     _require_free_lease(invoice, now)
     expires = now + timedelta(seconds=lease_seconds)
@@ -174,11 +175,13 @@ def settle(
     invoice: Invoice, payment: Payment, intent: Intent | None, *, now: datetime,
     failure: tuple[str | None, str] | None = None, abandon: bool = False,
     failures: int = 0, days: Sequence[int] = (), box: events.Outbox | None = None,
-    gone: bool = False,
+    gone: bool = False, canceled: bool = False,
 ) -> Plan[tuple[Invoice, Payment]]:
     """Apply what Stripe said about the attempt: paid, declined, needs the customer, or still
     processing. Never moves an invoice backwards: a paid invoice stays paid, and a success
     reported late still pays an open invoice. Releases the lease if this attempt holds it.
+    `canceled`: the caller canceled the intent in Stripe after reading it as `intent` (a
+    failure it records); an intent Stripe reports canceled says the same.
 
     `failures` counts the invoice's other failed attempts that used up a scheduled attempt
     (`plans.collections.counted`) and `days` is the org's retry schedule: when this failure
@@ -211,6 +214,9 @@ def settle(
         elif intent is not None and intent.failure_code:
             fields.update(failure_code=intent.failure_code,
                           failure_message=(intent.failure_message or "")[:300])
+    if (canceled or (intent is not None and intent.status is IntentStatus.CANCELED)) and \
+            payment.intent_id is not None and not payment.intent_canceled:
+        fields.update(intent_canceled=True, updated_at=now)
     new_payment = payment.model_copy(update={**fields, "status": status})
     updates: dict[str, object] = {}
     lease = invoice.payment_lease
@@ -272,6 +278,8 @@ def blocked(payment: Payment, invoice_id: str) -> PaymentInProgress | PaymentReq
             "before paying again", code="requires_action", payment_id=payment.id)
     why = ("is processing at Stripe (it cannot be canceled; it settles or fails later)"
            if payment.status is PaymentStatus.PROCESSING else
+           "failed, but its intent is live in Stripe again (confirmed by someone else since)"
+           if payment.status is PaymentStatus.FAILED else
            "was sent to Stripe and its outcome is not known yet")
     return PaymentInProgress(
         f"payment {payment.id} of invoice {invoice_id} {why}: no new charge until it ends; "

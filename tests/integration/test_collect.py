@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from billing import LeaseNotAcquired
+from billing import LeaseNotAcquired, WebhookOutcome
 from billing.collection_runs import Result
+from tests.integration.test_payment_states import event
 from tests.support.billing_data import OCT, dump, seed_conversations
 from tests.support.drivers import NOW, Clock, Driver
 from tests.support.racing import in_threads
@@ -166,6 +167,61 @@ def test_an_attempt_settled_by_another_call_while_the_run_settles_is_reported_on
     for inv in (first, second):
         assert d.fake.taken(inv.id) == inv.total  # once each
         assert d("invoices.get", org.id, inv.id).status.value == "paid"
+
+
+def test_a_late_webhook_that_frees_the_runs_lease_lets_only_one_run_report_the_payment(
+    d: Driver
+) -> None:
+    """A debit Stripe has since charged (its webhook lost) is settled by run A; while A asks
+    Stripe, a late `payment_intent.processing` webhook releases A's hold on the invoice, and a
+    run B on that org takes it and records the success first. A then records nothing new: only
+    B reports the payment."""
+    org, inv = org_with_invoice(d, "pm_bank_debit")
+    assert results(d("collections.run", apply=True)) == {inv.id: "waiting"}
+    (intent_id,) = d.fake.intents
+    pay = d.db.payments.find_one({"invoice_id": ObjectId(inv.id)})
+    assert pay is not None and pay["status"] == "processing"
+    d.fake.settle_processing(intent_id)  # Stripe charged; no webhook yet
+    late = {"id": intent_id, "object": "payment_intent", "status": "processing",
+            "amount": pay["amount"], "currency": pay["currency"],
+            "customer": pay["customer_id"], "metadata": {"org_id": org.id}}
+    hook = d.during("retrieve_intent", "webhooks.handle", *event("payment_intent.processing",
+                                                                 late))
+    other = d.during("retrieve_intent", "collections.run", apply=True, org_id=org.id)
+
+    report_a = d("collections.run", apply=True)
+
+    assert hook[0].outcome is WebhookOutcome.PROCESSED, hook
+    report_b = other[0]
+    paid = [i for r in (report_a, report_b) for i in r.items if i.result is Result.PAID]
+    assert len(paid) == 1, [i.as_json() for i in paid]
+    assert d.fake.taken(inv.id) == inv.total == paid[0].amount
+    assert d("invoices.get", org.id, inv.id).status.value == "paid"
+
+
+def test_the_run_reports_what_it_charged_after_a_credit_note_lowered_the_amount_due(
+    d: Driver
+) -> None:
+    """The run reads the org's open invoices, then charges them one by one; while it charges
+    the first, the host credits the second. The second is charged its new amount due, and the
+    run reports (and audits) that amount, not the one it read."""
+    org, first = org_with_invoice(d, "pm_card_visa")
+    seed_conversations(d.db, org.id, 2, start=SEP[0])
+    second = d("invoices.create_for_period", org.id, *SEP)
+    credited = [d.during("confirm_intent", "credit_notes.create", org.id, inv.id, amount=60,
+                         reason="order_change", request_id=f"cn-{inv.id}")
+                for inv in (first, second)]
+
+    report = d("collections.run", apply=True)
+
+    # Inside the first charge: the invoice being charged refuses a credit, the other takes it.
+    assert sorted(type(c[0]).__name__ for c in credited) == ["CreditNote", "PaymentInProgress"]
+    taken = d.fake.taken(first.id) + d.fake.taken(second.id)
+    assert taken == first.total + second.total - 60
+    assert [i.result for i in report.items] == [Result.PAID, Result.PAID]
+    assert report.charged() == {"usd": taken}
+    audit = d.db.collection_runs.find_one({"_id": ObjectId(report.run_id)})
+    assert audit is not None and audit["charged"] == {"usd": taken}
 
 
 def test_concurrent_runs_on_overlapping_shards_make_one_attempt(

@@ -170,6 +170,17 @@ class MoneyMachine(RuleBasedStateMachine):
                                                  succeeded=succeeded)
             self.run.states.add(intent.status)
 
+    @rule(pick=PICK, succeeded=st.booleans())
+    def customer_confirms_a_failed_intent_again(self, pick: int, succeeded: bool) -> None:
+        """On-session, with the intent's client_secret and a new card: Stripe's recovery after
+        a decline or failed 3-D Secure, possible until the intent is canceled."""
+        failed = [i for i in self.fake.intents.values()
+                  if i.status is IntentStatus.REQUIRES_PAYMENT_METHOD]
+        if failed:
+            intent = self.fake.confirm_on_session(failed[pick % len(failed)].id,
+                                                  succeeded=succeeded)
+            self.run.states.add(intent.status)
+
     @rule(pick=PICK, twice=st.booleans())
     def webhook(self, pick: int, twice: bool) -> None:
         """Stripe reports an intent's current state (late, maybe twice)."""
@@ -239,18 +250,21 @@ class MoneyMachine(RuleBasedStateMachine):
             if doc["status"] == "paid":
                 assert doc["amount_paid"] == taken == doc["total"], (taken, doc)
             elif taken:
-                # Taken but not known yet (a lost answer, a lost webhook): the attempt that
-                # took it must still be open, so settling or reconciliation finds it.
+                # Taken but not known yet (a lost answer, a lost webhook, a failed intent
+                # confirmed again): the attempt that took it must still be open, so settling
+                # or reconciliation finds it.
                 latest = self.db.payments.find_one({
                     "invoice_id": ObjectId(inv.id), "attempt": doc["payment_attempts"]})
-                assert latest is not None and latest["status"] in UNSETTLED_VALUES, \
+                assert latest is not None and (latest["status"] in UNSETTLED_VALUES or (
+                    latest["status"] == "failed" and not latest.get("intent_canceled"))), \
                     (taken, doc, latest)
             if doc["status"] == "void":
                 assert taken == 0, doc
             live = [i for i in self.fake.intents.values()
                     if self.fake.metadata[i.id]["invoice_id"] == inv.id
                     and i.status in (IntentStatus.SUCCEEDED, IntentStatus.PROCESSING,
-                                     IntentStatus.REQUIRES_ACTION)]
+                                     IntentStatus.REQUIRES_ACTION,
+                                     IntentStatus.REQUIRES_PAYMENT_METHOD)]
             assert len(live) <= 1, live  # never two intents that can take its money
 
     def teardown(self) -> None:

@@ -338,14 +338,16 @@ def test_void_is_refused_while_money_can_still_move() -> None:
                        intent_id=intent, created_at=NOW)
 
     # An attempt with no intent recorded may have one being created: it blocks too (the void
-    # service abandons it first, so that intent can never be confirmed).
+    # service abandons it first, so that intent can never be confirmed). So does a failed one
+    # whose intent was not canceled in Stripe: it could be confirmed again.
     for blocking in (*(attempt(status) for status in PaymentStatus
-                       if status not in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED,
-                                         PaymentStatus.CANCELED)),
+                       if status not in (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED)),
                      attempt(PaymentStatus.PENDING, intent=None)):
         with pytest.raises(PaymentInProgress):
             invoice_plans.void(opened, blocking, now=NOW)
-    for settled in (attempt(PaymentStatus.FAILED), attempt(PaymentStatus.CANCELED)):
+    closed = attempt(PaymentStatus.FAILED).model_copy(update={"intent_canceled": True})
+    for settled in (closed, attempt(PaymentStatus.FAILED, intent=None),
+                    attempt(PaymentStatus.CANCELED)):
         assert invoice_plans.void(opened, settled, now=NOW).result.status is S.VOID
 
 

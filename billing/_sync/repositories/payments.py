@@ -9,7 +9,7 @@ from bson import ObjectId
 
 from billing._sync.unit_of_work import Direct, Transaction
 from billing.adapters import documents, schema
-from billing.domain.models import Payment
+from billing.domain.models import Payment, PaymentStatus
 from billing.plans.invoices import UNSETTLED
 
 Doc = dict[str, Any]
@@ -45,12 +45,14 @@ def payment_doc_of_intent(txn: Transaction, org_id: ObjectId,
 
 def unsettled_payments_of_org(direct: Direct, org_id: ObjectId
                                     ) -> list[dict[str, Any]]:
-    """The org's attempts not settled yet, whatever their age (age is an unindexed predicate:
-    SecantusDB would scan for it)."""
+    """The org's attempts not settled yet and its failed ones, whatever their age: the caller
+    keeps those whose intent may still move money (age and the failed ones' intent fields are
+    unindexed predicates: SecantusDB would scan for them)."""
     return direct.find(
-        schema.PAYMENTS, {"org_id": org_id, "status": {"$in": [s.value for s in UNSETTLED]}},
+        schema.PAYMENTS, {"org_id": org_id, "status": {"$in": [
+            *(s.value for s in UNSETTLED), PaymentStatus.FAILED.value]}},
         sort=(), projection={"invoice_id": 1, "attempt": 1, "status": 1, "updated_at": 1,
-                             "created_at": 1})
+                             "created_at": 1, "intent_id": 1, "intent_canceled": 1})
 
 
 def attempts_per_invoice(direct: Direct, org_id: ObjectId, invoice_ids: list[str]

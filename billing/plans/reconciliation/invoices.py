@@ -20,7 +20,7 @@ from billing.domain.models import (
 from billing.domain.periods import Period, next_month
 from billing.errors import StateConflict
 from billing.plans import Plan
-from billing.plans.invoices import UNSETTLED
+from billing.plans.invoices import may_move_money
 from billing.plans.reconciliation.repairs import (
     BillLate,
     ResumeDraft,
@@ -67,7 +67,7 @@ def retotal(invoice: Invoice, latest: Payment | None) -> Plan[int]:
     """The invoice's totals set from its line items (the new total as result); StateConflict
     while a payment is in flight, created for the stored total: changing it now would let that
     payment take more (or less) than the invoice says. The next run, after it settles."""
-    if invoice.payment_lease is not None or (latest is not None and latest.status in UNSETTLED):
+    if invoice.payment_lease is not None or (latest is not None and may_move_money(latest)):
         raise StateConflict(
             f"invoice {invoice.id} has a payment in flight "
             f"({latest.id if latest else 'leased'}): its totals are recomputed once that "

@@ -8,6 +8,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from billing.domain.models import PaymentStatus
 from billing.plans.reconciliation.repairs import (
     SettlePayment,
 )
@@ -18,14 +19,28 @@ Doc = dict[str, Any]
 
 def unsettled_payments(oid: ObjectId, docs: Iterable[Doc], stale_before: datetime, *,
                        can_ask: bool) -> list[Finding]:
-    """Attempts unsettled since before `stale_before`; settled from Stripe when it `can_ask`."""
+    """Attempts whose intent may still move money since before `stale_before`: unsettled, or
+    failed with an intent not canceled in Stripe (it could be confirmed again); settled from
+    Stripe (which cancels a failed one's intent) when it `can_ask`."""
     return [Finding(
         Check.PAYMENT, str(oid), f"payment {d['_id']} (attempt {d['attempt']}) of invoice "
-        f"{d['invoice_id']} is {d['status']} since {_since(d).isoformat()}", 1,
+        f"{d['invoice_id']} is {_state(d)} since {_since(d).isoformat()}", 1,
         [str(d["_id"])], "settle it from Stripe's state" if can_ask else
         "report: settling needs Stripe (set STRIPE_API_KEY)", repairable=can_ask,
         repair=SettlePayment(d["invoice_id"], d["_id"]) if can_ask else None)
-        for d in docs if _since(d) < stale_before]
+        for d in docs if _open(d) and _since(d) < stale_before]
+
+
+def _open(doc: Doc) -> bool:
+    """Not failed, or failed with an intent not canceled (`plans.invoices.may_move_money`)."""
+    return doc["status"] != PaymentStatus.FAILED.value or (
+        doc.get("intent_id") is not None and not doc.get("intent_canceled"))
+
+
+def _state(doc: Doc) -> str:
+    if doc["status"] == PaymentStatus.FAILED.value:
+        return "failed with its intent not canceled in Stripe (it could be confirmed again)"
+    return str(doc["status"])
 
 
 def mismatched_webhooks(oid: ObjectId, events: Iterable[Doc], since: datetime) -> list[Finding]:
