@@ -22,15 +22,18 @@ Doc = dict[str, Any]
 # A conversation billing can price: its org is one ObjectId, both ends are dates (not arrays
 # holding dates: `{$type: "date"}` matches those, and `$lte` compares arrays) and it does not end
 # before it starts. BSON types by `$type` in `$expr`, which mongod and SecantusDB read alike.
+# `line_item_id` as the data contract allows it: null (or absent) until billed, then an ObjectId.
+LINK_TYPES = ["null", "missing", "objectId"]
+
+# A conversation billing can price: one org, two dates in order, and a link the contract allows
+# (`line_item_id: null` also matches an array holding null, billed or not: never priced).
 WELL_FORMED: Doc = {"$expr": {"$and": [
     {"$eq": [{"$type": "$org_id"}, "objectId"]},
     {"$eq": [{"$type": "$started_at"}, "date"]},
     {"$eq": [{"$type": "$ended_at"}, "date"]},
     {"$lte": ["$started_at", "$ended_at"]},
+    {"$in": [{"$type": "$line_item_id"}, LINK_TYPES]},
 ]}}
-
-# `line_item_id` as the data contract allows it: null (or absent) until billed, then an ObjectId.
-LINK_TYPES = ["null", "missing", "objectId"]
 
 
 def well_formed(doc: Doc) -> bool:
@@ -41,11 +44,13 @@ def well_formed(doc: Doc) -> bool:
 
 def conforms(doc: Doc) -> bool:
     """WELL_FORMED, all of it, in Python: the engine's verdict on a conversation read with its
-    `org_id`, `started_at` and `ended_at` (BSON decodes an ObjectId, a date and an array as
-    ObjectId, datetime and list; billing's reads decode dates as aware UTC datetimes, and a
-    date no datetime can hold fails the read, as it would anyway). Evaluating it here rather
-    than in `$expr` keeps a per-conversation expression off the engine."""
-    return isinstance(doc.get("org_id"), ObjectId) and well_formed(doc)
+    `org_id`, `started_at`, `ended_at` and `line_item_id` (BSON decodes an ObjectId, a date and
+    an array as ObjectId, datetime and list; billing's reads decode dates as aware UTC
+    datetimes, and a date no datetime can hold fails the read, as it would anyway). Evaluating
+    it here rather than in `$expr` keeps a per-conversation expression off the engine."""
+    link = doc.get("line_item_id")
+    return isinstance(doc.get("org_id"), ObjectId) and well_formed(doc) and (
+        link is None or isinstance(link, ObjectId))
 
 
 def unbilled(org_id: ObjectId, period: Period) -> Doc:
@@ -84,8 +89,10 @@ class Window:
         else:  # after one conversation of a run of equal end times
             start, after = resume.ended_at, (resume.ended_at, ObjectId(resume.id))
         end = start + span
-        # Within two stretches of the end: read to the end rather than leave a sliver.
-        end = period.end if end + span >= period.end else end
+        # Within a quarter stretch of the end: read to the end rather than leave a sliver
+        # (a transaction of its own); a stretch holds about 1.25 chunks, so what is left after
+        # a stretch ending earlier fills most of a chunk.
+        end = period.end if end + span // 4 >= period.end else end
         return cls(start, end, after)
 
     def more_after(self, period: Period, chunk: Sequence[Doc], limit: int) -> bool:
@@ -236,8 +243,15 @@ def chunk_marks(base: Doc, last: Doc, following: Doc | None, malformed: Doc | No
     excluded = [k["i"] for k in keys
                 if not isinstance(k.get("e"), datetime) or lower <= k["e"] <= last_end]
     upper = min(last_end + MS, base["ended_at"]["$lt"])
-    return {**base, "ended_at": {"$gte": lower, "$lt": upper},
-            **({"_id": {"$nin": excluded}} if excluded else {})}
+    if not excluded:
+        return {**base, "ended_at": {"$gte": lower, "$lt": upper}}
+    # Excluding ids, nor an array: one whose dates straddle the range matches it (MongoDB's
+    # range on an array is met by any two of its elements) though no element lies in it, and
+    # SecantusDB, which reads the chunk (and marks it, without `$nin`) on that index range,
+    # never saw it, while with `$nin` it marks what its org's conversations match. Malformed
+    # wherever it is.
+    return {**base, "ended_at": {"$gte": lower, "$lt": upper, "$not": {"$type": "array"}},
+            "_id": {"$nin": excluded}}
 
 
 def period_usage(org_id: ObjectId, period: Period) -> list[Doc]:
@@ -294,7 +308,7 @@ def snapshot_conversations(org_id: ObjectId, period: Period, *, limit: int
 
 
 def chunk_facet(org_id: ObjectId, period: Period, window: Window, *, limit: int,
-                bound: bool) -> list[Doc]:
+                bound: bool, ordered: bool = True) -> list[Doc]:
     """A chunk's one read of conversations, for engines that read each conversation of an index
     range before `$limit` applies (SecantusDB): one pass returning as facets the first
     `head_size(limit)` unbilled conversations after the window's key in index order, as
@@ -303,9 +317,15 @@ def chunk_facet(org_id: ObjectId, period: Period, window: Window, *, limit: int,
     over the whole period, the `usage_bound` group of the conversations after the head
     (`bound`; `head_bound` adds the head's).
 
+    Without `ordered`, the engine does not sort (its sort cost a fifth of a stretch's pass):
+    the head is then the window's conversations in no order, every one of them only when there
+    are fewer than `head_size(limit)` (see `split_head`).
+
     The pass covers the window, or the whole period when the window is the last stretch of a
-    run (then `malformed` also counts the malformed ones of the whole period, as
-    `malformed_read` does, for the last chunk's count)."""
+    run: then `malformed` also counts, as `malformed_read` does, the malformed ones that ended
+    before the window (or at its first millisecond), for the last chunk's count of the whole
+    period; those of the window are the head's (`joined_malformed`). Judging the window's in
+    the engine cost a third of the pass (an expression per conversation)."""
     start = period.start if window.end == period.end else window.start
     assert not bound or (window.after is None and start == window.start), "bound: whole pass"
     after = after_key(*window.after) if window.after is not None else {}
@@ -313,13 +333,14 @@ def chunk_facet(org_id: ObjectId, period: Period, window: Window, *, limit: int,
         if after or start != window.start else []
     facets: Doc = {"head": [*narrow, {"$limit": head_size(limit)}, {"$replaceWith": HEAD}]}
     if start != window.start:
-        # malformed_read's stages after its range, which this pass's own $match covers
-        facets["malformed"] = malformed_read(org_id, period, start, window.end)[1:]
+        # malformed_read's stages after its range (this pass's own $match), before the window
+        facets["malformed"] = [{"$match": {"ended_at": {"$lt": window.start + MS}}},
+                               *malformed_read(org_id, period, start, window.end)[1:]]
     if bound:
         facets["bound"] = [{"$skip": head_size(limit)}, {"$group": BOUND_GROUP}]
     return [
         {"$match": unbilled_between(org_id, period, start, window.end)},
-        {"$sort": {"ended_at": 1, "_id": 1}},  # the index's order
+        *([{"$sort": {"ended_at": 1, "_id": 1}}] if ordered else []),  # the index's order
         {"$facet": facets},
     ]
 
@@ -327,7 +348,7 @@ def chunk_facet(org_id: ObjectId, period: Period, window: Window, *, limit: int,
 # The head's fields as an expression, not a `$project`: SecantusDB compiles a projection again
 # for each document, which took a third of the pass (a field that is missing stays missing).
 HEAD: Doc = {"_id": "$_id", "org_id": "$org_id", "started_at": "$started_at",
-             "ended_at": "$ended_at"}
+             "ended_at": "$ended_at", "line_item_id": "$line_item_id"}
 
 
 def head_bound(good: list[Doc], rest: list[Doc]) -> Doc | None:
@@ -355,24 +376,42 @@ def head_size(limit: int) -> int:
     return limit + 1 + MAX_EXCLUDED
 
 
-def split_head(head: list[Doc], limit: int) -> tuple[list[Doc], list[Doc], bool]:
+def split_head(head: list[Doc], limit: int, *, ordered: bool = True
+               ) -> tuple[list[Doc], list[Doc], bool]:
     """The well-formed conversations of a pass's head, in order (the chunk is the first
     `limit + 1` of them), the keys (`i`, `e`) of its malformed ones, and whether the head holds
     every conversation up to the chunk's end: True when the pass returned fewer than it could,
     or when its last one (well-formed, so its end is one date) ended after the chunk's last.
     False when more than MAX_EXCLUDED malformed ones crowd the head, or a run of equal end
-    times crosses its end."""
+    times crosses its end.
+
+    A head read without `ordered` must hold fewer than `head_size(limit)`: the whole window,
+    put in the index's order here (well-formed end times are dates, and ids unique)."""
+    assert ordered or len(head) < head_size(limit), "an unordered head must be the whole window"
     ok = [conforms(d) for d in head]
     good = [{k: d[k] for k in ("_id", "started_at", "ended_at")}
             for d, fine in zip(head, ok, strict=True) if fine]
     bad = [{"i": d["_id"], "e": d.get("ended_at")} for d, fine in zip(head, ok, strict=True)
            if not fine]
     if len(head) < head_size(limit):
+        if not ordered:
+            good.sort(key=lambda d: (d["ended_at"], d["_id"]))
         return good, bad, True
     if len(good) <= limit:
         return good, bad, False
     last_end = good[limit - 1]["ended_at"]
     return good, bad, ok[-1] and head[-1]["ended_at"] > last_end
+
+
+def joined_malformed(before: list[Doc], head: list[Doc]) -> list[Doc] | None:
+    """The malformed conversations of a pass over the whole period, shaped as `malformed_read`
+    returns them: those `chunk_facet` found before the window (`before`) and the keys of the
+    head's (`head`, as `split_head` returns them), each conversation once (one at the window's
+    first millisecond is in both). None when the facet kept only some of its keys."""
+    if before and len(before[0]["keys"]) < before[0]["n"]:
+        return None
+    keys = {k["i"]: k for k in [*(before[0]["keys"] if before else []), *head]}
+    return [{"_id": None, "n": len(keys), "keys": list(keys.values())}] if keys else []
 
 
 def malformed_within(found: list[Doc], start: datetime, end: datetime) -> list[Doc] | None:

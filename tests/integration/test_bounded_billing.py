@@ -13,6 +13,7 @@ from bson import ObjectId
 from pymongo import MongoClient, monitoring
 
 from billing import Billing, InvoiceStatus, faults
+from billing.adapters import queries
 from billing.faults import InjectedFault
 from billing.reconcile_findings import Check
 from tests.support.billing_data import OCT, expected_total, seed_conversations
@@ -110,13 +111,18 @@ def test_a_conversation_recorded_behind_the_resume_key_during_a_run_is_billed_ex
     check_totals_and_links(b.database)
 
 
+@pytest.mark.parametrize("head", ["wide", "narrow"])
 @pytest.mark.parametrize("seed", range(3))
 def test_uneven_stretches_of_end_times_are_billed_exactly_with_their_malformed_ones_counted(
-    client: Any, db_name: str, seed: int
+    client: Any, db_name: str, seed: int, head: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Bursts, long gaps, ties and malformed conversations: every stretch a chunk reads (too
     full, under-filled or empty) bills each well-formed conversation once, and the finished
-    invoice counts every malformed one of the period."""
+    invoice counts every malformed one of the period. With a narrow head (room for two
+    malformed ones), bursts overfill the stretches a chunk reads unordered (read again in
+    order) and malformed ones crowd the head."""
+    if head == "narrow":
+        monkeypatch.setattr(queries, "MAX_EXCLUDED", 2)
     rng = random.Random(seed)
     b, org = bounded(client, db_name, rng.randint(3, 8))
     oid = ObjectId(org.id)
@@ -137,6 +143,41 @@ def test_uneven_stretches_of_end_times_are_billed_exactly_with_their_malformed_o
     assert billed == {d["_id"] for d in good}
     assert (inv.conversations, inv.skipped_malformed) == (len(good), len(docs) - len(good))
     assert inv.total == expected_total(good, 50, 10) and inv.status is InvoiceStatus.OPEN
+    check_totals_and_links(b.database)
+
+
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_a_malformed_conversation_at_the_first_millisecond_of_the_last_stretch_counts_once(
+    client: Any, db_name: str, order: str
+) -> None:
+    """The last stretch starts within a millisecond of tied end times (the resume key holds the
+    last id read); a malformed conversation ending then, with an id before or after that key,
+    is in the pass's count of those before the stretch, and after it also in the stretch
+    itself: the finished invoice counts it once."""
+    b, org = bounded(client, db_name, 10)
+    oid = ObjectId(org.id)
+    docs = [{"_id": ObjectId(), "org_id": oid, "line_item_id": None,
+             "started_at": OCT[0] + timedelta(days=2 * i),
+             "ended_at": OCT[0] + timedelta(days=2 * i, seconds=30)} for i in range(12)]
+    docs[10] = {**docs[10], "ended_at": docs[9]["ended_at"],
+                "started_at": docs[9]["started_at"]}  # ties with the tenth
+    b.database.conversations.insert_many(docs)
+    ordered = sorted(docs, key=lambda d: (d["ended_at"], d["_id"]))
+    tenth = ordered[9]
+    bad = {"_id": ObjectId("0" * 24 if order == "before" else "f" * 23 + "e"), "org_id": oid,
+           "line_item_id": None, "started_at": tenth["ended_at"] + timedelta(seconds=5),
+           "ended_at": tenth["ended_at"]}  # started after it ended: malformed
+    b.database.conversations.insert_one(bad)
+
+    draft = first_chunk_only(b, org)
+    assert (draft["resume_after"]["ended_at"], draft["resume_after"]["_id"]) == (
+        tenth["ended_at"], tenth["_id"])
+    inv = b.invoices.create_for_period(org.id, *OCT)
+
+    assert (inv.conversations, inv.skipped_malformed) == (12, 1)
+    assert inv.total == expected_total(docs, 50, 10) and inv.status is InvoiceStatus.OPEN
+    stored = b.database.conversations.find_one({"_id": bad["_id"]})
+    assert stored is not None and stored["line_item_id"] is None
     check_totals_and_links(b.database)
 
 

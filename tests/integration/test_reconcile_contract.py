@@ -135,6 +135,95 @@ def test_a_line_item_missing_everywhere_is_still_restored_or_released(billing: B
     assert db.invoices.count_documents({"org_id": oid(org.id)}) == 1
 
 
+def test_a_missing_line_item_is_restored_though_an_end_time_moved_since(billing: Billing) -> None:
+    """A broken writer deletes an invoice's conversations item and the host moves one billed
+    conversation's end time out of the period: the item is still restored on that invoice
+    (found by the conversations it counts), not released for a second invoice."""
+    db = billing.database
+    org = new_org(billing, "moved")
+    docs = seed_conversations(db, org.id, 2)
+    inv = billing.invoices.create_for_period(org.id, *OCT)
+    item = db.line_items.find_one({"invoice_id": oid(inv.id), "kind": "conversations"})
+    assert item is not None
+    db.line_items.delete_one({"_id": item["_id"]})
+    db.conversations.update_one({"_id": docs[1]["_id"]}, {"$set": {
+        "started_at": OCT[1] + timedelta(hours=1), "ended_at": OCT[1] + timedelta(hours=2)}})
+    before = money(db)
+
+    report = billing.reconciliation.run(apply=True, checks=["dangling_link"])
+
+    assert [f.result for f in report.findings if f.check is Check.DANGLING_LINK] == ["repaired"]
+    assert db.line_items.count_documents({"_id": item["_id"], "invoice_id": oid(inv.id)}) == 1
+    assert money(db) == before  # no conversation released, no invoice added
+    assert billing.reconciliation.run(checks=["unbilled"]).clean
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["one-pass", "joined"])
+def test_a_link_that_is_an_array_holding_null_is_never_billed(
+    client: Any, db_name: str, joined: bool
+) -> None:
+    """`line_item_id: null` also matches an array holding null: such a link breaks the
+    contract, is never priced (counted as malformed), and is reported; a billed conversation
+    whose link a host rewrote to `[its item, null]` is not billed a second time."""
+    b = Billing(client, database=db_name, joined_reads=joined)
+    b.setup()
+    db = b.database
+    org = new_org(b, "links")
+    good = seed_conversations(db, org.id, 3)
+    odd = {**good[0], "_id": ObjectId(), "line_item_id": [None]}
+    db.conversations.insert_one(odd)
+
+    inv = b.invoices.create_for_period(org.id, *OCT)
+
+    assert (inv.conversations, inv.skipped_malformed) == (3, 1)
+    stored = db.conversations.find_one({"_id": odd["_id"]})
+    assert stored is not None and stored["line_item_id"] == [None]
+    billed = db.conversations.find_one({"_id": good[1]["_id"]})
+    assert billed is not None
+    db.conversations.update_one({"_id": good[1]["_id"]},
+                                {"$set": {"line_item_id": [billed["line_item_id"], None]}})
+    before = money(db)
+
+    report = b.reconciliation.run(apply=True)
+
+    assert money(db) == before  # nothing released, nothing billed again
+    assert db.invoices.count_documents({"org_id": oid(org.id)}) == 1
+    broken = [f for f in report.findings if f.check is Check.MALFORMED]
+    assert broken and sum(f.count for f in broken) == 2, report.as_json()
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["one-pass", "joined"])
+def test_an_array_end_time_straddling_a_chunk_never_blocks_the_period(
+    client: Any, db_name: str, joined: bool
+) -> None:
+    """An array `ended_at` with one date after a chunk's stretch and one before the period:
+    MongoDB's range on an array is met by any two of its elements, so it matches the chunk's
+    range, though no element lies in it (SecantusDB's index read of the chunk skips it). The
+    chunk's marking update must not take it: it matched one more than was priced, and every
+    retry failed the same way."""
+    b = Billing(client, database=db_name, max_docs_per_transaction=1,
+                transaction_retry_seconds=5, joined_reads=joined)
+    b.setup()
+    db = b.database
+    org = new_org(b, "straddle")
+    at = [OCT[0] + timedelta(hours=h) for h in range(24)]
+    good = [{"_id": ObjectId(), "org_id": oid(org.id), "line_item_id": None,
+             "started_at": at[h] - timedelta(minutes=1), "ended_at": at[h]} for h in (1, 2, 3)]
+    bad = [{"_id": ObjectId(), "org_id": oid(org.id), "line_item_id": None,
+            "started_at": at[2] + timedelta(seconds=5), "ended_at": at[2]},  # ends first
+           {"_id": ObjectId(), "org_id": oid(org.id), "line_item_id": None,
+            "started_at": at[0], "ended_at": [at[23], OCT[0] - timedelta(days=3)]}]
+    db.conversations.insert_many(good + bad)
+
+    inv = b.invoices.create_for_period(org.id, *OCT)
+
+    assert (inv.conversations, inv.skipped_malformed) == (3, 2)
+    assert inv.total == 3 * 50 + 3 * 10
+    assert db.conversations.count_documents({"_id": {"$in": [c["_id"] for c in bad]},
+                                             "line_item_id": None}) == 2
+    check_totals_and_links(db)
+
+
 # ---- bad data never stops a run -----------------------------------------------------------------
 
 def array_dated(org_id: str, start: datetime) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ malformed one of the period.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -94,13 +94,20 @@ def test_every_well_formed_conversation_is_billed_once_whatever_the_density(
     assert steps <= len(wanted) + 9 * (chunks + len(bursts) + 1)
 
 
-def test_a_stretch_near_the_period_end_reads_to_the_end() -> None:
-    near = queries.Window.of(OCT, ResumeKey(
-        ended_at=OCT.end - timedelta(hours=3), id=str(ObjectId()), span_ms=2 * 3_600_000))
-    far = queries.Window.of(OCT, ResumeKey(
-        ended_at=OCT.start, id=str(ObjectId()), span_ms=3_600_000))
-    assert near.end == OCT.end
-    assert far.end == OCT.start + timedelta(hours=1)
+def test_a_stretch_within_a_quarter_stretch_of_the_period_end_reads_to_the_end() -> None:
+    """Rather than leave a sliver for a transaction of its own; a stretch that ends further
+    from the end leaves at least a quarter of one, most of a chunk."""
+    def end_after(left: timedelta) -> datetime:
+        return queries.Window.of(OCT, ResumeKey(
+            ended_at=OCT.end - left, id=str(ObjectId()), span_ms=4 * 3_600_000)).end
+
+    assert end_after(timedelta(hours=5)) == OCT.end  # a stretch of 4 h leaves 1 h: read it
+    beyond = timedelta(hours=5, milliseconds=1)
+    assert end_after(beyond) == OCT.end - beyond + timedelta(hours=4)
+    assert end_after(timedelta(hours=9)) == OCT.end - timedelta(hours=5)
+    assert queries.Window.of(OCT, ResumeKey(
+        ended_at=OCT.start, id=str(ObjectId()), span_ms=3_600_000)).end == \
+        OCT.start + timedelta(hours=1)
 
 
 def test_an_empty_stretch_before_the_end_moves_the_key_to_its_end_and_grows_16_fold() -> None:

@@ -55,21 +55,30 @@ def _read_chunk(txn: Transaction, snap: Doc, org_id: ObjectId, period: Period,
     resume = documents.invoice(draft).resume_after if draft is not None else None
     window = snap["window"] = queries.Window.of(period, resume)
     whole = window == queries.Window.of(period, None)  # a fresh run's first chunk
+    # A stretch unordered: it usually holds fewer than a head, then sorted here; one that holds
+    # more is read again, in order. The first pass, over the whole period, in order.
+    ordered = whole
     got = txn.aggregate_one(schema.CONVERSATIONS, queries.chunk_facet(
-        org_id, period, window, limit=limit, bound=bound and whole))
+        org_id, period, window, limit=limit, bound=bound and whole, ordered=ordered))
     assert got is not None  # $facet returns one document
-    good, bad, complete = queries.split_head(got["head"], limit)
+    if not ordered and len(got["head"]) >= queries.head_size(limit):
+        ordered = True
+        got = txn.aggregate_one(schema.CONVERSATIONS, queries.chunk_facet(
+            org_id, period, window, limit=limit, bound=False))
+        assert got is not None
+    good, bad, complete = queries.split_head(got["head"], limit, ordered=ordered)
     chunk = good[:limit + 1]
     if len(chunk) <= limit and not complete:  # malformed ones crowd the head: read past them
         chunk = txn.aggregate(schema.CONVERSATIONS, queries.chunk_read(
             org_id, period, window, limit=limit))
     snap["chunk"] = chunk
     span = snap["malformed_range"] = window.malformed_range(period, chunk, limit)
-    if "malformed" in got:  # the pass covered the whole period
-        malformed = queries.malformed_within(got["malformed"], *span)
+    if "malformed" in got:  # the pass covered the whole period: before the window, and the head
+        found = queries.joined_malformed(got["malformed"], bad)
     else:
         found = [{"_id": None, "n": len(bad), "keys": bad}] if bad else []
-        malformed = queries.malformed_within(found, *span) if complete else None
+    malformed = queries.malformed_within(found, *span) if complete and found is not None \
+        else None
     if malformed is None:
         malformed = txn.aggregate(schema.CONVERSATIONS, queries.malformed_read(
             org_id, period, *span))
@@ -130,6 +139,15 @@ def invoices_spanning(txn: Transaction, org_id: ObjectId, first: datetime,
     docs = txn.find(schema.INVOICES, {
         "org_id": org_id, "period_start": {"$lt": first + timedelta(milliseconds=1)},
         "period_end": {"$gt": last}}, limit=100, hint="one_per_period")
+    return [read_invoice(txn, org_id, d["_id"]) for d in docs]
+
+
+def invoices_counting(txn: Transaction, org_id: ObjectId, conversations: int
+                            ) -> list[Invoice]:
+    """The org's invoices that count `conversations` conversations, with their line items
+    (read on the org's index: `conversations` is no key of one)."""
+    docs = txn.find(schema.INVOICES, {"org_id": org_id, "conversations": conversations},
+                          limit=100, hint="one_per_period")
     return [read_invoice(txn, org_id, d["_id"]) for d in docs]
 
 
