@@ -194,11 +194,14 @@ class Payments:
         if unconfirmed and payment.status is PaymentStatus.PENDING and resume:
             return payment, False  # never sent to be confirmed: this call confirms it (lease held)
         if intent.status is IntentStatus.REQUIRES_PAYMENT_METHOD:
-            # Failed: recorded as that failure, once canceled (unless it moved on meanwhile).
-            failed, intent = intent, self._cancel(oid, iid, payment, claim.token)
-            if intent.status is IntentStatus.CANCELED:
-                return (self._record(oid, iid, payment, failed, canceled=True)).outcome
-        elif unconfirmed or (stop and intent.status is IntentStatus.REQUIRES_ACTION):
+            # Failed: recorded as that failure first (a `canceled` webhook landing after the
+            # cancel must not read as a cancel instead), then canceled, then recorded again:
+            # `intent_canceled`, or what it became meanwhile (succeeded: the invoice is paid).
+            failed = self._record(oid, iid, payment, intent)
+            intent = self._cancel(oid, iid, payment, claim.token)
+            closed = self._record(oid, iid, payment, intent)
+            return closed.payment, failed.moved or closed.moved
+        if unconfirmed or (stop and intent.status is IntentStatus.REQUIRES_ACTION):
             intent = self._cancel(oid, iid, payment, claim.token)
         return (self._record(oid, iid, payment, intent)).outcome
 
@@ -209,8 +212,8 @@ class Payments:
         assert payment.intent_id is not None
         gateway = self._ctx.gateway
         try:
-            return gateway.cancel_intent(
-                payment.intent_id, idempotency_key=f"{payment.idempotency_key}:cancel")
+            return gateway.cancel_intent(payment.intent_id,
+                                               idempotency_key=_cancel_key(payment, token))
         except BillingError as exc:
             now: Intent | None = None
             try:
@@ -257,8 +260,8 @@ class Payments:
         except CardDeclined as exc:
             # The issuer's reason (lost_card...) when Stripe gives one: it decides retries.
             self._record(oid, iid, payment, None,
-                               failure=(exc.decline_code or exc.code, exc.message),
-                               canceled=self._cancel_failed(payment))
+                               failure=(exc.decline_code or exc.code, exc.message))
+            self._close_failed(oid, iid, payment, token)
             raise
         except BillingError as exc:
             # Stripe may or may not have confirmed it: only its state can say.
@@ -272,8 +275,8 @@ class Payments:
                     self._release(oid, iid, token)  # stays `confirming`: resolved later
                     raise
                 self._record(oid, iid, payment, None, failure=(
-                    getattr(exc, "code", None) or type(exc).__name__, exc.message),
-                    canceled=self._cancel_failed(payment))
+                    getattr(exc, "code", None) or type(exc).__name__, exc.message))
+                self._close_failed(oid, iid, payment, token)
                 raise
         faults.hit("payments.after_confirm")
         settled = (self._record(oid, iid, payment, intent)).payment
@@ -286,18 +289,19 @@ class Payments:
                 "open", code=settled.failure_code, payment_id=settled.id)
         return settled
 
-    def _cancel_failed(self, payment: Payment) -> bool:
-        """Cancel the intent of an attempt that failed (declined, or refused before being
-        confirmed), which could otherwise be confirmed again; whether Stripe canceled it. When
-        not, the attempt is recorded failed with its intent live, and the next call that looks
-        at the invoice resolves it (`_resolve`) before anything new."""
+    def _close_failed(self, oid: ObjectId, iid: ObjectId, payment: Payment, token: str
+                            ) -> None:
+        """Cancel the intent of an attempt just recorded failed (declined, or refused before
+        being confirmed), which could otherwise be confirmed again, and record that. A cancel
+        Stripe does not answer leaves the attempt failed with its intent live: the next call
+        that looks at the invoice resolves it (`_resolve`) before anything new."""
         assert payment.intent_id is not None
         try:
             intent = self._ctx.gateway.cancel_intent(
-                payment.intent_id, idempotency_key=f"{payment.idempotency_key}:cancel")
+                payment.intent_id, idempotency_key=_cancel_key(payment, token))
         except BillingError:
-            return False
-        return intent.status is IntentStatus.CANCELED
+            return
+        self._record(oid, iid, payment, intent)
 
     def _record_intent(self, oid: ObjectId, iid: ObjectId, payment: Payment,
                              intent: Intent, token: str) -> Payment:
@@ -347,7 +351,7 @@ class Payments:
     def _record(
         self, oid: ObjectId, iid: ObjectId, payment: Payment, intent: Intent | None, *,
         failure: tuple[str | None, str] | None = None, abandon: bool = False,
-        gone: bool = False, canceled: bool = False,
+        gone: bool = False,
     ) -> Recorded:
         def work(txn: Transaction) -> Recorded:
             invoice = read_invoice(txn, oid, iid)
@@ -356,7 +360,7 @@ class Payments:
                                                 self._ctx.collection_schedule)
             plan = plans.settle(invoice, current, intent, now=self._ctx.now(), failure=failure,
                                 abandon=abandon, gone=gone, failures=failures, days=days,
-                                box=self._ctx.outbox(org), canceled=canceled)
+                                box=self._ctx.outbox(org))
             txn.write(plan.writes)
             faults.hit("payments.settle.after_write")
             invoice, settled = plan.result
@@ -382,6 +386,13 @@ class Recorded(NamedTuple):
     @property
     def outcome(self) -> tuple[Payment, bool]:
         return self.payment, self.moved
+
+
+def _cancel_key(payment: Payment, token: str) -> str:
+    """A cancel's idempotency key, per call: Stripe keeps a refused cancel's answer under its
+    key for a day, and a later call's cancel (the intent failed again since) must be asked
+    afresh. Canceling is safe to repeat: a canceled intent stays canceled."""
+    return f"{payment.idempotency_key}:cancel:{token}"
 
 
 def _unknown(payment: Payment, iid: ObjectId) -> PaymentProviderUnavailable:

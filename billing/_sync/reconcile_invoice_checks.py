@@ -164,12 +164,13 @@ class BillingChecks:
         if not orphan and span is not None:
             if plan.owned_elsewhere(line_item_in_any_org(txn, item_id), oid, item_id, n):
                 return "already consistent"
-            # The invoices whose period holds the links' end times, and those counting as many
-            # conversations (an end time moved since billing must not hide the invoice).
-            found = {i.id: i for i in [
-                *invoices_spanning(txn, oid, span["first"], span["last"]),
-                *invoices_counting(txn, oid, n)]}
-            candidates = [i for i in found.values() if plan.lacking_item(i)]
+            # The invoices whose period holds the links' end times; when none of them lacks its
+            # item, those counting as many conversations (an end time moved since billing must
+            # not hide the invoice, nor may another period's invoice take its item).
+            candidates = [i for i in invoices_spanning(txn, oid, span["first"],
+                                                             span["last"])
+                          if plan.lacking_item(i)] or [
+                i for i in invoices_counting(txn, oid, n) if plan.lacking_item(i)]
             restored = plan.restoration(candidates, item_id, n)
             if restored is not None:
                 txn.write(plan.restore(restored))

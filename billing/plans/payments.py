@@ -175,13 +175,12 @@ def settle(
     invoice: Invoice, payment: Payment, intent: Intent | None, *, now: datetime,
     failure: tuple[str | None, str] | None = None, abandon: bool = False,
     failures: int = 0, days: Sequence[int] = (), box: events.Outbox | None = None,
-    gone: bool = False, canceled: bool = False,
+    gone: bool = False,
 ) -> Plan[tuple[Invoice, Payment]]:
     """Apply what Stripe said about the attempt: paid, declined, needs the customer, or still
     processing. Never moves an invoice backwards: a paid invoice stays paid, and a success
     reported late still pays an open invoice. Releases the lease if this attempt holds it.
-    `canceled`: the caller canceled the intent in Stripe after reading it as `intent` (a
-    failure it records); an intent Stripe reports canceled says the same.
+    An intent Stripe reports canceled marks a failed attempt `intent_canceled`.
 
     `failures` counts the invoice's other failed attempts that used up a scheduled attempt
     (`plans.collections.counted`) and `days` is the org's retry schedule: when this failure
@@ -214,7 +213,7 @@ def settle(
         elif intent is not None and intent.failure_code:
             fields.update(failure_code=intent.failure_code,
                           failure_message=(intent.failure_message or "")[:300])
-    if (canceled or (intent is not None and intent.status is IntentStatus.CANCELED)) and \
+    if intent is not None and intent.status is IntentStatus.CANCELED and \
             payment.intent_id is not None and not payment.intent_canceled:
         fields.update(intent_canceled=True, updated_at=now)
     new_payment = payment.model_copy(update={**fields, "status": status})
@@ -278,7 +277,8 @@ def blocked(payment: Payment, invoice_id: str) -> PaymentInProgress | PaymentReq
             "before paying again", code="requires_action", payment_id=payment.id)
     why = ("is processing at Stripe (it cannot be canceled; it settles or fails later)"
            if payment.status is PaymentStatus.PROCESSING else
-           "failed, but its intent is live in Stripe again (confirmed by someone else since)"
+           "failed, but its intent is live in Stripe again (confirmed by someone else since; "
+           "invoices.cancel_payment cancels it unless it is processing)"
            if payment.status is PaymentStatus.FAILED else
            "was sent to Stripe and its outcome is not known yet")
     return PaymentInProgress(

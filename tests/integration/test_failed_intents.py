@@ -160,6 +160,32 @@ def test_a_failed_intent_confirmed_again_after_a_void_is_found(d: Driver) -> Non
     check_money(stored(d, inv), d.fake.taken(inv.id))
 
 
+def test_a_canceled_webhook_racing_the_decline_keeps_the_decline(d: Driver) -> None:
+    """Stripe's `payment_intent.canceled` lands while `pay()` cancels the declined intent: the
+    attempt stays the decline it was (`lost_card` decides dunning: it waits for a new card),
+    not a cancel, which would make the invoice due again on the same lost card."""
+    org, inv = open_invoice(d, token="pm_card_lostCard")
+
+    def canceled() -> tuple[bytes, str]:
+        (first,) = attempts(d, inv)
+        intent = d.fake.intents[first["intent_id"]]
+        return event("payment_intent.canceled", {
+            "id": intent.id, "object": "payment_intent", "status": intent.status.value,
+            "amount": first["amount"], "currency": first["currency"],
+            "customer": first["customer_id"], "metadata": {"org_id": org.id}})
+
+    delivered = d.during_with("cancel_intent", "webhooks.handle", canceled)
+    with pytest.raises(CardDeclined):
+        d("invoices.pay", org.id, inv.id)
+
+    assert delivered and delivered[0].outcome is WebhookOutcome.PROCESSED
+    (first,) = attempts(d, inv)
+    assert (first["status"], first["failure_code"], first["intent_canceled"]) == (
+        "failed", "lost_card", True)
+    assert [i.result.value for i in d("collections.run", org_id=org.id).items] == [
+        "needs_method"]
+
+
 def test_reconciliation_cancels_intents_of_failed_attempts(d: Driver) -> None:
     org, inv, first = failed_three_d_secure(d)
     d.clock.advance(16 * 60)

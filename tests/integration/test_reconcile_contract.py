@@ -158,6 +158,34 @@ def test_a_missing_line_item_is_restored_though_an_end_time_moved_since(billing:
     assert billing.reconciliation.run(checks=["unbilled"]).clean
 
 
+def test_a_missing_line_item_is_never_restored_on_another_periods_invoice(
+    billing: Billing
+) -> None:
+    """September's and October's conversations items are both deleted, and the host deletes
+    one of October's conversations: October's item now links as many conversations as
+    September's invoice counts. It is not restored there (October's invoice, which lacks it,
+    spans its links and cannot tell its amount: a person decides), and September's item is
+    restored on September's invoice, its conversations billed still."""
+    db = billing.database
+    org = new_org(billing, "two")
+    september = seed_conversations(db, org.id, 2, start=SEP[0])
+    october = seed_conversations(db, org.id, 3)
+    oct_inv = billing.invoices.create_for_period(org.id, *OCT)
+    sep_inv = billing.invoices.create_for_period(org.id, *SEP)
+    items = {inv.id: db.line_items.find_one({"invoice_id": oid(inv.id), "kind": "conversations"})
+             for inv in (sep_inv, oct_inv)}
+    db.line_items.delete_many({"_id": {"$in": [i["_id"] for i in items.values() if i]}})
+    db.conversations.delete_one({"_id": october[2]["_id"]})
+
+    report = billing.reconciliation.run(apply=True, checks=["dangling_link"])
+
+    placed = {i["_id"]: str(i["invoice_id"]) for i in db.line_items.find({"kind": "conversations"})}
+    assert placed == {items[sep_inv.id]["_id"]: sep_inv.id}, report.as_json()
+    assert sorted(f.result for f in report.findings) == ["failed", "repaired"]
+    assert db.conversations.count_documents({"_id": {"$in": [c["_id"] for c in september]},
+                                             "line_item_id": None}) == 0
+
+
 @pytest.mark.parametrize("joined", [False, True], ids=["one-pass", "joined"])
 def test_a_link_that_is_an_array_holding_null_is_never_billed(
     client: Any, db_name: str, joined: bool

@@ -74,19 +74,24 @@ class Driver:
     def during(self, gateway_method: str, path: str, *args: Any, **kwargs: Any) -> list[Any]:
         """Call `path` inside the next `gateway_method` call; its result or error lands in the
         returned list."""
+        return self.during_with(gateway_method, path, lambda: args, **kwargs)
+
+    def during_with(self, gateway_method: str, path: str, make_args: Callable[[], tuple[Any, ...]],
+                    **kwargs: Any) -> list[Any]:
+        """`during`, with the arguments made when the call comes (from what exists by then)."""
         out: list[Any] = []
         target = self._target(path)
         if self.loop is None:
             def action() -> None:
                 try:
-                    out.append(target(*args, **kwargs))
+                    out.append(target(*make_args(), **kwargs))
                 except Exception as exc:  # noqa: BLE001 - handed to the test
                     out.append(exc)
             self.fake.during(gateway_method, action)
         else:
             async def async_action() -> None:
                 try:
-                    out.append(await target(*args, **kwargs))
+                    out.append(await target(*make_args(), **kwargs))
                 except Exception as exc:  # noqa: BLE001 - handed to the test
                     out.append(exc)
             self.fake.during(gateway_method, async_action)
