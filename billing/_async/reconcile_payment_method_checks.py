@@ -42,6 +42,11 @@ class AsyncMethodChecks:
     async def scan(self, org: Org, stale_before: datetime) -> list[Finding]:
         oid = ObjectId(org.id)
         live = await live_methods_of_org(self._ctx.uow.direct, oid)
+        # The org read again after its methods: the run's page of orgs may predate an attach
+        # that has since made the org's customer and a method (methods read with an older
+        # customer looked detached in Stripe). What an attach finishes after this read shows
+        # as a card to adopt, which the repair finds known.
+        org = require_org(await org_document(self._ctx.uow.direct, oid), oid)
         out = plan.default_finding(org, live)
         gateway = self._ctx.gateway_or_none
         attached: dict[str, CardMethod] | None = None
@@ -105,7 +110,7 @@ class AsyncMethodChecks:
                 if doc is not None and plan.needs_stripe_detach(doc):
                     await self._detach_in_stripe(doc["stripe_id"],
                                                  plan.detach_key(repair, oid, doc["_id"]))
-                return await run(partial(self._mark_detached, oid=oid, pid=pid))
+                return await run(partial(self._mark_detached, oid=oid, pid=pid, by="billing"))
             case plan.DeleteExtraCustomer(customer=customer):
                 return await self._delete_extra_customer(oid, customer)
             case plan.ForgetCustomer(customer=customer):
@@ -130,7 +135,15 @@ class AsyncMethodChecks:
             case plan.ClearDefault():
                 return await run(partial(self._clear_default, oid=oid))
             case plan.MarkGone(method=pid):
-                return await run(partial(self._mark_detached, oid=oid, pid=pid, org_first=True))
+                # Asked again just before: still not attached to the org's current customer.
+                org = require_org(await org_document(self._ctx.uow.direct, oid), oid)
+                doc = await method_of_org(self._ctx.uow.direct, oid, pid)
+                if org.stripe_customer_id and doc is not None and doc.get("stripe_id") in {
+                        m.id for m in await self._ctx.gateway.list_payment_methods(
+                            org.stripe_customer_id)}:
+                    return "attached in Stripe: kept"
+                return await run(partial(self._mark_detached, oid=oid, pid=pid, by="stripe",
+                                         customer=org.stripe_customer_id))
 
     async def _forget_customer(self, txn: AsyncTransaction, *, oid: ObjectId,
                                customer: str) -> str:
@@ -162,12 +175,15 @@ class AsyncMethodChecks:
         faults.hit("reconcile.methods.after_stripe")
 
     async def _mark_detached(self, txn: AsyncTransaction, *, oid: ObjectId, pid: ObjectId,
-                             org_first: bool = False) -> str:
-        if org_first:  # "gone" has always read the org first; same reads, same order
-            require_org(await org_in_txn(txn, oid), oid)
+                             by: str, customer: str | None | bool = False) -> str:
+        """`customer` (when not False): the org's customer Stripe was asked about; another one
+        since leaves the method for the next run."""
         org_doc = await org_in_txn(txn, oid)
+        if customer is not False:
+            if require_org(org_doc, oid).stripe_customer_id != customer:
+                return "the org's customer changed since Stripe was asked: left for the next run"
         writes = plan.mark_detached(oid, await method_in_txn(txn, oid, pid), org_doc,
-                                    self._ctx.now())
+                                    self._ctx.now(), by=by, box=self._ctx.outbox(org_doc))
         if writes is None:
             return "already settled"
         await txn.write(writes)

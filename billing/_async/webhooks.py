@@ -9,7 +9,7 @@ from billing._async.payments import dunning
 from billing._async.repositories.credit_notes import credit_note_in, credit_note_of_refund
 from billing._async.repositories.invoices import read_invoice
 from billing._async.repositories.orgs import org_doc_in, org_doc_of_customer
-from billing._async.repositories.payment_methods import live_method_docs
+from billing._async.repositories.payment_methods import live_method_docs, pending_attach_of
 from billing._async.repositories.payments import payment_doc_of_intent
 from billing._async.repositories.webhook_log import event_was_processed, log_failed_delivery
 from billing._async.service_context import AsyncContext
@@ -66,7 +66,8 @@ class AsyncWebhooks:
         else:
             decision = step
         await txn.write(decision.writes)
-        await txn.write([plans.processed(event, decision, self._ctx.now())])
+        if decision.outcome is not WebhookOutcome.RETRY:  # else Stripe delivers it again
+            await txn.write([plans.processed(event, decision, self._ctx.now())])
         faults.hit("webhooks.after_write")
         return decision.outcome, decision.detail
 
@@ -113,10 +114,12 @@ class AsyncWebhooks:
                                      now=self._ctx.now())
         oid = org_doc["_id"]
         docs = await live_method_docs(txn, oid, stripe_id=read.method_id)
+        attaching = read.method_id is not None and not docs and await pending_attach_of(
+            txn, oid, read.method_id)
         return plans.on_customer(require_org(org_doc, oid),
                                  [documents.payment_method(d) for d in docs],
                                  deleted=read.method_id is None, now=self._ctx.now(),
-                                 box=self._ctx.outbox(org_doc))
+                                 box=self._ctx.outbox(org_doc), attaching=attaching)
 
     async def _audit(self, event: StripeEvent, error: str, retryable: bool) -> None:
         try:

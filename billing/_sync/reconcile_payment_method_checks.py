@@ -43,6 +43,11 @@ class MethodChecks:
     def scan(self, org: Org, stale_before: datetime) -> list[Finding]:
         oid = ObjectId(org.id)
         live = live_methods_of_org(self._ctx.uow.direct, oid)
+        # The org read again after its methods: the run's page of orgs may predate an attach
+        # that has since made the org's customer and a method (methods read with an older
+        # customer looked detached in Stripe). What an attach finishes after this read shows
+        # as a card to adopt, which the repair finds known.
+        org = require_org(org_document(self._ctx.uow.direct, oid), oid)
         out = plan.default_finding(org, live)
         gateway = self._ctx.gateway_or_none
         attached: dict[str, CardMethod] | None = None
@@ -106,7 +111,7 @@ class MethodChecks:
                 if doc is not None and plan.needs_stripe_detach(doc):
                     self._detach_in_stripe(doc["stripe_id"],
                                                  plan.detach_key(repair, oid, doc["_id"]))
-                return run(partial(self._mark_detached, oid=oid, pid=pid))
+                return run(partial(self._mark_detached, oid=oid, pid=pid, by="billing"))
             case plan.DeleteExtraCustomer(customer=customer):
                 return self._delete_extra_customer(oid, customer)
             case plan.ForgetCustomer(customer=customer):
@@ -131,7 +136,15 @@ class MethodChecks:
             case plan.ClearDefault():
                 return run(partial(self._clear_default, oid=oid))
             case plan.MarkGone(method=pid):
-                return run(partial(self._mark_detached, oid=oid, pid=pid, org_first=True))
+                # Asked again just before: still not attached to the org's current customer.
+                org = require_org(org_document(self._ctx.uow.direct, oid), oid)
+                doc = method_of_org(self._ctx.uow.direct, oid, pid)
+                if org.stripe_customer_id and doc is not None and doc.get("stripe_id") in {
+                        m.id for m in self._ctx.gateway.list_payment_methods(
+                            org.stripe_customer_id)}:
+                    return "attached in Stripe: kept"
+                return run(partial(self._mark_detached, oid=oid, pid=pid, by="stripe",
+                                         customer=org.stripe_customer_id))
 
     def _forget_customer(self, txn: Transaction, *, oid: ObjectId,
                                customer: str) -> str:
@@ -163,12 +176,15 @@ class MethodChecks:
         faults.hit("reconcile.methods.after_stripe")
 
     def _mark_detached(self, txn: Transaction, *, oid: ObjectId, pid: ObjectId,
-                             org_first: bool = False) -> str:
-        if org_first:  # "gone" has always read the org first; same reads, same order
-            require_org(org_in_txn(txn, oid), oid)
+                             by: str, customer: str | None | bool = False) -> str:
+        """`customer` (when not False): the org's customer Stripe was asked about; another one
+        since leaves the method for the next run."""
         org_doc = org_in_txn(txn, oid)
+        if customer is not False:
+            if require_org(org_doc, oid).stripe_customer_id != customer:
+                return "the org's customer changed since Stripe was asked: left for the next run"
         writes = plan.mark_detached(oid, method_in_txn(txn, oid, pid), org_doc,
-                                    self._ctx.now())
+                                    self._ctx.now(), by=by, box=self._ctx.outbox(org_doc))
         if writes is None:
             return "already settled"
         txn.write(writes)

@@ -10,7 +10,7 @@ from billing._sync.payments import dunning
 from billing._sync.repositories.credit_notes import credit_note_in, credit_note_of_refund
 from billing._sync.repositories.invoices import read_invoice
 from billing._sync.repositories.orgs import org_doc_in, org_doc_of_customer
-from billing._sync.repositories.payment_methods import live_method_docs
+from billing._sync.repositories.payment_methods import live_method_docs, pending_attach_of
 from billing._sync.repositories.payments import payment_doc_of_intent
 from billing._sync.repositories.webhook_log import event_was_processed, log_failed_delivery
 from billing._sync.service_context import Context
@@ -67,7 +67,8 @@ class Webhooks:
         else:
             decision = step
         txn.write(decision.writes)
-        txn.write([plans.processed(event, decision, self._ctx.now())])
+        if decision.outcome is not WebhookOutcome.RETRY:  # else Stripe delivers it again
+            txn.write([plans.processed(event, decision, self._ctx.now())])
         faults.hit("webhooks.after_write")
         return decision.outcome, decision.detail
 
@@ -114,10 +115,12 @@ class Webhooks:
                                      now=self._ctx.now())
         oid = org_doc["_id"]
         docs = live_method_docs(txn, oid, stripe_id=read.method_id)
+        attaching = read.method_id is not None and not docs and pending_attach_of(
+            txn, oid, read.method_id)
         return plans.on_customer(require_org(org_doc, oid),
                                  [documents.payment_method(d) for d in docs],
                                  deleted=read.method_id is None, now=self._ctx.now(),
-                                 box=self._ctx.outbox(org_doc))
+                                 box=self._ctx.outbox(org_doc), attaching=attaching)
 
     def _audit(self, event: StripeEvent, error: str, retryable: bool) -> None:
         try:

@@ -242,9 +242,12 @@ def combined(decisions: Sequence[Decision], *, org_id: ObjectId) -> Decision:
 
 
 def on_customer(org: Org | None, methods: list[PaymentMethod], *, deleted: bool,
-                now: datetime, box: events.Outbox | None = None) -> Decision:
+                now: datetime, box: events.Outbox | None = None,
+                attaching: bool = False) -> Decision:
     """What `customer.deleted` (`deleted`) or `payment_method.detached` does to the org holding
-    the customer, given its live methods (those holding the detached one)."""
+    the customer, given its live methods (those holding the detached one). `attaching`: a
+    pending attach holds the detached card, and may activate it after this event: Stripe is
+    asked to deliver it again (not recorded), once that attach is settled."""
     if org is None:
         return Decision(WebhookOutcome.IGNORED, "no org has this customer")
     org_id = ObjectId(org.id)
@@ -252,6 +255,9 @@ def on_customer(org: Org | None, methods: list[PaymentMethod], *, deleted: bool,
         return Decision(WebhookOutcome.PROCESSED,
                         f"customer deleted: {len(methods)} methods detached", Effect.DETACH_ALL,
                         org_id, payment_methods.customer_deleted(org, methods, now, box=box))
+    if not methods and attaching:
+        return Decision(WebhookOutcome.RETRY, "an attach of this payment method is in flight: "
+                        "deliver the event again once it is settled", org_id=org_id)
     if not methods:
         return Decision(WebhookOutcome.IGNORED, "payment method not active here", org_id=org_id)
     plan = payment_methods.detached_in_stripe(org, methods[0], now, box=box)

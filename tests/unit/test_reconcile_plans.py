@@ -363,13 +363,14 @@ def test_marking_detached_clears_the_default_that_points_to_it() -> None:
     method = _method(oid, "active", "pm_a")
     org_doc = {"_id": oid, "default_payment_method_id": str(method["_id"])}
 
-    writes = plan.mark_detached(oid, method, org_doc, NOW)
+    writes = plan.mark_detached(oid, method, org_doc, NOW, by="stripe")
 
     assert writes is not None and [w.collection for w in writes] == [
         schema.PAYMENT_METHODS, schema.ORGS]
     assert writes[0].filter["status"] == "active"  # guarded by the state read
-    assert plan.mark_detached(oid, {**method, "status": "detached"}, org_doc, NOW) is None
-    assert len(plan.mark_detached(oid, method, {"_id": oid}, NOW) or []) == 1
+    assert plan.mark_detached(oid, {**method, "status": "detached"}, org_doc, NOW,
+                              by="stripe") is None
+    assert len(plan.mark_detached(oid, method, {"_id": oid}, NOW, by="stripe") or []) == 1
 
 
 def test_only_an_orphan_or_an_empty_extra_customer_is_touched_in_stripe() -> None:

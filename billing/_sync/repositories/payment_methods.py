@@ -88,6 +88,16 @@ def holding_methods_in_txn(txn: Transaction, org_id: ObjectId
 
 
 def card_known_in_txn(txn: Transaction, org_id: ObjectId, stripe_id: str) -> bool:
-    """Whether a live method (pending, active, detaching) of the org has this Stripe card."""
+    """Whether a live method (pending, active, detaching) of the org has this Stripe card, or
+    a pending one was asked to attach it (`source`: its attach may be in flight)."""
     return any(d["status"] in LIVE for d in txn.find(
-        schema.PAYMENT_METHODS, {"org_id": org_id, "stripe_id": stripe_id}, hint="stripe_id"))
+        schema.PAYMENT_METHODS, {"org_id": org_id, "stripe_id": stripe_id}, hint="stripe_id")
+    ) or pending_attach_of(txn, org_id, stripe_id)
+
+
+def pending_attach_of(txn: Transaction, org_id: ObjectId, stripe_id: str) -> bool:
+    """Whether a pending method of the org holds this Stripe card or was asked to attach it.
+    Read on the org's status index (`source` is no key of one); pending methods are few."""
+    return any(stripe_id in (d.get("stripe_id"), d.get("source")) for d in txn.find(
+        schema.PAYMENT_METHODS, {"org_id": org_id, "status": PaymentMethodStatus.PENDING.value},
+        hint="status"))

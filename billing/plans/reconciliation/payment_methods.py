@@ -8,14 +8,15 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing.adapters import schema
+from billing.adapters import documents, schema
 from billing.adapters.writes import Write, insert
 from billing.domain.models import (
     Org,
     PaymentMethodStatus,
 )
 from billing.domain.payments import CardMethod
-from billing.plans import Plan
+from billing.plans import Plan, events
+from billing.plans.payment_methods import event_data
 from billing.plans.reconciliation.repairs import (
     LIVE,
     Adopt,
@@ -131,10 +132,11 @@ def needs_stripe_detach(doc: Doc | None) -> bool:
     return doc is not None and doc["status"] in LIVE and bool(doc.get("stripe_id"))
 
 
-def mark_detached(oid: ObjectId, method: Doc | None, org: Doc | None, now: datetime
-                  ) -> list[Write] | None:
-    """The method marked detached (guarded by the status read), and the org's default cleared
-    if it pointed to it; None when the method is already settled."""
+def mark_detached(oid: ObjectId, method: Doc | None, org: Doc | None, now: datetime, *,
+                  by: str, box: events.Outbox | None = None) -> list[Write] | None:
+    """The method marked detached (guarded by the status read), the org's default cleared if
+    it pointed to it, and `payment_method.detached` told (detached `by` billing or Stripe, as
+    its webhook or `detach()` would have); None when the method is already settled."""
     if method is None or method["status"] not in LIVE:
         return None
     pid = method["_id"]
@@ -145,7 +147,10 @@ def mark_detached(oid: ObjectId, method: Doc | None, org: Doc | None, now: datet
         writes.append(Write(schema.ORGS, "update_one",
                             {"_id": oid, "default_payment_method_id": str(pid)},
                             {"$set": {"default_payment_method_id": None}}))
-    return writes
+    if box is None:
+        return writes
+    return writes + events.emit(box, [("payment_method.detached", event_data(
+        documents.payment_method(method), by=by, reason="found by reconciliation"))])
 
 
 def clear_default(org: Org, current: Doc | None) -> list[Write]:
