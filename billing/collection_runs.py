@@ -54,10 +54,12 @@ class OrgCollection:
 
     org_id: str
     items: list[Collected]
+    error: str | None = None  # the org could not be collected (a bad document): nothing done
 
     @property
     def failed(self) -> bool:
-        return any(i.result in (Result.FAILED, Result.DECLINED) for i in self.items)
+        return self.error is not None or any(
+            i.result in (Result.FAILED, Result.DECLINED) for i in self.items)
 
 
 Progress = Callable[[int, int, OrgCollection], None]
@@ -72,6 +74,8 @@ class CollectionReport:
     items: list[Collected] = field(default_factory=list)
     orgs_scanned: int = 0
     finished_at: datetime | None = None
+    # Orgs that could not be collected ({org_id, error}): the run went on with the others.
+    errors: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -80,8 +84,8 @@ class CollectionReport:
 
     @property
     def ok(self) -> bool:
-        """Everything due was collected (or nothing was due)."""
-        return not any(i.result in OPEN_RESULTS for i in self.items)
+        """Everything due was collected (or nothing was due), and every org could be read."""
+        return not self.errors and not any(i.result in OPEN_RESULTS for i in self.items)
 
     def charged(self) -> dict[str, int]:
         """Money taken (or, in a dry run, to be taken) per currency."""
@@ -100,4 +104,5 @@ class CollectionReport:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "orgs_scanned": self.orgs_scanned, "counts": self.counts, "ok": self.ok,
             "charged": self.charged(), "invoices": [i.as_json() for i in self.items],
+            "errors": list(self.errors),
         }

@@ -91,11 +91,18 @@ class Collections:
                     progress: Progress | None, lease: RunLease | None) -> None:
         orgs = orgs_of_run(self._ctx.uow.direct, oid, report.shard, lease)
         for done, total, doc in orgs:
-            items = self._org(report, doc)
+            error = None
+            try:
+                items = self._org(report, doc)
+            except DatabaseUnavailable:
+                raise  # every later org would fail the same way: the run stops
+            except Exception as exc:  # one org's bad data never stops the run for the others
+                items, error = [], f"{type(exc).__name__}: {_message(exc)}"
+                report.errors.append({"org_id": str(doc["_id"]), "error": error})
             report.items += items
             report.orgs_scanned += 1
             if progress is not None:
-                progress(done, total, OrgCollection(str(doc["_id"]), items))
+                progress(done, total, OrgCollection(str(doc["_id"]), items, error))
 
     def _org(self, report: CollectionReport, doc: dict[str, Any]) -> list[Collected]:
         oid: ObjectId = doc["_id"]
@@ -193,10 +200,17 @@ class Collections:
         doc = {"status": status, "mode": "apply", "shard": f"{report.shard[0]}/{report.shard[1]}",
                "started_at": report.started_at, "finished_at": report.finished_at,
                "orgs_scanned": report.orgs_scanned, "counts": report.counts,
-               "charged": report.charged(), "error": error, "host": socket.gethostname(),
+               "charged": report.charged(), "error": error, "org_errors": report.errors[:1000],
+               "host": socket.gethostname(),
                "pid": os.getpid(),
                "invoices": [i.as_json() for i in report.items[:1000]]}
         record_collection_run(self._ctx.uow.direct, ObjectId(report.run_id), doc)
+
+
+def _message(exc: Exception) -> str:
+    """An error's message, short: a validation error lists every field it checked."""
+    text = exc.message if isinstance(exc, BillingError) else str(exc)
+    return text if len(text) <= 500 else text[:500] + "..."
 
 
 _RESULTS = {

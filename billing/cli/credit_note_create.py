@@ -77,7 +77,7 @@ def arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _minor_units(text: str, name: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²" and "١٢" are digits to str.isdigit
         raise InvalidInput(f"{name} must be a whole number of minor units (e.g. 1250 for 12.50), "
                            f"got {shown(text)}")
     return int(text)

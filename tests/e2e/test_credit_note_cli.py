@@ -80,7 +80,8 @@ def test_a_credit_beyond_what_is_left_is_refused_and_writes_nothing(
                          *apply)
         assert refused.returncode == 1
         assert "left to credit" in one_error_line(refused)
-    for bad in (["--amount", "-5"], ["--amount", "1.50"], ["--line", "nothex=5"]):
+    for bad in (["--amount", "-5"], ["--amount", "1.50"], ["--line", "nothex=5"],
+                ["--amount", "\u00b2"], ["--amount", "\u0661\u0662"]):  # digits, not ASCII
         wrong = credit(mongo_uri, db_name, theirs.org_id, theirs.id, *bad, "--reason",
                        "duplicate", "--request-id", "bad", "--apply")
         assert wrong.returncode == 2, (bad, wrong.stderr)

@@ -224,6 +224,23 @@ def test_the_run_reports_what_it_charged_after_a_credit_note_lowered_the_amount_
     assert audit is not None and audit["charged"] == {"usd": taken}
 
 
+def test_one_orgs_bad_document_never_stops_the_run_for_the_others(d: Driver) -> None:
+    """An invoice the validator accepts but billing cannot read (no `created_at`): its org is
+    reported as failed, with the error, and the next org is still charged."""
+    bad_org, bad = org_with_invoice(d, "pm_card_visa", name="Bad")
+    good_org, good = org_with_invoice(d, "pm_card_visa", name="Good")
+    assert ObjectId(bad_org.id) < ObjectId(good_org.id)  # read first
+    d.db.invoices.update_one({"_id": ObjectId(bad.id)}, {"$unset": {"created_at": ""}})
+
+    report = d("collections.run", apply=True)
+
+    assert results(report) == {good.id: "paid"}
+    assert d.fake.taken(good.id) == good.total and d.fake.taken(bad.id) == 0
+    assert [e["org_id"] for e in report.errors] == [bad_org.id] and not report.ok
+    assert "ValidationError" in report.errors[0]["error"]
+    assert report.as_json()["errors"] == report.errors and report.orgs_scanned == 2
+
+
 def test_concurrent_runs_on_overlapping_shards_make_one_attempt(
     mongo_uri: str, db_name: str
 ) -> None:
