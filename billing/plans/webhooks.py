@@ -232,11 +232,17 @@ def refund_of(obj: dict[str, Any]) -> StripeRefund:
 
 
 def combined(decisions: Sequence[Decision], *, org_id: ObjectId) -> Decision:
-    """One answer for an event of several refunds (their writes already applied): processed if
-    any was, else a mismatch if any disagreed, else ignored."""
-    for outcome in (WebhookOutcome.PROCESSED, WebhookOutcome.MISMATCH):
-        if hit := [d for d in decisions if d.outcome is outcome]:
-            return Decision(outcome, "; ".join(d.detail for d in hit), hit[0].effect, org_id)
+    """One answer for an event of several refunds (their writes already applied): a mismatch if
+    any disagreed with our records (audited and reported for a person, whatever the others
+    did: the detail tells both), else processed if any was, else ignored."""
+    if any(d.outcome is WebhookOutcome.MISMATCH for d in decisions):
+        told = [d for d in decisions if d.outcome in (WebhookOutcome.MISMATCH,
+                                                         WebhookOutcome.PROCESSED)]
+        return Decision(WebhookOutcome.MISMATCH, "; ".join(d.detail for d in told),
+                        next((d.effect for d in told if d.effect is not None), None), org_id)
+    if hit := [d for d in decisions if d.outcome is WebhookOutcome.PROCESSED]:
+        return Decision(WebhookOutcome.PROCESSED, "; ".join(d.detail for d in hit),
+                        hit[0].effect, org_id)
     return Decision(WebhookOutcome.IGNORED, "; ".join(d.detail for d in decisions)
                     or "no refund of ours in the event", org_id=org_id)
 

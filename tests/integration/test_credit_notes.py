@@ -432,6 +432,30 @@ def test_a_failed_refund_webhook_voids_the_credit_note(d: Driver) -> None:
     check_credits(d, inv)
 
 
+def test_a_charge_refunded_event_with_one_refund_that_disagrees_is_a_mismatch(
+    d: Driver
+) -> None:
+    """`charge.refunded` lists the charge's refunds: ours as we recorded it (applied), and one
+    that names ours with another amount. The event is a mismatch, audited and reported for a
+    person, not `processed`, which would hide the disagreement."""
+    org, inv, note = pending_refund(d)
+    d.fake.settle_refund(note.refund.stripe_id, succeeded=True)
+    ours = as_stripe_sends(d, note.refund.stripe_id)
+    charge = {"id": "ch_1", "object": "charge", "metadata": {},
+              "refunds": {"data": [ours, {**ours, "amount": ours["amount"] + 1}]}}
+    body, sig = refund_event("charge.refunded", charge)
+
+    result = d("webhooks.handle", body, sig)
+
+    assert result.outcome is WebhookOutcome.MISMATCH and result.http_status == 200
+    settled = d("credit_notes.get", org.id, note.id)
+    assert settled.refund is not None and settled.refund.status is RefundStatus.SUCCEEDED
+    assert d.db.webhook_log.count_documents({"event_id": result.event_id}) == 1
+    found = d("reconciliation.run", checks=["payment"]).findings
+    assert [f.ids for f in found] == [[result.event_id]]
+    check_credits(d, inv)
+
+
 def test_refund_webhooks_trust_our_records_not_their_metadata(d: Driver) -> None:
     org, inv, note = pending_refund(d)
     before = dump(d.db)
