@@ -239,7 +239,8 @@ def combined(decisions: Sequence[Decision], *, org_id: ObjectId) -> Decision:
         told = [d for d in decisions if d.outcome in (WebhookOutcome.MISMATCH,
                                                          WebhookOutcome.PROCESSED)]
         return Decision(WebhookOutcome.MISMATCH, "; ".join(d.detail for d in told),
-                        next((d.effect for d in told if d.effect is not None), None), org_id)
+                        next((d.effect for d in told if d.effect is not Effect.NONE),
+                             Effect.NONE), org_id)
     if hit := [d for d in decisions if d.outcome is WebhookOutcome.PROCESSED]:
         return Decision(WebhookOutcome.PROCESSED, "; ".join(d.detail for d in hit),
                         hit[0].effect, org_id)
