@@ -95,8 +95,11 @@ async def _apply(db: Any, now: datetime) -> SchemaReport:
     for spec in schema.COLLECTIONS:
         if spec.name not in existing:
             try:
+                # Asked of the server alone: pymongo's own check first lists collections and
+                # refuses one created since on the client's side, not as NamespaceExists.
                 await db.create_collection(
-                    spec.name, **({"validator": spec.validator} if spec.validator else {}))
+                    spec.name, check_exists=False,
+                    **({"validator": spec.validator} if spec.validator else {}))
                 done.changes.append(f"created collection {spec.name}")
             except OperationFailure as exc:
                 if exc.code != _NAMESPACE_EXISTS:  # created concurrently

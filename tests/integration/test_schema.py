@@ -14,6 +14,7 @@ from billing import AsyncBilling, Billing, ConfigurationError
 from billing._sync.migrations import MIGRATIONS, VERSION
 from billing.adapters import schema
 from tests.support.billing_data import OPEN, dump
+from tests.support.racing import in_threads
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +40,32 @@ def test_setup_installs_the_contract_once_and_reports_what_it_did(
     again = b.setup()
     assert again.changes == [] and again.current
     assert dump(b.database) == before  # idempotent: nothing written
+
+
+@pytest.mark.parametrize("start", ["empty", "older"])
+def test_setups_run_at_once_by_several_processes_all_succeed(
+    mongo_uri: str, client: MongoClient[Any], db_name: str, start: str
+) -> None:
+    """Deployments run `setup` from every process that starts: four at once, on a database
+    without the schema or at an older version (a collection and an index to create), several
+    times over, each succeed and leave the schema current."""
+    for _ in range(3):
+        client.drop_database(db_name)
+        if start == "older":
+            b = Billing(client, database=db_name)
+            b.setup()
+            b.database[schema.SCHEMA_MIGRATIONS].delete_many({"_id": {"$gte": 2}})
+            b.database.drop_collection("credit_notes")
+            b.database.conversations.drop_index(schema.EXTERNAL_ID_LOOKUP)
+        clients = [MongoClient(mongo_uri) for _ in range(4)]
+        try:
+            raced = in_threads([(lambda c=c: Billing(c, database=db_name).setup())
+                                for c in clients])
+        finally:
+            for c in clients:
+                c.close()
+        assert raced.errors == [] and len(raced.results) == 4
+        assert Billing(client, database=db_name).schema_drift().current
 
 
 def test_drift_names_a_missing_index_and_setup_restores_it(
