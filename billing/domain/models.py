@@ -121,6 +121,9 @@ class Invoice(_Model):
     conversations: int = 0
     skipped_malformed: int = 0  # unbilled conversations in the period that cannot be priced
     resume_after: ResumeKey | None = None  # set while a bounded run is incomplete
+    # A draft whose last billing call asked to keep it a draft (finalize=False): late usage
+    # billed onto it, even while its run is still collecting, leaves it one.
+    keep_draft: bool = False
     line_items: tuple[LineItem, ...] = ()
     created_at: datetime
     finalized_at: datetime | None = None

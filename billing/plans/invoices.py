@@ -97,6 +97,7 @@ def bill_chunk(
             expect=len(priced),
         ))
     new = new.model_copy(update={"skipped_malformed": malformed, "complete": not more,
+                                 "keep_draft": not finalize,
                                  "resume_after": _resume_key(window, read, limit, period)})
     if not more and finalize:
         new, org_writes = _finalizing(org, new, now, retention)

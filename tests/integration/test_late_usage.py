@@ -11,6 +11,7 @@ import pytest
 from bson import ObjectId
 
 from billing import (
+    Billing,
     BillingError,
     InvalidInput,
     InvalidPeriod,
@@ -20,6 +21,7 @@ from billing import (
     OrgNotFound,
     Period,
     PeriodNotClosed,
+    faults,
 )
 from tests.support.billing_data import OCT, OPEN, dump, expected_total, seed_conversations
 from tests.support.drivers import FLAVOURS, NOW, Clock, Driver
@@ -254,3 +256,33 @@ def test_an_org_bills_only_its_own_late_conversations(d: Driver) -> None:
     assert mine.org_id == org.id and mine.conversations == 2
     assert theirs == {name: list(d.db[name].find({"org_id": ObjectId(other.id)}).sort("_id", 1))
                       for name in theirs}
+
+
+def test_late_usage_billed_while_a_draft_kept_open_is_collected_leaves_it_a_draft(
+    client: Any, db_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`create_for_period(finalize=False)` is collecting October in chunks when late billing
+    (reconciliation's `unbilled` check, run by the nightly job) takes the same draft: it
+    finishes collecting it and leaves it a draft, as its run asked, rather than numbering and
+    opening it under the caller who is still editing it."""
+    b = Billing(client, database=db_name, max_docs_per_transaction=2, clock=Clock(NOW))
+    b.setup()
+    org = b.orgs.create(name="Acme", currency="usd", per_conversation=50, per_started_minute=10)
+    docs = seed_conversations(b.database, org.id, 5)
+    meanwhile: list[Any] = []
+    hit = faults.hit
+
+    def between_chunks(name: str) -> None:
+        if name == "invoice.between_chunks" and not meanwhile:
+            other = Billing(client, database=db_name, clock=Clock(NOW))
+            meanwhile.append(other.invoices.bill_late_usage(org.id, Period(*OCT)))
+        hit(name)
+
+    monkeypatch.setattr(faults, "hit", between_chunks)
+    draft = b.invoices.create_for_period(org.id, *OCT, finalize=False)
+
+    assert meanwhile[0].status is InvoiceStatus.DRAFT and meanwhile[0].id == draft.id
+    assert (draft.status, draft.number, draft.conversations) == (InvoiceStatus.DRAFT, None, 5)
+    assert draft.total == expected_total(docs, 50, 10)
+    assert b.invoices.finalize(org.id, draft.id).number == 1  # the caller decides when
+    check_totals_and_links(b.database)

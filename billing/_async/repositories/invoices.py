@@ -122,11 +122,11 @@ async def incomplete_drafts_of_org(direct: AsyncDirect, org_id: ObjectId
 
 async def invoices_of_period(direct: AsyncDirect, org_id: ObjectId, period: Period
                              ) -> list[dict[str, Any]]:
-    """The period's invoices (`supplement`, `status`, `complete`) by supplement."""
+    """The period's invoices (`supplement`, `status`, `complete`, `keep_draft`) by supplement."""
     return await direct.find(
         schema.INVOICES, {"org_id": org_id, "period_start": period.start,
                           "period_end": period.end}, sort=(("supplement", 1),),
-        projection={"supplement": 1, "status": 1, "complete": 1})
+        projection={"supplement": 1, "status": 1, "complete": 1, "keep_draft": 1})
 
 
 async def invoices_spanning(txn: AsyncTransaction, org_id: ObjectId, first: datetime,

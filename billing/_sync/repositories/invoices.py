@@ -123,11 +123,11 @@ def incomplete_drafts_of_org(direct: Direct, org_id: ObjectId
 
 def invoices_of_period(direct: Direct, org_id: ObjectId, period: Period
                              ) -> list[dict[str, Any]]:
-    """The period's invoices (`supplement`, `status`, `complete`) by supplement."""
+    """The period's invoices (`supplement`, `status`, `complete`, `keep_draft`) by supplement."""
     return direct.find(
         schema.INVOICES, {"org_id": org_id, "period_start": period.start,
                           "period_end": period.end}, sort=(("supplement", 1),),
-        projection={"supplement": 1, "status": 1, "complete": 1})
+        projection={"supplement": 1, "status": 1, "complete": 1, "keep_draft": 1})
 
 
 def invoices_spanning(txn: Transaction, org_id: ObjectId, first: datetime,

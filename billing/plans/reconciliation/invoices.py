@@ -109,13 +109,15 @@ class LateTarget:
 
 
 def late_target(existing: Sequence[Doc]) -> LateTarget:
-    """From the period's invoices (`supplement`, `status`, `complete`, by supplement): its draft
-    if it has one, else the period's invoice if there is none yet, else the next supplement. A
-    complete draft was kept open on purpose (create_for_period(finalize=False)): the late
+    """From the period's invoices (`supplement`, `status`, `complete`, `keep_draft`, by
+    supplement): its draft if it has one, else the period's invoice if there is none yet, else
+    the next supplement. A complete draft, or one whose run asked to keep it a draft
+    (create_for_period(finalize=False), still collecting), was kept open on purpose: the late
     conversations join it and it stays a draft for whoever is editing it."""
     draft = next((d for d in existing if d["status"] == "draft"), None)
     if draft is not None:
-        return LateTarget(draft["supplement"], keep_open=bool(draft["complete"]))
+        return LateTarget(draft["supplement"],
+                          keep_open=bool(draft["complete"] or draft.get("keep_draft")))
     return LateTarget(existing[-1]["supplement"] + 1 if existing else 0, keep_open=False)
 
 
