@@ -23,11 +23,12 @@ from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids
 from billing.domain.models import Invoice, InvoiceStatus, LateUsage, Payment
 from billing.domain.periods import Period
-from billing.errors import InvalidInput, NothingToBill, shown
+from billing.errors import InvalidInput, NothingToBill, TransientDatabaseError, shown
 from billing.plans import invoices as invoice_plans
 from billing.plans.reconciliation import late_target, late_usage
 
 ORG_PAGE = 500  # org ids per read of an invoice run
+LATE_ROUNDS = 5  # invoices one bill_late_usage call bills onto, or decides again for
 
 
 class AsyncInvoices:
@@ -257,7 +258,9 @@ class AsyncInvoices:
         It is billed as `create_for_period` bills (bounded chunks, each all or nothing) and
         finalised (numbered, open), except a draft kept open for editing
         (`create_for_period(finalize=False)`), which stays a draft. A draft left part-billed is
-        resumed where its run stopped.
+        resumed where its run stopped; conversations recorded since with an end time behind
+        where it stopped go, in the same call, onto the next invoice the rules pick (the
+        invoice returned is the last one written).
 
         Idempotent and race-safe: each conversation is billed once, whoever calls (two calls
         at once, an invoice run, reconciliation); a call that finds its target finalised by
@@ -267,17 +270,31 @@ class AsyncInvoices:
         an error in the first transaction writes nothing."""
         oid = ids.object_id(org_id, name="org_id")
         closed = self._closed(period)
-        while True:
-            target = late_target(await invoices_of_period(self._ctx.uow.direct, oid, closed))
+        direct = self._ctx.uow.direct
+        billed: Invoice | None = None
+        for _ in range(LATE_ROUNDS):
+            target = late_target(await invoices_of_period(direct, oid, closed))
             invoice, wrote = await self._billing(oid, closed, supplement=target.supplement,
                                                  finalize=not target.keep_open)
             if wrote:
-                return invoice
+                # A part-billed draft resumes where its run stopped: any recorded behind that
+                # point since are still late, for the next invoice.
+                billed = invoice
+                if not await count_late_in_period(direct, oid, closed):
+                    return invoice
+                continue
+            if billed is not None:
+                return billed
             if invoice.status is InvoiceStatus.DRAFT:
                 raise NothingToBill(
                     f"org {oid} has no unbilled conversations that ended in {closed.label}: "
                     f"its draft {invoice.id} is unchanged")
             # Finalised by another call between the read and the billing: decide again.
+        if billed is not None:
+            return billed  # conversations keep arriving late: the next call bills them
+        raise TransientDatabaseError(
+            f"org {oid}'s invoices for {closed.label} kept changing while late usage was "
+            "billed: retry the call")
 
     async def late_usage(self, org_id: Any, period: Any) -> LateUsage:
         """What `bill_late_usage(org_id, period)` would bill now, read without writing: how

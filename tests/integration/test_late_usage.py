@@ -286,3 +286,29 @@ def test_late_usage_billed_while_a_draft_kept_open_is_collected_leaves_it_a_draf
     assert draft.total == expected_total(docs, 50, 10)
     assert b.invoices.finalize(org.id, draft.id).number == 1  # the caller decides when
     check_totals_and_links(b.database)
+
+
+def test_late_usage_behind_a_part_billed_drafts_stop_is_billed_in_the_same_call(
+    client: Any, db_name: str
+) -> None:
+    """A run died between chunks; a conversation ending before where it stopped is recorded
+    since. bill_late_usage resumes the draft (from where it stopped) and, in the same call,
+    bills the one behind it onto a supplementary invoice: nothing of the period stays late."""
+    b = Billing(client, database=db_name, max_docs_per_transaction=2, clock=Clock(NOW))
+    b.setup()
+    org = b.orgs.create(name="Acme", currency="usd", per_conversation=50, per_started_minute=10)
+    docs = seed_conversations(b.database, org.id, 5, start=OCT[0] + timedelta(days=2))
+    with faults.active({"invoice.between_chunks": "raise"}), pytest.raises(faults.InjectedFault):
+        b.invoices.create_for_period(org.id, *OCT)
+    behind = seed_conversations(b.database, org.id, 1, start=OCT[0] + timedelta(days=1))
+
+    last = b.invoices.bill_late_usage(org.id, Period(*OCT))
+
+    assert b.invoices.late_usage(org.id, Period(*OCT)).conversations == 0
+    invoices = list(b.database.invoices.find({"org_id": ObjectId(org.id)}).sort("supplement", 1))
+    assert [(i["supplement"], i["status"], i["conversations"]) for i in invoices] == [
+        (0, "open", 5), (1, "open", 1)]
+    assert last.id == str(invoices[1]["_id"])
+    assert [i["total"] for i in invoices] == [expected_total(docs, 50, 10),
+                                              expected_total(behind, 50, 10)]
+    check_totals_and_links(b.database)
