@@ -9,8 +9,8 @@
     billing [--uri URI] [--database NAME] reconcile [--apply] [--org ID] [--check KIND ...]
                                                     [--shard I/N] [--json]
     billing [--uri URI] [--database NAME] collect [--apply] [--org ID] [--shard I/N] [--json]
-    billing [--uri URI] [--database NAME] events tail (--org ID [--after N] | --follow)
-                                                      [--limit N] [--json]
+    billing [--uri URI] [--database NAME] events tail (--org ID [--after N] [--limit N]
+                                                       | --follow [--org ID]) [--json]
 
 Exit codes are listed in `billing.cli.exit_codes` and in `billing --help`. `reconcile` reads
 Stripe for its payment_method check when $STRIPE_API_KEY is set ($STRIPE_API_BASE: another API

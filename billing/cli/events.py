@@ -19,6 +19,8 @@ from billing.cli.output import emit_json
 from billing.domain.models import Event
 from billing.errors import InvalidInput
 
+LIMIT = 20  # events shown by default
+
 
 def add_parser(commands: Any, *, parents: list[argparse.ArgumentParser]) -> None:
     events = commands.add_parser("events", help="billing events", description="Billing events.")
@@ -29,8 +31,8 @@ def add_parser(commands: Any, *, parents: list[argparse.ArgumentParser]) -> None
     tail.add_argument("--org", metavar="ID", help="the org (24-hex id); needed without --follow")
     tail.add_argument("--after", type=int, metavar="N", default=None,
                       help="only events numbered after N (default: the last --limit)")
-    tail.add_argument("--limit", type=int, metavar="N", default=20,
-                      help="at most N events, 1 to 1000 (default 20)")
+    tail.add_argument("--limit", type=int, metavar="N", default=None,
+                      help=f"at most N events, 1 to 1000 (default {LIMIT})")
     tail.add_argument("--follow", action="store_true",
                       help="keep printing events as they commit, until interrupted")
     tail.add_argument("--json", action="store_true",
@@ -42,8 +44,12 @@ def main(args: argparse.Namespace) -> int:
     org_id = None if args.org is None else str(ids.object_id(args.org, name="--org"))
     if org_id is None and not args.follow:
         raise InvalidInput("events tail needs --org ID (or --follow for every org)")
-    if not 1 <= args.limit <= 1000:
-        raise InvalidInput(f"--limit must be from 1 to 1000, got {args.limit}")
+    if args.follow and (args.after is not None or args.limit is not None):
+        raise InvalidInput("--after and --limit page through an org's events without --follow; "
+                           "--follow prints events as they commit from now on")
+    limit = LIMIT if args.limit is None else args.limit
+    if not 1 <= limit <= 1000:
+        raise InvalidInput(f"--limit must be from 1 to 1000, got {limit}")
     database = args.database or invoice_run.DEFAULT_DATABASE
     with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
         if args.follow:
@@ -60,8 +66,8 @@ def main(args: argparse.Namespace) -> int:
         after = args.after
         if after is None:  # the last --limit events
             latest = billing.orgs.get(org_id).event_seq
-            after = max(0, latest - args.limit)
-        page = billing.events.poll(org_id, after=after, limit=args.limit)
+            after = max(0, latest - limit)
+        page = billing.events.poll(org_id, after=after, limit=limit)
         signals.outcome_shown()
         if args.json:
             emit_json({"org_id": org_id, "events": [_doc(e) for e in page.events],

@@ -84,6 +84,9 @@ def test_collect_dry_run_then_apply_then_events(
     assert code == 0 and "invoice.paid" in out
     code, _, err = run(capsys, *base, "events", "tail")
     assert code == 2 and "--org" in err
+    for paging in (["--after", "3"], ["--limit", "5"]):  # refused, not silently ignored
+        code, _, err = run(capsys, *base, "events", "tail", "--follow", *paging)
+        assert code == 2 and "--follow" in err
 
 
 def test_cron_nightly_collects_between_invoicing_and_reconciling(
