@@ -19,14 +19,14 @@ from billing.domain.periods import Period
 
 Doc = dict[str, Any]
 
-# A conversation billing can price: its org is one ObjectId, both ends are dates (not arrays
-# holding dates: `{$type: "date"}` matches those, and `$lte` compares arrays) and it does not end
-# before it starts. BSON types by `$type` in `$expr`, which mongod and SecantusDB read alike.
 # `line_item_id` as the data contract allows it: null (or absent) until billed, then an ObjectId.
 LINK_TYPES = ["null", "missing", "objectId"]
 
-# A conversation billing can price: one org, two dates in order, and a link the contract allows
-# (`line_item_id: null` also matches an array holding null, billed or not: never priced).
+# A conversation billing can price: its org is one ObjectId, both ends are dates (not arrays
+# holding dates: `{$type: "date"}` matches those, and `$lte` compares arrays), it does not end
+# before it starts, and its link is one the contract allows (`line_item_id: null` also matches
+# an array holding null, billed or not: never priced). BSON types by `$type` in `$expr`, which
+# mongod and SecantusDB read alike.
 WELL_FORMED: Doc = {"$expr": {"$and": [
     {"$eq": [{"$type": "$org_id"}, "objectId"]},
     {"$eq": [{"$type": "$started_at"}, "date"]},
@@ -404,10 +404,11 @@ def split_head(head: list[Doc], limit: int, *, ordered: bool = True
 
 
 def joined_malformed(before: list[Doc], head: list[Doc]) -> list[Doc] | None:
-    """The malformed conversations of a pass over the whole period, shaped as `malformed_read`
-    returns them: those `chunk_facet` found before the window (`before`) and the keys of the
-    head's (`head`, as `split_head` returns them), each conversation once (one at the window's
-    first millisecond is in both). None when the facet kept only some of its keys."""
+    """The malformed conversations of a pass, shaped as `malformed_read` returns them: the keys
+    of the head's (`head`, as `split_head` returns them) and, for a pass over the whole period,
+    those `chunk_facet` found before the window (`before`; empty otherwise), each conversation
+    once (one at the window's first millisecond is in both). None when the facet kept only some
+    of its keys."""
     if before and len(before[0]["keys"]) < before[0]["n"]:
         return None
     keys = {k["i"]: k for k in [*(before[0]["keys"] if before else []), *head]}

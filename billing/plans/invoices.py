@@ -246,9 +246,14 @@ def may_move_money(payment: Payment) -> bool:
     """Whether the attempt's intent may still take money: unsettled, or failed with an intent
     not canceled in Stripe (a declined or unauthenticated intent returns to
     `requires_payment_method`, where it can be confirmed again, by the customer on-session)."""
-    return payment.status in UNSETTLED or (
-        payment.status is PaymentStatus.FAILED and payment.intent_id is not None
-        and not payment.intent_canceled)
+    return attempt_may_move_money(payment.status, payment.intent_id, payment.intent_canceled)
+
+
+def attempt_may_move_money(status: PaymentStatus, intent_id: str | None,
+                           intent_canceled: bool) -> bool:
+    """`may_move_money` from an attempt's fields (a projection of its document will do)."""
+    return status in UNSETTLED or (
+        status is PaymentStatus.FAILED and intent_id is not None and not intent_canceled)
 
 
 def add_line_item(invoice: Invoice, item: NewLineItem) -> Plan[LineItem]:

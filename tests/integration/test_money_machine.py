@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +40,7 @@ from billing import (
     WebhookOutcome,
 )
 from billing.adapters.stripe_webhooks import sign
-from billing.domain.payments import IntentStatus
+from billing.domain.payments import Intent, IntentStatus
 from billing.errors import PaymentError, PaymentMethodNotFound
 from billing.gateways import FakeGateway
 from tests.support import figures
@@ -152,34 +153,29 @@ class MoneyMachine(RuleBasedStateMachine):
             else PaymentError("Stripe refused the request", code="resource_missing")
         self.fake.fail_next(call, error, after=after)
 
+    def answer(self, status: IntentStatus, pick: int, moves: Callable[[str], Intent]) -> None:
+        """Stripe moves one intent that is in `status` (the `pick`-th), as `moves` does."""
+        waiting = [i for i in self.fake.intents.values() if i.status is status]
+        if waiting:
+            self.run.states.add(moves(waiting[pick % len(waiting)].id).status)
+
     @rule(pick=PICK, authenticated=st.booleans())
     def customer_answers_3ds(self, pick: int, authenticated: bool) -> None:
-        waiting = [i for i in self.fake.intents.values()
-                   if i.status is IntentStatus.REQUIRES_ACTION]
-        if waiting:
-            intent = self.fake.complete_action(waiting[pick % len(waiting)].id,
-                                               authenticated=authenticated)
-            self.run.states.add(intent.status)
+        self.answer(IntentStatus.REQUIRES_ACTION, pick, lambda intent_id: self.fake.complete_action(
+            intent_id, authenticated=authenticated))
 
     @rule(pick=PICK, succeeded=st.booleans())
     def bank_answers(self, pick: int, succeeded: bool) -> None:
-        waiting = [i for i in self.fake.intents.values()
-                   if i.status is IntentStatus.PROCESSING]
-        if waiting:
-            intent = self.fake.settle_processing(waiting[pick % len(waiting)].id,
-                                                 succeeded=succeeded)
-            self.run.states.add(intent.status)
+        self.answer(IntentStatus.PROCESSING, pick, lambda intent_id: self.fake.settle_processing(
+            intent_id, succeeded=succeeded))
 
     @rule(pick=PICK, succeeded=st.booleans())
     def customer_confirms_a_failed_intent_again(self, pick: int, succeeded: bool) -> None:
         """On-session, with the intent's client_secret and a new card: Stripe's recovery after
         a decline or failed 3-D Secure, possible until the intent is canceled."""
-        failed = [i for i in self.fake.intents.values()
-                  if i.status is IntentStatus.REQUIRES_PAYMENT_METHOD]
-        if failed:
-            intent = self.fake.confirm_on_session(failed[pick % len(failed)].id,
-                                                  succeeded=succeeded)
-            self.run.states.add(intent.status)
+        self.answer(IntentStatus.REQUIRES_PAYMENT_METHOD, pick,
+                    lambda intent_id: self.fake.confirm_on_session(intent_id,
+                                                                   succeeded=succeeded))
 
     @rule(pick=PICK, twice=st.booleans())
     def webhook(self, pick: int, twice: bool) -> None:

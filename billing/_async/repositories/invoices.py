@@ -72,10 +72,8 @@ async def _read_chunk(txn: AsyncTransaction, snap: Doc, org_id: ObjectId, period
             org_id, period, window, limit=limit))
     snap["chunk"] = chunk
     span = snap["malformed_range"] = window.malformed_range(period, chunk, limit)
-    if "malformed" in got:  # the pass covered the whole period: before the window, and the head
-        found = queries.joined_malformed(got["malformed"], bad)
-    else:
-        found = [{"_id": None, "n": len(bad), "keys": bad}] if bad else []
+    # The head's, and where the pass covered the whole period those before the window too.
+    found = queries.joined_malformed(got.get("malformed", []), bad)
     malformed = queries.malformed_within(found, *span) if complete and found is not None \
         else None
     if malformed is None:

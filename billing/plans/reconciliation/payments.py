@@ -9,6 +9,7 @@ from typing import Any
 from bson import ObjectId
 
 from billing.domain.models import PaymentStatus
+from billing.plans.invoices import attempt_may_move_money
 from billing.plans.reconciliation.repairs import (
     SettlePayment,
 )
@@ -32,9 +33,8 @@ def unsettled_payments(oid: ObjectId, docs: Iterable[Doc], stale_before: datetim
 
 
 def _open(doc: Doc) -> bool:
-    """Not failed, or failed with an intent not canceled (`plans.invoices.may_move_money`)."""
-    return doc["status"] != PaymentStatus.FAILED.value or (
-        doc.get("intent_id") is not None and not doc.get("intent_canceled"))
+    return attempt_may_move_money(PaymentStatus(doc["status"]), doc.get("intent_id"),
+                                  bool(doc.get("intent_canceled")))
 
 
 def _state(doc: Doc) -> str:
