@@ -33,6 +33,7 @@ from billing.errors import (
     OrgNotFound,
     PaymentError,
     PaymentInProgress,
+    PaymentProviderUnavailable,
     PaymentRequiresAction,
 )
 from billing.plans import collections as plan
@@ -119,12 +120,17 @@ class AsyncCollections:
                 continue
             item = Collected(str(oid), inv.id, inv.number, inv.amount_due, inv.currency,
                              due.attempt, _RESULTS[due.state], due.at, due.reason)
-            if report.apply and due.state is plan.State.DUE:
-                if not await self._charge(inv, item):
-                    continue
-            elif report.apply and due.state is plan.State.WAITING:
-                if not await self._settle(inv, item):
-                    continue
+            try:
+                if report.apply and due.state is plan.State.DUE:
+                    if not await self._charge(inv, item):
+                        continue
+                elif report.apply and due.state is plan.State.WAITING:
+                    if not await self._settle(inv, item):
+                        continue
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:  # one bad invoice: the org's others (and charges) stay
+                item.result, item.detail = Result.FAILED, f"{type(exc).__name__}: {_message(exc)}"
             items.append(item)
         return items
 
@@ -142,6 +148,10 @@ class AsyncCollections:
             raise
         except PaymentRequiresAction as exc:
             item.result, item.detail = Result.WAITING, exc.message
+        except PaymentProviderUnavailable as exc:
+            # Not a decline: Stripe did not answer. An attempt it may hold waits for its state.
+            item.result = Result.WAITING if exc.payment_id else Result.FAILED
+            item.detail = exc.message
         except PaymentInProgress as exc:
             # Blocked by an attempt Stripe holds (its status is the code), or by a live call.
             item.result = Result.WAITING if exc.code else Result.BUSY

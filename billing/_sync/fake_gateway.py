@@ -296,8 +296,9 @@ class FakeGateway:
                 status, code = IntentStatus.REQUIRES_ACTION, None
             elif number == ASYNC_DEBIT:
                 status, code = IntentStatus.PROCESSING, None
-            elif number in DECLINED | CHARGE_DECLINED | {LOST_CARD}:
-                status, code = IntentStatus.REQUIRES_PAYMENT_METHOD, "card_declined"
+            elif number in DECLINED | CHARGE_DECLINED | {LOST_CARD}:  # code: the decline_code
+                status, code = IntentStatus.REQUIRES_PAYMENT_METHOD, \
+                    "lost_card" if number == LOST_CARD else "card_declined"
             else:
                 status, code = IntentStatus.SUCCEEDED, None
                 self.charges.append((intent_id, intent.amount, intent.currency))

@@ -228,7 +228,8 @@ def _intent(intent: stripe.PaymentIntent) -> Intent:
     customer = getattr(intent, "customer", None)  # absent from some answers
     return Intent(
         id=intent.id, status=IntentStatus(intent.status), amount=intent.amount,
-        currency=intent.currency, failure_code=error.code if error else None,
+        currency=intent.currency,
+        failure_code=(getattr(error, "decline_code", None) or error.code) if error else None,
         failure_message=error.message if error else None,
         customer_id=customer if isinstance(customer, str) or customer is None else customer.id,
     )

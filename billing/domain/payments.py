@@ -62,6 +62,7 @@ class Intent:
     status: IntentStatus
     amount: int
     currency: str
+    # last_payment_error: the issuer's decline_code (lost_card...) if any, else its code
     failure_code: str | None = None
     failure_message: str | None = None
     customer_id: str | None = None

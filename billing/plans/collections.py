@@ -46,9 +46,16 @@ def schedule(days: object, *, name: str = "schedule") -> tuple[int, ...]:
     return tuple(values)
 
 
+# Refusals that are no decline at all: Stripe's minimum charge (`amount_too_small`, raised as
+# AmountBelowMinimum like our own table's, leaving the invoice open for a person to void).
+NOT_A_DECLINE = frozenset({"amount_too_small"})
+
+
 def counted(payment: Payment) -> bool:
-    """A failed attempt that uses up one scheduled attempt (not one waiting for a new card)."""
-    return payment.status is PaymentStatus.FAILED and payment.failure_code not in NO_RETRY
+    """A failed attempt that uses up one scheduled attempt (not one waiting for a new card,
+    nor one Stripe refused for its amount)."""
+    return payment.status is PaymentStatus.FAILED and \
+        payment.failure_code not in NO_RETRY | NOT_A_DECLINE
 
 
 def exhausted(failures: int, days: Sequence[int]) -> bool:
@@ -77,12 +84,14 @@ def due(invoice: Invoice, attempts: Sequence[Payment], default_method_id: str | 
     """Whether to make an attempt on `invoice` now, from its attempts (any order) and the
     org's current default payment method."""
     failures = sum(1 for p in attempts if counted(p))
-    if invoice.status is not InvoiceStatus.OPEN or invoice.amount_due == 0 and not attempts:
+    if invoice.status is not InvoiceStatus.OPEN:
         return Due(State.DONE, failures, reason=invoice.status.value)
     latest = max(attempts, key=lambda p: p.attempt) if attempts else None
     if latest is not None and latest.status in WAITING:
         return Due(State.WAITING, failures, reason=f"payment {latest.id} is "
                    f"{latest.status.value}")
+    if invoice.amount_due == 0:  # pay() marks it paid without Stripe or a card
+        return Due(State.DUE, failures + 1, at=now, reason="nothing is due: paid without Stripe")
     if default_method_id is None:
         return Due(State.NEEDS_METHOD, failures + 1, reason="the org has no default payment "
                    "method")

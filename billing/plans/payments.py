@@ -196,10 +196,14 @@ def settle(
     candidate = PaymentStatus.CANCELED if abandon or gone else \
         _status(intent, failure, payment.status)
     # Succeeded and canceled never move on a late or reordered report; failed moves only to
-    # succeeded (Stripe says money moved after all), never back to processing or waiting.
+    # succeeded (Stripe says money moved after all), never back to processing or waiting;
+    # processing never goes back to waiting for the customer or for a confirmation (Stripe
+    # moves a processing intent only to succeeded, or failed: a later report of
+    # requires_action is an earlier event delivered late).
     if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED) and (
             payment.status is not PaymentStatus.FAILED or
-            candidate is PaymentStatus.SUCCEEDED):
+            candidate is PaymentStatus.SUCCEEDED) and not (
+            payment.status is PaymentStatus.PROCESSING and candidate in _BEFORE_PROCESSING):
         status = candidate
         fields = {"status": status.value, "updated_at": now}
         if abandon:
@@ -339,6 +343,10 @@ def _set(payment: Payment, fields: Doc, **guard: object) -> Write:
     where: Doc = {"_id": ObjectId(payment.id), "org_id": ObjectId(payment.org_id)}
     where.update({k: (v.value if isinstance(v, PaymentStatus) else v) for k, v in guard.items()})
     return Write(schema.PAYMENTS, "update_one", where, {"$set": fields})
+
+
+_BEFORE_PROCESSING = frozenset({PaymentStatus.PENDING, PaymentStatus.CONFIRMING,
+                                PaymentStatus.REQUIRES_ACTION})
 
 
 def _status(intent: Intent | None, failure: tuple[str | None, str] | None,

@@ -292,7 +292,8 @@ def intent_of(obj: dict[str, Any]) -> Intent:
     customer = obj.get("customer")
     if isinstance(customer, dict):
         customer = customer.get("id")
-    code, message = error.get("code"), error.get("message")
+    # The issuer's reason (lost_card...) when there is one, as pay() records a CardDeclined.
+    code, message = error.get("decline_code") or error.get("code"), error.get("message")
     return Intent(
         id=str(obj.get("id")), status=status,
         amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else -1,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from billing import LeaseNotAcquired, WebhookOutcome
+from billing import LeaseNotAcquired, PaymentProviderUnavailable, WebhookOutcome
 from billing.collection_runs import Result
 from tests.integration.test_payment_states import event
 from tests.support.billing_data import OCT, dump, seed_conversations
@@ -239,6 +239,62 @@ def test_one_orgs_bad_document_never_stops_the_run_for_the_others(d: Driver) -> 
     assert [e["org_id"] for e in report.errors] == [bad_org.id] and not report.ok
     assert "ValidationError" in report.errors[0]["error"]
     assert report.as_json()["errors"] == report.errors and report.orgs_scanned == 2
+
+
+def test_an_invoice_billing_cannot_read_keeps_the_orgs_charges_in_the_report(d: Driver) -> None:
+    """The run charges an org's first invoice, then its second fails on a line item billing
+    cannot read: the charge stays in the report, its total and its audit, and the bad invoice
+    is reported failed with the error."""
+    org, first = org_with_invoice(d, "pm_card_visa")
+    seed_conversations(d.db, org.id, 2, start=SEP[0])
+    second = d("invoices.create_for_period", org.id, *SEP)
+    d.db.line_items.update_one({"invoice_id": ObjectId(second.id)},
+                               {"$unset": {"description": ""}})
+    seen: list[Any] = []
+
+    report = d("collections.run", apply=True,
+               progress=lambda done, total, org_run: seen.append(org_run))
+
+    assert d.fake.taken(first.id) == first.total > 0 and d.fake.taken(second.id) == 0
+    assert results(report) == {first.id: "paid", second.id: "failed"} and not report.ok
+    assert "ValidationError" in report.items[1].detail
+    assert report.charged() == {"usd": first.total}
+    audit = d.db.collection_runs.find_one({"_id": ObjectId(report.run_id)})
+    assert audit is not None and audit["charged"] == {"usd": first.total}
+    assert [i.invoice_id for i in seen[0].items] == [first.id, second.id]
+
+
+def test_stripe_not_answering_is_not_reported_as_a_decline(d: Driver) -> None:
+    """Confirmed in Stripe (the money moved) but neither the answer nor a retrieve came back:
+    the attempt is in flight, reported waiting; Stripe unreachable before anything was sent:
+    failed. Neither is `declined` (the attempt failed)."""
+    _, charged = org_with_invoice(d, "pm_card_visa", name="Charged")
+    d.fake.fail_next("confirm_intent", PaymentProviderUnavailable("timeout"), after=True)
+    d.fake.fail_next("retrieve_intent", PaymentProviderUnavailable("timeout"))
+    first = d("collections.run", apply=True)
+    assert d.fake.taken(charged.id) == charged.total
+    assert results(first) == {charged.id: "waiting"}
+
+    _, unsent = org_with_invoice(d, "pm_card_visa", name="Unsent")
+    d.fake.fail_next("create_intent", PaymentProviderUnavailable("connection refused"))
+    second = d("collections.run", apply=True, org_id=unsent.org_id)
+    assert d.fake.taken(unsent.id) == 0
+    assert results(second) == {unsent.id: "failed"} and not second.ok
+
+
+def test_an_open_invoice_of_zero_is_marked_paid_without_stripe(d: Driver) -> None:
+    org = d("orgs.create", name="Free", currency="usd", per_conversation=0,
+            per_started_minute=0)
+    seed_conversations(d.db, org.id, 2)
+    inv = d("invoices.create_for_period", org.id, *OCT)
+    assert (inv.total, inv.status.value) == (0, "open")
+    assert results(d("collections.run")) == {inv.id: "would_charge"}
+
+    report = d("collections.run", apply=True)
+
+    assert results(report) == {inv.id: "paid"} and report.ok
+    assert d.db.invoices.find_one({"_id": ObjectId(inv.id)})["status"] == "paid"
+    assert d.fake.intents == {}
 
 
 def test_concurrent_runs_on_overlapping_shards_make_one_attempt(

@@ -18,6 +18,7 @@ from bson import ObjectId
 from billing import (
     AmountBelowMinimum,
     Billing,
+    CardDeclined,
     ConfigurationError,
     InvalidInput,
     InvoiceStatus,
@@ -358,3 +359,108 @@ def test_schedules_are_checked(d: Driver) -> None:
     assert d("orgs.set_collection_schedule", org.id, None).collection_schedule is None
     with pytest.raises(ConfigurationError):
         Billing(d.sync_client, collection_schedule=[0, 0])
+
+
+def _lose_the_decline_answer(d: Driver) -> None:
+    """Stripe declines the confirm, but its answer never reaches us, nor does a retrieve: the
+    attempt stays `confirming` until a webhook says how it ended."""
+    original = d.fake.confirm_intent
+
+    def lost(exc: CardDeclined) -> PaymentProviderUnavailable:
+        return PaymentProviderUnavailable(f"timeout reading Stripe's answer ({exc.message})")
+
+    if d.loop is None:
+        def confirm(intent_id: str, *, idempotency_key: str) -> Any:
+            try:
+                return original(intent_id, idempotency_key=idempotency_key)
+            except CardDeclined as exc:
+                raise lost(exc) from exc
+    else:
+        async def confirm(intent_id: str, *, idempotency_key: str) -> Any:  # type: ignore[misc]
+            try:
+                return await original(intent_id, idempotency_key=idempotency_key)
+            except CardDeclined as exc:
+                raise lost(exc) from exc
+    d.fake.confirm_intent = confirm
+    d.fake.fail_next("retrieve_intent", PaymentProviderUnavailable("Stripe is down"))
+
+
+def _failed_event(org: Any, payment: dict[str, Any], decline_code: str) -> tuple[bytes, str]:
+    """payment_intent.payment_failed as Stripe sends it: `code` is card_declined for every
+    issuer decline, the issuer's reason is `decline_code`."""
+    return event("payment_intent.payment_failed", {
+        "id": payment["intent_id"], "object": "payment_intent",
+        "status": "requires_payment_method", "amount": payment["amount"],
+        "currency": payment["currency"], "customer": payment["customer_id"],
+        "metadata": {"org_id": org.id},
+        "last_payment_error": {"type": "card_error", "code": "card_declined",
+                               "decline_code": decline_code,
+                               "message": "Your card has been declined."}})
+
+
+@pytest.mark.parametrize("schedule", [[0], [0, 3]])
+def test_a_lost_card_reported_by_a_webhook_uses_no_attempt(d: Driver, schedule: list[int]
+                                                            ) -> None:
+    org, inv = open_invoice(d, token="pm_card_lostCard")
+    d("orgs.set_collection_schedule", org.id, schedule)
+    _lose_the_decline_answer(d)
+    with pytest.raises(PaymentProviderUnavailable):
+        d("invoices.pay", org.id, inv.id)
+    (first,) = attempts(d, inv)
+    assert first["status"] == "confirming"
+    assert d("webhooks.handle", *_failed_event(org, first, "lost_card")).outcome is \
+        WebhookOutcome.PROCESSED
+    (first,) = attempts(d, inv)
+    # As when pay() sees the decline itself: no scheduled attempt used, the invoice stays
+    # open and waits for a new default card.
+    assert (first["status"], first["failure_code"]) == ("failed", "lost_card")
+    assert stored(d, inv)["status"] == "open"
+    assert [i.result.value for i in d("collections.run", org_id=org.id).items] == [
+        "needs_method"]
+
+
+def test_a_lost_card_read_from_stripe_uses_no_attempt(d: Driver) -> None:
+    org, inv = open_invoice(d, token="pm_card_lostCard")
+    d("orgs.set_collection_schedule", org.id, [0])
+    _lose_the_decline_answer(d)
+    with pytest.raises(PaymentProviderUnavailable):
+        d("invoices.pay", org.id, inv.id)
+    d("invoices.settle_payment", org.id, inv.id)  # reads the intent from Stripe
+    (first,) = attempts(d, inv)
+    assert (first["status"], first["failure_code"]) == ("failed", "lost_card")
+    assert stored(d, inv)["status"] == "open"
+
+
+def test_stripes_amount_too_small_leaves_the_invoice_open(d: Driver) -> None:
+    """Stripe's minimum also applies in the account's settlement currency, so an amount above
+    our table's minimum can still be refused: AmountBelowMinimum every time, and no scheduled
+    attempt used up (the invoice is left for a person to void, never made uncollectible)."""
+    org, inv = open_invoice(d)
+    d("orgs.set_collection_schedule", org.id, [0])
+    for _ in range(3):
+        d.fake.fail_next("create_intent", PaymentError(
+            "Amount must convert to at least 50 cents.", code="amount_too_small"))
+        with pytest.raises(AmountBelowMinimum):
+            d("invoices.pay", org.id, inv.id)
+    assert [a["failure_code"] for a in attempts(d, inv)] == ["amount_too_small"] * 3
+    assert d.fake.taken(inv.id) == 0
+    assert stored(d, inv)["status"] == "open"
+
+
+def test_a_stale_requires_action_never_moves_a_processing_attempt_back(d: Driver) -> None:
+    org, inv = open_invoice(d, token="pm_bank_debit")
+    with pytest.raises(PaymentInProgress):
+        d("invoices.pay", org.id, inv.id)
+    (first,) = attempts(d, inv)
+    assert first["status"] == "processing"
+    # Stripe does not deliver events in order: an earlier requires_action of this intent.
+    stale = event("payment_intent.requires_action", {
+        "id": first["intent_id"], "object": "payment_intent", "status": "requires_action",
+        "amount": first["amount"], "currency": first["currency"],
+        "customer": first["customer_id"], "metadata": {"org_id": org.id}})
+    assert d("webhooks.handle", *stale).outcome is WebhookOutcome.PROCESSED
+    (first,) = attempts(d, inv)
+    assert first["status"] == "processing"
+    assert d.db.billing_events.count_documents({"type": "payment.requires_action"}) == 0
+    with pytest.raises(PaymentInProgress):  # not PaymentRequiresAction
+        d("invoices.pay", org.id, inv.id)
