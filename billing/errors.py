@@ -29,6 +29,7 @@
     │   ├── PaymentInProgress         retryable: another attempt holds the invoice, or an earlier
     │   │                             intent can still move money (processing, state unknown)
     │   ├── RefundFailed              Stripe refused or failed the refund: the credit note is void
+    │   ├── RefundDuplicated          Stripe holds a second refund for one credit note
     │   └── PaymentProviderUnavailable  retryable: network failure, Stripe 5xx or rate limit
     ├── ConfigurationError            a missing extra, a bad URI, a server without transactions,
     │                                 a rejected Stripe key, a bad Billing(...) option (raised
@@ -192,6 +193,13 @@ class PaymentProviderUnavailable(PaymentError):
 class RefundFailed(PaymentError):
     """Stripe refused or failed the refund: nothing was refunded and the credit note is void
     (it credits nothing); issue a new one with another request id, or refund=False."""
+
+
+class RefundDuplicated(PaymentError):
+    """Stripe made a second refund for one credit note (a refund request that reached Stripe
+    after its lease had expired and another call had made the refund, with Stripe not
+    replaying our idempotency key). The credit note records one; the other is money given
+    back twice, which billing cannot take back: reconciliation reports it for a person."""
 
 
 class LeaseNotAcquired(StateConflict):

@@ -124,13 +124,20 @@ class AsyncCreditNotes:
 
     async def finish_refund(self, org_id: Any, credit_note_id: Any) -> CreditNote:
         """Finish a credit note's refund left pending (a crash, a lost answer, a refund Stripe
-        is still processing): made once, whatever happened before. Returns the credit note as
-        now recorded; RefundFailed if Stripe refused or failed it; PaymentInProgress while
-        another call makes it; PaymentProviderUnavailable when Stripe cannot be asked."""
+        is still processing): made once, whatever happened before. A refund recorded
+        `succeeded` is asked again (with a gateway): a card refund the bank returned later is
+        `failed` in Stripe, and recorded so. Returns the credit note as now recorded;
+        RefundFailed if Stripe refused or failed it; PaymentInProgress while another call makes
+        it; PaymentProviderUnavailable when Stripe cannot be asked; RefundDuplicated when
+        Stripe holds a second refund for it."""
         oid = ids.object_id(org_id, name="org_id")
         nid = ids.object_id(credit_note_id, name="credit_note_id")
         note = await self.get(oid, nid)
-        if note.refund is None or note.refund.status is not RefundStatus.PENDING:
+        refund = note.refund
+        if refund is not None and refund.status is RefundStatus.SUCCEEDED \
+                and refund.stripe_id is not None and self._ctx.gateway_or_none is not None:
+            return await self._recheck(oid, note, refund.stripe_id)
+        if refund is None or refund.status is not RefundStatus.PENDING:
             return note
         return await self._finish(oid, note, None)
 
@@ -169,6 +176,7 @@ class AsyncCreditNotes:
         assert refund is not None
         gateway = self._ctx.gateway
         found: StripeRefund | None = None
+        extra: StripeRefund | None = None
         try:
             if refund.stripe_id is not None:
                 found = await gateway.retrieve_refund(refund.stripe_id)
@@ -176,6 +184,7 @@ class AsyncCreditNotes:
                 made = [r for r in await gateway.list_refunds(refund.intent_id)
                         if r.metadata.get("credit_note_id") == note.id]
                 found = made[0] if made else None
+                extra = made[1] if len(made) > 1 else None  # made twice already: said below
         except BillingError as exc:
             await self._record(oid, note, None, release=token)
             raise _unknown(note) from exc
@@ -195,6 +204,23 @@ class AsyncCreditNotes:
                 raise plans.failed_error(recorded) from exc
             faults.hit("credit_notes.after_refund")
         recorded = await self._record(oid, note, found, release=token)
+        if extra is not None:
+            raise plans.duplicated_error(recorded, extra)
+        if recorded.status is CreditNoteStatus.VOID:
+            raise plans.failed_error(recorded)
+        return recorded
+
+    async def _recheck(self, oid: ObjectId, note: CreditNote, stripe_id: str) -> CreditNote:
+        """A refund recorded `succeeded`, as Stripe has it now (failed: the credit note is
+        voided; RefundFailed)."""
+        try:
+            found = await self._ctx.gateway.retrieve_refund(stripe_id)
+        except BillingError as exc:
+            raise PaymentProviderUnavailable(
+                f"Stripe could not be asked about refund {stripe_id} of credit note {note.id}: "
+                "it stays recorded as succeeded; repeat the call or run reconciliation "
+                "later") from exc
+        recorded = await self._record(oid, note, found)
         if recorded.status is CreditNoteStatus.VOID:
             raise plans.failed_error(recorded)
         return recorded

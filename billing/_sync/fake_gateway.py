@@ -79,13 +79,19 @@ class FakeGateway:
     `customers` holds live customers only (a deleted one is removed, its methods detached).
     With `replay_customer_keys` (Stripe's behaviour, for 24 hours) a create_customer repeating an
     idempotency key answers with the customer that key created, even a deleted one; without it
-    (localstripe's behaviour) every call creates a customer.
+    (localstripe's behaviour) every call creates a customer. With `replay_refund_keys`
+    (Stripe's behaviour) a refund repeating an idempotency key answers with the refund that key
+    made; without it (the default, localstripe's) every call makes a refund, so tests show
+    what holds without Stripe's help.
     """
 
-    def __init__(self, *, replay_customer_keys: bool = True) -> None:
+    def __init__(self, *, replay_customer_keys: bool = True,
+                 replay_refund_keys: bool = False) -> None:
         self.customers: dict[str, dict[str, str]] = {}  # id -> metadata, name
         self.replay_customer_keys = replay_customer_keys
         self._customer_keys: dict[str, str] = {}  # idempotency key -> customer id
+        self.replay_refund_keys = replay_refund_keys
+        self._refund_keys: dict[str, str] = {}  # idempotency key -> refund id
         self._created: dict[str, int] = {}  # customer id -> Unix seconds
         self.methods: dict[str, CardMethod] = {}
         self.intents: dict[str, Intent] = {}
@@ -330,6 +336,8 @@ class FakeGateway:
     ) -> StripeRefund:
         with self._lock:  # Stripe applies each request atomically
             self._enter("refund", idempotency_key)
+            if self.replay_refund_keys and idempotency_key in self._refund_keys:
+                return self._done("refund", self.refunds[self._refund_keys[idempotency_key]])
             intent = self._intent(intent_id)
             if intent.status is not IntentStatus.SUCCEEDED:
                 raise PaymentError(f"intent {intent_id} is {intent.status}: nothing to refund",
@@ -347,6 +355,7 @@ class FakeGateway:
                 amount=amount, currency=intent.currency, intent_id=intent_id,
                 metadata=dict(metadata))
             self.refunds[refund.id] = refund
+            self._refund_keys[idempotency_key] = refund.id
             return self._done("refund", refund)
 
     def retrieve_refund(self, refund_id: str) -> StripeRefund:

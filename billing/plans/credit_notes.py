@@ -53,6 +53,7 @@ from billing.errors import (
     InvoiceNotCreditable,
     LineItemNotFound,
     PaymentInProgress,
+    RefundDuplicated,
     RefundExceedsPaid,
     RefundFailed,
     shown,
@@ -119,6 +120,7 @@ def request(*, request_id: Any, reason: Any, amount: Any, lines: Any, memo: Any,
             item = str(item)
         if not isinstance(item, str) or not ObjectId.is_valid(item) or len(item) != 24:
             raise InvalidInput(f"line_item_id must be a 24-character hex id, got {shown(item)}")
+        item = str(ObjectId(item))  # one spelling, as every other id (upper-case hex too)
         if any(item == seen for seen, _ in parsed):
             raise InvalidInput(f"line item {item} is listed twice: give it once")
         parsed.append((item, _positive(entry[1], f"amount of line item {item}")))
@@ -156,6 +158,11 @@ def create(
         if existing.invoice_id != invoice.id:
             raise InvalidInput(f"request_id {req.request_id!r} made credit note {existing.id} "
                                f"of invoice {existing.invoice_id}: use a new request id")
+        if (differs := _differs(existing, req)) is not None:
+            raise InvalidInput(
+                f"request_id {req.request_id!r} made credit note {existing.id} with {differs}: "
+                "repeat the call with the same arguments, or use a new request id for another "
+                "credit note")
         return Plan(existing)
     if invoice.status not in (*UNPAID, InvoiceStatus.PAID):
         raise InvoiceNotCreditable(
@@ -212,6 +219,28 @@ def create(
         *events.emit(box, emitted),
     ]
     return Plan(note, writes)
+
+
+def _differs(existing: CreditNote, req: CreditRequest) -> str | None:
+    """How a repeat of a request id asks for something else than the credit note it made:
+    the first differing field, as the note has it and as this call asks; None if it does not.
+    `refund` unset asks for what the invoice's status decided then."""
+    lines = sorted((li.line_item_id, li.amount) for li in existing.lines)
+    if req.amount is not None and (lines or req.amount != existing.amount):
+        had = f"lines {lines}" if lines else f"amount {existing.amount}"
+        return f"{had}; this call asks for amount {req.amount}"
+    if req.amount is None and sorted(req.lines) != lines:
+        had = f"lines {lines}" if lines else f"amount {existing.amount}"
+        return f"{had}; this call asks for lines {sorted(req.lines)}"
+    if req.reason is not existing.reason:
+        return f"reason {existing.reason.value}; this call asks for reason {req.reason.value}"
+    refunded_ = existing.settlement is Settlement.REFUND
+    if req.refund is not None and req.refund != refunded_:
+        return (f"settlement {existing.settlement.value}; this call asks for refund="
+                f"{req.refund}")
+    if req.memo != existing.memo:
+        return f"memo {existing.memo!r}; this call asks for memo {req.memo!r}"
+    return None
 
 
 def _amount(invoice: Invoice, notes: Sequence[CreditNote], req: CreditRequest
@@ -302,10 +331,22 @@ def record_refund(
 ) -> Plan[CreditNote]:
     """Apply what Stripe said about the credit note's refund: made (Stripe's id recorded),
     succeeded, or failed (`failure`: refused at creation). A failed or canceled refund voids the
-    credit note: it credits nothing, and the invoice's credited amount goes back down. A
-    settled refund never moves again. `release` (a token) only gives the lease back."""
+    credit note: it credits nothing, and the invoice's credited amount goes back down (the
+    invoice stays paid: a refund is only ever made on a paid invoice, whose payment stands).
+    One settled refund moves again, as Stripe moves it: a card refund `succeeded` that the
+    bank returns later (a closed account) becomes `failed`, with the same effects. Any other
+    settled refund never moves. `release` (a token) only gives the lease back.
+
+    RefundDuplicated when Stripe's refund for this credit note is not the one recorded: a
+    second refund (nothing written; the recorded one stands)."""
     refund = note.refund
-    if refund is None or refund.status is not RefundStatus.PENDING:
+    if refund is None:
+        return Plan(note)
+    if found is not None and refund.stripe_id is not None and found.id != refund.stripe_id:
+        raise duplicated_error(note, found)
+    returned = (refund.status is RefundStatus.SUCCEEDED and found is not None
+                and found.status is RefundStatus.FAILED and failure is None)
+    if refund.status is not RefundStatus.PENDING and not returned:
         return Plan(note)
     if found is None and failure is None:
         if release is None or refund.lease is None or refund.lease.token != release:
@@ -345,6 +386,16 @@ def failed_error(note: CreditNote) -> RefundFailed:
         f"({code or 'no code'}): nothing was refunded and the credit note is void; issue a new "
         "one with another request id, or with refund=False to settle it outside Stripe",
         code=code)
+
+
+def duplicated_error(note: CreditNote, other: StripeRefund) -> RefundDuplicated:
+    recorded = note.refund.stripe_id if note.refund is not None else None
+    return RefundDuplicated(
+        f"Stripe made a second refund for credit note {note.id} of invoice {note.invoice_id}: "
+        f"{other.id} ({other.amount} {note.currency}, {other.status.value}) besides {recorded}, "
+        "the one the credit note records (a refund request that reached Stripe after its "
+        "lease had expired). The customer was given that amount back twice and billing "
+        "cannot take it back: settle it with the customer; reconciliation reports it")
 
 
 def _set_refund(old: CreditNote, new: CreditNote) -> Write:

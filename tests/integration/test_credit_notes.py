@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -175,6 +176,61 @@ def test_numbers_are_per_org_and_repeats_are_idempotent(d: Driver) -> None:
     september = d("invoices.create_for_period", org.id, OCT[0].replace(month=9), OCT[0])
     with pytest.raises(InvalidInput):  # one request id names one credit note
         d("credit_notes.create", org.id, september.id, amount=5, reason=REASON, request_id="a")
+
+
+def test_a_repeated_request_id_asking_for_another_credit_is_refused(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    minutes = inv.item(LineItemKind.MINUTES)
+    first = d("credit_notes.create", org.id, inv.id, amount=20, reason=REASON,
+              request_id="cn-1", memo="tests")
+    by_lines = d("credit_notes.create", org.id, inv.id, lines=[(minutes.id, 10)],
+                 reason=REASON, request_id="cn-2")
+    before = dump(d.db)
+    for changes, field in (({"amount": 200}, "amount"), ({"amount": None,
+                           "lines": [(minutes.id, 20)]}, "lines"),
+                           ({"reason": "duplicate"}, "reason"), ({"memo": "other"}, "memo")):
+        call = {"amount": 20, "reason": REASON, "request_id": "cn-1", "memo": "tests",
+                **changes}
+        with pytest.raises(InvalidInput, match=f"{first.id} with .*asks for {field}"):
+            d("credit_notes.create", org.id, inv.id, **call)
+    with pytest.raises(InvalidInput, match="this call asks for lines"):
+        d("credit_notes.create", org.id, inv.id, lines=[(minutes.id, 11)], reason=REASON,
+          request_id="cn-2")
+    with pytest.raises(InvalidInput, match="this call asks for amount 10"):
+        d("credit_notes.create", org.id, inv.id, amount=10, reason=REASON, request_id="cn-2")
+    assert dump(d.db) == before
+    assert d("credit_notes.create", org.id, inv.id, amount=20, reason=REASON,
+             request_id="cn-1", memo="tests", refund=False) == first
+    assert d("credit_notes.create", org.id, inv.id, lines=[(minutes.id.upper(), 10)],
+             reason=REASON, request_id="cn-2") == by_lines
+    assert d("invoices.get", org.id, inv.id).amount_credited == 30
+
+
+def test_a_repeat_on_a_paid_invoice_must_ask_for_the_same_settlement(d: Driver) -> None:
+    org, inv = paid_invoice(d)
+    note = d("credit_notes.create", org.id, inv.id, amount=50, reason=REASON,
+             request_id="cn-1")
+    with pytest.raises(InvalidInput, match="settlement refund"):
+        d("credit_notes.create", org.id, inv.id, amount=50, reason=REASON,
+          request_id="cn-1", refund=False)
+    assert d("credit_notes.create", org.id, inv.id, amount=50, reason=REASON,
+             request_id="cn-1", refund=True) == note
+    assert d.fake.refunded(inv.id) == 50
+
+
+def test_line_item_ids_are_accepted_in_upper_case(d: Driver) -> None:
+    org, inv = open_invoice(d)
+    minutes = inv.item(LineItemKind.MINUTES)
+    note = d("credit_notes.create", org.id.upper(), inv.id.upper(),
+             lines=[(minutes.id.upper(), 10)], reason=REASON, request_id="cn-1")
+    assert note.amount == 10 and [li.line_item_id for li in note.lines] == [minutes.id]
+    with pytest.raises(InvalidInput, match="listed twice"):
+        d("credit_notes.create", org.id, inv.id, lines=[(minutes.id, 1), (minutes.id.upper(),
+          1)], reason=REASON, request_id="cn-2")
+    with pytest.raises(CreditExceedsTotal):  # the same item's credits, whatever the spelling
+        d("credit_notes.create", org.id, inv.id, lines=[(minutes.id.upper(), 21)],
+          reason=REASON, request_id="cn-3")
+    check_credits(d, inv)
 
 
 def test_bad_input_is_refused_and_writes_nothing(d: Driver) -> None:
@@ -409,11 +465,89 @@ def test_refund_webhooks_settle_our_refund_once(d: Driver) -> None:
     assert d("webhooks.handle", body, sig).outcome is WebhookOutcome.DUPLICATE
     settled = d("credit_notes.get", org.id, note.id)
     assert settled.refund is not None and settled.refund.status is RefundStatus.SUCCEEDED
-    late, sig = refund_event("refund.updated", as_stripe_sends(d, note.refund.stripe_id,
-                                                               status="failed"))
-    d("webhooks.handle", late, sig)  # a settled refund never moves again
+    for late in ("pending", "canceled"):  # out of order, or not Stripe's: nothing moves
+        body, sig = refund_event("refund.updated", as_stripe_sends(d, note.refund.stripe_id,
+                                                                   status=late))
+        d("webhooks.handle", body, sig)
     assert d("credit_notes.get", org.id, note.id) == settled
     assert events(d, org)[-1] == "refund.succeeded"
+    check_credits(d, inv)
+
+
+def bank_returns(d: Driver, refund_id: str) -> tuple[bytes, str]:
+    """Stripe marks a succeeded card refund failed (the card's account was closed) and sends
+    `refund.failed`."""
+    d.fake.refunds[refund_id] = replace(d.fake.refunds[refund_id], status=RefundStatus.FAILED,
+                                        failure_reason="expired_or_canceled_card")
+    return refund_event("refund.failed", as_stripe_sends(
+        d, refund_id, failure_reason="expired_or_canceled_card"))
+
+
+def test_a_card_refund_the_bank_returns_voids_its_credit_note_once(d: Driver) -> None:
+    org, inv = paid_invoice(d)  # 230 taken by card
+    note = d("credit_notes.create", org.id, inv.id, amount=100, reason=REASON,
+             request_id="cn-1")
+    assert note.refund is not None and note.refund.status is RefundStatus.SUCCEEDED
+    body, sig = bank_returns(d, note.refund.stripe_id)
+
+    result = d("webhooks.handle", body, sig)
+
+    assert result.outcome is WebhookOutcome.PROCESSED
+    failed = d("credit_notes.get", org.id, note.id)
+    assert failed.status is CreditNoteStatus.VOID and failed.refund is not None
+    assert failed.refund.status is RefundStatus.FAILED
+    assert failed.refund.failure_code == "expired_or_canceled_card"
+    current = d("invoices.get", org.id, inv.id)  # the card payment stands, nothing is due
+    assert current.status is InvoiceStatus.PAID and current.amount_credited == 0
+    assert current.amount_paid == 230 and current.amount_due == 0
+    assert events(d, org)[-3:] == ["credit_note.created", "refund.succeeded", "refund.failed"]
+    again, sig = refund_event("refund.failed", as_stripe_sends(d, note.refund.stripe_id))
+    d("webhooks.handle", again, sig)  # a second delivery, under another event id
+    back, sig = refund_event("refund.updated", as_stripe_sends(d, note.refund.stripe_id,
+                                                               status="succeeded"))
+    d("webhooks.handle", back, sig)  # a failed refund never moves again
+    assert d("credit_notes.get", org.id, note.id) == failed
+    assert events(d, org).count("refund.failed") == 1
+    check_credits(d, inv)
+    d("credit_notes.create", org.id, inv.id, amount=230, reason=REASON, request_id="cn-2")
+    assert d.fake.refunded(inv.id) == 230  # what came back is refundable again
+    check_credits(d, inv)
+
+
+def test_a_returned_refund_keeps_the_earlier_credit_and_nothing_becomes_due(
+        d: Driver) -> None:
+    org, inv = open_invoice(d)
+    d("credit_notes.create", org.id, inv.id, amount=100, reason=REASON, request_id="cn-1")
+    d("invoices.pay", org.id, inv.id)  # 130 by card
+    note = d("credit_notes.create", org.id, inv.id, amount=130, reason=REASON,
+             request_id="cn-2")
+    assert d("invoices.get", org.id, inv.id).amount_credited == 230
+    body, sig = bank_returns(d, note.refund.stripe_id)
+
+    d("webhooks.handle", body, sig)
+
+    current = d("invoices.get", org.id, inv.id)
+    assert current.status is InvoiceStatus.PAID and current.amount_credited == 100
+    assert current.amount_paid == 130 and current.amount_due == 0
+    check_credits(d, inv)
+
+
+def test_reconciliation_records_a_returned_refund_whose_webhook_was_lost(d: Driver) -> None:
+    org, inv = paid_invoice(d)
+    note = d("credit_notes.create", org.id, inv.id, amount=100, reason=REASON,
+             request_id="cn-1")
+    bank_returns(d, note.refund.stripe_id)  # its webhook never arrives
+
+    dry = d("reconciliation.run", org_id=org.id)
+    [returned] = dry.findings
+    assert returned.repair_kind == "finish_refund" and returned.ids == [note.id]
+    report = d("reconciliation.run", apply=True, org_id=org.id)
+
+    assert [f.result for f in report.findings] == ["repaired"]
+    assert d("credit_notes.get", org.id, note.id).status is CreditNoteStatus.VOID
+    assert d("invoices.get", org.id, inv.id).amount_credited == 0
+    assert events(d, org).count("refund.failed") == 1
+    assert d("reconciliation.run", org_id=org.id).clean
     check_credits(d, inv)
 
 

@@ -65,3 +65,9 @@ async def credited_invoices(direct: AsyncDirect, org_id: ObjectId, invoice_ids: 
     return await direct.find(
         schema.INVOICES, {"org_id": org_id, "_id": {"$in": invoice_ids}}, sort=(),
         hint="_id_", projection={"total": 1, "amount_credited": 1})
+
+
+async def credited_invoice_in(txn: AsyncTransaction, org_id: ObjectId, invoice_id: ObjectId
+                              ) -> Doc | None:
+    """The org's invoice, in a transaction: `total`, `amount_credited`."""
+    return await txn.find_one(schema.INVOICES, {"_id": invoice_id, "org_id": org_id})

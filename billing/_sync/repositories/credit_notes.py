@@ -66,3 +66,9 @@ def credited_invoices(direct: Direct, org_id: ObjectId, invoice_ids: list[Object
     return direct.find(
         schema.INVOICES, {"org_id": org_id, "_id": {"$in": invoice_ids}}, sort=(),
         hint="_id_", projection={"total": 1, "amount_credited": 1})
+
+
+def credited_invoice_in(txn: Transaction, org_id: ObjectId, invoice_id: ObjectId
+                              ) -> Doc | None:
+    """The org's invoice, in a transaction: `total`, `amount_credited`."""
+    return txn.find_one(schema.INVOICES, {"_id": invoice_id, "org_id": org_id})

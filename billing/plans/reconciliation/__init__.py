@@ -97,7 +97,13 @@ from billing.plans.reconciliation.payments import (
     mismatched_webhooks,
     unsettled_payments,
 )
-from billing.plans.reconciliation.refunds import credits_off, stuck_refunds
+from billing.plans.reconciliation.refunds import (
+    RECHECK,
+    credits_off,
+    refunds_in_stripe,
+    refunds_to_ask,
+    stuck_refunds,
+)
 from billing.plans.reconciliation.repairs import (
     LIVE,
     Adopt,
@@ -164,6 +170,9 @@ __all__ = [
     "unsettled_payments",
     "mismatched_webhooks",
     "stuck_refunds",
+    "RECHECK",
+    "refunds_to_ask",
+    "refunds_in_stripe",
     "credits_off",
     "stripe_id_of",
     "default_finding",
