@@ -191,8 +191,8 @@ def on_refund(obj: dict[str, Any], note: CreditNote | None, invoice: Invoice | N
               org_id: ObjectId, now: datetime, box: events.Outbox | None = None) -> Decision:
     """What one refund in a `refund.*` or `charge.refunded` event does. The credit note comes
     from our records; the event changes nothing unless its amount, currency and payment intent
-    are our refund's. A settled refund never moves again (`plans.credit_notes.record_refund`):
-    a failed one voids its credit note."""
+    are our refund's. `plans.credit_notes.record_refund` decides: a failed one voids its credit
+    note (also one the bank returned after it succeeded); any other settled one never moves."""
     refund = refund_of(obj)
     if note is None or invoice is None or note.refund is None:
         return Decision(WebhookOutcome.IGNORED, f"no credit note here has refund {refund.id}",
