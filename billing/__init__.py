@@ -63,6 +63,7 @@ from billing.errors import (
     RefundFailed,
     StateConflict,
     TransientDatabaseError,
+    UnreadableDocument,
     WebhookRejected,
 )
 from billing.invoice_runs import Outcome, RunSummary
@@ -125,6 +126,7 @@ __all__ = [
     "RunSummary",
     "StateConflict",
     "TransientDatabaseError",
+    "UnreadableDocument",
     "WebhookOutcome",
     "WebhookRejected",
     "WebhookResult",

@@ -12,6 +12,7 @@
     │   ├── LineItemNotFound
     │   └── PaymentMethodNotFound     also: Stripe has no such payment method or customer
     ├── StateConflict                 the documents are in a state that forbids the operation
+    │   ├── UnreadableDocument        a stored document breaks the data contract: fix it
     │   ├── InvoiceNotEditable        finalised, paid or void invoices cannot be edited
     │   ├── InvalidTransition         e.g. voiding a paid invoice
     │   ├── CurrencyMismatch          a line item's or invoice's currency differs from the org's
@@ -89,6 +90,12 @@ class LineItemNotFound(NotFound):
 
 class StateConflict(BillingError):
     """The documents' current state forbids the operation. Nothing was written."""
+
+
+class UnreadableDocument(StateConflict):
+    """A stored document breaks the data contract (a field missing or of the wrong type, written
+    by something else than billing): billing cannot read it, so the operation stopped there.
+    Fix or remove the document (the README's data contract says what each field must be)."""
 
 
 class InvoiceNotEditable(StateConflict):

@@ -274,8 +274,13 @@ class AsyncInvoices:
         billed: Invoice | None = None
         for _ in range(LATE_ROUNDS):
             target = late_target(await invoices_of_period(direct, oid, closed))
-            invoice, wrote = await self._billing(oid, closed, supplement=target.supplement,
-                                                 finalize=not target.keep_open)
+            try:
+                invoice, wrote = await self._billing(oid, closed, supplement=target.supplement,
+                                                     finalize=not target.keep_open)
+            except NothingToBill:
+                if billed is None:
+                    raise
+                return billed  # another call billed what this one counted as left
             if wrote:
                 # A part-billed draft resumes where its run stopped: any recorded behind that
                 # point since are still late, for the next invoice.

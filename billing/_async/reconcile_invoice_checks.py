@@ -28,6 +28,7 @@ from billing._async.repositories.conversations import (
 from billing._async.repositories.invoices import (
     incomplete_drafts_of_org,
     invoice_ids_of_org,
+    invoice_status_in,
     invoice_totals_of_org,
     invoices_counting,
     invoices_spanning,
@@ -132,7 +133,8 @@ class AsyncBillingChecks:
     async def _usage_of(txn: AsyncTransaction, *, oid: ObjectId, iid: ObjectId
                         ) -> Finding | None:
         item = await line_item_of_org(txn, oid, iid)
-        return plan.usage_mismatch(oid, item, await count_linked_to(txn, oid, iid))
+        status = await invoice_status_in(txn, oid, item["invoice_id"]) if item else None
+        return plan.usage_mismatch(oid, item, await count_linked_to(txn, oid, iid), status)
 
     # ---- repairs (each its own transaction or bounded invoice run) ---------------------------
 

@@ -29,6 +29,7 @@ from billing._sync.repositories.conversations import (
 from billing._sync.repositories.invoices import (
     incomplete_drafts_of_org,
     invoice_ids_of_org,
+    invoice_status_in,
     invoice_totals_of_org,
     invoices_counting,
     invoices_spanning,
@@ -133,7 +134,8 @@ class BillingChecks:
     def _usage_of(txn: Transaction, *, oid: ObjectId, iid: ObjectId
                         ) -> Finding | None:
         item = line_item_of_org(txn, oid, iid)
-        return plan.usage_mismatch(oid, item, count_linked_to(txn, oid, iid))
+        status = invoice_status_in(txn, oid, item["invoice_id"]) if item else None
+        return plan.usage_mismatch(oid, item, count_linked_to(txn, oid, iid), status)
 
     # ---- repairs (each its own transaction or bounded invoice run) ---------------------------
 

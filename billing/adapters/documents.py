@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import ObjectId
+from pydantic import BaseModel, ValidationError
 
 from billing.domain.models import (
     Conversation,
@@ -15,8 +16,23 @@ from billing.domain.models import (
     Payment,
     PaymentMethod,
 )
+from billing.errors import UnreadableDocument
 
 Doc = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
+
+
+def _read(model: type[M], data: Doc, what: str) -> M:
+    """`data` as `model`, or UnreadableDocument naming the document and its first problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        field = ".".join(str(part) for part in first["loc"]) or "the document"
+        raise UnreadableDocument(
+            f"{what} {data.get('id')} breaks the data contract ({field}: {first['msg']}), so "
+            "billing cannot read it and stopped there: fix or remove that document (the "
+            "README's data contract says what each field must be), then repeat") from None
 
 
 def _ids(doc: Doc, *names: str) -> Doc:
@@ -29,15 +45,15 @@ def _ids(doc: Doc, *names: str) -> Doc:
 
 
 def org(doc: Doc) -> Org:
-    return Org.model_validate(_ids(doc))
+    return _read(Org, _ids(doc), "org")
 
 
 def conversation(doc: Doc) -> Conversation:
-    return Conversation.model_validate(_ids(doc, "org_id", "line_item_id"))
+    return _read(Conversation, _ids(doc, "org_id", "line_item_id"), "conversation")
 
 
 def line_item(doc: Doc) -> LineItem:
-    return LineItem.model_validate(_ids(doc, "org_id", "invoice_id"))
+    return _read(LineItem, _ids(doc, "org_id", "invoice_id"), "line item")
 
 
 def invoice(doc: Doc, items: list[Doc] | None = None) -> Invoice:
@@ -45,7 +61,7 @@ def invoice(doc: Doc, items: list[Doc] | None = None) -> Invoice:
     if isinstance(key := data.get("resume_after"), dict):
         data["resume_after"] = _ids(key)
     data["line_items"] = tuple(line_item(d) for d in sorted(items or [], key=lambda d: d["_id"]))
-    return Invoice.model_validate(data)
+    return _read(Invoice, data, "invoice")
 
 
 def org_doc(value: Org) -> Doc:
@@ -73,11 +89,11 @@ def invoice_doc(value: Invoice) -> Doc:
 
 
 def payment_method(doc: Doc) -> PaymentMethod:
-    return PaymentMethod.model_validate(_ids(doc, "org_id"))
+    return _read(PaymentMethod, _ids(doc, "org_id"), "payment method")
 
 
 def payment(doc: Doc) -> Payment:
-    return Payment.model_validate(_ids(doc, "org_id", "invoice_id", "payment_method_id"))
+    return _read(Payment, _ids(doc, "org_id", "invoice_id", "payment_method_id"), "payment")
 
 
 def credit_note(doc: Doc) -> CreditNote:
@@ -86,7 +102,7 @@ def credit_note(doc: Doc) -> CreditNote:
                           for line in data.get("lines") or ())
     if isinstance(refund := data.get("refund"), dict):
         data["refund"] = {**refund, "payment_id": str(refund["payment_id"])}
-    return CreditNote.model_validate(data)
+    return _read(CreditNote, data, "credit note")
 
 
 def credit_note_doc(value: CreditNote) -> Doc:

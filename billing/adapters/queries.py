@@ -22,12 +22,15 @@ Doc = dict[str, Any]
 # `line_item_id` as the data contract allows it: null (or absent) until billed, then an ObjectId.
 LINK_TYPES = ["null", "missing", "objectId"]
 
-# A conversation billing can price: its org is one ObjectId, both ends are dates (not arrays
+# A conversation billing can price: its `_id` and its org are ObjectIds (a chunk resumes after
+# an (ended_at, _id) key, and MongoDB compares values of different types by type first, so one
+# id of another type would fall outside every range), both ends are dates (not arrays
 # holding dates: `{$type: "date"}` matches those, and `$lte` compares arrays), it does not end
 # before it starts, and its link is one the contract allows (`line_item_id: null` also matches
 # an array holding null, billed or not: never priced). BSON types by `$type` in `$expr`, which
 # mongod and SecantusDB read alike.
 WELL_FORMED: Doc = {"$expr": {"$and": [
+    {"$eq": [{"$type": "$_id"}, "objectId"]},
     {"$eq": [{"$type": "$org_id"}, "objectId"]},
     {"$eq": [{"$type": "$started_at"}, "date"]},
     {"$eq": [{"$type": "$ended_at"}, "date"]},
@@ -43,13 +46,14 @@ def well_formed(doc: Doc) -> bool:
 
 
 def conforms(doc: Doc) -> bool:
-    """WELL_FORMED, all of it, in Python: the engine's verdict on a conversation read with its
-    `org_id`, `started_at`, `ended_at` and `line_item_id` (BSON decodes an ObjectId, a date and
-    an array as ObjectId, datetime and list; billing's reads decode dates as aware UTC
+    """WELL_FORMED, all of it, in Python: the engine's verdict on a conversation read with
+    its `_id`, `org_id`, `started_at`, `ended_at` and `line_item_id` (BSON decodes an ObjectId,
+    a date and an array as ObjectId, datetime and list; billing's reads decode dates as aware UTC
     datetimes, and a date no datetime can hold fails the read, as it would anyway). Evaluating
     it here rather than in `$expr` keeps a per-conversation expression off the engine."""
     link = doc.get("line_item_id")
-    return isinstance(doc.get("org_id"), ObjectId) and well_formed(doc) and (
+    return isinstance(doc.get("_id"), ObjectId) and isinstance(doc.get("org_id"), ObjectId) \
+        and well_formed(doc) and (
         link is None or isinstance(link, ObjectId))
 
 

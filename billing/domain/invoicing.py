@@ -55,9 +55,10 @@ def require_draft(invoice: Invoice) -> None:
             advice = "a void invoice stays as it is"
         else:  # finalised: its number and totals are issued
             advice = "its line items are final: conversations recorded late go on a " \
-                     "supplementary invoice (invoices.bill_late_usage), a credit note " \
-                     "(credit_notes.create) lowers what it charges, and voiding it writes its " \
-                     "conversations off"
+                     "supplementary invoice (invoices.bill_late_usage), and a credit note " \
+                     "(credit_notes.create) lowers what it charges" + (
+                         "" if invoice.status is S.PAID  # a paid invoice cannot be voided
+                         else "; voiding it writes its conversations off")
         raise InvoiceNotEditable(
             f"invoice {invoice.id} is {invoice.status.value}: only draft invoices can be edited; "
             f"{advice}"

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from bson import ObjectId
 
-from billing.adapters import schema
+from billing.adapters import queries, schema
 from billing.adapters.writes import Write
 from billing.domain.inputs import NewConversation
 from billing.errors import StateConflict
@@ -21,7 +21,7 @@ def conversation_plan(
     """Record a conversation; an `external_id` already recorded returns the first one."""
     require_org(org_doc, org_id)
     if existing is not None:
-        if (existing["started_at"], existing["ended_at"]) != (started_at, ended_at):
+        if not _same_times(existing, external_id, (started_at, ended_at), prefix=""):
             raise StateConflict(
                 f"external_id {external_id!r} was already recorded with other times: "
                 "use a new external_id for a different conversation"
@@ -48,7 +48,7 @@ def batch_plan(
     for index, item in enumerate(items):
         found = known.get(item.external_id) if item.external_id is not None else None
         if found is not None:
-            if (found["started_at"], found["ended_at"]) != item.span:
+            if not _same_times(found, item.external_id, item.span, prefix=f"items[{index}]: "):
                 raise StateConflict(
                     f"items[{index}]: external_id {item.external_id!r} was already recorded "
                     "with other times: use a new external_id for a different conversation; "
@@ -63,3 +63,17 @@ def batch_plan(
         out.append(doc)
         writes.append(Write(schema.CONVERSATIONS, "insert", {}, doc))
     return Plan(out, writes)
+
+
+def _same_times(found: Doc, external_id: str | None, span: tuple[datetime, datetime], *,
+                prefix: str) -> bool:
+    """Whether the conversation recorded under `external_id` has these times; StateConflict
+    when the host wrote it breaking the data contract (billing could neither compare nor
+    return it)."""
+    if not queries.conforms(found):
+        raise StateConflict(
+            f"{prefix}external_id {external_id!r} is held by conversation {found.get('_id')}, "
+            "which breaks the data contract (a missing or non-date time, an org_id or "
+            "line_item_id of the wrong type): fix or delete that document, then repeat; "
+            "nothing was written")
+    return (found["started_at"], found["ended_at"]) == span

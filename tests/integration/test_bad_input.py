@@ -38,6 +38,7 @@ from billing.errors import (
     PaymentMethodNotFound,
     PeriodNotClosed,
     StateConflict,
+    UnreadableDocument,
 )
 from billing.gateways import AsyncFakeGateway, FakeGateway
 from billing.plans.webhooks import WebhookOutcome
@@ -704,3 +705,45 @@ def test_edge_options_that_are_valid_are_accepted(client: Any, db_name: str) -> 
     assert b.orgs.get(org.id).name == "Zoë 東京 🚀"
     # 63 bytes of UTF-8 is the longest name MongoDB takes.
     assert Billing(client, database="é" * 31 + "x").database.name == "é" * 31 + "x"
+
+
+START = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
+END = datetime(2026, 10, 5, 9, 3, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("host_doc", [
+    {"ended_at": END}, {"started_at": START}, {"started_at": [START], "ended_at": END},
+    {"started_at": START, "ended_at": END, "line_item_id": [None]},
+], ids=["no-start", "no-end", "array-start", "array-link"])
+@pytest.mark.parametrize("call", ["record", "record_many"])
+def test_recording_over_a_host_document_that_breaks_the_contract_is_a_typed_error(
+        billing: Billing, host_doc: dict[str, Any], call: str) -> None:
+    """The host wrote a conversation under this external_id breaking the data contract:
+    recording it again is StateConflict naming that document, and nothing is written."""
+    org = billing.orgs.create(name="Host", currency="usd", per_conversation=50,
+                              per_started_minute=10)
+    bad = ObjectId()
+    billing.database.conversations.insert_one({"_id": bad, "org_id": ObjectId(org.id),
+                                               "external_id": "call-1", **host_doc})
+    before = dump(billing.database)
+    with pytest.raises(StateConflict, match=f"conversation {bad}.*breaks the data contract"):
+        if call == "record":
+            billing.conversations.record(org.id, started_at=START, ended_at=END,
+                                         external_id="call-1")
+        else:
+            billing.conversations.record_many(org.id, [
+                {"started_at": START, "ended_at": END, "external_id": "call-0"},
+                {"started_at": START, "ended_at": END, "external_id": "call-1"}])
+    assert dump(billing.database) == before
+
+
+def test_reading_a_stored_document_billing_cannot_read_is_a_typed_error(billing: Billing
+                                                                         ) -> None:
+    org = billing.orgs.create(name="Host", currency="usd", per_conversation=50,
+                              per_started_minute=10)
+    cid = ObjectId()
+    billing.database.conversations.insert_one({"_id": cid, "org_id": ObjectId(org.id),
+                                               "started_at": [START], "ended_at": END})
+    with pytest.raises(UnreadableDocument, match=f"conversation {cid} breaks the data "
+                       r"contract \(started_at: "):
+        billing.conversations.get(org.id, str(cid))

@@ -237,7 +237,7 @@ def test_one_orgs_bad_document_never_stops_the_run_for_the_others(d: Driver) -> 
     assert results(report) == {good.id: "paid"}
     assert d.fake.taken(good.id) == good.total and d.fake.taken(bad.id) == 0
     assert [e["org_id"] for e in report.errors] == [bad_org.id] and not report.ok
-    assert "ValidationError" in report.errors[0]["error"]
+    assert "UnreadableDocument" in report.errors[0]["error"]
     assert report.as_json()["errors"] == report.errors and report.orgs_scanned == 2
 
 
@@ -257,7 +257,7 @@ def test_an_invoice_billing_cannot_read_keeps_the_orgs_charges_in_the_report(d: 
 
     assert d.fake.taken(first.id) == first.total > 0 and d.fake.taken(second.id) == 0
     assert results(report) == {first.id: "paid", second.id: "failed"} and not report.ok
-    assert "ValidationError" in report.items[1].detail
+    assert "UnreadableDocument" in report.items[1].detail
     assert report.charged() == {"usd": first.total}
     audit = d.db.collection_runs.find_one({"_id": ObjectId(report.run_id)})
     assert audit is not None and audit["charged"] == {"usd": first.total}

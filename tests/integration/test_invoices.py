@@ -162,7 +162,8 @@ def odd_conversations(oid: ObjectId) -> list[dict[str, Any]]:
         {"started_at": "2026-10-03"}, {"started_at": None}, {"started_at": [start]},
         {"started_at": [start, start]}, {"started_at": 1_790_000_000_000}, {"started_at": {}},
         {"ended_at": [end]}, {"ended_at": [end, end + timedelta(hours=1)]},
-        {"started_at": [], "ended_at": [end]}, {"started_at": True},
+        {"started_at": [], "ended_at": [end]}, {"_id": "call-1"}, {"_id": 7},
+        {"started_at": True},
     ]
     docs = [{"_id": ObjectId(), "org_id": oid, "started_at": start, "ended_at": end,
              "line_item_id": None, **shape} for shape in shapes]
@@ -190,6 +191,38 @@ def test_the_head_judges_well_formedness_as_the_engine_does(billing: Billing, or
     assert billed == by_engine
     assert (inv.conversations, inv.skipped_malformed) == (2, len(docs) - 2)
     check_totals_and_links(billing.database)
+
+
+@pytest.mark.parametrize("ids", [["call-0", "call-1", "call-2"], ["call-0", None, None]],
+                         ids=["all-strings", "mixed"])
+def test_ids_that_are_not_object_ids_are_malformed_and_never_wedge_a_period(
+    client: Any, db_name: str, ids: list[Any]
+) -> None:
+    """The host's own call ids as `_id`, tied at one end time across a chunk's end: a chunk
+    resumes after an (ended_at, _id) key, and MongoDB compares ids of different types by type
+    first, so they are malformed (counted, reported, never billed) and the rest is billed."""
+    b = Billing(client, database=db_name, max_docs_per_transaction=2,
+                transaction_retry_seconds=5)
+    b.setup()
+    org = b.orgs.create(name="ids", currency="usd", per_conversation=50, per_started_minute=10)
+    end = OCT[0] + timedelta(days=3)
+    docs = [{"_id": i if i is not None else ObjectId(), "org_id": ObjectId(org.id),
+             "started_at": end - timedelta(minutes=1), "ended_at": end, "line_item_id": None}
+            for i in ids]
+    docs.append({"_id": ObjectId(), "org_id": ObjectId(org.id), "started_at": OCT[0],
+                 "ended_at": OCT[0] + timedelta(seconds=30), "line_item_id": None})
+    b.database.conversations.insert_many(docs)
+    strings = sum(isinstance(i, str) for i in ids)
+
+    inv = b.invoices.create_for_period(org.id, *OCT)
+
+    assert (inv.conversations, inv.skipped_malformed) == (len(docs) - strings, strings)
+    assert inv.total == (len(docs) - strings) * (50 + 10)
+    assert b.database.conversations.count_documents(
+        {"_id": {"$type": "string"}, "line_item_id": None}) == strings
+    found = b.reconciliation.run(checks=["malformed"]).findings
+    assert sum(f.check == "malformed" for f in found) >= 1
+    check_totals_and_links(b.database)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -312,3 +312,38 @@ def test_late_usage_behind_a_part_billed_drafts_stop_is_billed_in_the_same_call(
     assert [i["total"] for i in invoices] == [expected_total(docs, 50, 10),
                                               expected_total(behind, 50, 10)]
     check_totals_and_links(b.database)
+
+
+def test_a_call_that_wrote_returns_its_invoice_when_another_bills_what_it_left(
+        client: Any, db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bill_late_usage resumes a part-billed draft (writes and finalises it), counts one
+    conversation still late, and before its next round another caller (reconciliation) bills
+    that one: the call returns the invoice it wrote, never NothingToBill."""
+    import billing._sync.invoices as sync_invoices
+
+    b = Billing(client, database=db_name, max_docs_per_transaction=1)
+    b.setup()
+    other = Billing(client, database=db_name)
+    org = b.orgs.create(name="late", currency="usd", per_conversation=50, per_started_minute=10)
+    seed_conversations(b.database, org.id, 3)
+    with faults.active({"invoice.between_chunks": "raise"}), pytest.raises(faults.InjectedFault):
+        b.invoices.create_for_period(org.id, *OCT)  # a run killed after its first chunk
+    draft = b.database.invoices.find_one({"org_id": ObjectId(org.id)})
+    assert draft is not None and draft["status"] == "draft" and not draft["complete"]
+    b.conversations.record(org.id, started_at=OCT[0], ended_at=OCT[0], external_id="x")
+    real, counted = sync_invoices.count_late_in_period, []
+
+    def count_then_another_bills(direct: Any, oid: Any, period: Any) -> int:
+        n = real(direct, oid, period)
+        if not counted and n:
+            other.invoices.bill_late_usage(org.id, Period.month("2026-10"))
+        counted.append(n)
+        return n
+
+    monkeypatch.setattr(sync_invoices, "count_late_in_period", count_then_another_bills)
+    inv = b.invoices.bill_late_usage(org.id, Period.month("2026-10"))
+
+    assert inv.id == str(draft["_id"]) and inv.status is InvoiceStatus.OPEN
+    assert inv.conversations == 3
+    check_billed_once(b.database)
+    check_totals_and_links(b.database)

@@ -412,3 +412,34 @@ def test_late_conversations_join_a_draft_kept_open_and_leave_it_a_draft(
     assert (after.status.value, after.conversations, after.number) == ("draft", 5, None)
     check_totals_and_links(db)
     assert db.conversations.count_documents({"line_item_id": None}) == 0
+
+
+@pytest.mark.parametrize("kind", ["minutes", "manual"])
+def test_a_conversation_linked_to_an_item_that_is_not_a_conversations_item_is_reported(
+        billing: Billing, org: Any, kind: str) -> None:
+    """Billing links conversations only to conversations items: one the host linked to the
+    invoice's minutes or a manual item was never billed by billing, nor can billing tell
+    whether it was: reported for a person, never released (or billed)."""
+    db = billing.database
+    seed_conversations(db, org.id, 2)
+    draft = billing.invoices.create_for_period(org.id, *OCT, finalize=False)
+    billing.line_items.add(org.id, draft.id, description="fee", quantity=1, unit_amount=100)
+    inv = billing.invoices.finalize(org.id, draft.id)
+    item = db.line_items.find_one({"invoice_id": ObjectId(inv.id), "kind": kind})
+    assert item is not None
+    end = OCT[0] + timedelta(days=9)
+    cid = ObjectId()
+    db.conversations.insert_one({"_id": cid, "org_id": ObjectId(org.id),
+                                 "started_at": end - timedelta(minutes=3), "ended_at": end,
+                                 "line_item_id": item["_id"]})
+    before = dump(db)
+
+    report = billing.reconciliation.run(checks=["dangling_link"], apply=True)
+
+    (finding,) = report.findings
+    assert finding.check == Check.DANGLING_LINK and not finding.repairable
+    assert f"a {kind} item" in finding.summary and str(item["_id"]) in finding.ids
+    assert db.conversations.find_one({"_id": cid})["line_item_id"] == item["_id"]
+    after = dump(db)
+    assert all(after[name] == before[name] for name in ("conversations", "line_items",
+                                                         "invoices"))

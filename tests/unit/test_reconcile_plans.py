@@ -263,9 +263,25 @@ def test_a_usage_mismatch_is_a_suspect_until_confirmed_on_one_snapshot() -> None
     suspects = plan.usage_suspects({right["_id"]: 2, wrong["_id"]: 4}, [right, wrong, manual])
 
     assert suspects == [wrong]
-    assert plan.usage_mismatch(oid, wrong, 5) is None  # a chunk committed in between
-    finding = plan.usage_mismatch(oid, wrong, 4)
+    assert plan.usage_mismatch(oid, wrong, 5, "open") is None  # a chunk committed in between
+    finding = plan.usage_mismatch(oid, wrong, 4, "open")
     assert finding is not None and not finding.repairable and "bills 5" in finding.summary
+    assert "credit note" in finding.action
+
+
+@pytest.mark.parametrize("status", ["draft", "void"])
+def test_a_usage_mismatch_advises_a_credit_note_only_where_one_can_be_issued(status: str
+                                                                               ) -> None:
+    """Voiding writes an invoice's conversations off by design: no finding. A draft refuses
+    credit notes: the finding does not advise one."""
+    oid = ObjectId()
+    wrong = {"_id": ObjectId(), "kind": "conversations", "quantity": 5,
+             "invoice_id": ObjectId()}
+    finding = plan.usage_mismatch(oid, wrong, 4, status)
+    if status == "void":
+        assert finding is None
+    else:
+        assert finding is not None and "credit" not in finding.action
 
 
 def test_malformed_and_orgless_conversations_are_only_reported() -> None:

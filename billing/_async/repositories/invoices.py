@@ -157,6 +157,13 @@ async def invoice_status(direct: AsyncDirect, org_id: ObjectId, invoice_id: Obje
     return InvoiceStatus(docs[0]["status"]) if docs else None
 
 
+async def invoice_status_in(txn: AsyncTransaction, org_id: ObjectId, invoice_id: Any
+                            ) -> str | None:
+    """The org's invoice's status in the transaction's snapshot; None without that invoice."""
+    doc = await txn.find_one(schema.INVOICES, {"_id": invoice_id, "org_id": org_id})
+    return doc.get("status") if doc else None
+
+
 async def open_invoices_of_org(direct: AsyncDirect, org_id: ObjectId) -> list[Invoice]:
     return [documents.invoice(d) for d in await direct.find(
         schema.INVOICES, {"org_id": org_id, "status": "open"}, sort=())]

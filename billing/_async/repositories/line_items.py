@@ -13,9 +13,9 @@ Doc = dict[str, Any]
 
 
 async def line_item_invoices_of_org(direct: AsyncDirect, org_id: ObjectId) -> list[Doc]:
-    """The org's line items: `_id` and `invoice_id`."""
+    """The org's line items: `_id`, `invoice_id` and `kind`."""
     return await direct.find(schema.LINE_ITEMS, {"org_id": org_id}, sort=(),
-                             projection={"invoice_id": 1})
+                             projection={"invoice_id": 1, "kind": 1})
 
 
 async def line_item_amounts_of_org(direct: AsyncDirect, org_id: ObjectId) -> list[Doc]:

@@ -158,6 +158,13 @@ def invoice_status(direct: Direct, org_id: ObjectId, invoice_id: ObjectId
     return InvoiceStatus(docs[0]["status"]) if docs else None
 
 
+def invoice_status_in(txn: Transaction, org_id: ObjectId, invoice_id: Any
+                            ) -> str | None:
+    """The org's invoice's status in the transaction's snapshot; None without that invoice."""
+    doc = txn.find_one(schema.INVOICES, {"_id": invoice_id, "org_id": org_id})
+    return doc.get("status") if doc else None
+
+
 def open_invoices_of_org(direct: Direct, org_id: ObjectId) -> list[Invoice]:
     return [documents.invoice(d) for d in direct.find(
         schema.INVOICES, {"org_id": org_id, "status": "open"}, sort=())]

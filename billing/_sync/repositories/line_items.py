@@ -14,9 +14,9 @@ Doc = dict[str, Any]
 
 
 def line_item_invoices_of_org(direct: Direct, org_id: ObjectId) -> list[Doc]:
-    """The org's line items: `_id` and `invoice_id`."""
+    """The org's line items: `_id`, `invoice_id` and `kind`."""
     return direct.find(schema.LINE_ITEMS, {"org_id": org_id}, sort=(),
-                             projection={"invoice_id": 1})
+                             projection={"invoice_id": 1, "kind": 1})
 
 
 def line_item_amounts_of_org(direct: Direct, org_id: ObjectId) -> list[Doc]:

@@ -38,7 +38,7 @@ def dangling(oid: ObjectId, linked: Mapping[ObjectId, int], items: Sequence[Doc]
     """Findings of links to missing line items and of line items whose invoice is missing.
 
     `linked`: the org's billed conversations per line item; `items`: its line items
-    (`_id`, `invoice_id`); `elsewhere`: missing items found in another org (id to org id);
+    (`_id`, `invoice_id`, `kind`); `elsewhere`: missing items found in another org (id to org id);
     `broken`: malformed conversations per missing item; `invoice_ids`: the org's invoices."""
     out: list[Finding] = []
     for item_id in missing_items(linked, items):
@@ -62,6 +62,17 @@ def dangling(oid: ObjectId, linked: Mapping[ObjectId, int], items: Sequence[Doc]
                 "restore the line item from its invoice, or release them to be billed again",
                 repair=ReleaseLinks(item_id)))
     for item in items:
+        n = linked.get(item["_id"], 0)
+        if n and item.get("kind", LineItemKind.CONVERSATIONS.value) != \
+                LineItemKind.CONVERSATIONS.value:
+            out.append(Finding(
+                Check.DANGLING_LINK, str(oid), f"{n} conversations are linked to line item "
+                f"{item['_id']} of invoice {item['invoice_id']}, a {item.get('kind')} item "
+                "(billing links conversations only to conversations items)", n,
+                [str(item["_id"])], "report: line_item_id was written by someone else than "
+                "billing; a person must decide whether they were billed (the usage_quantity "
+                "check compares the invoice's items with its conversations)",
+                repairable=False))
         if item["invoice_id"] not in invoice_ids:
             n = linked.get(item["_id"], 0)
             out.append(Finding(

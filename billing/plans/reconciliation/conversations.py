@@ -7,12 +7,13 @@ from typing import Any
 
 from bson import ObjectId
 
-from billing.domain.models import (
-    LineItemKind,
-)
+from billing.domain.models import InvoiceStatus, LineItemKind
 from billing.reconcile_findings import Check, Finding
 
 Doc = dict[str, Any]
+# Invoices credit notes can be issued on (billing.plans.credit_notes).
+CREDITABLE = frozenset(s.value for s in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE,
+                                         InvoiceStatus.PAID))
 
 
 def usage_suspects(linked: Mapping[ObjectId, int], items: Iterable[Doc]) -> list[Doc]:
@@ -22,12 +23,16 @@ def usage_suspects(linked: Mapping[ObjectId, int], items: Iterable[Doc]) -> list
             and i.get("quantity") != linked.get(i["_id"], 0)]
 
 
-def usage_mismatch(oid: ObjectId, item: Doc | None, n: int) -> Finding | None:
-    """The finding for a line item read with the count of its conversations on one snapshot."""
-    if item is None or item.get("quantity") == n:
+def usage_mismatch(oid: ObjectId, item: Doc | None, n: int, status: str | None
+                   ) -> Finding | None:
+    """The finding for a line item read with the count of its conversations on one snapshot,
+    with its invoice's status. Items of void invoices are none: voiding writes their
+    conversations off by design."""
+    if item is None or item.get("quantity") == n or status == InvoiceStatus.VOID.value:
         return None
     quantity = item.get("quantity")
-    over = isinstance(quantity, int) and quantity > n  # charged too much: a credit note lowers it
+    # Charged too much: a credit note lowers it, where credit notes can be issued.
+    over = isinstance(quantity, int) and quantity > n and status in CREDITABLE
     return Finding(
         Check.USAGE_QUANTITY, str(oid), f"line item {item['_id']} of invoice "
         f"{item.get('invoice_id')} bills {quantity} conversations but {n} are linked to it",
