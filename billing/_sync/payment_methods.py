@@ -44,11 +44,12 @@ class PaymentMethods:
         `ensure_customer`); the attach in Stripe, outside any transaction; then one transaction
         activating the record and setting the default, only if the card is on the org's current
         customer and no other record holds it (a card already attached here returns that
-        method). If that transaction fails, what committed is read back first: an active record
-        is kept (the attach succeeded); otherwise the attach is undone in Stripe unless another
-        record holds the card. If the undo fails too, the pending record (with the Stripe id) is
-        left for reconciliation. PaymentError when the attach was refused or the org's customer
-        was deleted meanwhile (the record is `failed`: use a new request_id).
+        method, made the default when `make_default`). If that transaction fails, what
+        committed is read back first: an active record is kept (the attach succeeded);
+        otherwise the attach is undone in Stripe unless another record holds the card. If the
+        undo fails too, the pending record (with the Stripe id) is left for reconciliation.
+        PaymentError when the attach was refused or the org's customer was deleted meanwhile
+        (the record is `failed`: use a new request_id).
         """
         oid = ids.object_id(org_id, name="org_id")
         source = text(stripe_payment_method, name="stripe_payment_method", limit=255)
@@ -63,7 +64,8 @@ class PaymentMethods:
             if existing is not None and existing.get("duplicate_of"):
                 original = method_doc_in(txn, oid, ObjectId(existing["duplicate_of"]))
             plan = plans.begin_attach(org, existing, source=source, request_id=request,
-                                      now=now(), original=original)
+                                      now=now(), original=original,
+                                      make_default=bool(make_default))
             txn.write(plan.writes)
             return plan.result
 

@@ -30,11 +30,12 @@ def require_method(doc: Doc | None, org_id: ObjectId, pm_id: ObjectId) -> Paymen
 
 def begin_attach(
     org: Org, existing: Doc | None, *, source: str, request_id: str, now: datetime,
-    original: Doc | None = None,
+    original: Doc | None = None, make_default: bool = False,
 ) -> Plan[PaymentMethod]:
     """A pending record keyed by (org, request_id): a repeat finds it instead of attaching
     twice. A repeat of a request that already failed says so; of one that found the card already
-    attached here (`original`, still active), returns that method."""
+    attached here (`original`, still active), returns that method. The record keeps
+    `make_default`, so reconciliation finishing an interrupted attach does what it asked."""
     if existing is not None:
         method = documents.payment_method(existing)
         if existing.get("source") != source:
@@ -52,8 +53,8 @@ def begin_attach(
             )
         return Plan(method)
     doc: Doc = {"_id": ObjectId(), "org_id": ObjectId(org.id), "request_id": request_id,
-                "source": source, "status": S.PENDING.value, "created_at": now,
-                "updated_at": now}
+                "source": source, "status": S.PENDING.value, "make_default": make_default,
+                "created_at": now, "updated_at": now}
     return Plan(documents.payment_method(doc), [insert(schema.PAYMENT_METHODS, doc)])
 
 
@@ -74,7 +75,8 @@ def activate(
     """pending -> active with Stripe's details; becomes the default when asked or when the org
     has none. `holder` is the live record already holding `card` (at most one: unique index).
     Refused (the record fails) when the card is attached to a customer that is no longer the
-    org's (deleted meanwhile) or another record holds the card."""
+    org's (deleted meanwhile) or another record holds the card; an active holder is the
+    method the attach returns, made the default when asked."""
     unwanted = holder is None
     if pending.status is S.ACTIVE:
         return Plan(Activation(pending, undo=unwanted))
@@ -85,7 +87,10 @@ def activate(
         other = documents.payment_method(holder)
         if other.status is S.ACTIVE:
             reason = f"the card is already attached as payment method {other.id}"
-            return Plan(Activation(other), _failed(org, pending, reason, now, other.id))
+            writes = _failed(org, pending, reason, now, other.id)
+            if make_default:
+                writes += set_default(org, other).writes
+            return Plan(Activation(other), writes)
         reason = (f"the card is being detached as payment method {other.id}: attach it again "
                   "once that has finished")
         return Plan(Activation(pending, failure=reason), _failed(org, pending, reason, now))

@@ -1,0 +1,90 @@
+"""What an attach ends with when it is finished by reconciliation, meets a card reconciliation
+adopted, a card whose detach is under way or done, or an org whose Stripe customer is gone:
+`make_default` is honoured however the attach ends, a card Stripe detached (for good) never
+becomes active again, and every refusal advises something that can be done.
+Sync and async, on the fake gateway; each test asserts on documents, events and Stripe's side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from billing import faults
+from billing.errors import PaymentProviderUnavailable
+from billing.faults import InjectedFault
+from tests.support.drivers import Driver
+
+pytestmark = pytest.mark.integration
+VISA = "4242424242424242"
+
+
+def new_org(d: Driver, name: str = "A") -> Any:
+    return d("orgs.create", name=name, currency="usd", per_conversation=50,
+             per_started_minute=10)
+
+
+def org_doc(d: Driver, org_id: str) -> dict[str, Any]:
+    doc = d.db.orgs.find_one({"_id": ObjectId(org_id)})
+    assert doc is not None
+    return doc
+
+
+def events(d: Driver, org_id: str, kind: str) -> list[dict[str, Any]]:
+    page = d("events.poll", org_id, after=0, limit=100)
+    return [e.data for e in page.events if e.type == kind]
+
+
+# ---- make_default ------------------------------------------------------------------------------
+
+def test_an_interrupted_attach_finished_by_reconciliation_becomes_the_default_it_asked(
+    d: Driver,
+) -> None:
+    """Card A is the org's default; an attach of card B with make_default=True fails after
+    Stripe attached B, and its undo in Stripe fails too: the pending record is left for
+    reconciliation, which activates B as the default the attach asked for. The host's repeat
+    of the request returns B."""
+    org = new_org(d)
+    first = d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-a")
+    card = d.fake.create_card(VISA)
+    d.fake.fail_next("detach", PaymentProviderUnavailable("Stripe is unavailable", code=None))
+    with faults.active({"payment_methods.attach.after_stripe": "raise"}), \
+            pytest.raises(InjectedFault):
+        d("payment_methods.attach", org.id, card, request_id="r-b", make_default=True)
+    assert org_doc(d, org.id)["default_payment_method_id"] == first.id
+
+    d.clock.advance(3600)  # the pending attach is stale
+    report = d("reconciliation.run", apply=True, checks=["payment_method"])
+    again = d("payment_methods.attach", org.id, card, request_id="r-b", make_default=True)
+
+    assert [f.result for f in report.findings] == ["repaired"], report.as_json()
+    assert (again.stripe_id, again.status.value) == (card, "active")
+    assert org_doc(d, org.id)["default_payment_method_id"] == again.id
+    assert [(e["payment_method_id"], e["default"]) for e in events(
+        d, org.id, "payment_method.attached")] == [(first.id, first.id), (again.id, again.id)]
+    assert d.fake.methods[card].customer_id == org_doc(d, org.id)["stripe_customer_id"]
+
+
+def test_make_default_holds_for_a_card_reconciliation_adopted(d: Driver) -> None:
+    """A SetupIntent attached the card to the org's customer in Stripe; reconciliation adopted
+    it (not as the default). The host then records the card it collected with
+    make_default=True: the adopted method is returned, and it is the org's default."""
+    org = new_org(d)
+    old = d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-old")
+    customer = org_doc(d, org.id)["stripe_customer_id"]
+    card = d.fake.create_card(VISA)
+    d.fake.methods[card] = replace(d.fake.methods[card], customer_id=customer)  # SetupIntent
+    report = d("reconciliation.run", apply=True, checks=["payment_method"])
+    assert [f.result for f in report.findings] == ["repaired"], report.as_json()  # adopted
+    assert org_doc(d, org.id)["default_payment_method_id"] == old.id
+
+    method = d("payment_methods.attach", org.id, card, request_id="r-new", make_default=True)
+
+    assert (method.stripe_id, method.status.value) == (card, "active")
+    assert org_doc(d, org.id)["default_payment_method_id"] == method.id
+    assert d.db.payment_methods.count_documents(
+        {"org_id": ObjectId(org.id), "stripe_id": card, "status": "active"}) == 1
+    assert d.fake.methods[card].customer_id == customer
