@@ -13,6 +13,7 @@ from billing._sync.customers import ensure_customer
 from billing._sync.repositories.orgs import org_doc_in
 from billing._sync.repositories.payment_methods import (
     active_method_docs_now,
+    detached_method_doc,
     method_doc_holding,
     method_doc_in,
     method_doc_of_request,
@@ -91,6 +92,7 @@ class PaymentMethods:
                                            pending_id)
             plan = plans.activate(org, current, card, make_default=bool(make_default),
                                   now=now(), holder=method_doc_holding(txn, oid, card.id),
+                                  detached=detached_method_doc(txn, oid, card.id),
                                   box=self._ctx.outbox(documents.org_doc(org)))
             txn.write(plan.writes)
             faults.hit("payment_methods.attach.after_write")
@@ -105,8 +107,8 @@ class PaymentMethods:
         if done.undo:
             self._undo_in_stripe(card, key)
         if done.failure is not None:
-            raise PaymentError(f"attach request {request!r} failed: {done.failure}; use a new "
-                               "request_id to try again")
+            advice = f"; {done.advice}" if done.advice else ""
+            raise PaymentError(f"attach request {request!r} failed: {done.failure}{advice}")
         return done.method
 
     def _compensate(self, oid: Any, pending: PaymentMethod, card: CardMethod,

@@ -58,25 +58,34 @@ def begin_attach(
     return Plan(documents.payment_method(doc), [insert(schema.PAYMENT_METHODS, doc)])
 
 
+RETRY = "use a new request_id to try again"
+NEW_METHOD = ("Stripe never attaches a detached payment method again: attach a new payment "
+              "method")
+
+
 @dataclass(frozen=True)
 class Activation:
     """What an attach's activation decided. `undo`: the card this call attached in Stripe is
-    held by no record here, detach it; `failure`: the attach failed (the record says why)."""
+    held by no record here, detach it; `failure`: the attach failed (the record says why);
+    `advice`: what the caller can do then, when `failure` does not say it."""
 
     method: PaymentMethod
     undo: bool = False
     failure: str | None = None
+    advice: str | None = RETRY
 
 
 def activate(
     org: Org, pending: PaymentMethod, card: CardMethod, *, make_default: bool, now: datetime,
-    holder: Doc | None = None, box: events.Outbox | None = None,
+    holder: Doc | None = None, detached: Doc | None = None, box: events.Outbox | None = None,
 ) -> Plan[Activation]:
     """pending -> active with Stripe's details; becomes the default when asked or when the org
     has none. `holder` is the live record already holding `card` (at most one: unique index).
     Refused (the record fails) when the card is attached to a customer that is no longer the
     org's (deleted meanwhile) or another record holds the card; an active holder is the
-    method the attach returns, made the default when asked."""
+    method the attach returns, made the default when asked. Refused too when no record holds
+    the card but `detached` (a record of the org that held it) is: Stripe detached it for good
+    after answering this attach (a detach that ran meanwhile)."""
     unwanted = holder is None
     if pending.status is S.ACTIVE:
         return Plan(Activation(pending, undo=unwanted))
@@ -91,9 +100,14 @@ def activate(
             if make_default:
                 writes += set_default(org, other).writes
             return Plan(Activation(other), writes)
-        reason = (f"the card is being detached as payment method {other.id}: attach it again "
-                  "once that has finished")
-        return Plan(Activation(pending, failure=reason), _failed(org, pending, reason, now))
+        reason = f"the card is being detached as payment method {other.id}; {NEW_METHOD}"
+        return Plan(Activation(pending, failure=reason, advice=None),
+                    _failed(org, pending, reason, now))
+    if detached is not None:
+        gone = documents.payment_method(detached)
+        reason = f"the card was detached as payment method {gone.id}; {NEW_METHOD}"
+        return Plan(Activation(pending, undo=True, failure=reason, advice=None),
+                    _failed(org, pending, reason, now))
     if card.customer_id is None or card.customer_id != org.stripe_customer_id:
         reason = (f"the card was attached to Stripe customer {card.customer_id}, which is no "
                   "longer the org's (deleted meanwhile)")

@@ -7,14 +7,17 @@ Sync and async, on the fake gateway; each test asserts on documents, events and 
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from bson import ObjectId
 
-from billing import faults
-from billing.errors import PaymentProviderUnavailable
+from billing import WebhookOutcome, faults
+from billing.adapters.stripe_webhooks import sign
+from billing.errors import PaymentError, PaymentProviderUnavailable
 from billing.faults import InjectedFault
 from tests.support.drivers import Driver
 
@@ -88,3 +91,73 @@ def test_make_default_holds_for_a_card_reconciliation_adopted(d: Driver) -> None
     assert d.db.payment_methods.count_documents(
         {"org_id": ObjectId(org.id), "stripe_id": card, "status": "active"}) == 1
     assert d.fake.methods[card].customer_id == customer
+
+
+# ---- a card Stripe detached for good -----------------------------------------------------------
+
+def detached_event(card: str, customer: str) -> tuple[bytes, str]:
+    body = json.dumps({"id": f"evt_detached_{card}", "object": "event",
+                       "type": "payment_method.detached", "created": int(time.time()),
+                       "livemode": False,
+                       "data": {"object": {"id": card, "object": "payment_method",
+                                           "customer": None},
+                                "previous_attributes": {"customer": customer}}}).encode()
+    return body, sign(body, secret="whsec_test")
+
+
+def test_a_repeat_attach_answered_before_a_detach_finished_never_activates_the_card(
+    d: Driver,
+) -> None:
+    """Card X is the org's default (M1). A second attach of X (a double submit) reaches Stripe,
+    which answers with X still on the customer; meanwhile the org's detach of M1 runs to the
+    end (Stripe detaches X for good, its webhook applied to M1). The second attach records its
+    answer after: refused, nothing active on X, no default, a new payment method advised."""
+    org = new_org(d)
+    card = d.fake.create_card(VISA)
+    m1 = d("payment_methods.attach", org.id, card, request_id="r-1")
+    customer = org_doc(d, org.id)["stripe_customer_id"]
+    detach = d.during("attach", "payment_methods.detach", org.id, m1.id)
+    hooks = d.during_with("detach", "webhooks.handle", lambda: detached_event(card, customer))
+
+    with pytest.raises(PaymentError) as refused:
+        d("payment_methods.attach", org.id, card, request_id="r-2")
+
+    assert "attach a new payment method" in refused.value.message
+    assert not isinstance(detach[0], Exception), detach
+    assert hooks[0].outcome is WebhookOutcome.PROCESSED
+    statuses = {doc["request_id"]: doc["status"] for doc in d.db.payment_methods.find(
+        {"org_id": ObjectId(org.id)})}
+    assert statuses == {"r-1": "detached", "r-2": "failed"}
+    assert org_doc(d, org.id)["default_payment_method_id"] is None
+    assert d.fake.methods[card].customer_id is None
+    assert [e["payment_method_id"] for e in events(d, org.id, "payment_method.detached")] == [
+        m1.id]
+    again = d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-3")  # the advice
+    assert org_doc(d, org.id)["default_payment_method_id"] == again.id
+
+
+def test_a_card_being_detached_is_refused_with_advice_that_can_be_followed(d: Driver) -> None:
+    """The org's detach of M1 (card X) is under way when the host attaches X again: refused,
+    advising a new payment method, not X again once the detach has finished (Stripe never
+    attaches X again). The advice, followed, attaches."""
+    org = new_org(d)
+    card = d.fake.create_card(VISA)
+    m1 = d("payment_methods.attach", org.id, card, request_id="r-1")
+    with faults.active({"payment_methods.detach.after_mark": "raise"}), \
+            pytest.raises(InjectedFault):
+        d("payment_methods.detach", org.id, m1.id)  # under way: M1 is detaching
+
+    with pytest.raises(PaymentError) as refused:
+        d("payment_methods.attach", org.id, card, request_id="r-2")
+    d("payment_methods.detach", org.id, m1.id)  # the detach finishes
+    with pytest.raises(PaymentError):  # X again: Stripe refuses it
+        d("payment_methods.attach", org.id, card, request_id="r-3")
+    new = d("payment_methods.attach", org.id, d.fake.create_card(VISA), request_id="r-4")
+
+    assert "attach a new payment method" in refused.value.message
+    assert "again once" not in refused.value.message
+    assert new.status.value == "active"
+    assert org_doc(d, org.id)["default_payment_method_id"] == new.id
+    statuses = {doc["request_id"]: doc["status"] for doc in d.db.payment_methods.find(
+        {"org_id": ObjectId(org.id)})}
+    assert statuses == {"r-1": "detached", "r-2": "failed", "r-3": "failed", "r-4": "active"}
