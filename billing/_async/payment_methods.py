@@ -49,7 +49,8 @@ class AsyncPaymentMethods:
         otherwise the attach is undone in Stripe unless another record holds the card. If the
         undo fails too, the pending record (with the Stripe id) is left for reconciliation.
         PaymentError when the attach was refused or the org's customer was deleted meanwhile
-        (the record is `failed`: use a new request_id).
+        (the record is `failed`: use a new request_id); PaymentMethodNotFound advising
+        reconciliation when the org's recorded customer no longer exists in Stripe.
         """
         oid = ids.object_id(org_id, name="org_id")
         source = text(stripe_payment_method, name="stripe_payment_method", limit=255)
@@ -78,10 +79,19 @@ class AsyncPaymentMethods:
             card = await self._ctx.gateway.attach(
                 payment_method=source, customer_id=customer, idempotency_key=key)
         except BillingError as exc:
-            if not exc.retryable:  # refused: the request is over
-                reason = f"{type(exc).__name__}: {exc.message}"
-                await self._while_pending(oid, pending, lambda m: plans.fail(
-                    oid, m, reason, now()))
+            if exc.retryable:
+                raise
+            # Refused: the request is over. Stripe's "no such customer" cannot be cured by
+            # attaching again while the org still records that customer.
+            gone = isinstance(exc, PaymentMethodNotFound) and await self._customer_gone(customer)
+            reason = f"{type(exc).__name__}: {exc.message}"
+            await self._while_pending(oid, pending, lambda m: plans.fail(oid, m, reason, now()))
+            if gone:
+                raise PaymentMethodNotFound(
+                    f"the org's Stripe customer {customer} no longer exists in Stripe (deleted, "
+                    "its customer.deleted event not processed): run reconciliation, which "
+                    f"forgets it (`billing reconcile --apply --org {oid} --check "
+                    "payment_method`), then attach with a new request_id") from exc
             raise
         pending_id = ObjectId(pending.id)
 
@@ -109,6 +119,17 @@ class AsyncPaymentMethods:
             advice = f"; {done.advice}" if done.advice else ""
             raise PaymentError(f"attach request {request!r} failed: {done.failure}{advice}")
         return done.method
+
+    async def _customer_gone(self, customer: str) -> bool:
+        """Whether Stripe says the customer does not exist (asked again, as reconciliation
+        does before forgetting one)."""
+        try:
+            await self._ctx.gateway.list_payment_methods(customer)
+        except PaymentMethodNotFound:
+            return True
+        except BillingError:
+            pass  # unknown: Stripe's own error stands
+        return False
 
     async def _compensate(self, oid: Any, pending: PaymentMethod, card: CardMethod,
                           key: str) -> None:

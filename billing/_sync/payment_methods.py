@@ -50,7 +50,8 @@ class PaymentMethods:
         otherwise the attach is undone in Stripe unless another record holds the card. If the
         undo fails too, the pending record (with the Stripe id) is left for reconciliation.
         PaymentError when the attach was refused or the org's customer was deleted meanwhile
-        (the record is `failed`: use a new request_id).
+        (the record is `failed`: use a new request_id); PaymentMethodNotFound advising
+        reconciliation when the org's recorded customer no longer exists in Stripe.
         """
         oid = ids.object_id(org_id, name="org_id")
         source = text(stripe_payment_method, name="stripe_payment_method", limit=255)
@@ -79,10 +80,19 @@ class PaymentMethods:
             card = self._ctx.gateway.attach(
                 payment_method=source, customer_id=customer, idempotency_key=key)
         except BillingError as exc:
-            if not exc.retryable:  # refused: the request is over
-                reason = f"{type(exc).__name__}: {exc.message}"
-                self._while_pending(oid, pending, lambda m: plans.fail(
-                    oid, m, reason, now()))
+            if exc.retryable:
+                raise
+            # Refused: the request is over. Stripe's "no such customer" cannot be cured by
+            # attaching again while the org still records that customer.
+            gone = isinstance(exc, PaymentMethodNotFound) and self._customer_gone(customer)
+            reason = f"{type(exc).__name__}: {exc.message}"
+            self._while_pending(oid, pending, lambda m: plans.fail(oid, m, reason, now()))
+            if gone:
+                raise PaymentMethodNotFound(
+                    f"the org's Stripe customer {customer} no longer exists in Stripe (deleted, "
+                    "its customer.deleted event not processed): run reconciliation, which "
+                    f"forgets it (`billing reconcile --apply --org {oid} --check "
+                    "payment_method`), then attach with a new request_id") from exc
             raise
         pending_id = ObjectId(pending.id)
 
@@ -110,6 +120,17 @@ class PaymentMethods:
             advice = f"; {done.advice}" if done.advice else ""
             raise PaymentError(f"attach request {request!r} failed: {done.failure}{advice}")
         return done.method
+
+    def _customer_gone(self, customer: str) -> bool:
+        """Whether Stripe says the customer does not exist (asked again, as reconciliation
+        does before forgetting one)."""
+        try:
+            self._ctx.gateway.list_payment_methods(customer)
+        except PaymentMethodNotFound:
+            return True
+        except BillingError:
+            pass  # unknown: Stripe's own error stands
+        return False
 
     def _compensate(self, oid: Any, pending: PaymentMethod, card: CardMethod,
                           key: str) -> None:

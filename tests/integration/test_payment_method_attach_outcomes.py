@@ -17,7 +17,7 @@ from bson import ObjectId
 
 from billing import WebhookOutcome, faults
 from billing.adapters.stripe_webhooks import sign
-from billing.errors import PaymentError, PaymentProviderUnavailable
+from billing.errors import PaymentError, PaymentMethodNotFound, PaymentProviderUnavailable
 from billing.faults import InjectedFault
 from tests.support.drivers import Driver
 
@@ -161,3 +161,35 @@ def test_a_card_being_detached_is_refused_with_advice_that_can_be_followed(d: Dr
     statuses = {doc["request_id"]: doc["status"] for doc in d.db.payment_methods.find(
         {"org_id": ObjectId(org.id)})}
     assert statuses == {"r-1": "detached", "r-2": "failed", "r-3": "failed", "r-4": "active"}
+
+
+# ---- the org's Stripe customer is gone ---------------------------------------------------------
+
+def test_attach_after_the_customer_was_deleted_in_stripe_advises_reconciliation(
+    d: Driver,
+) -> None:
+    """The org's Stripe customer was deleted in Stripe and its customer.deleted event never
+    processed: attaching fails every time while the org records that customer. The error says
+    so and advises reconciliation; once it has run, the advice's attach succeeds on a new
+    customer."""
+    org = new_org(d)
+    old = d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-1")
+    customer = org_doc(d, org.id)["stripe_customer_id"]
+    d.fake.customers.pop(customer)  # deleted in Stripe; no webhook processed
+
+    with pytest.raises(PaymentMethodNotFound) as refused:
+        d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-2")
+    report = d("reconciliation.run", apply=True, org_id=org.id, checks=["payment_method"])
+    new = d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-3")
+
+    assert f"billing reconcile --apply --org {org.id}" in refused.value.message
+    assert [f.result for f in report.findings] == ["repaired"], report.as_json()
+    statuses = {doc["request_id"]: doc["status"] for doc in d.db.payment_methods.find(
+        {"org_id": ObjectId(org.id)})}
+    assert statuses == {"r-1": "detached", "r-2": "failed", "r-3": "active"}
+    now = org_doc(d, org.id)
+    assert now["stripe_customer_id"] not in (None, customer)
+    assert now["default_payment_method_id"] == new.id
+    assert d.fake.methods[new.stripe_id].customer_id == now["stripe_customer_id"]
+    assert [e["payment_method_id"] for e in events(d, org.id, "payment_method.detached")] == [
+        old.id]
