@@ -48,7 +48,8 @@ class AsyncPaymentGateway(Protocol):
         ...
 
     async def list_payment_methods(self, customer_id: str) -> list[CardMethod]:
-        """Card payment methods attached to the customer."""
+        """The payment methods attached to the customer, of every type (cards, bank
+        debits); PaymentMethodNotFound when the customer does not exist."""
         ...
 
     async def create_intent(

@@ -12,6 +12,7 @@ from billing._async.customers import ensure_customer
 from billing._async.repositories.orgs import org_doc_in
 from billing._async.repositories.payment_methods import (
     active_method_docs_now,
+    detached_method_doc,
     method_doc_holding,
     method_doc_in,
     method_doc_of_request,
@@ -43,11 +44,13 @@ class AsyncPaymentMethods:
         `ensure_customer`); the attach in Stripe, outside any transaction; then one transaction
         activating the record and setting the default, only if the card is on the org's current
         customer and no other record holds it (a card already attached here returns that
-        method). If that transaction fails, what committed is read back first: an active record
-        is kept (the attach succeeded); otherwise the attach is undone in Stripe unless another
-        record holds the card. If the undo fails too, the pending record (with the Stripe id) is
-        left for reconciliation. PaymentError when the attach was refused or the org's customer
-        was deleted meanwhile (the record is `failed`: use a new request_id).
+        method, made the default when `make_default`). If that transaction fails, what
+        committed is read back first: an active record is kept (the attach succeeded);
+        otherwise the attach is undone in Stripe unless another record holds the card. If the
+        undo fails too, the pending record (with the Stripe id) is left for reconciliation.
+        PaymentError when the attach was refused or the org's customer was deleted meanwhile
+        (the record is `failed`: use a new request_id); PaymentMethodNotFound advising
+        reconciliation when the org's recorded customer no longer exists in Stripe.
         """
         oid = ids.object_id(org_id, name="org_id")
         source = text(stripe_payment_method, name="stripe_payment_method", limit=255)
@@ -62,7 +65,8 @@ class AsyncPaymentMethods:
             if existing is not None and existing.get("duplicate_of"):
                 original = await method_doc_in(txn, oid, ObjectId(existing["duplicate_of"]))
             plan = plans.begin_attach(org, existing, source=source, request_id=request,
-                                      now=now(), original=original)
+                                      now=now(), original=original,
+                                      make_default=bool(make_default))
             await txn.write(plan.writes)
             return plan.result
 
@@ -75,10 +79,19 @@ class AsyncPaymentMethods:
             card = await self._ctx.gateway.attach(
                 payment_method=source, customer_id=customer, idempotency_key=key)
         except BillingError as exc:
-            if not exc.retryable:  # refused: the request is over
-                reason = f"{type(exc).__name__}: {exc.message}"
-                await self._while_pending(oid, pending, lambda m: plans.fail(
-                    oid, m, reason, now()))
+            if exc.retryable:
+                raise
+            # Refused: the request is over. Stripe's "no such customer" cannot be cured by
+            # attaching again while the org still records that customer.
+            gone = isinstance(exc, PaymentMethodNotFound) and await self._customer_gone(customer)
+            reason = f"{type(exc).__name__}: {exc.message}"
+            await self._while_pending(oid, pending, lambda m: plans.fail(oid, m, reason, now()))
+            if gone:
+                raise PaymentMethodNotFound(
+                    f"the org's Stripe customer {customer} no longer exists in Stripe (deleted, "
+                    "its customer.deleted event not processed): run reconciliation, which "
+                    f"forgets it (`billing reconcile --apply --org {oid} --check "
+                    "payment_method`), then attach with a new request_id") from exc
             raise
         pending_id = ObjectId(pending.id)
 
@@ -88,6 +101,7 @@ class AsyncPaymentMethods:
                                            pending_id)
             plan = plans.activate(org, current, card, make_default=bool(make_default),
                                   now=now(), holder=await method_doc_holding(txn, oid, card.id),
+                                  detached=await detached_method_doc(txn, oid, card.id),
                                   box=self._ctx.outbox(documents.org_doc(org)))
             await txn.write(plan.writes)
             faults.hit("payment_methods.attach.after_write")
@@ -102,9 +116,20 @@ class AsyncPaymentMethods:
         if done.undo:
             await self._undo_in_stripe(card, key)
         if done.failure is not None:
-            raise PaymentError(f"attach request {request!r} failed: {done.failure}; use a new "
-                               "request_id to try again")
+            advice = f"; {done.advice}" if done.advice else ""
+            raise PaymentError(f"attach request {request!r} failed: {done.failure}{advice}")
         return done.method
+
+    async def _customer_gone(self, customer: str) -> bool:
+        """Whether Stripe says the customer does not exist (asked again, as reconciliation
+        does before forgetting one)."""
+        try:
+            await self._ctx.gateway.list_payment_methods(customer)
+        except PaymentMethodNotFound:
+            return True
+        except BillingError:
+            pass  # unknown: Stripe's own error stands
+        return False
 
     async def _compensate(self, oid: Any, pending: PaymentMethod, card: CardMethod,
                           key: str) -> None:

@@ -202,7 +202,8 @@ class AsyncMethodChecks:
 
     async def _finish_attach(self, txn: AsyncTransaction, *, oid: ObjectId, pid: ObjectId,
                              attached: dict[str, CardMethod]) -> str:
-        """Activate a pending attach Stripe shows on the org's customer, else mark it failed."""
+        """Activate a pending attach Stripe shows on the org's customer (the default if the
+        attach asked for it), else mark it failed."""
         org = require_org(await org_in_txn(txn, oid), oid)
         now = self._ctx.now()
         doc = await method_in_txn(txn, oid, pid)
@@ -213,8 +214,8 @@ class AsyncMethodChecks:
         if card is None:
             await txn.write(plans.fail(oid, pending, "not attached in Stripe", now))
             return "marked failed"
-        done = plans.activate(org, pending, card, make_default=False, now=now,
-                              holder=await method_doc_holding(txn, oid, card.id),
+        done = plans.activate(org, pending, card, make_default=doc.get("make_default") is True,
+                              now=now, holder=await method_doc_holding(txn, oid, card.id),
                               box=self._ctx.outbox(documents.org_doc(org)))
         await txn.write(done.writes)
         return "activated" if done.result.failure is None and \

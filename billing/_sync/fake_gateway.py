@@ -12,7 +12,8 @@ Beyond localstripe it models the rest of Stripe's PaymentIntent life cycle: `pm_
 (an asynchronous method, like a bank debit) leaves a confirmed intent `processing`, which cannot
 be canceled and ends later by `settle_processing`; an intent awaiting 3-D Secure ends later by
 `complete_action` (the customer authenticates or abandons); amounts below Stripe's minimum are
-refused (`amount_too_small`). Refunds follow Stripe's Refund life cycle: one of a card charge
+refused (`amount_too_small`); a detached payment method is never attached again (as in
+Stripe). Refunds follow Stripe's Refund life cycle: one of a card charge
 succeeds at once; one of a `pm_bank_debit` charge stays `pending` until `settle_refund` makes it
 succeeded or failed; a pending refund can be canceled (`cancel_refund`). `fail_next` scripts a
 transient or refusing failure at any call, before or after Stripe acted, and `during` runs code
@@ -98,6 +99,7 @@ class FakeGateway:
         self.charges: list[tuple[str, int, str]] = []
         self.calls: list[tuple[str, str | None]] = []
         self._numbers: dict[str, str] = {}  # method id -> card number
+        self._detached: set[str] = set()  # methods detached from a customer: never reusable
         self._paid_with: dict[str, str] = {}  # intent id -> method id
         self.metadata: dict[str, dict[str, str]] = {}  # intent id -> its metadata
         self.refunds: dict[str, StripeRefund] = {}  # refund id -> refund, in creation order
@@ -243,6 +245,12 @@ class FakeGateway:
             self._enter("attach", idempotency_key)
             method_id = self._method(payment_method).id
             self._customer(customer_id)
+            if method_id in self._detached:
+                raise PaymentError(
+                    "Stripe refused the request (InvalidRequestError, HTTP 400, code None): "
+                    "This PaymentMethod was previously used without being attached to a "
+                    "Customer or was detached from a Customer, and may not be used again.; fix "
+                    "the request or contact support with the request id", code=None)
             if self._numbers[method_id] in DECLINED:
                 raise _declined()
             self.methods[method_id] = replace(self.methods[method_id], customer_id=customer_id)
@@ -252,6 +260,8 @@ class FakeGateway:
         with self._lock:  # Stripe applies each request atomically
             self._enter("detach", idempotency_key)
             if payment_method_id in self.methods:
+                if self.methods[payment_method_id].customer_id is not None:
+                    self._detached.add(payment_method_id)
                 self.methods[payment_method_id] = replace(self.methods[payment_method_id],
                                                           customer_id=None)
             self._done("detach", None)

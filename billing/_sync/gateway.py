@@ -49,7 +49,8 @@ class PaymentGateway(Protocol):
         ...
 
     def list_payment_methods(self, customer_id: str) -> list[CardMethod]:
-        """Card payment methods attached to the customer."""
+        """The payment methods attached to the customer, of every type (cards, bank
+        debits); PaymentMethodNotFound when the customer does not exist."""
         ...
 
     def create_intent(

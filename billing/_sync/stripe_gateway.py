@@ -107,9 +107,11 @@ class StripeGateway:
 
     def list_payment_methods(self, customer_id: str) -> list[CardMethod]:
         # payment_methods.list, not customers/{id}/payment_methods (localstripe lacks it).
+        # No `type`: Stripe then lists every type (a bank debit as well as cards); a filter
+        # would make an attached non-card method look detached to reconciliation.
         with translating():
             page = self._v1.payment_methods.list(
-                params={"customer": customer_id, "type": "card", "limit": 100})
+                params={"customer": customer_id, "limit": 100})
             return [_card(method) for method in page.auto_paging_iter()]
 
     def create_intent(
@@ -205,7 +207,7 @@ def _refund(refund: stripe.Refund, intent_id: str | None) -> StripeRefund:
 
 def _card(method: stripe.PaymentMethod) -> CardMethod:
     customer = method.customer
-    card = method.card
+    card = getattr(method, "card", None)  # only a card has one: absent from a bank debit
     return CardMethod(
         id=method.id,
         customer_id=customer if isinstance(customer, str) or customer is None else customer.id,

@@ -30,11 +30,12 @@ def require_method(doc: Doc | None, org_id: ObjectId, pm_id: ObjectId) -> Paymen
 
 def begin_attach(
     org: Org, existing: Doc | None, *, source: str, request_id: str, now: datetime,
-    original: Doc | None = None,
+    original: Doc | None = None, make_default: bool = False,
 ) -> Plan[PaymentMethod]:
     """A pending record keyed by (org, request_id): a repeat finds it instead of attaching
     twice. A repeat of a request that already failed says so; of one that found the card already
-    attached here (`original`, still active), returns that method."""
+    attached here (`original`, still active), returns that method. The record keeps
+    `make_default`, so reconciliation finishing an interrupted attach does what it asked."""
     if existing is not None:
         method = documents.payment_method(existing)
         if existing.get("source") != source:
@@ -52,29 +53,39 @@ def begin_attach(
             )
         return Plan(method)
     doc: Doc = {"_id": ObjectId(), "org_id": ObjectId(org.id), "request_id": request_id,
-                "source": source, "status": S.PENDING.value, "created_at": now,
-                "updated_at": now}
+                "source": source, "status": S.PENDING.value, "make_default": make_default,
+                "created_at": now, "updated_at": now}
     return Plan(documents.payment_method(doc), [insert(schema.PAYMENT_METHODS, doc)])
+
+
+RETRY = "use a new request_id to try again"
+NEW_METHOD = ("Stripe never attaches a detached payment method again: attach a new payment "
+              "method")
 
 
 @dataclass(frozen=True)
 class Activation:
     """What an attach's activation decided. `undo`: the card this call attached in Stripe is
-    held by no record here, detach it; `failure`: the attach failed (the record says why)."""
+    held by no record here, detach it; `failure`: the attach failed (the record says why);
+    `advice`: what the caller can do then, when `failure` does not say it."""
 
     method: PaymentMethod
     undo: bool = False
     failure: str | None = None
+    advice: str | None = RETRY
 
 
 def activate(
     org: Org, pending: PaymentMethod, card: CardMethod, *, make_default: bool, now: datetime,
-    holder: Doc | None = None, box: events.Outbox | None = None,
+    holder: Doc | None = None, detached: Doc | None = None, box: events.Outbox | None = None,
 ) -> Plan[Activation]:
     """pending -> active with Stripe's details; becomes the default when asked or when the org
     has none. `holder` is the live record already holding `card` (at most one: unique index).
     Refused (the record fails) when the card is attached to a customer that is no longer the
-    org's (deleted meanwhile) or another record holds the card."""
+    org's (deleted meanwhile) or another record holds the card; an active holder is the
+    method the attach returns, made the default when asked. Refused too when no record holds
+    the card but `detached` (a record of the org that held it) is: Stripe detached it for good
+    after answering this attach (a detach that ran meanwhile)."""
     unwanted = holder is None
     if pending.status is S.ACTIVE:
         return Plan(Activation(pending, undo=unwanted))
@@ -85,10 +96,18 @@ def activate(
         other = documents.payment_method(holder)
         if other.status is S.ACTIVE:
             reason = f"the card is already attached as payment method {other.id}"
-            return Plan(Activation(other), _failed(org, pending, reason, now, other.id))
-        reason = (f"the card is being detached as payment method {other.id}: attach it again "
-                  "once that has finished")
-        return Plan(Activation(pending, failure=reason), _failed(org, pending, reason, now))
+            writes = _failed(org, pending, reason, now, other.id)
+            if make_default:
+                writes += set_default(org, other).writes
+            return Plan(Activation(other), writes)
+        reason = f"the card is being detached as payment method {other.id}; {NEW_METHOD}"
+        return Plan(Activation(pending, failure=reason, advice=None),
+                    _failed(org, pending, reason, now))
+    if detached is not None:
+        gone = documents.payment_method(detached)
+        reason = f"the card was detached as payment method {gone.id}; {NEW_METHOD}"
+        return Plan(Activation(pending, undo=True, failure=reason, advice=None),
+                    _failed(org, pending, reason, now))
     if card.customer_id is None or card.customer_id != org.stripe_customer_id:
         reason = (f"the card was attached to Stripe customer {card.customer_id}, which is no "
                   "longer the org's (deleted meanwhile)")

@@ -239,6 +239,28 @@ def test_what_needs_a_person_is_reported_and_left_alone(rbilling: Billing) -> No
     assert not report.clean
 
 
+def test_an_org_paying_by_bank_debit_keeps_its_method_and_default(
+    rbilling: Billing, stripe_client: stripe.StripeClient
+) -> None:
+    """A bank debit (not a card) attached in Stripe is attached: reconciliation finds nothing
+    to repair, and leaves the method, the default and the host's events alone."""
+    db = rbilling.database
+    org = new_org(rbilling, "acme")
+    debit = stripe_client.v1.payment_methods.create(params={
+        "type": "sepa_debit", "sepa_debit": {"iban": "DE89370400440532013000"}})
+    method = rbilling.payment_methods.attach(org.id, debit.id, request_id="r-1")
+    before = dump(db)
+    runs = before.pop("reconciliation_runs", [])
+
+    report = rbilling.reconciliation.run(apply=True, checks=["payment_method"])
+
+    after = dump(db)
+    assert len(after.pop("reconciliation_runs")) == len(runs) + 1
+    assert (report.findings, after) == ([], before)
+    assert rbilling.orgs.get(org.id).default_payment_method_id == method.id
+    check_methods_match_stripe(rbilling, stripe_client)
+
+
 def test_a_repair_that_fails_is_recorded_and_the_run_goes_on(rbilling: Billing) -> None:
     db = rbilling.database
     broken, fine = new_org(rbilling, "broken"), new_org(rbilling, "fine")

@@ -41,6 +41,7 @@ from tests.support.stripe import CHARGE_DECLINE, DECLINE, THREE_D_SECURE, card, 
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
+SEPA_DEBIT: Any = {"type": "sepa_debit", "sepa_debit": {"iban": "DE89370400440532013000"}}
 
 
 async def call(value: Awaitable[T] | T) -> T:
@@ -55,6 +56,7 @@ class Backend:
     gateway: Any
     new_card: Callable[[str], Awaitable[str]]  # an unattached card payment method's id
     charged: Callable[[str], Awaitable[list[int]]]  # amounts actually charged to a customer
+    bank_debit: Callable[[], Awaitable[str]]  # a new unattached bank-debit method (not a card)
 
 
 def localstripe_backend(gateway: Any, client: stripe.StripeClient) -> Backend:
@@ -65,7 +67,10 @@ def localstripe_backend(gateway: Any, client: stripe.StripeClient) -> Backend:
         page = client.v1.charges.list(params={"customer": customer_id})
         return [c.amount for c in page.data if c.status == "succeeded"]
 
-    return Backend(gateway, new_card, charged)
+    async def bank_debit() -> str:
+        return client.v1.payment_methods.create(params=SEPA_DEBIT).id
+
+    return Backend(gateway, new_card, charged, bank_debit)
 
 
 def async_localstripe_backend(gateway: Any, client: stripe.StripeClient) -> Backend:
@@ -76,7 +81,10 @@ def async_localstripe_backend(gateway: Any, client: stripe.StripeClient) -> Back
         page = await client.v1.charges.list_async(params={"customer": customer_id})
         return [c.amount for c in page.data if c.status == "succeeded"]
 
-    return Backend(gateway, new_card, charged)
+    async def bank_debit() -> str:
+        return (await client.v1.payment_methods.create_async(params=SEPA_DEBIT)).id
+
+    return Backend(gateway, new_card, charged, bank_debit)
 
 
 def fake_backend(fake: FakeGateway | AsyncFakeGateway) -> Backend:
@@ -86,7 +94,10 @@ def fake_backend(fake: FakeGateway | AsyncFakeGateway) -> Backend:
     async def charged(customer_id: str) -> list[int]:
         return [amount for _, amount, _ in fake.charges]  # one customer per test
 
-    return Backend(fake, new_card, charged)
+    async def bank_debit() -> str:
+        return "pm_bank_debit"  # the fake's bank-debit token: attaches as a new pm_ id
+
+    return Backend(fake, new_card, charged, bank_debit)
 
 
 @pytest.fixture(params=["localstripe", "localstripe-async", "fake", "fake-async"])
@@ -154,6 +165,20 @@ async def test_an_attached_token_becomes_a_new_method_listed_for_the_customer(
     second = await attach(backend, "pm_card_visa", cus)
     listed = await call(backend.gateway.list_payment_methods(cus))
     assert second.id != method.id and {m.id for m in listed} == {method.id, second.id}
+
+
+async def test_a_customers_bank_debit_methods_are_listed_with_its_cards(
+    backend: Backend,
+) -> None:
+    """Every type is listed: reconciliation takes a method missing from the list for one that
+    Stripe detached."""
+    cus = await customer(backend)
+    card_method = await attach(backend, "pm_card_visa", cus)
+    debit = await attach(backend, await backend.bank_debit(), cus)
+
+    listed = await call(backend.gateway.list_payment_methods(cus))
+    assert debit.customer_id == cus
+    assert sorted(m.id for m in listed) == sorted([card_method.id, debit.id])
 
 
 async def test_detach_empties_the_list_and_detaching_again_or_a_gone_method_is_fine(

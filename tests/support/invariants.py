@@ -236,7 +236,7 @@ def check_settled(db: Db, gateway: FakeGateway) -> None:
 
 def attached_in_stripe(sc: stripe.StripeClient, customer: str | None) -> set[str]:
     assert customer, "the org has no Stripe customer"
-    found = sc.v1.payment_methods.list(params={"customer": customer, "type": "card"})
+    found = sc.v1.payment_methods.list(params={"customer": customer})
     return {str(m.id) for m in found.data}
 
 

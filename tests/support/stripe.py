@@ -7,7 +7,8 @@ localstripe pickles its whole store on every write to a hard-coded `/tmp/localst
 concurrent test sessions neither share nor leak state. It also adds `DELETE /_config/webhooks`,
 which forgets registered webhooks and cancels deliveries not yet made (localstripe sends each
 event about 1 s after it happens, to the webhooks registered by then, so one test's events
-would otherwise reach the next test's receiver).
+would otherwise reach the next test's receiver). And it lists a customer's payment methods
+without a `type` as Stripe does, every type (localstripe insists on `type=card`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ async def reset_webhooks(request):
         task.cancel()
     return web.Response()
 
+def list_payment_methods(cls, url, customer=None, type=None, limit=None, starting_after=None):
+    if type is not None:
+        return by_type(url, customer=customer, type=type, limit=limit,
+                       starting_after=starting_after)
+    if not (isinstance(customer, str) and customer.startswith("cus_")):
+        raise resources.UserError(400, "Bad request")
+    resources.Customer._api_retrieve(customer)  # 404 when it does not exist
+    li = resources.StripeObject._api_list_all.__func__(cls, url, limit=limit,
+                                                        starting_after=starting_after)
+    li._list = [pm for pm in li._list if pm.customer == customer]
+    return li
+
+by_type = resources.PaymentMethod._api_list_all
+resources.PaymentMethod._api_list_all = classmethod(list_payment_methods)
 resources.Store.dump_to_disk = dump_to_disk
 resources.schedule_webhook = schedule_webhook
 from localstripe.server import app

@@ -36,6 +36,15 @@ async def method_doc_holding(txn: AsyncTransaction, org_id: ObjectId,
         hint="stripe_id")
 
 
+async def detached_method_doc(txn: AsyncTransaction, org_id: ObjectId,
+                              stripe_id: str) -> Doc | None:
+    """A record of the org that held the Stripe method and was detached, if any (Stripe
+    never attaches a detached payment method again). On the index, as method_doc_holding."""
+    return await txn.find_one(schema.PAYMENT_METHODS, {
+        "org_id": org_id, "stripe_id": stripe_id,
+        "status": PaymentMethodStatus.DETACHED.value}, hint="stripe_id")
+
+
 async def live_method_docs(txn: AsyncTransaction, org_id: ObjectId, *,
                            stripe_id: str | None = None) -> list[Doc]:
     """The org's methods attached or being detached (only those of `stripe_id`, if given)."""

@@ -37,6 +37,15 @@ def method_doc_holding(txn: Transaction, org_id: ObjectId,
         hint="stripe_id")
 
 
+def detached_method_doc(txn: Transaction, org_id: ObjectId,
+                              stripe_id: str) -> Doc | None:
+    """A record of the org that held the Stripe method and was detached, if any (Stripe
+    never attaches a detached payment method again). On the index, as method_doc_holding."""
+    return txn.find_one(schema.PAYMENT_METHODS, {
+        "org_id": org_id, "stripe_id": stripe_id,
+        "status": PaymentMethodStatus.DETACHED.value}, hint="stripe_id")
+
+
 def live_method_docs(txn: Transaction, org_id: ObjectId, *,
                            stripe_id: str | None = None) -> list[Doc]:
     """The org's methods attached or being detached (only those of `stripe_id`, if given)."""
