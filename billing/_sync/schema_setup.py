@@ -8,7 +8,8 @@ without writing. Both are idempotent and safe to run while billing runs elsewher
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
@@ -16,21 +17,26 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from billing._sync.migrations import MIGRATIONS, VERSION
 from billing.adapters import schema
 from billing.adapters.mongo_errors import translate
-from billing.errors import ConfigurationError
+from billing.errors import ConfigurationError, TransientDatabaseError
 from billing.schema_report import SchemaReport, index_drift, validator_differs
 
 _INDEX_CONFLICT = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict
 _NAMESPACE_EXISTS = 48
 _DUPLICATE_KEY = 11000  # a unique index cannot be built over the stored documents
+# A migration's record: `applying` while a setup runs it (claimed), then `applied`.
+APPLYING, APPLIED = "applying", "applied"
+CLAIM_WAIT_S = 120.0  # how long a setup waits for another one's migration
+CLAIM_STALE = timedelta(minutes=15)  # a claim this old is a dead setup's: taken over
 
 
 def version_of(db: Any) -> int:
     """The database's schema version: the highest migration it recorded (0: never set up)."""
     try:
-        docs = db[schema.SCHEMA_MIGRATIONS].find({}, {"_id": 1}).to_list()
+        docs = db[schema.SCHEMA_MIGRATIONS].find({}, {"_id": 1, "status": 1}).to_list()
     except PyMongoError as exc:
         raise translate(exc) from exc
-    return max((d["_id"] for d in docs if isinstance(d["_id"], int)), default=0)
+    return max((d["_id"] for d in docs
+                if isinstance(d["_id"], int) and d.get("status", APPLIED) == APPLIED), default=0)
 
 
 def check(db: Any) -> SchemaReport:
@@ -118,17 +124,51 @@ def _apply(db: Any, now: datetime) -> SchemaReport:
     for migration in MIGRATIONS:
         if migration.version <= done.version:
             continue
-        changed = migration.apply(db)
-        try:
-            db[schema.SCHEMA_MIGRATIONS].insert_one({
-                "_id": migration.version, "name": migration.name, "applied_at": now,
-                "documents_changed": changed})
-        except DuplicateKeyError:
-            pass  # another setup recorded it first; the migration is idempotent
+        if _claim(db, migration.version, migration.name, now):
+            changed = migration.apply(db)
+            db[schema.SCHEMA_MIGRATIONS].update_one(
+                {"_id": migration.version}, {"$set": {
+                    "status": APPLIED, "applied_at": datetime.now(UTC),
+                    "documents_changed": changed}, "$unset": {"claimed_at": ""}})
+            done.changes.append(f"applied migration {migration.version}: {migration.name} "
+                                f"({changed} document{'' if changed == 1 else 's'} changed)")
         done.version = migration.version
-        done.changes.append(f"applied migration {migration.version}: {migration.name} "
-                            f"({changed} document{'' if changed == 1 else 's'} changed)")
     return done
+
+
+def _claim(db: Any, version: int, name: str, now: datetime) -> bool:
+    """Claim a migration for this setup: True to apply it. A migration written for data of an
+    older version must never run again over live data (another setup finished, a backend of
+    this version now writes): a setup that finds it applied skips it, and one that finds it
+    being applied waits for that (a claim older than CLAIM_STALE, of a setup that died, is
+    taken over)."""
+    records = db[schema.SCHEMA_MIGRATIONS]
+    try:
+        records.insert_one({"_id": version, "name": name, "status": APPLYING,
+                                  "claimed_at": now})
+        return True
+    except DuplicateKeyError:
+        pass
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while True:
+        doc = records.find_one({"_id": version})
+        if doc is None or doc.get("status", APPLIED) != APPLYING:
+            return False  # applied by another setup (records before claims have no status)
+        claimed = doc.get("claimed_at")
+        claimed = claimed.replace(tzinfo=UTC) if isinstance(claimed, datetime) and \
+            claimed.tzinfo is None else claimed
+        if not isinstance(claimed, datetime) or claimed <= datetime.now(UTC) - CLAIM_STALE:
+            taken = records.update_one({"_id": version, "status": APPLYING,
+                                              "claimed_at": doc.get("claimed_at")},
+                                             {"$set": {"claimed_at": now}})
+            if taken.modified_count:
+                return True  # its setup died mid-migration: migrations can be resumed
+            continue
+        if time.monotonic() >= deadline:
+            raise TransientDatabaseError(
+                f"another setup has been applying migration {version} ({name}) since "
+                f"{claimed.isoformat()}: run setup again once it has finished")
+        time.sleep(0.2)
 
 
 def require_current(db: Any) -> None:

@@ -107,6 +107,55 @@ def test_a_pending_migration_is_applied_once_and_reruns_are_harmless(
     b.require_schema()
 
 
+def test_a_slower_setup_never_reruns_a_migration_over_live_data(
+    client: MongoClient[Any], db_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two setups upgrade one database from version 1; A finishes and a backend of this
+    version writes an attempt `pending` with its intent recorded (between creating and
+    confirming). B, which read version 1 before A recorded its migrations, must not run
+    migration 2 again: it would turn that attempt `confirming` and break the payment."""
+    from billing._sync import schema_setup
+
+    b = Billing(client, database=db_name)
+    b.setup()
+    pid = ObjectId()
+    b.database.payments.insert_one({
+        "_id": pid, "org_id": ObjectId(), "invoice_id": ObjectId(), "attempt": 1,
+        "status": "pending", "amount": 100, "currency": "usd", "idempotency_key": "k",
+        "intent_id": "pi_live"})
+    monkeypatch.setattr(schema_setup, "version_of", lambda db: 1)
+
+    report = schema_setup.apply(b.database)
+
+    assert not any("migration" in change for change in report.changes)
+    doc = b.database.payments.find_one({"_id": pid})
+    assert doc is not None and doc["status"] == "pending"
+
+
+def test_a_migration_claimed_by_a_setup_that_died_is_taken_over(
+    client: MongoClient[Any], db_name: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    b = Billing(client, database=db_name)
+    b.setup()
+    records = b.database[schema.SCHEMA_MIGRATIONS]
+    records.delete_many({"_id": {"$gte": 2}})
+    # A setup killed while applying migration 2 left its claim; version 1 is what counts.
+    records.insert_one({"_id": 2, "name": MIGRATIONS[1].name, "status": "applying",
+                        "claimed_at": datetime.now(UTC) - timedelta(hours=1)})
+    with pytest.raises(ConfigurationError, match="version 1"):
+        b.require_schema()
+
+    report = b.setup()
+
+    assert report.changes[0].startswith("applied migration 2")
+    assert {d["_id"]: d["status"] for d in records.find()} == {
+        m.version: "applied" for m in MIGRATIONS if m.version > 1} | {
+        d["_id"]: d.get("status", "applied") for d in records.find({"_id": 1})}
+    b.require_schema()
+
+
 def test_a_newer_schema_is_refused(client: MongoClient[Any], db_name: str) -> None:
     b = Billing(client, database=db_name)
     b.setup()

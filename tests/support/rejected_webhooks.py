@@ -52,6 +52,17 @@ def _v0_only() -> tuple[bytes, str]:
     return event_body(), raw_signature(event_body()).replace("v1=", "v0=")
 
 
+def _replayed(shape: str) -> Delivery:
+    """A delivery signed a day ago, resent with a fresh second `t=` slipped into its header:
+    the timestamp checked must be the one the signature covers."""
+    def delivery() -> tuple[bytes, str]:
+        payload, header = signed(event_body(), timestamp=int(time.time()) - 86400)
+        old, mac = header.split(",")
+        now = f"t={int(time.time())}"
+        return payload, shape.format(old=old, now=now, mac=mac)
+    return delivery
+
+
 def rejected_deliveries() -> list[tuple[str, Delivery]]:
     return [
         ("wrong secret", lambda: signed(event_body(), secret="whsec_someone_else")),
@@ -87,6 +98,13 @@ def rejected_deliveries() -> list[tuple[str, Delivery]]:
         ("previous_attributes a list", lambda: signed(
             event_body(data={"object": {}, "previous_attributes": []}))),
         ("livemode as string", lambda: signed(event_body(livemode="false"))),
+        ("day-old signature, fresh t= first", _replayed(" {now},{old},{mac}")),
+        ("day-old signature, odd t= first", _replayed("{old}=0,{now},{mac}")),
+        ("day-old signature, fresh t= last", _replayed("{old},{mac},{now}")),
+        ("non-ASCII signature", lambda: (event_body(), f"t={int(time.time())},v1=\xe9")),
+        ("lone surrogate in header", lambda: (event_body(), f"t={int(time.time())},v1=\udc80")),
+        ("superscript timestamp", lambda: (event_body(), "t=\u00b2,v1=" + "0" * 64)),
+        ("5,000-digit timestamp", lambda: (event_body(), "t=" + "9" * 5000 + ",v1=" + "0" * 64)),
         ("payload None", lambda: (None, sign(event_body(), secret=WEBHOOK_SECRET))),
         ("payload a dict", lambda: ({"$ne": None}, sign(event_body(), secret=WEBHOOK_SECRET))),
     ]
