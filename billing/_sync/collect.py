@@ -24,6 +24,7 @@ from billing._sync.run_lease import RunLease, lease_key
 from billing._sync.service_context import Context
 from billing.adapters import ids
 from billing.collection_runs import Collected, CollectionReport, OrgCollection, Progress, Result
+from billing.domain.inputs import callback, flag
 from billing.domain.models import Invoice, PaymentStatus
 from billing.errors import (
     BillingError,
@@ -57,6 +58,8 @@ class Collections:
         attempt, and an audit record is written to `collection_runs` before and after. One
         invoice's failure is recorded on its line and the run goes on; an unreachable database
         stops it (DatabaseUnavailable)."""
+        apply = flag(apply, name="apply")  # apply="false" is truthy: refused, never charging
+        progress = callback(progress, name="progress")
         part = shard_of(shard)
         oid = None if org_id is None else ids.object_id(org_id, name="org_id")
         lease_seconds = lease_seconds_of(lease_seconds)

@@ -21,7 +21,7 @@ from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids
 from billing.adapters.writes import Write
-from billing.domain.inputs import text
+from billing.domain.inputs import flag, text
 from billing.domain.models import PaymentMethod, PaymentMethodStatus
 from billing.domain.payments import CardMethod
 from billing.errors import BillingError, PaymentError, PaymentMethodNotFound
@@ -50,6 +50,7 @@ class PaymentMethods:
         left for reconciliation. PaymentError when the attach was refused or the org's customer
         was deleted meanwhile (the record is `failed`: use a new request_id).
         """
+        make_default = flag(make_default, name="make_default")
         oid = ids.object_id(org_id, name="org_id")
         source = text(stripe_payment_method, name="stripe_payment_method", limit=255)
         request = text(request_id, name="request_id", limit=255)
