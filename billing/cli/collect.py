@@ -44,7 +44,7 @@ def add_parser(commands: Any, *, parents: list[argparse.ArgumentParser]) -> None
 def main(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     org_id = None if args.org is None else str(ids.object_id(args.org, name="--org"))
-    database = args.database or invoice_run.DEFAULT_DATABASE
+    database = connect.database_option(args.database, invoice_run.DEFAULT_DATABASE)
     with (connect.stripe_gateway() as gateway,
           connect.billing_for(args.uri, database, notices=sys.stderr, gateway=gateway) as billing):
         if args.apply and gateway is None:

@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     org_id = str(ids.object_id(args.org, name="ORG"))
     invoice_id = str(ids.object_id(args.invoice, name="INVOICE"))
     kwargs = arguments(args)
-    database = args.database or invoice_run.DEFAULT_DATABASE
+    database = connect.database_option(args.database, invoice_run.DEFAULT_DATABASE)
     # A refund goes through Stripe ($STRIPE_API_KEY); without a key, crediting an unpaid
     # invoice or --no-refund still work, and a refund is refused before anything is written.
     with (connect.stripe_gateway() as gateway,

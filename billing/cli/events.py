@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     limit = LIMIT if args.limit is None else args.limit
     if not 1 <= limit <= 1000:
         raise InvalidInput(f"--limit must be from 1 to 1000, got {limit}")
-    database = args.database or invoice_run.DEFAULT_DATABASE
+    database = connect.database_option(args.database, invoice_run.DEFAULT_DATABASE)
     with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
         if args.follow:
             with billing.events.watch(org_id=org_id) as stream:

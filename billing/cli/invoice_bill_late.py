@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     # Arguments are checked before anything connects: a typo costs no database round trip.
     period = Period.month(args.period)
     org_id = str(ids.object_id(args.org, name="--org"))
-    database = args.database or invoice_run.DEFAULT_DATABASE
+    database = connect.database_option(args.database, invoice_run.DEFAULT_DATABASE)
     with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
         try:
             usage, invoice = _run(billing, org_id, period, apply=args.apply)

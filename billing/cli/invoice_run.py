@@ -39,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     # Arguments are checked before anything connects: a typo costs no database round trip.
     period = Period.month(args.period)
     org_id = None if args.org is None else str(ids.object_id(args.org, name="--org"))
-    database = args.database or DEFAULT_DATABASE
+    database = connect.database_option(args.database, DEFAULT_DATABASE)
     with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
         try:
             summary = run_with_progress(billing, period, org_id=org_id)

@@ -235,6 +235,41 @@ def test_usage_errors_give_exit_2_without_connecting(args: list[str]) -> None:
     one_error_line(result)
 
 
+EVERY_COMMAND = [
+    ["setup"], ["setup", "--check"], ["demo"], ["invoice", "run", "--period", PERIOD.label],
+    ["invoice", "show", str(ObjectId()), str(ObjectId())],
+    ["invoice", "bill-late", "--org", str(ObjectId()), "--period", PERIOD.label],
+    ["credit-note", "create", str(ObjectId()), str(ObjectId()), "--amount", "1", "--reason",
+     "duplicate", "--request-id", "r-1"],
+    ["reconcile"], ["collect"], ["events", "tail", "--org", str(ObjectId())],
+]
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=lambda c: " ".join(c[:2]))
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_empty_database_name_is_refused_not_replaced_by_the_default(
+        command: list[str], where: str) -> None:
+    # e.g. `scripts/cron-nightly --database "$BILLING_DB"` with the variable unset: the default
+    # database ("billing") must not be billed, collected or set up instead. Exit 2 against an
+    # unreachable server: refused before anything connected.
+    args = ["--database", "", *command] if where == "before" else [*command, "--database", ""]
+
+    result = cli("--uri", UNREACHABLE, *args, "--json")
+
+    assert result.returncode == 2, result.stderr
+    assert "--database '' is not a valid database name" in one_error_line(result)
+    assert json.loads(result.stdout)["exit_code"] == 2
+
+
+def test_cron_nightly_with_an_empty_database_name_stops_at_the_invoice_run() -> None:
+    result = subprocess.run([str(ROOT / "scripts" / "cron-nightly"), "--uri", UNREACHABLE,
+                             "--database", ""], capture_output=True, text=True, timeout=120,
+                            env=cli_env(STRIPE_API_KEY="sk_test_x"), check=False)
+
+    assert result.returncode == 2
+    assert [json.loads(line)["exit_code"] for line in result.stdout.splitlines()] == [2]
+
+
 @pytest.mark.parametrize("how", ["--uri", "MONGODB_URI", "malformed"])
 def test_unreachable_database_gives_exit_3_and_never_shows_the_password(how: str) -> None:
     uri = f"mongodb://user:{PASSWORD}@127.0.0.1:port/" if how == "malformed" else UNREACHABLE

@@ -563,7 +563,7 @@ def cli_cases() -> list[list[str]]:
                   "1/2/", MB]:
         cases.append(["reconcile", "--shard", shard])
         cases.append(["reconcile", "--apply", "--shard", shard])
-    for database in ["a/b", "a.b", "a b", "a$b", "x" * 64, "\x00"]:
+    for database in ["a/b", "a.b", "a b", "a$b", "x" * 64, "\x00", ""]:
         cases.append(["--database", database, *run, "--period", CLOSED])
         cases.append([*run, "--period", CLOSED, "--database", database])
     # Bytes that are not UTF-8 reach argv as lone surrogates (surrogateescape).
