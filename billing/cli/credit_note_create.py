@@ -22,7 +22,8 @@ from billing.cli import connect, exit_codes, invoice_run, signals
 from billing.cli.money import format_money
 from billing.cli.output import emit_json
 from billing.domain.models import CreditNote, CreditReason, Invoice, InvoiceStatus
-from billing.errors import ConfigurationError, InvalidInput, shown
+from billing.domain.money import MAX_AMOUNT
+from billing.errors import ConfigurationError, InvalidInput, InvalidMoney, shown
 
 DRY_RUN_NOTICE = "dry run: nothing written, nothing refunded; add --apply to issue it"
 
@@ -80,7 +81,12 @@ def _minor_units(text: str, name: str) -> int:
     if not (text.isascii() and text.isdigit()):  # "²" and "١٢" are digits to str.isdigit
         raise InvalidInput(f"{name} must be a whole number of minor units (e.g. 1250 for 12.50), "
                            f"got {shown(text)}")
-    return int(text)
+    # Checked before int(), which refuses more than 4300 digits (leading zeros too).
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_AMOUNT)):
+        raise InvalidMoney(f"{name} exceeds the largest storable amount {MAX_AMOUNT}, got "
+                           f"{shown(text)}")
+    return int(digits)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -12,7 +12,9 @@
                            run): conversations are late; --apply bills them. credit-note
                            create: refused by the invoice's state (it would credit more than
                            is left, a draft or void invoice, a payment in flight), or Stripe
-                           refused the refund (the credit note is void)
+                           refused the refund (the credit note is void). Any command: an
+                           unexpected error that is not billing's own (a stored document
+                           billing cannot read, or a bug), named in the message
     2  USAGE               the arguments are wrong: unknown option, malformed or open period,
                            malformed id or shard, unknown --check or --org, no such invoice for
                            invoice show (any `InvalidInput` or `NotFound`)
@@ -51,6 +53,7 @@ from billing.reconcile_findings import ReconcileReport
 OK = 0
 ORGS_FAILED = 1
 FINDINGS_REMAIN = ORGS_FAILED  # the same code: "look at the output, some work is left"
+UNEXPECTED = ORGS_FAILED  # an error that is not a BillingError: the message names it
 USAGE = 2
 UNAVAILABLE = 3
 LEASE_NOT_ACQUIRED = 4

@@ -17,6 +17,7 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
+import billing.cli
 from billing import Billing, Org
 from billing.domain.periods import last_closed_month
 from tests.support.billing_data import dump, expected_total, seed_conversations
@@ -293,6 +294,29 @@ def test_a_uri_echoed_in_a_usage_error_is_scrubbed() -> None:
     assert "unrecognized arguments" in one_error_line(result)
     assert PASSWORD not in result.stdout + result.stderr
     assert json.loads(result.stdout)["exit_code"] == 2
+
+
+def test_an_unexpected_error_is_one_scrubbed_line_and_the_json_document_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from billing.cli import invoice_show
+
+    def broken(args: Any) -> int:
+        # The password would straddle the cut at 500 characters.
+        raise RuntimeError("x" * 465 + f" cannot use {UNREACHABLE}\nsecond line")
+
+    monkeypatch.setattr(invoice_show, "main", broken)
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+
+    code = billing.cli.main(["--uri", UNREACHABLE, "invoice", "show", str(ObjectId()),
+                             str(ObjectId()), "--json"])
+
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    [line] = err.splitlines()
+    assert line.startswith("billing: error: unexpected RuntimeError: ") and len(line) < 1000
+    assert PASSWORD[:5] not in out + err
+    assert json.loads(out) == {"error": line.removeprefix("billing: error: "), "exit_code": 1}
 
 
 def test_cron_nightly_invoices_the_last_closed_month_as_a_json_line(

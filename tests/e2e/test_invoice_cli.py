@@ -136,6 +136,29 @@ def test_invoice_show_of_an_invoice_the_org_does_not_have_exits_2(
     assert as_json.returncode == 2 and json.loads(as_json.stdout)["exit_code"] == 2
 
 
+@pytest.mark.parametrize("command", ["invoice show", "credit-note create"])
+def test_an_invoice_billing_cannot_read_gives_one_error_line_and_json_not_a_traceback(
+    mongo_uri: str, db_name: str, invoiced: dict[str, Any], command: str
+) -> None:
+    db = invoiced["billing"].database
+    org, theirs = invoiced["org"], invoiced["first"]
+    # A document the validator accepts but billing cannot read.
+    db.invoices.update_one({"_id": ObjectId(theirs.id)}, {"$unset": {"created_at": ""}})
+    before = dump(db)
+    args = [org.id, theirs.id] + (["--amount", "50", "--reason", "duplicate", "--request-id",
+                                   "cn-1", "--no-refund"] if command == "credit-note create"
+                                  else [])
+
+    result = cli("--uri", mongo_uri, "--database", db_name, *command.split(), *args, "--json")
+
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "ValidationError" in line and "created_at" in line and "Traceback" not in line
+    assert json.loads(result.stdout) == {"error": line.removeprefix("billing: error: "),
+                                         "exit_code": 1}
+    assert dump(db) == before
+
+
 def test_bill_late_for_an_unknown_org_or_an_open_month_exits_2_and_writes_nothing(
     mongo_uri: str, db_name: str, invoiced: dict[str, Any]
 ) -> None:

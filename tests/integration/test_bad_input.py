@@ -412,6 +412,8 @@ UNTYPED: list[tuple[str, Call]] = [
      lambda b, w: b.reconciliation.run(apply=True, lease_seconds=math.nan)),
     ("reconciliation.run(stale_after='x')",
      lambda b, w: b.reconciliation.run(stale_after="x")),
+    ("events.poll(after=2**63)",
+     lambda b, w: b.events.poll(str(ObjectId()), after=2**63)),
     ("webhooks.handle(header={'t': 1})", lambda b, w: b.webhooks.handle(b"{}", {"t": 1})),
     ("webhooks.handle(header=5)", lambda b, w: b.webhooks.handle(b"{}", 5)),
 ]
@@ -576,6 +578,13 @@ def cli_cases() -> list[list[str]]:
         cases.append([*run, "--period", bad])
         cases.append(["reconcile", "--shard", bad])
         cases.append(["reconcile", "--check", bad])
+    # Beyond int64, and beyond the digits int() parses: refused, not an OverflowError/ValueError.
+    cases.append(["events", "tail", "--org", str(ObjectId()), "--after", str(2**63)])
+    credit = ["credit-note", "create", str(ObjectId()), str(ObjectId()), "--reason", "duplicate",
+              "--request-id", "r-1", "--apply"]
+    for amount in ["5" * 5000, "0" * 5000 + "5", str(2**63), "9" * 20]:
+        cases.append([*credit, "--amount", amount])
+        cases.append([*credit, "--line", f"{ObjectId()}={amount}"])
     cases.append(["demo", "--database", "{db}"])  # the demo refuses a database it did not write
     return cases
 
