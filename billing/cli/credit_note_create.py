@@ -18,7 +18,7 @@ from typing import Any
 
 from billing import Billing
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, invoice_run, signals
+from billing.cli import advice, connect, exit_codes, invoice_run, signals
 from billing.cli.money import format_money
 from billing.cli.output import emit_json
 from billing.domain.models import CreditNote, CreditReason, Invoice, InvoiceStatus
@@ -97,7 +97,8 @@ def main(args: argparse.Namespace) -> int:
     # A refund goes through Stripe ($STRIPE_API_KEY); without a key, crediting an unpaid
     # invoice or --no-refund still work, and a refund is refused before anything is written.
     with (connect.stripe_gateway() as gateway,
-          connect.billing_for(args.uri, database, notices=sys.stderr, gateway=gateway) as billing):
+          connect.billing_for(args.uri, database, notices=sys.stderr, gateway=gateway) as billing,
+          advice.unknown_org(org_id, database, option="ORG"), advice.refund_options()):
         if gateway is None and not args.no_refund and billing.invoices.get(
                 org_id, invoice_id).status is InvoiceStatus.PAID:
             raise ConfigurationError(  # the library's advice names Billing(...): not the CLI's

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import stripe
+from bson import ObjectId
 from pymongo import MongoClient
 
 from billing import Billing
@@ -87,6 +89,28 @@ def test_collect_dry_run_then_apply_then_events(
     for paging in (["--after", "3"], ["--limit", "5"]):  # refused, not silently ignored
         code, _, err = run(capsys, *base, "events", "tail", "--follow", *paging)
         assert code == 2 and "--follow" in err
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["page", "follow"])
+def test_events_tail_of_an_unknown_org_exits_2_advising_what_the_cli_can_do(
+    mongo_uri: str, db_name: str, client: MongoClient[dict[str, Any]], follow: bool,
+) -> None:
+    Billing(client, database=db_name).setup()
+    unknown = str(ObjectId())
+    env = {k: v for k, v in os.environ.items() if k not in {"BILLING_FAULTS", "MONGODB_URI"}}
+    env.update(PYTHONPATH=str(ROOT))
+    try:  # --follow used to wait for the unknown org's events, silently, forever
+        result = subprocess.run(
+            [sys.executable, "-m", "billing.cli", "--uri", mongo_uri, "--database", db_name,
+             "events", "tail", "--org", unknown, *(["--follow"] if follow else []), "--json"],
+            capture_output=True, text=True, timeout=60, env=env, cwd=ROOT, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("events tail waited for an org that does not exist")
+
+    assert result.returncode == 2 and json.loads(result.stdout)["exit_code"] == 2
+    [line] = result.stderr.splitlines()
+    # No command creates an org: the library's "create it with orgs.create()" is not advice here.
+    assert unknown in line and "--org" in line and "orgs.create" not in line, line
 
 
 def test_cron_nightly_collects_between_invoicing_and_reconciling(

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.integration
 def invoiced(client: MongoClient[dict[str, Any]], db_name: str) -> dict[str, Any]:
     """An org whose last closed month is invoiced (and paid), then three conversations of that
     month recorded late; another org with an invoice of its own."""
-    b = Billing(client, database=db_name, gateway=FakeGateway(), transaction_retry_seconds=60)
+    fake = FakeGateway()
+    b = Billing(client, database=db_name, gateway=fake, transaction_retry_seconds=60)
     b.setup()
     org = b.orgs.create(name="Late Org", currency="usd", per_conversation=50,
                         per_started_minute=10)
@@ -39,7 +40,7 @@ def invoiced(client: MongoClient[dict[str, Any]], db_name: str) -> dict[str, Any
     payment = b.invoices.pay(org.id, first.id)
     late = seed_conversations(b.database, org.id, 3, start=PERIOD.start + timedelta(days=2))
     return {"billing": b, "org": org, "first": b.invoices.get(org.id, first.id),
-            "payment": payment, "late": late, "theirs": theirs}
+            "payment": payment, "late": late, "theirs": theirs, "gateway": fake}
 
 
 def invoice_cli(uri: str, db_name: str, *args: str) -> Any:
