@@ -91,6 +91,34 @@ def test_collect_dry_run_then_apply_then_events(
         assert code == 2 and "--follow" in err
 
 
+def test_collect_names_the_org_it_could_not_read_in_text_as_in_json(
+    mongo_uri: str, db_name: str, client: MongoClient[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "MONGODB_URI", "BILLING_FAULTS"):
+        monkeypatch.delenv(name, raising=False)
+    b = Billing(client, database=db_name)
+    b.setup()
+    org = b.orgs.create(name="Broken Co", currency="usd", per_conversation=50,
+                        per_started_minute=10)
+    period = last_closed_month()
+    seed_conversations(b.database, org.id, 2, start=period.start)
+    inv = b.invoices.create_for_period(org.id, period.start, period.end)
+    # A document the validator accepts but billing cannot read.
+    b.database.invoices.update_one({"_id": ObjectId(inv.id)}, {"$unset": {"created_at": ""}})
+    base = ["--uri", mongo_uri, "--database", db_name, "collect"]
+
+    code, out, _ = run(capsys, *base, "--json")
+    assert code == 1 and [e["org_id"] for e in json.loads(out)["errors"]] == [org.id]
+
+    code, out, _ = run(capsys, *base)
+    assert code == 1
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    assert failed and failed[0].startswith(f"FAILED Broken Co (org {org.id}): ValidationError")
+    assert out.splitlines()[-1] == "Invoices: none open; 1 org could not be read"
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
 @pytest.mark.parametrize("follow", [False, True], ids=["page", "follow"])
 def test_events_tail_of_an_unknown_org_exits_2_advising_what_the_cli_can_do(
     mongo_uri: str, db_name: str, client: MongoClient[dict[str, Any]], follow: bool,
