@@ -4,10 +4,12 @@ between invoicing and reconciling."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,9 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from billing import Billing
-from billing.cli import main
+from billing.cli import connect, exit_codes, main
 from billing.domain.periods import last_closed_month
-from billing.gateways import StripeGateway
+from billing.gateways import FakeGateway, StripeGateway
 from tests.support.billing_data import dump, seed_conversations
 from tests.support.stripe import TEST_KEY, card
 
@@ -117,6 +119,42 @@ def test_collect_names_the_org_it_could_not_read_in_text_as_in_json(
     assert failed and failed[0].startswith(f"FAILED Broken Co (org {org.id}): ValidationError")
     assert out.splitlines()[-1] == "Invoices: none open; 1 org could not be read"
     assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_the_exit_code_table_says_what_collect_exits_with(
+    mongo_uri: str, db_name: str, client: MongoClient[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "MONGODB_URI", "BILLING_FAULTS"):
+        monkeypatch.delenv(name, raising=False)
+    fake = FakeGateway()
+    b = Billing(client, database=db_name, gateway=fake)
+    b.setup()
+    org = b.orgs.create(name="Acme", currency="usd", per_conversation=50, per_started_minute=10)
+    period = last_closed_month()
+    seed_conversations(b.database, org.id, 2, start=period.start)
+    inv = b.invoices.create_for_period(org.id, period.start, period.end)
+    b.payment_methods.attach(org.id, "pm_card_visa", request_id="r-1")
+    monkeypatch.setattr(connect, "stripe_gateway", lambda: contextlib.nullcontext(fake))
+    base = ["--uri", mongo_uri, "--database", db_name, "collect"]
+    # The table cron reads (billing --help) has collect's 0, 1 and 4.
+    help_rows = exit_codes.EPILOG.split("\n    2  USAGE")[0], exit_codes.EPILOG.split(
+        "4  LEASE_NOT_ACQUIRED")[1]
+    assert all("collect" in rows for rows in help_rows)
+
+    db = b.database
+    db.reconciliation_leases.insert_one({
+        "_id": "collect:shard:0/1", "holder": "other", "host": "box-2", "pid": 4242,
+        "expires_at": datetime.now(UTC) + timedelta(hours=1)})
+    before = dump(db)
+    held, _, _ = run(capsys, *base, "--apply")
+    assert held == 4 and dump(db) == before and fake.taken(inv.id) == 0
+    db.reconciliation_leases.delete_many({})
+
+    due, _, _ = run(capsys, *base)  # a dry run with an invoice due
+    paid, _, _ = run(capsys, *base, "--apply")
+    done, _, _ = run(capsys, *base, "--apply")  # nothing due any more
+    assert (due, paid, done) == (1, 0, 0) and fake.taken(inv.id) == inv.total
 
 
 @pytest.mark.parametrize("follow", [False, True], ids=["page", "follow"])
