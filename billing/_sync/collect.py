@@ -19,7 +19,7 @@ from billing._sync.payments import Payments
 from billing._sync.repositories.invoices import invoice_status, open_invoices_of_org
 from billing._sync.repositories.orgs import org_exists
 from billing._sync.repositories.payments import attempts_per_invoice
-from billing._sync.repositories.run_audits import record_collection_run
+from billing._sync.repositories.run_audits import abandon_collection_run, record_collection_run
 from billing._sync.run_lease import RunLease, lease_key
 from billing._sync.service_context import Context
 from billing.adapters import ids
@@ -57,7 +57,8 @@ class Collections:
         holds it; `reconciliation_leases`, `_id` `collect:shard:I/N`), each due invoice gets one
         attempt, and an audit record is written to `collection_runs` before and after. One
         invoice's failure is recorded on its line and the run goes on; an unreachable database
-        stops it (DatabaseUnavailable)."""
+        stops it (DatabaseUnavailable). A run that takes over an expired lease marks its dead
+        holder's record "abandoned"."""
         apply = flag(apply, name="apply")  # apply="false" is truthy: refused, never charging
         progress = callback(progress, name="progress")
         part = shard_of(shard)
@@ -74,6 +75,7 @@ class Collections:
         try:
             if lease is not None:
                 lease.acquire()
+                self._close_abandoned(report, lease)
                 self._audit(report, "running")
             try:
                 self._scan(report, oid, progress, lease)
@@ -89,6 +91,18 @@ class Collections:
         finally:
             if lease is not None:
                 lease.release()
+
+    def _close_abandoned(self, report: CollectionReport, lease: RunLease) -> None:
+        """Close the audit record of the run whose expired lease this one took over: it died
+        without closing it (SIGKILL, power cut), or it is too stuck to renew (if it wakes, it
+        loses the lease at its next renewal and records `failed` itself)."""
+        if lease.taken_from is None or not ObjectId.is_valid(lease.taken_from):
+            return
+        abandon_collection_run(self._ctx.uow.direct, ObjectId(lease.taken_from), {
+            "status": "abandoned", "finished_at": self._ctx.now(),
+            "error": f"abandoned: the run's lease expired without it closing this record "
+                     f"(killed, or its host lost); run {report.run_id} took over. Its charges "
+                     "so far stand; later runs collect the rest"})
 
     def _scan(self, report: CollectionReport, oid: ObjectId | None,
                     progress: Progress | None, lease: RunLease | None) -> None:

@@ -37,7 +37,8 @@
                            `failed` with the reason and release their lease first
   143  TERMINATED          stopped by SIGTERM (cron, systemd, Kubernetes), handled like Ctrl-C.
                            A run killed outright (SIGKILL) leaves its audit record `running`: the
-                           next reconcile --apply marks it `abandoned` once its lease has lapsed
+                           next reconcile --apply (or collect --apply, for a collect run) marks
+                           it `abandoned` once its lease has lapsed
 
 Errors print one line to stderr, `billing: error: <message>`, and with --json also
 `{"error": ..., "exit_code": ...}` on stdout.
