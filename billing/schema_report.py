@@ -19,11 +19,14 @@ class SchemaReport:
     version: int  # the database's schema version after this run (before it, for a check)
     target: int  # the version this code needs
     changes: list[str] = field(default_factory=list)  # what setup did, or what check would do
+    applied: bool = False  # `changes` were made (setup), not found (check)
 
     @property
     def current(self) -> bool:
-        """The database matches the contract and is at this code's version."""
-        return not self.changes and self.version == self.target
+        """The database matches the contract and is at this code's version: for a check,
+        nothing differs; after setup (which made every change or raised), its version is this
+        code's, whatever setup had to change to get there."""
+        return self.version == self.target and (self.applied or not self.changes)
 
     def as_json(self) -> dict[str, Any]:
         return {"schema_version": self.version, "target_version": self.target,

@@ -134,7 +134,8 @@ class AsyncBilling:
         """Bring the database to this version's data contract: create the collections,
         validators and indexes that are missing, update validators that differ, then apply
         pending migrations in order (each recorded in `schema_migrations`, each safe to rerun
-        and to interrupt). Idempotent; returns what it changed.
+        and to interrupt). Idempotent; returns what it changed (`report.current` is True:
+        the database is now at this code's version).
 
         Raises ConfigurationError if an index of the same name exists with other keys or options
         (drop it, then run setup again), the database is at a newer schema version than this

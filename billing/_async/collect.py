@@ -18,11 +18,12 @@ from billing._async.payments import AsyncPayments
 from billing._async.repositories.invoices import invoice_status, open_invoices_of_org
 from billing._async.repositories.orgs import org_exists
 from billing._async.repositories.payments import attempts_per_invoice
-from billing._async.repositories.run_audits import record_collection_run
+from billing._async.repositories.run_audits import abandon_collection_run, record_collection_run
 from billing._async.run_lease import AsyncRunLease, lease_key
 from billing._async.service_context import AsyncContext
 from billing.adapters import ids
 from billing.collection_runs import Collected, CollectionReport, OrgCollection, Progress, Result
+from billing.domain.inputs import callback, flag
 from billing.domain.models import Invoice, PaymentStatus
 from billing.errors import (
     BillingError,
@@ -56,7 +57,10 @@ class AsyncCollections:
         holds it; `reconciliation_leases`, `_id` `collect:shard:I/N`), each due invoice gets one
         attempt, and an audit record is written to `collection_runs` before and after. One
         invoice's failure is recorded on its line and the run goes on; an unreachable database
-        stops it (DatabaseUnavailable)."""
+        stops it (DatabaseUnavailable). A run that takes over an expired lease marks its dead
+        holder's record "abandoned"."""
+        apply = flag(apply, name="apply")  # apply="false" is truthy: refused, never charging
+        progress = callback(progress, name="progress")
         part = shard_of(shard)
         oid = None if org_id is None else ids.object_id(org_id, name="org_id")
         lease_seconds = lease_seconds_of(lease_seconds)
@@ -71,6 +75,7 @@ class AsyncCollections:
         try:
             if lease is not None:
                 await lease.acquire()
+                await self._close_abandoned(report, lease)
                 await self._audit(report, "running")
             try:
                 await self._scan(report, oid, progress, lease)
@@ -86,6 +91,18 @@ class AsyncCollections:
         finally:
             if lease is not None:
                 await lease.release()
+
+    async def _close_abandoned(self, report: CollectionReport, lease: AsyncRunLease) -> None:
+        """Close the audit record of the run whose expired lease this one took over: it died
+        without closing it (SIGKILL, power cut), or it is too stuck to renew (if it wakes, it
+        loses the lease at its next renewal and records `failed` itself)."""
+        if lease.taken_from is None or not ObjectId.is_valid(lease.taken_from):
+            return
+        await abandon_collection_run(self._ctx.uow.direct, ObjectId(lease.taken_from), {
+            "status": "abandoned", "finished_at": self._ctx.now(),
+            "error": f"abandoned: the run's lease expired without it closing this record "
+                     f"(killed, or its host lost); run {report.run_id} took over. Its charges "
+                     "so far stand; later runs collect the rest"})
 
     async def _scan(self, report: CollectionReport, oid: ObjectId | None,
                     progress: Progress | None, lease: AsyncRunLease | None) -> None:

@@ -21,7 +21,7 @@ from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids
 from billing.adapters.writes import Write
-from billing.domain.inputs import text
+from billing.domain.inputs import flag, text
 from billing.domain.models import PaymentMethod, PaymentMethodStatus
 from billing.domain.payments import CardMethod
 from billing.errors import BillingError, PaymentError, PaymentMethodNotFound
@@ -52,6 +52,7 @@ class AsyncPaymentMethods:
         (the record is `failed`: use a new request_id); PaymentMethodNotFound advising
         reconciliation when the org's recorded customer no longer exists in Stripe.
         """
+        make_default = flag(make_default, name="make_default")
         oid = ids.object_id(org_id, name="org_id")
         source = text(stripe_payment_method, name="stripe_payment_method", limit=255)
         request = text(request_id, name="request_id", limit=255)

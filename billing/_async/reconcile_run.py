@@ -37,6 +37,7 @@ from billing._async.run_lease import AsyncRunLease, lease_key
 from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents, ids
+from billing.domain.inputs import callback, flag
 from billing.domain.periods import last_closed_month
 from billing.errors import (
     BillingError,
@@ -92,6 +93,8 @@ class AsyncReconciler:
         the lease is released. A run that takes over an expired lease marks its dead holder's
         record "abandoned".
         """
+        apply = flag(apply, name="apply")  # apply="false" is truthy: refused, never repairing
+        progress = callback(progress, name="progress")
         selected = _checks(checks)
         part = shard_of(shard)
         oid = None if org_id is None else ids.object_id(org_id, name="org_id")

@@ -19,11 +19,12 @@ from billing._sync.payments import Payments
 from billing._sync.repositories.invoices import invoice_status, open_invoices_of_org
 from billing._sync.repositories.orgs import org_exists
 from billing._sync.repositories.payments import attempts_per_invoice
-from billing._sync.repositories.run_audits import record_collection_run
+from billing._sync.repositories.run_audits import abandon_collection_run, record_collection_run
 from billing._sync.run_lease import RunLease, lease_key
 from billing._sync.service_context import Context
 from billing.adapters import ids
 from billing.collection_runs import Collected, CollectionReport, OrgCollection, Progress, Result
+from billing.domain.inputs import callback, flag
 from billing.domain.models import Invoice, PaymentStatus
 from billing.errors import (
     BillingError,
@@ -57,7 +58,10 @@ class Collections:
         holds it; `reconciliation_leases`, `_id` `collect:shard:I/N`), each due invoice gets one
         attempt, and an audit record is written to `collection_runs` before and after. One
         invoice's failure is recorded on its line and the run goes on; an unreachable database
-        stops it (DatabaseUnavailable)."""
+        stops it (DatabaseUnavailable). A run that takes over an expired lease marks its dead
+        holder's record "abandoned"."""
+        apply = flag(apply, name="apply")  # apply="false" is truthy: refused, never charging
+        progress = callback(progress, name="progress")
         part = shard_of(shard)
         oid = None if org_id is None else ids.object_id(org_id, name="org_id")
         lease_seconds = lease_seconds_of(lease_seconds)
@@ -72,6 +76,7 @@ class Collections:
         try:
             if lease is not None:
                 lease.acquire()
+                self._close_abandoned(report, lease)
                 self._audit(report, "running")
             try:
                 self._scan(report, oid, progress, lease)
@@ -87,6 +92,18 @@ class Collections:
         finally:
             if lease is not None:
                 lease.release()
+
+    def _close_abandoned(self, report: CollectionReport, lease: RunLease) -> None:
+        """Close the audit record of the run whose expired lease this one took over: it died
+        without closing it (SIGKILL, power cut), or it is too stuck to renew (if it wakes, it
+        loses the lease at its next renewal and records `failed` itself)."""
+        if lease.taken_from is None or not ObjectId.is_valid(lease.taken_from):
+            return
+        abandon_collection_run(self._ctx.uow.direct, ObjectId(lease.taken_from), {
+            "status": "abandoned", "finished_at": self._ctx.now(),
+            "error": f"abandoned: the run's lease expired without it closing this record "
+                     f"(killed, or its host lost); run {report.run_id} took over. Its charges "
+                     "so far stand; later runs collect the rest"})
 
     def _scan(self, report: CollectionReport, oid: ObjectId | None,
                     progress: Progress | None, lease: RunLease | None) -> None:

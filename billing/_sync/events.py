@@ -24,6 +24,7 @@ from billing.domain.models import Event
 from billing.errors import InvalidInput, shown
 
 MAX_PAGE = 1000
+MAX_SEQ = 2**63 - 1  # event numbers are stored as int64
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,9 @@ class Events:
         Events are numbered 1, 2, 3... per org in commit order, without gaps, so a host that
         stores `next_after` with its own effect processes each event exactly once."""
         oid = ids.object_id(org_id, name="org_id")
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-            raise InvalidInput(f"after must be an event number (an int >= 0), got {shown(after)}")
+        if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_SEQ:
+            raise InvalidInput(f"after must be an event number (an int from 0 to {MAX_SEQ}), "
+                               f"got {shown(after)}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be an int from 1 to {MAX_PAGE}, got {shown(limit)}")
         docs = event_docs_after(self._ctx.uow.direct, oid, after, limit=limit)

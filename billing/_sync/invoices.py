@@ -22,6 +22,7 @@ from billing._sync.repositories.payments import payment_docs_of_invoice
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids
+from billing.domain.inputs import callback, flag
 from billing.domain.models import Invoice, InvoiceStatus, LateUsage, Payment
 from billing.domain.periods import Period
 from billing.errors import InvalidInput, NothingToBill, TransientDatabaseError, shown
@@ -80,9 +81,10 @@ class Invoices:
         changed, a transient failure) leaves the draft with the chunks so far, and the next call
         resumes it.
         """
+        finalize = flag(finalize, name="finalize")
         oid = ids.object_id(org_id, name="org_id")
         period = Period.of(period_start, period_end, now=self._ctx.now())
-        return self._bill(oid, period, supplement=0, finalize=bool(finalize))
+        return self._bill(oid, period, supplement=0, finalize=finalize)
 
     def run_period(
         self, period: Period, *, org_id: Any = None, progress: invoice_runs.Progress | None = None
@@ -95,6 +97,7 @@ class Invoices:
         bad configuration) are raised at once, never recorded org after org; orgs invoiced
         before stand, and rerunning finishes the rest.
         """
+        progress = callback(progress, name="progress")
         period = self._closed(period)
         only = None if org_id is None else ids.object_id(org_id, name="org_id")
         total = count_orgs(self._ctx.uow.direct, only)

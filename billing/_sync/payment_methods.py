@@ -22,7 +22,7 @@ from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids
 from billing.adapters.writes import Write
-from billing.domain.inputs import text
+from billing.domain.inputs import flag, text
 from billing.domain.models import PaymentMethod, PaymentMethodStatus
 from billing.domain.payments import CardMethod
 from billing.errors import BillingError, PaymentError, PaymentMethodNotFound
@@ -53,6 +53,7 @@ class PaymentMethods:
         (the record is `failed`: use a new request_id); PaymentMethodNotFound advising
         reconciliation when the org's recorded customer no longer exists in Stripe.
         """
+        make_default = flag(make_default, name="make_default")
         oid = ids.object_id(org_id, name="org_id")
         source = text(stripe_payment_method, name="stripe_payment_method", limit=255)
         request = text(request_id, name="request_id", limit=255)

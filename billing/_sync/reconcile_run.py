@@ -38,6 +38,7 @@ from billing._sync.run_lease import RunLease, lease_key
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents, ids
+from billing.domain.inputs import callback, flag
 from billing.domain.periods import last_closed_month
 from billing.errors import (
     BillingError,
@@ -93,6 +94,8 @@ class Reconciler:
         the lease is released. A run that takes over an expired lease marks its dead holder's
         record "abandoned".
         """
+        apply = flag(apply, name="apply")  # apply="false" is truthy: refused, never repairing
+        progress = callback(progress, name="progress")
         selected = _checks(checks)
         part = shard_of(shard)
         oid = None if org_id is None else ids.object_id(org_id, name="org_id")

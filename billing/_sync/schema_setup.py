@@ -97,7 +97,7 @@ def _apply(db: Any, now: datetime) -> SchemaReport:
     before = _check(db)
     if before.version > VERSION:
         raise ConfigurationError(before.changes[-1] if before.changes else "newer schema")
-    done = SchemaReport(version=before.version, target=VERSION)
+    done = SchemaReport(version=before.version, target=VERSION, applied=True)
     existing = set(db.list_collection_names())
     for spec in schema.COLLECTIONS:
         if spec.name not in existing:

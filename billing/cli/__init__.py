@@ -65,6 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = exc.exit_code if isinstance(exc, signals.Stopped) else exit_codes.INTERRUPTED
             return _fail(f"{exc or 'interrupted'}; what was committed stays, rerunning is safe",
                          code, as_json=as_json, secrets=secrets)
+        except Exception as exc:  # not a billing error: e.g. a stored document it cannot read
+            text = _short(connect.scrub(str(exc), secrets))  # scrubbed before it is cut
+            return _fail(f"unexpected {type(exc).__name__}: {text} (a stored "
+                         "document billing cannot read, or a bug in billing); what was "
+                         "committed before it stays", exit_codes.UNEXPECTED, as_json=as_json,
+                         secrets=secrets)
+
+
+def _short(text: str, limit: int = 500) -> str:
+    """A message cut to `limit` characters: a validation error lists every field it checked."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _fail(message: str, code: int, *, as_json: bool, secrets: Sequence[str]) -> int:

@@ -44,7 +44,7 @@ def add_parser(commands: Any, *, parents: list[argparse.ArgumentParser]) -> None
 def main(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     org_id = None if args.org is None else str(ids.object_id(args.org, name="--org"))
-    database = args.database or invoice_run.DEFAULT_DATABASE
+    database = connect.database_option(args.database, invoice_run.DEFAULT_DATABASE)
     with (connect.stripe_gateway() as gateway,
           connect.billing_for(args.uri, database, notices=sys.stderr, gateway=gateway) as billing):
         if args.apply and gateway is None:
@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
             report = billing.collections.run(apply=args.apply, org_id=org_id, shard=shard,
                                              progress=bar)
         names = {} if args.json else invoice_run_table.names_of(
-            billing, {i.org_id for i in report.items})
+            billing, {i.org_id for i in report.items} | {e["org_id"] for e in report.errors})
         return show(report, as_json=args.json, names=names)
 
 
@@ -76,21 +76,29 @@ def render(report: CollectionReport, names: Mapping[str, str]) -> str:
     lines = [f"Collection ({mode}) of {report.orgs_scanned} org"
              f"{'' if report.orgs_scanned == 1 else 's'}, shard {report.shard[0]}/"
              f"{report.shard[1]}", ""]
+    def who(org_id: str) -> str:
+        name = names.get(org_id)
+        return f"{name} (org {org_id})" if name else f"org {org_id}"
+
     for item in report.items:
-        org = names.get(item.org_id)
-        who = f"{org} (org {item.org_id})" if org else f"org {item.org_id}"
         number = f"#{item.number}" if item.number is not None else item.invoice_id
         when = f", due {item.due_at:%Y-%m-%d}" if item.due_at and item.result.value == \
             "not_due" else ""
         lines += textwrap.wrap(
-            f"[{item.result.value}] {who}: invoice {number} "
+            f"[{item.result.value}] {who(item.org_id)}: invoice {number} "
             f"{format_money(item.amount, item.currency)}, attempt {item.attempt}{when}"
             + (f": {item.detail}" if item.detail else ""),
             width=WIDTH, subsequent_indent="    ", break_on_hyphens=False)
-    if report.items:
+    for entry in report.errors:  # an org that could not be read: none of its invoices are listed
+        lines += textwrap.wrap(f"FAILED {who(entry['org_id'])}: {entry['error']}", width=WIDTH,
+                               subsequent_indent="    ", break_on_hyphens=False)
+    if report.items or report.errors:
         lines.append("")
     counts = ", ".join(f"{n} {r}" for r, n in report.counts.items() if n)
     charged = ", ".join(format_money(a, c) for c, a in sorted(report.charged().items()))
+    failed = len(report.errors)
     lines.append(f"Invoices: {counts or 'none open'}"
-                 + (f"; {'charged' if report.apply else 'due'}: {charged}" if charged else ""))
+                 + (f"; {'charged' if report.apply else 'due'}: {charged}" if charged else "")
+                 + (f"; {failed} org{'' if failed == 1 else 's'} could not be read"
+                    if failed else ""))
     return "\n".join(lines)

@@ -42,6 +42,13 @@ def database_name(name: str) -> str:
     return name
 
 
+def database_option(given: str | None, default: str) -> str:
+    """--database as given, else `default`: only an absent option takes the default. An empty
+    name (e.g. `--database "$BILLING_DB"` with the variable unset) is refused like any other
+    invalid name (InvalidInput, exit 2), never replaced by the default database."""
+    return database_name(default if given is None else given)
+
+
 def connection_string(uri: str, *, source: str) -> str:
     """`uri` if it is a MongoDB connection string. pymongo would take any other text for a host
     name and fail only after a server selection timeout, as "unreachable"; this says what is

@@ -18,11 +18,12 @@ from typing import Any
 
 from billing import Billing
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, invoice_run, signals
+from billing.cli import advice, connect, exit_codes, invoice_run, signals
 from billing.cli.money import format_money
 from billing.cli.output import emit_json
 from billing.domain.models import CreditNote, CreditReason, Invoice, InvoiceStatus
-from billing.errors import ConfigurationError, InvalidInput, shown
+from billing.domain.money import MAX_AMOUNT
+from billing.errors import ConfigurationError, InvalidInput, InvalidMoney, shown
 
 DRY_RUN_NOTICE = "dry run: nothing written, nothing refunded; add --apply to issue it"
 
@@ -80,18 +81,24 @@ def _minor_units(text: str, name: str) -> int:
     if not (text.isascii() and text.isdigit()):  # "²" and "١٢" are digits to str.isdigit
         raise InvalidInput(f"{name} must be a whole number of minor units (e.g. 1250 for 12.50), "
                            f"got {shown(text)}")
-    return int(text)
+    # Checked before int(), which refuses more than 4300 digits (leading zeros too).
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_AMOUNT)):
+        raise InvalidMoney(f"{name} exceeds the largest storable amount {MAX_AMOUNT}, got "
+                           f"{shown(text)}")
+    return int(digits)
 
 
 def main(args: argparse.Namespace) -> int:
     org_id = str(ids.object_id(args.org, name="ORG"))
     invoice_id = str(ids.object_id(args.invoice, name="INVOICE"))
     kwargs = arguments(args)
-    database = args.database or invoice_run.DEFAULT_DATABASE
+    database = connect.database_option(args.database, invoice_run.DEFAULT_DATABASE)
     # A refund goes through Stripe ($STRIPE_API_KEY); without a key, crediting an unpaid
     # invoice or --no-refund still work, and a refund is refused before anything is written.
     with (connect.stripe_gateway() as gateway,
-          connect.billing_for(args.uri, database, notices=sys.stderr, gateway=gateway) as billing):
+          connect.billing_for(args.uri, database, notices=sys.stderr, gateway=gateway) as billing,
+          advice.unknown_org(org_id, database, option="ORG"), advice.refund_options()):
         if gateway is None and not args.no_refund and billing.invoices.get(
                 org_id, invoice_id).status is InvoiceStatus.PAID:
             raise ConfigurationError(  # the library's advice names Billing(...): not the CLI's

@@ -42,7 +42,7 @@ def add_parser(commands: Any, *, parents: list[argparse.ArgumentParser]) -> None
 
 def main(args: argparse.Namespace) -> int:
     period = last_closed_month()
-    database = args.database or DEFAULT_DATABASE
+    database = connect.database_option(args.database, DEFAULT_DATABASE)
     with connect.billing_for(args.uri, database, notices=sys.stderr,
                              require_schema=False) as billing:
         reset(billing)

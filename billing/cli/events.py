@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, invoice_run, signals
+from billing.cli import advice, connect, exit_codes, invoice_run, signals
 from billing.cli.output import emit_json
 from billing.domain.models import Event
 from billing.errors import InvalidInput
@@ -50,8 +50,12 @@ def main(args: argparse.Namespace) -> int:
     limit = LIMIT if args.limit is None else args.limit
     if not 1 <= limit <= 1000:
         raise InvalidInput(f"--limit must be from 1 to 1000, got {limit}")
-    database = args.database or invoice_run.DEFAULT_DATABASE
+    database = connect.database_option(args.database, invoice_run.DEFAULT_DATABASE)
     with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
+        latest = None
+        if org_id is not None:  # an unknown org exits 2, also with --follow (never a silent wait)
+            with advice.unknown_org(org_id, database):
+                latest = billing.orgs.get(org_id).event_seq
         if args.follow:
             with billing.events.watch(org_id=org_id) as stream:
                 for watched in stream:
@@ -62,10 +66,9 @@ def main(args: argparse.Namespace) -> int:
                     else:
                         print(_line(watched.event), flush=True)
             return exit_codes.OK
-        assert org_id is not None
+        assert org_id is not None and latest is not None
         after = args.after
         if after is None:  # the last --limit events
-            latest = billing.orgs.get(org_id).event_seq
             after = max(0, latest - limit)
         page = billing.events.poll(org_id, after=after, limit=limit)
         signals.outcome_shown()

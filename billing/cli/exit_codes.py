@@ -3,7 +3,9 @@
     0  OK                  invoice run: every org invoiced (now or by an earlier run), or nothing
                            to bill. reconcile: nothing wrong, or every finding repaired. invoice
                            bill-late: nothing late, or --apply billed it. invoice show: shown.
-                           credit-note create: the credit note shown (dry run) or issued
+                           credit-note create: the credit note shown (dry run) or issued.
+                           collect: nothing due (not due yet or busy elsewhere is fine), or
+                           --apply paid every invoice that was due
     1  ORGS_FAILED         invoice run: some orgs failed; the output names them and why. Rerunning
                            is safe: orgs already invoiced are not billed twice. reconcile: findings
                            remain (a dry run found some; with --apply, a repair failed or a finding
@@ -12,7 +14,12 @@
                            run): conversations are late; --apply bills them. credit-note
                            create: refused by the invoice's state (it would credit more than
                            is left, a draft or void invoice, a payment in flight), or Stripe
-                           refused the refund (the credit note is void)
+                           refused the refund (the credit note is void). collect: a dry run
+                           found invoices due; with --apply, a charge was declined, is waiting
+                           (3-D Secure, processing), needs a new card or failed; or an org's
+                           documents could not be read (each named). Any command: an
+                           unexpected error that is not billing's own (a stored document
+                           billing cannot read, or a bug), named in the message
     2  USAGE               the arguments are wrong: unknown option, malformed or open period,
                            malformed id or shard, unknown --check or --org, no such invoice for
                            invoice show (any `InvalidInput` or `NotFound`)
@@ -23,13 +30,15 @@
                            (`DatabaseUnavailable`): orgs done so far stand, rerunning is safe
     4  LEASE_NOT_ACQUIRED  reconcile --apply: another run holds the shard's lease, so this one
                            repaired nothing (or it lost the lease mid-run: its repairs so far
-                           stand); let the other run finish, or retry later
+                           stand); let the other run finish, or retry later. collect --apply:
+                           another collect run holds the shard's lease; nothing was charged
   130  INTERRUPTED         stopped by Ctrl-C (SIGINT); what committed stays committed, rerunning
-                           is safe; reconcile --apply records its run `failed` with the reason and
-                           releases its lease first
+                           is safe; reconcile --apply and collect --apply record their run
+                           `failed` with the reason and release their lease first
   143  TERMINATED          stopped by SIGTERM (cron, systemd, Kubernetes), handled like Ctrl-C.
                            A run killed outright (SIGKILL) leaves its audit record `running`: the
-                           next reconcile --apply marks it `abandoned` once its lease has lapsed
+                           next reconcile --apply (or collect --apply, for a collect run) marks
+                           it `abandoned` once its lease has lapsed
 
 Errors print one line to stderr, `billing: error: <message>`, and with --json also
 `{"error": ..., "exit_code": ...}` on stdout.
@@ -51,6 +60,7 @@ from billing.reconcile_findings import ReconcileReport
 OK = 0
 ORGS_FAILED = 1
 FINDINGS_REMAIN = ORGS_FAILED  # the same code: "look at the output, some work is left"
+UNEXPECTED = ORGS_FAILED  # an error that is not a BillingError: the message names it
 USAGE = 2
 UNAVAILABLE = 3
 LEASE_NOT_ACQUIRED = 4

@@ -16,12 +16,12 @@ from typing import Any
 
 from billing import Billing
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, invoice_run, invoice_run_table, signals
+from billing.cli import advice, connect, exit_codes, invoice_run, invoice_run_table, signals
 from billing.cli.money import format_money
 from billing.cli.output import emit_json
 from billing.domain.models import Invoice, InvoiceStatus, LateUsage
 from billing.domain.periods import Period
-from billing.errors import NothingToBill, OrgNotFound
+from billing.errors import NothingToBill
 
 DRY_RUN_NOTICE = "dry run: nothing changed; add --apply to bill them"
 WIDTH = 100  # the longest line printed for people
@@ -47,13 +47,10 @@ def main(args: argparse.Namespace) -> int:
     # Arguments are checked before anything connects: a typo costs no database round trip.
     period = Period.month(args.period)
     org_id = str(ids.object_id(args.org, name="--org"))
-    database = args.database or invoice_run.DEFAULT_DATABASE
+    database = connect.database_option(args.database, invoice_run.DEFAULT_DATABASE)
     with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
-        try:
+        with advice.unknown_org(org_id, database):
             usage, invoice = _run(billing, org_id, period, apply=args.apply)
-        except OrgNotFound:  # the library's message advises orgs.create(): no CLI command
-            raise OrgNotFound(f"no org {org_id} in database {database!r}: check the id given "
-                              "to --org and the --database") from None
         name = None if args.json else invoice_run_table.names_of(billing, [org_id]).get(org_id)
         # Shown before the embedded database (if any) takes its seconds to stop.
         return show(usage, invoice, period, apply=args.apply, as_json=args.json, org_name=name)

@@ -12,10 +12,9 @@ from typing import Any
 
 from billing import Billing
 from billing.adapters import ids
-from billing.cli import connect, exit_codes, invoice_run_table, signals
+from billing.cli import advice, connect, exit_codes, invoice_run_table, signals
 from billing.cli.output import ProgressBar, emit_json
 from billing.domain.periods import Period
-from billing.errors import OrgNotFound
 from billing.invoice_runs import RunSummary
 
 DEFAULT_DATABASE = "billing"
@@ -39,13 +38,10 @@ def main(args: argparse.Namespace) -> int:
     # Arguments are checked before anything connects: a typo costs no database round trip.
     period = Period.month(args.period)
     org_id = None if args.org is None else str(ids.object_id(args.org, name="--org"))
-    database = args.database or DEFAULT_DATABASE
+    database = connect.database_option(args.database, DEFAULT_DATABASE)
     with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
-        try:
+        with advice.unknown_org(org_id, database):
             summary = run_with_progress(billing, period, org_id=org_id)
-        except OrgNotFound:  # the library's message advises orgs.create(): no CLI command
-            raise OrgNotFound(f"no org {org_id} in database {database!r}: check the id given "
-                              "to --org and the --database") from None
         names = {} if args.json else invoice_run_table.org_names(billing, summary)
         # Shown before the embedded database (if any) takes its seconds to stop.
         return show(summary, names, as_json=args.json)

@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     # Arguments are checked before anything connects: a typo costs no database round trip.
     org_id = str(ids.object_id(args.org, name="ORG"))
     invoice_id = str(ids.object_id(args.invoice, name="INVOICE"))
-    database = args.database or invoice_run.DEFAULT_DATABASE
+    database = connect.database_option(args.database, invoice_run.DEFAULT_DATABASE)
     with connect.billing_for(args.uri, database, notices=sys.stderr) as billing:
         invoice = billing.invoices.get(org_id, invoice_id)
         payments = billing.invoices.payment_attempts(org_id, invoice_id)

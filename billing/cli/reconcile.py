@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     # Arguments are checked before anything connects: a typo costs no database round trip.
     shard = parse_shard(args.shard)
     org_id = None if args.org is None else str(ids.object_id(args.org, name="--org"))
-    database = args.database or invoice_run.DEFAULT_DATABASE
+    database = connect.database_option(args.database, invoice_run.DEFAULT_DATABASE)
     with (connect.stripe_gateway() as gateway,
           connect.billing_for(args.uri, database, notices=sys.stderr, gateway=gateway) as billing):
         with ProgressBar(sys.stderr, "repairing" if args.apply else "checking") as bar:

@@ -6,6 +6,8 @@ prints what it changed. With --check it writes nothing and exits 1 when anything
 (a missing or different index or validator, pending migrations, an unknown newer version).
 Every other command refuses a database that `setup` has not brought to this version (exit 3).
 With --shard, on a mongos, it then shards the tenant collections by org_id (docs/scaling.md).
+In --json, "current" says whether the database now matches this version's data contract: true
+after setup (it made every change or failed), and with --check true only when nothing differs.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ def add_parser(commands: Any, *, parents: list[argparse.ArgumentParser]) -> None
                        help="after setup, shard the tenant collections by org_id (on a mongos "
                             "only; idempotent)")
     setup.add_argument("--json", action="store_true",
-                       help="print one JSON document (the changes and exit_code) on stdout")
+                       help="print one JSON document (the changes, current and exit_code) on "
+                            "stdout")
     setup.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    database = args.database or DEFAULT_DATABASE
+    database = connect.database_option(args.database, DEFAULT_DATABASE)
     with connect.billing_for(args.uri, database, notices=sys.stderr,
                              require_schema=False) as billing:
         report = billing.schema_drift() if args.check else billing.setup()

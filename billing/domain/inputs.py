@@ -6,14 +6,15 @@ useful message rather than being coerced, and a dict such as {"$ne": None} never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from billing.domain import money
 from billing.domain.periods import utc
-from billing.errors import BillingError, InvalidInput
+from billing.errors import BillingError, InvalidInput, shown
 
 MAX_TEXT = 500
 
@@ -28,6 +29,24 @@ def text(value: Any, *, name: str = "value", limit: int = MAX_TEXT) -> str:
     except UnicodeEncodeError as exc:  # a lone surrogate: MongoDB stores UTF-8 only
         raise InvalidInput(f"{name} must be valid Unicode text: it holds a lone surrogate "
                            f"({value[exc.start]!r}) at position {exc.start}") from None
+    return value
+
+
+def flag(value: Any, *, name: str) -> bool:
+    """True or False, nothing else: `apply="false"` (truthy) must not charge or repair."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be True or False, got {shown(value)}")
+    return value
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def callback(value: F | None, *, name: str) -> F | None:
+    """None or a callable: refused before a run writes, not by a TypeError after its first
+    org committed."""
+    if value is not None and not callable(value):
+        raise InvalidInput(f"{name} must be None or a callable, got {shown(value)}")
     return value
 
 

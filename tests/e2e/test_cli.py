@@ -17,6 +17,7 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
+import billing.cli
 from billing import Billing, Org
 from billing.domain.periods import last_closed_month
 from tests.support.billing_data import dump, expected_total, seed_conversations
@@ -235,6 +236,41 @@ def test_usage_errors_give_exit_2_without_connecting(args: list[str]) -> None:
     one_error_line(result)
 
 
+EVERY_COMMAND = [
+    ["setup"], ["setup", "--check"], ["demo"], ["invoice", "run", "--period", PERIOD.label],
+    ["invoice", "show", str(ObjectId()), str(ObjectId())],
+    ["invoice", "bill-late", "--org", str(ObjectId()), "--period", PERIOD.label],
+    ["credit-note", "create", str(ObjectId()), str(ObjectId()), "--amount", "1", "--reason",
+     "duplicate", "--request-id", "r-1"],
+    ["reconcile"], ["collect"], ["events", "tail", "--org", str(ObjectId())],
+]
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=lambda c: " ".join(c[:2]))
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_empty_database_name_is_refused_not_replaced_by_the_default(
+        command: list[str], where: str) -> None:
+    # e.g. `scripts/cron-nightly --database "$BILLING_DB"` with the variable unset: the default
+    # database ("billing") must not be billed, collected or set up instead. Exit 2 against an
+    # unreachable server: refused before anything connected.
+    args = ["--database", "", *command] if where == "before" else [*command, "--database", ""]
+
+    result = cli("--uri", UNREACHABLE, *args, "--json")
+
+    assert result.returncode == 2, result.stderr
+    assert "--database '' is not a valid database name" in one_error_line(result)
+    assert json.loads(result.stdout)["exit_code"] == 2
+
+
+def test_cron_nightly_with_an_empty_database_name_stops_at_the_invoice_run() -> None:
+    result = subprocess.run([str(ROOT / "scripts" / "cron-nightly"), "--uri", UNREACHABLE,
+                             "--database", ""], capture_output=True, text=True, timeout=120,
+                            env=cli_env(STRIPE_API_KEY="sk_test_x"), check=False)
+
+    assert result.returncode == 2
+    assert [json.loads(line)["exit_code"] for line in result.stdout.splitlines()] == [2]
+
+
 @pytest.mark.parametrize("how", ["--uri", "MONGODB_URI", "malformed"])
 def test_unreachable_database_gives_exit_3_and_never_shows_the_password(how: str) -> None:
     uri = f"mongodb://user:{PASSWORD}@127.0.0.1:port/" if how == "malformed" else UNREACHABLE
@@ -258,6 +294,29 @@ def test_a_uri_echoed_in_a_usage_error_is_scrubbed() -> None:
     assert "unrecognized arguments" in one_error_line(result)
     assert PASSWORD not in result.stdout + result.stderr
     assert json.loads(result.stdout)["exit_code"] == 2
+
+
+def test_an_unexpected_error_is_one_scrubbed_line_and_the_json_document_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from billing.cli import invoice_show
+
+    def broken(args: Any) -> int:
+        # The password would straddle the cut at 500 characters.
+        raise RuntimeError("x" * 465 + f" cannot use {UNREACHABLE}\nsecond line")
+
+    monkeypatch.setattr(invoice_show, "main", broken)
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+
+    code = billing.cli.main(["--uri", UNREACHABLE, "invoice", "show", str(ObjectId()),
+                             str(ObjectId()), "--json"])
+
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    [line] = err.splitlines()
+    assert line.startswith("billing: error: unexpected RuntimeError: ") and len(line) < 1000
+    assert PASSWORD[:5] not in out + err
+    assert json.loads(out) == {"error": line.removeprefix("billing: error: "), "exit_code": 1}
 
 
 def test_cron_nightly_invoices_the_last_closed_month_as_a_json_line(

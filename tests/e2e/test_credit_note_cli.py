@@ -110,3 +110,31 @@ def test_a_paid_invoice_is_refunded_only_with_stripe_or_settled_outside_it(
     note = json.loads(outside.stdout)["credit_note"]
     assert (note["settlement"], note["refund"], note["amount"]) == ("out_of_band", None,
                                                                     first.total)
+
+
+def test_a_refund_stripe_refuses_advises_the_cli_options_not_the_library_arguments(
+    mongo_uri: str, db_name: str, invoiced: dict[str, Any],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import contextlib
+
+    import billing.cli
+    from billing import PaymentError
+    from billing.cli import connect
+
+    for name in ("MONGODB_URI", "STRIPE_API_KEY", "STRIPE_API_BASE", "BILLING_FAULTS"):
+        monkeypatch.delenv(name, raising=False)
+    first = invoiced["first"]  # paid through the fake gateway
+    fake = invoiced["gateway"]
+    fake.fail_next("refund", PaymentError("refused", code="charge_disputed"))
+    monkeypatch.setattr(connect, "stripe_gateway", lambda: contextlib.nullcontext(fake))
+    capsys.readouterr()
+
+    code = billing.cli.main(["--uri", mongo_uri, "--database", db_name, "credit-note", "create",
+                             first.org_id, first.id, "--amount", "50", "--reason", "duplicate",
+                             "--request-id", "cn-1", "--apply"])
+
+    err = capsys.readouterr().err
+    assert code == 1 and "did not refund" in err and fake.refunded(first.id) == 0, err
+    # The command has --no-refund and --request-id; refund=False is the library's keyword.
+    assert "refund=False" not in err and "--no-refund" in err and "--request-id" in err, err

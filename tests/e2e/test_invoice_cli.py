@@ -25,7 +25,8 @@ pytestmark = pytest.mark.integration
 def invoiced(client: MongoClient[dict[str, Any]], db_name: str) -> dict[str, Any]:
     """An org whose last closed month is invoiced (and paid), then three conversations of that
     month recorded late; another org with an invoice of its own."""
-    b = Billing(client, database=db_name, gateway=FakeGateway(), transaction_retry_seconds=60)
+    fake = FakeGateway()
+    b = Billing(client, database=db_name, gateway=fake, transaction_retry_seconds=60)
     b.setup()
     org = b.orgs.create(name="Late Org", currency="usd", per_conversation=50,
                         per_started_minute=10)
@@ -39,7 +40,7 @@ def invoiced(client: MongoClient[dict[str, Any]], db_name: str) -> dict[str, Any
     payment = b.invoices.pay(org.id, first.id)
     late = seed_conversations(b.database, org.id, 3, start=PERIOD.start + timedelta(days=2))
     return {"billing": b, "org": org, "first": b.invoices.get(org.id, first.id),
-            "payment": payment, "late": late, "theirs": theirs}
+            "payment": payment, "late": late, "theirs": theirs, "gateway": fake}
 
 
 def invoice_cli(uri: str, db_name: str, *args: str) -> Any:
@@ -134,6 +135,29 @@ def test_invoice_show_of_an_invoice_the_org_does_not_have_exits_2(
     assert result.returncode == 2 and result.stdout == ""
     assert "invoice" in one_error_line(result).lower()
     assert as_json.returncode == 2 and json.loads(as_json.stdout)["exit_code"] == 2
+
+
+@pytest.mark.parametrize("command", ["invoice show", "credit-note create"])
+def test_an_invoice_billing_cannot_read_gives_one_error_line_and_json_not_a_traceback(
+    mongo_uri: str, db_name: str, invoiced: dict[str, Any], command: str
+) -> None:
+    db = invoiced["billing"].database
+    org, theirs = invoiced["org"], invoiced["first"]
+    # A document the validator accepts but billing cannot read.
+    db.invoices.update_one({"_id": ObjectId(theirs.id)}, {"$unset": {"created_at": ""}})
+    before = dump(db)
+    args = [org.id, theirs.id] + (["--amount", "50", "--reason", "duplicate", "--request-id",
+                                   "cn-1", "--no-refund"] if command == "credit-note create"
+                                  else [])
+
+    result = cli("--uri", mongo_uri, "--database", db_name, *command.split(), *args, "--json")
+
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "breaks the data contract" in line and "created_at" in line and "Traceback" not in line
+    assert json.loads(result.stdout) == {"error": line.removeprefix("billing: error: "),
+                                         "exit_code": 1}
+    assert dump(db) == before
 
 
 def test_bill_late_for_an_unknown_org_or_an_open_month_exits_2_and_writes_nothing(

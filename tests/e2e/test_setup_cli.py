@@ -57,6 +57,24 @@ def test_setup_then_check_then_drift(mongo_uri: str, db_name: str,
     assert drift.returncode == 1 and "create index invoices.one_per_period" in drift.stdout
 
 
+def test_setup_json_says_current_once_setup_has_made_the_database_current(
+    mongo_uri: str, db_name: str, client: MongoClient[dict[str, Any]]
+) -> None:
+    first = cli("--uri", mongo_uri, "--database", db_name, "setup", "--json")
+    check = cli("--uri", mongo_uri, "--database", db_name, "setup", "--check", "--json")
+
+    done = json.loads(first.stdout)
+    assert first.returncode == 0 and done["changes"] and done["schema_version"] == VERSION
+    # The same database, in the same state: current after setup as for --check.
+    assert done["current"] is True and json.loads(check.stdout)["current"] is True
+
+    client[db_name].invoices.drop_index("one_per_period")
+    repaired = json.loads(cli("--uri", mongo_uri, "--database", db_name, "setup",
+                              "--json").stdout)
+    assert repaired["changes"] == ["created index invoices.one_per_period"]
+    assert repaired["current"] is True
+
+
 def test_shard_needs_a_mongos(mongo_uri: str, db_name: str) -> None:
     result = cli("--uri", mongo_uri, "--database", db_name, "setup", "--shard")
     assert result.returncode == 3 and "mongos" in one_error_line(result)

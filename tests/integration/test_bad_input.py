@@ -43,7 +43,7 @@ from billing.errors import (
 from billing.gateways import AsyncFakeGateway, FakeGateway
 from billing.plans.webhooks import WebhookOutcome
 from tests.support import figures
-from tests.support.billing_data import OCT, OPEN, dump
+from tests.support.billing_data import OCT, OPEN, dump, seed_conversations
 from tests.support.isolation_world import WEBHOOK_SECRET, World, two_orgs, unknown_id
 from tests.support.rejected_webhooks import rejected_deliveries
 
@@ -413,6 +413,8 @@ UNTYPED: list[tuple[str, Call]] = [
      lambda b, w: b.reconciliation.run(apply=True, lease_seconds=math.nan)),
     ("reconciliation.run(stale_after='x')",
      lambda b, w: b.reconciliation.run(stale_after="x")),
+    ("events.poll(after=2**63)",
+     lambda b, w: b.events.poll(str(ObjectId()), after=2**63)),
     ("webhooks.handle(header={'t': 1})", lambda b, w: b.webhooks.handle(b"{}", {"t": 1})),
     ("webhooks.handle(header=5)", lambda b, w: b.webhooks.handle(b"{}", 5)),
 ]
@@ -440,6 +442,67 @@ def test_wrong_types_of_options_raise_typed_errors(
         assert check(label, REJECTED, outcome) is None
     else:
         assert check(label, InvalidInput, outcome) is None
+
+
+# ---- flags and callbacks of the wrong type: refused before anything is read or written -------
+# A truthy string such as "false" (e.g. apply=os.environ["APPLY"]) must not charge, repair or
+# finalise; a progress that cannot be called must not fail after the first org committed.
+
+
+def _due_world(client: Any, db_name: str) -> tuple[Billing, FakeGateway, str, str]:
+    """An org with a closed month to bill (a reconciliation finding, an invoice run's work),
+    and an open invoice due for collection on its default card: every run below would act."""
+    fake = FakeGateway()
+    b = Billing(client, database=db_name, gateway=fake)
+    b.setup()
+    org = b.orgs.create(name="A", currency="usd", per_conversation=50, per_started_minute=10)
+    month = last_closed_month()
+    seed_conversations(b.database, org.id, 3, start=month.start)
+    inv = b.invoices.create_for_period(org.id, month.start, month.end)
+    b.payment_methods.attach(org.id, "pm_card_visa", request_id="r-1")
+    seed_conversations(b.database, org.id, 2, start=month.start - timedelta(days=40))
+    return b, fake, org.id, inv.id
+
+
+FLAGS: list[tuple[str, str, Callable[[Billing, str], Any]]] = [
+    ("collections.run(apply='false')", "apply",
+     lambda b, org: b.collections.run(apply="false")),
+    ("collections.run(apply=1)", "apply", lambda b, org: b.collections.run(apply=1)),
+    ("reconciliation.run(apply='false')", "apply",
+     lambda b, org: b.reconciliation.run(apply="false")),
+    ("reconciliation.run(apply=None)", "apply", lambda b, org: b.reconciliation.run(apply=None)),
+    ("invoices.create_for_period(finalize='false')", "finalize",
+     lambda b, org: b.invoices.create_for_period(
+         org, last_closed_month().start - timedelta(days=40), last_closed_month().start,
+         finalize="false")),
+    ("payment_methods.attach(make_default='false')", "make_default",
+     lambda b, org: b.payment_methods.attach(org, "pm_card_mastercard", request_id="r-2",
+                                             make_default="false")),
+    ("invoices.run_period(progress=5)", "progress",
+     lambda b, org: b.invoices.run_period(last_closed_month(), progress=5)),
+    ("reconciliation.run(apply=True, progress=5)", "progress",
+     lambda b, org: b.reconciliation.run(apply=True, progress=5)),
+    ("collections.run(apply=True, progress='bar')", "progress",
+     lambda b, org: b.collections.run(apply=True, progress="bar")),
+]
+
+
+@pytest.mark.parametrize("label,name,call", FLAGS, ids=[f[0] for f in FLAGS])
+def test_a_flag_or_progress_of_the_wrong_type_is_refused_and_nothing_acts(
+    client: Any, db_name: str, label: str, name: str, call: Callable[[Billing, str], Any]
+) -> None:
+    b, fake, org, inv = _due_world(client, db_name)
+    before = dump(b.database)
+    figures.add("bad inputs tried", 1)
+
+    with pytest.raises(InvalidInput) as caught:
+        call(b, org)
+
+    assert f"{name} must be" in caught.value.message, caught.value.message
+    changed = dump(b.database) != before
+    figures.add("writes caused by bad input", int(changed))
+    assert not changed
+    assert fake.taken(inv) == 0 and len(fake.charges) == 0
 
 
 def test_attach_without_a_gateway_writes_nothing(client: Any, db_name: str) -> None:
@@ -503,7 +566,7 @@ def cli_cases() -> list[list[str]]:
                   "1/2/", MB]:
         cases.append(["reconcile", "--shard", shard])
         cases.append(["reconcile", "--apply", "--shard", shard])
-    for database in ["a/b", "a.b", "a b", "a$b", "x" * 64, "\x00"]:
+    for database in ["a/b", "a.b", "a b", "a$b", "x" * 64, "\x00", ""]:
         cases.append(["--database", database, *run, "--period", CLOSED])
         cases.append([*run, "--period", CLOSED, "--database", database])
     # Bytes that are not UTF-8 reach argv as lone surrogates (surrogateescape).
@@ -516,6 +579,13 @@ def cli_cases() -> list[list[str]]:
         cases.append([*run, "--period", bad])
         cases.append(["reconcile", "--shard", bad])
         cases.append(["reconcile", "--check", bad])
+    # Beyond int64, and beyond the digits int() parses: refused, not an OverflowError/ValueError.
+    cases.append(["events", "tail", "--org", str(ObjectId()), "--after", str(2**63)])
+    credit = ["credit-note", "create", str(ObjectId()), str(ObjectId()), "--reason", "duplicate",
+              "--request-id", "r-1", "--apply"]
+    for amount in ["5" * 5000, "0" * 5000 + "5", str(2**63), "9" * 20]:
+        cases.append([*credit, "--amount", amount])
+        cases.append([*credit, "--line", f"{ObjectId()}={amount}"])
     cases.append(["demo", "--database", "{db}"])  # the demo refuses a database it did not write
     return cases
 

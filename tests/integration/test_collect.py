@@ -114,6 +114,33 @@ def test_an_audit_record_per_apply_run_and_the_lease(d: Driver) -> None:
         d("collections.run", apply=True)
 
 
+def test_a_killed_runs_record_is_closed_by_the_run_that_takes_over_its_lease(
+    d: Driver
+) -> None:
+    """A run SIGKILLed mid-collection leaves its record `running` and its lease until it
+    expires; the run that takes the lapsed lease over marks that record `abandoned` (as
+    reconciliation does), instead of leaving it running forever."""
+    _, inv = org_with_invoice(d, "pm_card_visa")
+    dead = ObjectId()  # what the killed run left: its record, its lease
+    d.db.collection_runs.insert_one({"_id": dead, "status": "running", "mode": "apply",
+                                     "started_at": FINALIZED, "finished_at": None})
+    d.db.reconciliation_leases.insert_one({"_id": "collect:shard:0/1", "holder": str(dead),
+                                           "expires_at": FINALIZED + timedelta(seconds=300)})
+    with pytest.raises(LeaseNotAcquired):  # still valid: the next run waits it out
+        d("collections.run", apply=True)
+    assert d.db.collection_runs.find_one({"_id": dead})["status"] == "running"
+    d.clock.advance(301)
+
+    report = d("collections.run", apply=True)
+
+    closed = d.db.collection_runs.find_one({"_id": dead})
+    assert closed["status"] == "abandoned" and closed["finished_at"] is not None
+    assert report.run_id in closed["error"]
+    assert d.db.collection_runs.find_one({"_id": ObjectId(report.run_id)})["status"] == \
+        "finished"
+    assert results(report) == {inv.id: "paid"} and d.fake.taken(inv.id) == inv.total
+
+
 def test_an_invoice_paid_by_another_call_while_the_run_charges_is_not_a_failure(
     d: Driver
 ) -> None:

@@ -27,6 +27,12 @@ async def close_reconciliation_run(direct: AsyncDirect, run_id: ObjectId, fields
     await direct.update_one(schema.RECONCILIATION_RUNS, {"_id": run_id}, {"$set": fields})
 
 
+async def abandon_collection_run(direct: AsyncDirect, run_id: ObjectId, fields: Doc) -> None:
+    """Close a record its run left `running` (the run died): only while it is still running."""
+    await direct.update_one(schema.COLLECTION_RUNS, {"_id": run_id, "status": "running"},
+                            {"$set": fields})
+
+
 async def record_collection_run(direct: AsyncDirect, run_id: ObjectId, doc: Doc) -> None:
     """The collect run's record as it stands (created by its first write)."""
     await direct.update_one(schema.COLLECTION_RUNS, {"_id": run_id}, {"$set": doc}, upsert=True)

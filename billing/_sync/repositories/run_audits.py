@@ -28,6 +28,12 @@ def close_reconciliation_run(direct: Direct, run_id: ObjectId, fields: Doc) -> N
     direct.update_one(schema.RECONCILIATION_RUNS, {"_id": run_id}, {"$set": fields})
 
 
+def abandon_collection_run(direct: Direct, run_id: ObjectId, fields: Doc) -> None:
+    """Close a record its run left `running` (the run died): only while it is still running."""
+    direct.update_one(schema.COLLECTION_RUNS, {"_id": run_id, "status": "running"},
+                            {"$set": fields})
+
+
 def record_collection_run(direct: Direct, run_id: ObjectId, doc: Doc) -> None:
     """The collect run's record as it stands (created by its first write)."""
     direct.update_one(schema.COLLECTION_RUNS, {"_id": run_id}, {"$set": doc}, upsert=True)
