@@ -59,9 +59,9 @@ class AsyncMethodChecks:
             except PaymentMethodNotFound:  # deleted in Stripe, its event never processed
                 return [*out, plan.customer_gone(org)]
         out += plan.method_findings(org, live, attached, stale_before)
-        if gateway is not None:
-            out += await self._extra_customers(org)
-        return out
+        if gateway is None:
+            return plan.without_stripe(out)
+        return out + await self._extra_customers(org)
 
     async def _extra_customers(self, org: Org) -> list[Finding]:
         """Stripe customers our metadata says we created for this org, other than its current
@@ -97,7 +97,7 @@ class AsyncMethodChecks:
             for oid in chunk:
                 if oid not in alive:
                     out += plan.orphans(oid, await live_methods_of_org(direct, oid))
-        return out
+        return out if self._ctx.gateway_or_none is not None else plan.without_stripe(out)
 
     # ---- repairs -------------------------------------------------------------------------------
 

@@ -165,3 +165,34 @@ def test_a_card_gone_from_stripe_found_by_reconciliation_is_told(d: Driver) -> N
     assert org_doc(d, org.id)["default_payment_method_id"] is None
     assert [(e["payment_method_id"], e["by"]) for e in detached_events(d, org.id)] == [
         (pm.id, "stripe")]
+
+
+def test_without_a_gateway_what_needs_stripe_is_reported_not_failed(
+        d: Driver, client: Any) -> None:
+    """A run without a gateway (the CLI without STRIPE_API_KEY) runs the local checks: an
+    interrupted detach, a stale attach and an orphan's method are found, but repairing them
+    needs Stripe, so they are reported for a run with one; nothing is written or failed."""
+    from billing import Billing
+
+    org = new_org(d)
+    kept = d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-1")
+    d.db.payment_methods.update_one({"_id": ObjectId(kept.id)},
+                                    {"$set": {"status": "detaching"}})
+    stale = d("payment_methods.attach", org.id, "pm_card_visa", request_id="r-2")
+    d.db.payment_methods.update_one({"_id": ObjectId(stale.id)}, {"$set": {
+        "status": "pending", "created_at": d.clock.now - timedelta(days=1)}})
+    gone = new_org(d, "deleted")
+    orphan = d("payment_methods.attach", gone.id, "pm_card_visa", request_id="r-3")
+    d.db.orgs.delete_one({"_id": ObjectId(gone.id)})
+    methods = list(d.db.payment_methods.find())
+    local = Billing(client, database=d.db.name)
+
+    report = local.reconciliation.run(checks=["payment_method"], apply=True,
+                                      stale_after=timedelta(hours=1))
+
+    found = {f.ids[0]: f for f in report.findings}
+    assert set(found) >= {kept.id, stale.id, orphan.id}
+    for method in (kept, stale, orphan):
+        assert found[method.id].result == "reported" and not found[method.id].repairable
+        assert "STRIPE_API_KEY" in found[method.id].action
+    assert list(d.db.payment_methods.find()) == methods

@@ -350,7 +350,11 @@ def test_without_stripe_only_what_the_database_tells_is_decided() -> None:
     owner = _org_with("cus_1")
     oid = ObjectId(owner.id)
     active, pending = _method(oid, "active", "pm_a"), _method(oid, "pending", "pm_b")
-    assert plan.method_findings(owner, [active, pending], None, STALE) == []
+    # The stale attach is found, but finishing it needs Stripe: without a gateway, reported.
+    [found] = plan.method_findings(owner, [active, pending], None, STALE)
+    assert found.repair == plan.FinishAttach(pending["_id"])
+    [reported] = plan.without_stripe([found])
+    assert reported.repair is None and not reported.repairable
     # An org with no customer has nothing usable attached: its active methods are gone.
     bare = _org_with(None)
     [finding] = plan.method_findings(bare, [active], {}, STALE)

@@ -92,6 +92,7 @@ from billing.plans.reconciliation.payment_methods import (
     needs_stripe_detach,
     orphans,
     stripe_id_of,
+    without_stripe,
 )
 from billing.plans.reconciliation.payments import (
     mismatched_webhooks,
@@ -180,6 +181,7 @@ __all__ = [
     "method_findings",
     "extra_customer",
     "orphans",
+    "without_stripe",
     "detach_key",
     "needs_stripe_detach",
     "mark_detached",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -81,8 +82,7 @@ def method_findings(org: Org, live: Sequence[Doc], attached: Mapping[str, CardMe
             out.append(_method_finding(org.id, f"{d['_id']} is active here but not attached "
                                        "in Stripe", "mark detached here", MarkGone(d["_id"]),
                                        d["_id"]))
-        elif d["status"] == "pending" and d["created_at"] < stale_before and (
-                attached is not None or d.get("stripe_id") is None):
+        elif d["status"] == "pending" and d["created_at"] < stale_before:
             on_customer = attached is not None and stripe_id_of(d) in attached
             out.append(_method_finding(
                 org.id, f"attach {d['_id']} was interrupted", "activate (attached in Stripe)"
@@ -111,6 +111,16 @@ def extra_customer(org: Org, customer_id: str, generation: Any, methods: int) ->
                            "delete it in Stripe (irreversible; our metadata says billing "
                            "created it for this org)", DeleteExtraCustomer(customer_id),
                            customer_id)
+
+
+def without_stripe(findings: Iterable[Finding]) -> list[Finding]:
+    """Findings of a run without a gateway: those whose repair needs Stripe (an interrupted
+    detach or attach, an orphan's detach) are reported for a run with one, not repaired."""
+    return [dataclasses.replace(
+        f, repairable=False, repair=None, action="report: repairing it needs Stripe; run "
+        "reconciliation with a gateway (the CLI: set STRIPE_API_KEY)")
+        if isinstance(f.repair, FinishDetach | FinishAttach | DetachOrphan) else f
+        for f in findings]
 
 
 def orphans(oid: ObjectId, live: Iterable[Doc]) -> list[Finding]:
