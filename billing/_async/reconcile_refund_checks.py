@@ -28,7 +28,7 @@ from billing._async.repositories.credit_notes import (
 from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.domain.models import RefundStatus
-from billing.errors import PaymentInProgress, RefundFailed
+from billing.errors import BillingError, PaymentInProgress, RefundFailed
 from billing.plans import reconciliation as plan
 from billing.reconcile_findings import Finding
 
@@ -53,8 +53,15 @@ class AsyncRefundChecks:
             out += confirmed
         if can_ask:
             asked = plan.refunds_to_ask(notes, self._ctx.now() - plan.RECHECK)
-            listed = {intent: await self._ctx.gateway.list_refunds(intent) for intent in asked}
-            out += plan.refunds_in_stripe(oid, asked, listed)
+            listed = {}
+            for intent, of_intent in asked.items():
+                try:
+                    listed[intent] = await self._ctx.gateway.list_refunds(intent)
+                except BillingError as exc:  # one intent unlisted: the others still compared
+                    out.append(plan.refunds_unlisted(oid, intent, of_intent,
+                                                     f"{type(exc).__name__}: {exc.message}"))
+            out += plan.refunds_in_stripe(oid, {i: n for i, n in asked.items() if i in listed},
+                                          listed)
         return out
 
     @staticmethod

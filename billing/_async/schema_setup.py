@@ -26,7 +26,7 @@ _DUPLICATE_KEY = 11000  # a unique index cannot be built over the stored documen
 # A migration's record: `applying` while a setup runs it (claimed), then `applied`.
 APPLYING, APPLIED = "applying", "applied"
 CLAIM_WAIT_S = 120.0  # how long a setup waits for another one's migration
-CLAIM_STALE = timedelta(minutes=15)  # a claim this old is a dead setup's: taken over
+CLAIM_STALE = timedelta(hours=1)  # a claim this old is a dead setup's: taken over
 
 
 async def version_of(db: Any) -> int:
@@ -124,51 +124,61 @@ async def _apply(db: Any, now: datetime) -> SchemaReport:
     for migration in MIGRATIONS:
         if migration.version <= done.version:
             continue
-        if await _claim(db, migration.version, migration.name, now):
+        claimed = await _claim(db, migration.version, migration.name)
+        if claimed is not None:
             changed = await migration.apply(db)
             await db[schema.SCHEMA_MIGRATIONS].update_one(
-                {"_id": migration.version}, {"$set": {
-                    "status": APPLIED, "applied_at": datetime.now(UTC),
-                    "documents_changed": changed}, "$unset": {"claimed_at": ""}})
+                {"_id": migration.version, "status": APPLYING, "claimed_at": claimed},
+                {"$set": {"status": APPLIED, "applied_at": datetime.now(UTC),
+                          "documents_changed": changed}, "$unset": {"claimed_at": ""}})
             done.changes.append(f"applied migration {migration.version}: {migration.name} "
                                 f"({changed} document{'' if changed == 1 else 's'} changed)")
         done.version = migration.version
     return done
 
 
-async def _claim(db: Any, version: int, name: str, now: datetime) -> bool:
-    """Claim a migration for this setup: True to apply it. A migration written for data of an
-    older version must never run again over live data (another setup finished, a backend of
-    this version now writes): a setup that finds it applied skips it, and one that finds it
-    being applied waits for that (a claim older than CLAIM_STALE, of a setup that died, is
-    taken over)."""
+async def _claim(db: Any, version: int, name: str) -> datetime | None:
+    """Claim a migration for this setup: the claim's time to apply it, None to skip it. A
+    migration written for data of an older version must never run again over live data
+    (another setup finished, a backend of this version now writes): a setup that finds it
+    applied skips it, and one that finds it being applied waits for that. A claim older than
+    CLAIM_STALE (migrations take seconds; its setup died) is taken over."""
     records = db[schema.SCHEMA_MIGRATIONS]
+    mine = _now_ms()
     try:
         await records.insert_one({"_id": version, "name": name, "status": APPLYING,
-                                  "claimed_at": now})
-        return True
+                                  "claimed_at": mine})
+        return mine
     except DuplicateKeyError:
         pass
     deadline = time.monotonic() + CLAIM_WAIT_S
     while True:
         doc = await records.find_one({"_id": version})
         if doc is None or doc.get("status", APPLIED) != APPLYING:
-            return False  # applied by another setup (records before claims have no status)
+            return None  # applied by another setup (records before claims have no status)
         claimed = doc.get("claimed_at")
         claimed = claimed.replace(tzinfo=UTC) if isinstance(claimed, datetime) and \
             claimed.tzinfo is None else claimed
         if not isinstance(claimed, datetime) or claimed <= datetime.now(UTC) - CLAIM_STALE:
+            mine = _now_ms()
             taken = await records.update_one({"_id": version, "status": APPLYING,
                                               "claimed_at": doc.get("claimed_at")},
-                                             {"$set": {"claimed_at": now}})
+                                             {"$set": {"claimed_at": mine}})
             if taken.modified_count:
-                return True  # its setup died mid-migration: migrations can be resumed
+                return mine  # its setup died mid-migration: migrations can be resumed
             continue
         if time.monotonic() >= deadline:
             raise TransientDatabaseError(
                 f"another setup has been applying migration {version} ({name}) since "
-                f"{claimed.isoformat()}: run setup again once it has finished")
+                f"{claimed.isoformat()}: run setup again once it has finished (a claim left by "
+                f"a setup that died is taken over {CLAIM_STALE} after it was made)")
         await asyncio.sleep(0.2)
+
+
+def _now_ms() -> datetime:
+    """Now, to the millisecond a BSON date holds (so a claim's time compares equal when read)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 async def require_current(db: Any) -> None:

@@ -16,7 +16,12 @@ from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncTransaction
 from billing.adapters import documents
 from billing.adapters.stripe_webhooks import StripeEvent, verify
-from billing.errors import BillingError, ConfigurationError, WebhookRejected
+from billing.errors import (
+    BillingError,
+    ConfigurationError,
+    UnreadableDocument,
+    WebhookRejected,
+)
 from billing.plans import require_org
 from billing.plans import webhooks as plans
 from billing.plans.webhooks import Decision, WebhookOutcome, WebhookResult
@@ -44,7 +49,8 @@ class AsyncWebhooks:
             outcome, detail = await self._ctx.uow.run(lambda txn: self._apply(txn, event))
         except BillingError as exc:
             await self._audit(event, f"{type(exc).__name__}: {exc.message}", exc.retryable)
-            retry = exc.retryable or isinstance(exc, ConfigurationError)
+            # A setting or a stored document a person can fix: Stripe delivers it again after.
+            retry = exc.retryable or isinstance(exc, ConfigurationError | UnreadableDocument)
             return WebhookResult(WebhookOutcome.RETRY if retry else WebhookOutcome.IGNORED,
                                  event.id, event.type, f"{type(exc).__name__}: {exc.message}")
         if outcome is WebhookOutcome.MISMATCH:

@@ -17,7 +17,12 @@ from billing._sync.service_context import Context
 from billing._sync.unit_of_work import Transaction
 from billing.adapters import documents
 from billing.adapters.stripe_webhooks import StripeEvent, verify
-from billing.errors import BillingError, ConfigurationError, WebhookRejected
+from billing.errors import (
+    BillingError,
+    ConfigurationError,
+    UnreadableDocument,
+    WebhookRejected,
+)
 from billing.plans import require_org
 from billing.plans import webhooks as plans
 from billing.plans.webhooks import Decision, WebhookOutcome, WebhookResult
@@ -45,7 +50,8 @@ class Webhooks:
             outcome, detail = self._ctx.uow.run(lambda txn: self._apply(txn, event))
         except BillingError as exc:
             self._audit(event, f"{type(exc).__name__}: {exc.message}", exc.retryable)
-            retry = exc.retryable or isinstance(exc, ConfigurationError)
+            # A setting or a stored document a person can fix: Stripe delivers it again after.
+            retry = exc.retryable or isinstance(exc, ConfigurationError | UnreadableDocument)
             return WebhookResult(WebhookOutcome.RETRY if retry else WebhookOutcome.IGNORED,
                                  event.id, event.type, f"{type(exc).__name__}: {exc.message}")
         if outcome is WebhookOutcome.MISMATCH:

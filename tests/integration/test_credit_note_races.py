@@ -3,12 +3,13 @@ a credit note issued while reconciliation reads. On SecantusDB with the fake gat
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from bson import ObjectId
 
-from billing import RefundDuplicated, RefundStatus, WebhookOutcome
+from billing import PaymentProviderUnavailable, RefundDuplicated, RefundStatus, WebhookOutcome
 from tests.integration.test_credit_notes import (
     REASON,
     as_stripe_sends,
@@ -136,3 +137,27 @@ def test_a_credit_note_issued_while_reconciliation_reads_is_not_a_finding(
     d.db.invoices.update_one({"_id": ObjectId(inv.id)}, {"$inc": {"amount_credited": 5}})
     [off] = d("reconciliation.run", org_id=org.id, checks=["payment"]).findings
     assert off.ids == [inv.id]  # one really off is still reported
+
+
+def test_one_failed_listing_of_stripes_refunds_leaves_the_orgs_other_refund_findings(
+        d: Driver) -> None:
+    """Reconciliation compares recent refunds with Stripe's: one listing Stripe does not
+    answer is a failed finding of its own, and the stuck refund beside it is still finished."""
+    org, inv = paid_invoice(d)  # 230 by card
+    d("credit_notes.create", org.id, inv.id, amount=20, reason=REASON, request_id="cn-1")
+    # cn-2: Stripe made the refund but its answer was lost: pending, no Stripe id recorded.
+    d.fake.fail_next("refund", PaymentProviderUnavailable("timeout"), after=True)
+    with pytest.raises(PaymentProviderUnavailable):
+        d("credit_notes.create", org.id, inv.id, amount=50, reason=REASON, request_id="cn-2")
+    d.clock.advance(60)
+    d.fake.fail_next("list_refunds", PaymentProviderUnavailable("timeout"))
+
+    report = d("reconciliation.run", apply=True, org_id=org.id,
+               stale_after=timedelta(seconds=30))
+
+    kinds = [(f.repair_kind, f.result) for f in report.findings]
+    assert ("finish_refund", "repaired") in kinds, kinds
+    unlisted = [f for f in report.findings if "could not be listed" in f.summary]
+    assert len(unlisted) == 1 and "timeout" in (unlisted[0].error or "") and not report.clean
+    stuck = d.db.credit_notes.find_one({"request_id": "cn-2"})
+    assert stuck is not None and stuck["refund"]["status"] == "succeeded"

@@ -464,3 +464,30 @@ def test_a_stale_requires_action_never_moves_a_processing_attempt_back(d: Driver
     assert d.db.billing_events.count_documents({"type": "payment.requires_action"}) == 0
     with pytest.raises(PaymentInProgress):  # not PaymentRequiresAction
         d("invoices.pay", org.id, inv.id)
+
+
+def test_a_webhook_over_a_document_billing_cannot_read_is_delivered_again(d: Driver) -> None:
+    """A bank debit settles while a line item of its invoice breaks the data contract: the
+    event is ours and not applied, so Stripe is asked to deliver it again (503); once the
+    document is fixed, the redelivery pays the invoice."""
+    org, inv = open_invoice(d, token="pm_bank_debit")
+    with pytest.raises(PaymentInProgress):
+        d("invoices.pay", org.id, inv.id)
+    (first,) = attempts(d, inv)
+    d.fake.settle_processing(first["intent_id"], succeeded=True)
+    item = d.db.line_items.find_one({"invoice_id": ObjectId(inv.id)})
+    assert item is not None
+    d.db.line_items.update_one({"_id": item["_id"]}, {"$unset": {"description": ""}})
+    delivery = event("payment_intent.succeeded", {
+        "id": first["intent_id"], "object": "payment_intent", "status": "succeeded",
+        "amount": first["amount"], "currency": first["currency"],
+        "customer": first["customer_id"], "metadata": {"org_id": org.id}})
+
+    result = d("webhooks.handle", *delivery)
+
+    assert (result.outcome, result.http_status) == (WebhookOutcome.RETRY, 503)
+    assert "UnreadableDocument" in result.detail and stored(d, inv)["status"] == "open"
+    d.db.line_items.update_one({"_id": item["_id"]},
+                               {"$set": {"description": item["description"]}})
+    assert d("webhooks.handle", *delivery).outcome is WebhookOutcome.PROCESSED
+    assert stored(d, inv)["status"] == "paid"

@@ -3,6 +3,8 @@ safe to rerun, and a database without the schema refused (sync and async)."""
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import DuplicateKeyError
 
-from billing import AsyncBilling, Billing, ConfigurationError
+from billing import AsyncBilling, Billing, ConfigurationError, TransientDatabaseError
 from billing._sync.migrations import MIGRATIONS, VERSION
 from billing.adapters import schema
 from tests.support.billing_data import OPEN, dump
@@ -135,15 +137,13 @@ def test_a_slower_setup_never_reruns_a_migration_over_live_data(
 def test_a_migration_claimed_by_a_setup_that_died_is_taken_over(
     client: MongoClient[Any], db_name: str
 ) -> None:
-    from datetime import UTC, datetime, timedelta
-
     b = Billing(client, database=db_name)
     b.setup()
     records = b.database[schema.SCHEMA_MIGRATIONS]
     records.delete_many({"_id": {"$gte": 2}})
     # A setup killed while applying migration 2 left its claim; version 1 is what counts.
     records.insert_one({"_id": 2, "name": MIGRATIONS[1].name, "status": "applying",
-                        "claimed_at": datetime.now(UTC) - timedelta(hours=1)})
+                        "claimed_at": datetime.now(UTC) - timedelta(hours=2)})
     with pytest.raises(ConfigurationError, match="version 1"):
         b.require_schema()
 
@@ -154,6 +154,64 @@ def test_a_migration_claimed_by_a_setup_that_died_is_taken_over(
         m.version: "applied" for m in MIGRATIONS if m.version > 1} | {
         d["_id"]: d.get("status", "applied") for d in records.find({"_id": 1})}
     b.require_schema()
+
+
+def _instrument(monkeypatch: pytest.MonkeyPatch, during: Any) -> list[str]:
+    """Migration 2 records each run and calls `during()` on its first run (the other setup
+    arrives while it is being applied)."""
+    from billing._sync import schema_setup
+
+    runs: list[str] = []
+    originals = schema_setup.MIGRATIONS
+
+    def wrap(m: Any) -> Any:
+        if m.version != 2:
+            return m
+
+        def apply(db: Any) -> int:
+            runs.append("run")
+            if len(runs) == 1:
+                during()
+            return m.apply(db)
+        return dataclasses.replace(m, apply=apply)
+
+    monkeypatch.setattr(schema_setup, "MIGRATIONS", tuple(wrap(m) for m in originals))
+    monkeypatch.setattr(schema_setup, "CLAIM_WAIT_S", 1.0)  # keep the test short
+    return runs
+
+
+def _back_to_version_1(b: Billing) -> None:
+    b.setup()
+    b.database[schema.SCHEMA_MIGRATIONS].delete_many({"_id": {"$gte": 2}})
+
+
+def test_a_live_claim_is_waited_for_however_long_the_setup_ran_before_it(
+    client: MongoClient[Any], db_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup A started long ago (index builds take minutes on a large collection) and only
+    then claims migration 2: its claim is stamped when made, so a setup B arriving while A
+    applies it waits (and gives up), never runs it a second time."""
+    from billing._sync import schema_setup
+
+    b = Billing(client, database=db_name)
+    _back_to_version_1(b)
+    outcome: list[str] = []
+
+    def other_setup() -> None:  # B, started now, while A is applying migration 2
+        try:
+            schema_setup.apply(b.database)
+            outcome.append("B finished")
+        except TransientDatabaseError:
+            outcome.append("B waited for A")
+
+    runs = _instrument(monkeypatch, other_setup)
+    started = datetime.now(UTC) - timedelta(minutes=16)  # A began 16 min ago (index builds)
+
+    schema_setup.apply(b.database, now=started)
+
+    # Expected: B waits for A's live claim (and gives up after CLAIM_WAIT_S): one run.
+    assert outcome == ["B waited for A"], outcome
+    assert len(runs) == 1, f"migration 2 ran {len(runs)} times"
 
 
 def test_a_newer_schema_is_refused(client: MongoClient[Any], db_name: str) -> None:

@@ -103,6 +103,7 @@ from billing.plans.reconciliation.refunds import (
     credits_off,
     refunds_in_stripe,
     refunds_to_ask,
+    refunds_unlisted,
     stuck_refunds,
 )
 from billing.plans.reconciliation.repairs import (
@@ -174,6 +175,7 @@ __all__ = [
     "RECHECK",
     "refunds_to_ask",
     "refunds_in_stripe",
+    "refunds_unlisted",
     "credits_off",
     "stripe_id_of",
     "default_finding",

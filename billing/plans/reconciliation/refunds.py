@@ -83,6 +83,17 @@ def refunds_to_ask(notes: Iterable[CreditNote], since: datetime) -> dict[str, li
     return out
 
 
+def refunds_unlisted(oid: ObjectId, intent_id: str, notes: Sequence[CreditNote], error: str
+                     ) -> Finding:
+    """Stripe could not list one intent's refunds: that comparison failed this run (the org's
+    other findings stand)."""
+    return Finding(
+        Check.PAYMENT, str(oid), f"Stripe's refunds of payment intent {intent_id} could not be "
+        f"listed, so {len(notes)} credit note(s) were not compared with them", len(notes),
+        [n.id for n in notes], "run again once Stripe answers", repairable=False,
+        result="failed", error=error)
+
+
 def refunds_in_stripe(oid: ObjectId, asked: Mapping[str, Sequence[CreditNote]],
                       listed: Mapping[str, Sequence[StripeRefund]]) -> list[Finding]:
     """Each credit note against its intent's refunds in Stripe: a refund recorded `succeeded`
