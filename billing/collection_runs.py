@@ -23,9 +23,11 @@ class Result(StrEnum):
 
 
 # Results that leave work for a person or a later run: exit code 1 (nothing due and every due
-# invoice paid: 0). Not due and busy are normal states of a schedule.
+# invoice paid: 0). Not due and busy are normal states of a schedule. A dry run asks "is
+# anything due?": only what it would charge, or could not read, counts there.
 OPEN_RESULTS = frozenset({Result.WOULD_CHARGE, Result.DECLINED, Result.WAITING,
                           Result.NEEDS_METHOD, Result.FAILED})
+DRY_RUN_OPEN = frozenset({Result.WOULD_CHARGE, Result.FAILED})
 
 
 @dataclass
@@ -84,8 +86,10 @@ class CollectionReport:
 
     @property
     def ok(self) -> bool:
-        """Everything due was collected (or nothing was due), and every org could be read."""
-        return not self.errors and not any(i.result in OPEN_RESULTS for i in self.items)
+        """Everything due was collected (a dry run: nothing is due), and every org could be
+        read."""
+        open_ = OPEN_RESULTS if self.apply else DRY_RUN_OPEN
+        return not self.errors and not any(i.result in open_ for i in self.items)
 
     def charged(self) -> dict[str, int]:
         """Money taken (or, in a dry run, to be taken) per currency."""

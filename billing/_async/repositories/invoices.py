@@ -103,10 +103,12 @@ async def invoice_ids_of_org(direct: AsyncDirect, org_id: ObjectId) -> set[Any]:
 
 
 async def invoice_totals_of_org(direct: AsyncDirect, org_id: ObjectId) -> list[dict[str, Any]]:
-    """The org's invoices: `status`, `subtotal`, `total` (a $lookup of their line items made
-    SecantusDB read line items once per invoice: callers join here instead)."""
+    """The org's invoices: `status`, `subtotal`, `total`, `amount_paid`, `amount_credited` (a
+    $lookup of their line items made SecantusDB read line items once per invoice: callers join
+    here instead)."""
     return await direct.find(schema.INVOICES, {"org_id": org_id}, sort=(),
-                             projection={"status": 1, "subtotal": 1, "total": 1})
+                             projection={"status": 1, "subtotal": 1, "total": 1,
+                                         "amount_paid": 1, "amount_credited": 1})
 
 
 async def incomplete_drafts_of_org(direct: AsyncDirect, org_id: ObjectId

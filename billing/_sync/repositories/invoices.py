@@ -104,10 +104,12 @@ def invoice_ids_of_org(direct: Direct, org_id: ObjectId) -> set[Any]:
 
 
 def invoice_totals_of_org(direct: Direct, org_id: ObjectId) -> list[dict[str, Any]]:
-    """The org's invoices: `status`, `subtotal`, `total` (a $lookup of their line items made
-    SecantusDB read line items once per invoice: callers join here instead)."""
+    """The org's invoices: `status`, `subtotal`, `total`, `amount_paid`, `amount_credited` (a
+    $lookup of their line items made SecantusDB read line items once per invoice: callers join
+    here instead)."""
     return direct.find(schema.INVOICES, {"org_id": org_id}, sort=(),
-                             projection={"status": 1, "subtotal": 1, "total": 1})
+                             projection={"status": 1, "subtotal": 1, "total": 1,
+                                         "amount_paid": 1, "amount_credited": 1})
 
 
 def incomplete_drafts_of_org(direct: Direct, org_id: ObjectId

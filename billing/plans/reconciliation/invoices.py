@@ -32,8 +32,9 @@ Doc = dict[str, Any]
 
 
 def wrong_totals(oid: ObjectId, invoices: Sequence[Doc], items: Iterable[Doc]) -> list[Finding]:
-    """Invoices (`status`, `subtotal`, `total`) whose totals differ from the sum of their line
-    items (`invoice_id`, `amount`); paid and void ones are only reported."""
+    """Invoices (`status`, `subtotal`, `total`, `amount_paid`, `amount_credited`) whose totals
+    differ from the sum of their line items (`invoice_id`, `amount`); paid and void ones, and
+    those the sum would put below what was paid and credited, are only reported."""
     sums: dict[Any, int] = {}
     for item in items:
         sums[item["invoice_id"]] = sums.get(item["invoice_id"], 0) + item["amount"]
@@ -42,12 +43,22 @@ def wrong_totals(oid: ObjectId, invoices: Sequence[Doc], items: Iterable[Doc]) -
         total = sums.get(r["_id"], 0)
         if r["subtotal"] != total or r["total"] != total:
             closed = r["status"] in (InvoiceStatus.PAID.value, InvoiceStatus.VOID.value)
+            settled = (r.get("amount_paid") or 0) + (r.get("amount_credited") or 0)
+            if closed:
+                advice = _closed_advice(r["status"], r["total"] > total)
+            elif total < settled:
+                advice = (f"report: {settled} of it was already paid or credited, more than "
+                          "its line items sum to; recomputing would leave more credited than "
+                          "the total: a person must decide (restore the missing line item, or "
+                          "void the invoice)")
+            else:
+                advice = "recompute totals from line items"
+            keep = closed or total < settled
             out.append(Finding(
                 Check.WRONG_TOTALS, str(oid), f"invoice {r['_id']} ({r['status']}) totals "
                 f"{r['subtotal']}/{r['total']} but its line items sum to {total}", 1,
-                [str(r["_id"])], _closed_advice(r["status"], r["total"] > total) if closed
-                else "recompute totals from line items", repairable=not closed,
-                repair=None if closed else Retotal(r["_id"])))
+                [str(r["_id"])], advice, repairable=not keep,
+                repair=None if keep else Retotal(r["_id"])))
     return out
 
 
@@ -73,6 +84,12 @@ def retotal(invoice: Invoice, latest: Payment | None) -> Plan[int]:
             f"({latest.id if latest else 'leased'}): its totals are recomputed once that "
             "payment has settled; run again later")
     fixed = invoicing.with_items(invoice, invoice.line_items)
+    settled = invoice.amount_paid + invoice.amount_credited
+    if fixed.total < settled:  # read again since detection: a credit note came in between
+        raise StateConflict(
+            f"invoice {invoice.id}'s line items sum to {fixed.total}, below the {settled} "
+            "already paid or credited: recomputing would leave more credited than the total; "
+            "a person must decide (restore the missing line item, or void the invoice)")
     return Plan(fixed.total, invoice_changes(invoice, fixed))
 
 
