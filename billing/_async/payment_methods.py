@@ -111,9 +111,12 @@ class AsyncPaymentMethods:
         try:
             faults.hit("payment_methods.attach.after_stripe")
             done = await self._ctx.uow.run(activate)
-        except BaseException:  # the process lives on: undo what did not commit
+        except Exception:  # the activation failed and the process lives on: undo the attach
             await self._compensate(oid, pending, card, key)
             raise
+        # A cancellation, a timeout, Ctrl-C or an exit (not an Exception) undoes nothing: the
+        # commit may still land, and a card detached in Stripe can never be attached again.
+        # The record stays pending: a repeat of the request, or reconciliation, finishes it.
         if done.undo:
             await self._undo_in_stripe(card, key)
         if done.failure is not None:
@@ -134,26 +137,33 @@ class AsyncPaymentMethods:
 
     async def _compensate(self, oid: Any, pending: PaymentMethod, card: CardMethod,
                           key: str) -> None:
-        """After a failed or interrupted activation: read what committed before undoing. A
-        record holding the card (this one, when the commit happened before the failure, or
-        another) means there is nothing to undo in Stripe. Otherwise undo the Stripe attach,
-        then mark the record failed; if Stripe fails, leave it for reconciliation."""
+        """After a failed activation: first write the record if it is still pending (its
+        Stripe id), which serialises with an activation whose commit was still landing, so
+        only one of them wins; a record then found active, or another holding the card, means
+        nothing is undone in Stripe. Then undo the Stripe attach and mark the record failed;
+        if Stripe fails, the pending record (with the Stripe id) is left for reconciliation,
+        as is one whose state stayed unknown."""
+        pid, now = ObjectId(pending.id), self._ctx.now
+
+        async def claim(txn: AsyncTransaction) -> bool:
+            doc = await method_doc_in(txn, oid, pid)
+            if doc is None or doc["status"] != PaymentMethodStatus.PENDING.value:
+                return False  # the activation committed after all (or another call settled it)
+            current = documents.payment_method(doc)
+            if await method_doc_holding(txn, oid, card.id) is not None:
+                await txn.write(plans.fail(oid, current, "activation failed", now()))
+                return False  # another record holds the card: nothing to undo in Stripe
+            await txn.write(plans.record_stripe_id(oid, current, card.id, now()))
+            return True
+
         try:
-            holder = await self._ctx.uow.run(lambda txn: method_doc_holding(txn, oid, card.id))
-        except BillingError:
-            return  # what committed is unknown: reconciliation decides
-        try:
-            if holder is None:
-                await self._ctx.gateway.detach(card.id, idempotency_key=f"{key}:undo")
-            reason = "activation failed" + ("; detached in Stripe" if holder is None else "")
+            if not await self._ctx.uow.run(claim):
+                return
+            await self._ctx.gateway.detach(card.id, idempotency_key=f"{key}:undo")
             await self._while_pending(oid, pending, lambda m: plans.fail(
-                oid, m, reason, self._ctx.now()))
+                oid, m, "activation failed; detached in Stripe", now()))
         except BillingError:
-            try:
-                await self._while_pending(oid, pending, lambda m: plans.record_stripe_id(
-                    oid, m, card.id))
-            except BillingError:
-                pass  # reconciliation finds the Stripe method by listing the customer
+            pass  # left pending: reconciliation finishes or undoes it from Stripe's state
 
     async def _while_pending(self, oid: Any, pending: PaymentMethod,
                              plan: Callable[[PaymentMethod], list[Write]]) -> None:

@@ -50,16 +50,19 @@ class RunLease:
     def acquire(self) -> None:
         now = self._ctx.now()
         direct = self._ctx.uow.direct
+        # Held from before the claim is sent: a run interrupted while the server takes it
+        # (a signal, a cancelled task) still releases it (release deletes only its own).
+        self._held = True
         try:
             before = claim_run_lease(direct, self._key, self._holder, self._fields(now),
                                            now)
         except Duplicate:  # held by another run and not expired
+            self._held = False
             held = run_lease_of(direct, self._key) or {}
             raise LeaseNotAcquired(
                 f"another {self._what} ({held.get('holder')} on {held.get('host')}, "
                 f"pid {held.get('pid')}) holds the lease {self._key} until "
                 f"{held.get('expires_at')}; let it finish, or retry after that") from None
-        self._held = True
         if before is not None and before.get("holder") != self._holder:
             self.taken_from = str(before.get("holder"))
 

@@ -156,11 +156,12 @@ def fail(org_id: ObjectId, pending: PaymentMethod, reason: str, now: datetime) -
                             "updated_at": now}})]
 
 
-def record_stripe_id(org_id: ObjectId, pending: PaymentMethod, stripe_id: str) -> list[Write]:
+def record_stripe_id(org_id: ObjectId, pending: PaymentMethod, stripe_id: str, now: datetime
+                     ) -> list[Write]:
     """Remember what Stripe attached, so reconciliation can finish or undo a pending attach."""
     return [Write(schema.PAYMENT_METHODS, "update_one",
                   {"_id": ObjectId(pending.id), "org_id": org_id, "status": "pending"},
-                  {"$set": {"stripe_id": stripe_id}})]
+                  {"$set": {"stripe_id": stripe_id, "updated_at": now}})]
 
 
 def begin_detach(org: Org, method: PaymentMethod, now: datetime) -> Plan[PaymentMethod]:
