@@ -77,8 +77,14 @@ class AsyncPaymentMethods:
         customer = await ensure_customer(self._ctx, oid)
         key = f"pm-attach:{oid}:{request}"
         try:
-            card = await self._ctx.gateway.attach(
-                payment_method=source, customer_id=customer, idempotency_key=key)
+            if pending.stripe_id is not None:
+                # An earlier call of this request was answered by Stripe, then interrupted:
+                # ask where that card is rather than attach the source again (a one-time token
+                # would become a second card; a card detached since must not come back).
+                card = await self._attached_earlier(oid, pending, customer)
+            else:
+                card = await self._ctx.gateway.attach(
+                    payment_method=source, customer_id=customer, idempotency_key=key)
         except BillingError as exc:
             if exc.retryable:
                 raise
@@ -114,15 +120,38 @@ class AsyncPaymentMethods:
         except Exception:  # the activation failed and the process lives on: undo the attach
             await self._compensate(oid, pending, card, key)
             raise
-        # A cancellation, a timeout, Ctrl-C or an exit (not an Exception) undoes nothing: the
-        # commit may still land, and a card detached in Stripe can never be attached again.
-        # The record stays pending: a repeat of the request, or reconciliation, finishes it.
+        except BaseException:
+            # A cancellation, a timeout, Ctrl-C or an exit undoes nothing: the commit may still
+            # land, and a card detached in Stripe can never be attached again. The record stays
+            # pending with Stripe's id (if this write gets through), for a repeat of the
+            # request or reconciliation to finish with this very card.
+            try:
+                await self._while_pending(oid, pending, lambda m: plans.record_stripe_id(
+                    oid, m, card.id, now()))
+            except BaseException:  # noqa: BLE001 - interrupted again: reconciliation adopts it
+                pass
+            raise
         if done.undo:
             await self._undo_in_stripe(card, key)
         if done.failure is not None:
             advice = f"; {done.advice}" if done.advice else ""
             raise PaymentError(f"attach request {request!r} failed: {done.failure}{advice}")
         return done.method
+
+    async def _attached_earlier(self, oid: Any, pending: PaymentMethod, customer: str
+                                ) -> CardMethod:
+        """The card an interrupted call of this request attached, as Stripe has it now;
+        PaymentError (the record failed) when it is no longer on the org's customer."""
+        assert pending.stripe_id is not None
+        card = await self._ctx.gateway.retrieve_payment_method(pending.stripe_id)
+        if card.customer_id == customer:
+            return card
+        reason = (f"the card {card.id} this request attached earlier is no longer attached to "
+                  "the org's Stripe customer")
+        await self._while_pending(oid, pending, lambda m: plans.fail(
+            oid, m, reason, self._ctx.now()))
+        raise PaymentError(f"attach request {pending.request_id!r} failed: {reason}; "
+                           f"{plans.NEW_METHOD}")
 
     async def _customer_gone(self, customer: str) -> bool:
         """Whether Stripe says the customer does not exist (asked again, as reconciliation
