@@ -165,33 +165,14 @@ def test_an_attach_its_caller_timed_out_is_finished_by_a_repeat(ad: Driver) -> N
     card is not undone in Stripe (it could never be attached again); the record stays pending,
     and a repeat of the request finishes it."""
     d = ad
-    org = d("orgs.create", name="Acme", currency="usd", per_conversation=50,
-            per_started_minute=10)
+    org = _new_org(d)
     card = d.fake.create_card("4242424242424242")  # the customer's card, from Stripe.js
-    held = asyncio.Event()
 
-    async def busy() -> None:  # another task's transaction holds the one slot for 2 s
-        async with d.b._uow.admission.slot():
-            held.set()
-            await asyncio.sleep(2)
+    _timed_out_in_activation(d, org, card, "r1")
 
-    async def other_work() -> None:
-        asyncio.ensure_future(busy())
-        await held.wait()
-
-    d.fake.during("attach", other_work)
-
-    async def timed_out() -> None:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(d.b.payment_methods.attach(org.id, card, request_id="r1"), 1)
-
-    d.loop.run_until_complete(timed_out())
     assert [m["status"] for m in d.db.payment_methods.find()] == ["pending"]
     assert d.fake.methods[card].customer_id is not None  # still attached in Stripe
-    d.loop.run_until_complete(asyncio.sleep(1.5))  # the other transaction ends
-
     again = d("payment_methods.attach", org.id, card, request_id="r1")
-
     assert again.status.value == "active" and again.stripe_id == card
     check_methods(d.db, d.fake)
 
