@@ -220,11 +220,13 @@ class AsyncFakeGateway:
     ) -> list[StripeCustomer]:
         with self._lock:  # Stripe applies each request atomically
             self._enter("find_customers", None)
-            found = [StripeCustomer(id=cid, org_id=meta["org_id"],
-                                    generation=int(meta["billing_generation"]),
+            # Metadata read as the Stripe gateway reads it: a customer another system made
+            # (an org_id, no generation of ours) is listed with generation None.
+            found = [StripeCustomer(id=cid, org_id=meta.get("org_id"),
+                                    generation=_generation(meta.get("billing_generation")),
                                     created=self._created[cid])
                      for cid, meta in self.customers.items()
-                     if meta["org_id"] == org_id and created_since <= self._created[cid]
+                     if meta.get("org_id") == org_id and created_since <= self._created[cid]
                      and (created_until is None or self._created[cid] <= created_until)]
             return await self._done("find_customers", found)
 
@@ -414,6 +416,10 @@ class AsyncFakeGateway:
         if intent_id not in self.intents:
             raise NotFound(f"Stripe has no such payment intent {intent_id}: check the stored id")
         return self.intents[intent_id]
+
+
+def _generation(value: object) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _declined(decline_code: str | None = None) -> CardDeclined:

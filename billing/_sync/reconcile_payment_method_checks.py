@@ -78,8 +78,8 @@ class MethodChecks:
         out = []
         for customer in self._ctx.gateway.find_customers(
                 org_id=org.id, created_since=since, created_until=until):
-            if customer.id == org.stripe_customer_id:
-                continue
+            if customer.id == org.stripe_customer_id or not plan.made_by_billing(org, customer):
+                continue  # the current one, or another system's customer naming this org
             methods = self._ctx.gateway.list_payment_methods(customer.id)
             out.append(plan.extra_customer(org, customer.id, customer.generation, len(methods)))
         return out

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from billing.domain.money import CURRENCIES
 
 
 class InvoiceStatus(StrEnum):
@@ -27,9 +29,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+# Counters and prices as stored: ints only (a string "3" read as 3 would never match the
+# write guards built from it, and every write would look like a conflict).
+Count = Annotated[int, Field(ge=0, strict=True)]
+
+
+def _iso_currency(value: str) -> str:
+    if value not in CURRENCIES:
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code in lower case")
+    return value
+
+
 class Prices(_Model):
-    per_conversation: int = Field(ge=0)
-    per_started_minute: int = Field(ge=0)
+    per_conversation: Count
+    per_started_minute: Count
 
 
 class CustomerClaim(_Model):
@@ -52,17 +65,17 @@ class CustomerAudit(_Model):
 class Org(_Model):
     id: str
     name: str
-    currency: str
+    currency: Annotated[str, AfterValidator(_iso_currency)]
     prices: Prices
     stripe_customer_id: str | None = None
-    customer_generation: int = 0  # bumped when the org's Stripe customer is deleted
+    customer_generation: Count = 0  # bumped when the org's Stripe customer is deleted
     customer_claim: CustomerClaim | None = None
     customer_audit: CustomerAudit | None = None
     default_payment_method_id: str | None = None
-    invoice_seq: int = 0  # number of the org's last finalised invoice
+    invoice_seq: Count = 0  # number of the org's last finalised invoice
     collection_schedule: tuple[int, ...] | None = None  # retry days; None: the deployment's
-    event_seq: int = 0  # number of the org's last billing event
-    credit_note_seq: int = 0  # number of the org's last credit note
+    event_seq: Count = 0  # number of the org's last billing event
+    credit_note_seq: Count = 0  # number of the org's last credit note
     created_at: datetime
 
 

@@ -51,11 +51,14 @@ def claim(org: Org, *, holder: str, now: datetime, seconds: float) -> Plan[Custo
     else:
         guard["customer_claim.holder"] = current.holder
         guard["customer_claim.expires_at"] = current.expires_at
-    taken = {"generation": generation, "holder": holder,
-             "expires_at": now + timedelta(seconds=seconds), "first_claimed_at": first}
+    expires = now + timedelta(seconds=seconds)
+    taken = {"generation": generation, "holder": holder, "expires_at": expires,
+             "first_claimed_at": first}
     step = CustomerStep(generation=generation, look_since=first if again else None)
-    return Plan(step, [Write(schema.ORGS, "update_one", guard,
-                             {"$set": {"customer_claim": taken}})])
+    fields: dict[str, Any] = {"customer_claim": taken}
+    if again:  # taken over: whatever the earlier call sent may still make a customer
+        fields["customer_audit"] = _widened(org, first, expires)
+    return Plan(step, [Write(schema.ORGS, "update_one", guard, {"$set": fields})])
 
 
 def record(org: Org, *, generation: int, customer_id: str, now: datetime,

@@ -206,8 +206,10 @@ def require_fits(snap: Doc | None, used: Doc | None, *, org_id: ObjectId, period
 
 def finalize(snap: Doc | None, invoice: Invoice, *, now: datetime,
              retention: timedelta = events.DEFAULT_RETENTION) -> Plan[Invoice]:
-    """Finalise a complete draft (an incomplete one is resumed by the caller first)."""
-    if invoice.status is InvoiceStatus.OPEN:
+    """Finalise a complete draft (an incomplete one is resumed by the caller first). One
+    already finalised (numbered: open, paid, uncollectible, or void since) comes back as it
+    is: a repeat after a lost answer."""
+    if invoice.status is InvoiceStatus.OPEN or invoice.number is not None:
         return Plan(invoice)
     invoicing.require_draft(invoice)
     org = require_org(snap, ObjectId(invoice.org_id))

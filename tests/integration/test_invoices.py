@@ -20,10 +20,12 @@ from billing import (
     InvoiceStatus,
     NothingToBill,
     OrgNotFound,
+    Period,
     PeriodNotClosed,
 )
 from billing.adapters import queries
 from tests.support.billing_data import NOV, OCT, dump, expected_total, seed_conversations
+from tests.support.drivers import Driver
 from tests.support.invariants import check_totals_and_links
 
 pytestmark = pytest.mark.integration
@@ -388,3 +390,67 @@ def test_setup_is_idempotent_and_queries_use_indexes(billing: Billing, org: Any)
          "ended_at": {"$gte": OCT[0], "$lt": OCT[1]}}
     ).sort([("ended_at", 1), ("_id", 1)]).explain()
     assert "IXSCAN" in str(plan["queryPlanner"]["winningPlan"])
+
+
+def test_finalize_is_idempotent_once_the_invoice_was_paid(d: Driver) -> None:
+    """finalize's docstring: 'Idempotent.' A repeat of finalize (its answer lost, retried after
+    collect or pay took the money) must return the invoice, not InvoiceNotEditable."""
+    org = d("orgs.create", name="Acme", currency="usd", per_conversation=50,
+            per_started_minute=10)
+    seed_conversations(d.db, org.id, 4)
+    draft = d("invoices.create_for_period", org.id, *OCT, finalize=False)
+    opened = d("invoices.finalize", org.id, draft.id)
+    d("payment_methods.attach", org.id, "pm_card_visa", request_id="r1")
+    d("invoices.pay", org.id, opened.id)
+    assert d("invoices.get", org.id, opened.id).status is InvoiceStatus.PAID
+
+    again = d("invoices.finalize", org.id, draft.id)  # a repeat after a lost answer
+
+    assert again.id == opened.id and again.number == opened.number
+    assert again.status is InvoiceStatus.PAID
+
+
+def _bad_org(billing: Billing, **fields: Any) -> str:
+    doc = {"_id": ObjectId(), "name": "Bad", "currency": "usd",
+           "prices": {"per_conversation": 1, "per_started_minute": 1}, "invoice_seq": 0,
+           "created_at": datetime(2026, 1, 1, tzinfo=UTC), **fields}
+    # As another writer could store it (the validator refuses these shapes since they were
+    # found: older databases, or writes that bypass it).
+    billing.database.orgs.insert_one(doc, bypass_document_validation=True)
+    seed_conversations(billing.database, str(doc["_id"]), 3)
+    return str(doc["_id"])
+
+
+def test_an_org_whose_event_seq_is_not_an_int_is_unreadable_not_a_retry(
+        client: Any, db_name: str, billing: Billing, org: Any) -> None:
+    """event_seq is not in the orgs validator; pydantic's lax int reads "3" as 3, then every
+    event guard (`event_seq: 3`) misses the stored "3": each org stalls for
+    transaction_retry_seconds and fails with TransientDatabaseError 'retry the call', which
+    never helps. A stored document billing cannot use must be UnreadableDocument (not
+    retryable), at once."""
+    bad = _bad_org(billing, event_seq="3")
+    seed_conversations(billing.database, org.id, 3)
+    fast = Billing(client, database=db_name, transaction_retry_seconds=2)
+
+    summary = fast.invoices.run_period(Period(*OCT))
+
+    outcome = {r.org_id: r for r in summary.results}
+    assert outcome[org.id].outcome.value == "invoiced"
+    failed = outcome[bad]
+    assert failed.outcome.value == "failed"
+    assert failed.error is not None and failed.error.startswith("UnreadableDocument"), failed.error
+    assert not failed.retryable
+
+
+def test_an_org_whose_currency_is_not_iso_4217_is_not_invoiced(billing: Billing, org: Any) -> None:
+    """The data contract: orgs.currency is ISO 4217; money is refused in an unknown currency
+    (InvalidMoney). The validator's ^[a-z]{3}$ admits 'xyz', and billing numbers and opens an
+    invoice in it (a number spent on an invoice Stripe cannot charge)."""
+    bad = _bad_org(billing, currency="xyz")
+
+    summary = billing.invoices.run_period(Period(*OCT))
+
+    result = next(r for r in summary.results if r.org_id == bad)
+    assert result.outcome.value == "failed", (result.outcome, result.invoice and
+                                              result.invoice.currency)
+    assert billing.database.invoices.count_documents({"org_id": ObjectId(bad)}) == 0

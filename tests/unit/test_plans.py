@@ -303,8 +303,10 @@ def test_finalize_is_idempotent_and_refuses_closed_invoices() -> None:
     opened = invoice(acme, status=S.OPEN, complete=True)
     assert invoice_plans.finalize(snapshot(acme), opened, now=NOW).writes == []
     for status in (S.PAID, S.VOID, S.UNCOLLECTIBLE):
-        with pytest.raises(InvoiceNotEditable):
+        with pytest.raises(InvoiceNotEditable):  # never numbered: never finalised
             invoice_plans.finalize(snapshot(acme), invoice(acme, status=status), now=NOW)
+        numbered = invoice(acme, status=status).model_copy(update={"number": 7})
+        assert invoice_plans.finalize(snapshot(acme), numbered, now=NOW).result == numbered
     with pytest.raises(OrgNotFound):
         invoice_plans.finalize(None, invoice(acme, complete=True), now=NOW)
 

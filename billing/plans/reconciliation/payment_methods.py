@@ -15,7 +15,7 @@ from billing.domain.models import (
     Org,
     PaymentMethodStatus,
 )
-from billing.domain.payments import CardMethod
+from billing.domain.payments import CardMethod, StripeCustomer
 from billing.plans import Plan, events
 from billing.plans.payment_methods import event_data
 from billing.plans.reconciliation.repairs import (
@@ -94,6 +94,13 @@ def method_findings(org: Org, live: Sequence[Doc], attached: Mapping[str, CardMe
                                    "customer but unknown here", "adopt it (never detach what "
                                    "the org may use)", Adopt(stripe_id), stripe_id))
     return out
+
+
+def made_by_billing(org: Org, customer: StripeCustomer) -> bool:
+    """Whether billing made this customer for the org: our generation in its metadata (an
+    `org_id` alone is a key other systems of the host may write too), one the org has had."""
+    return customer.org_id == org.id and customer.generation is not None and \
+        0 <= customer.generation <= org.customer_generation
 
 
 def extra_customer(org: Org, customer_id: str, generation: Any, methods: int) -> Finding:
