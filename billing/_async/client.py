@@ -24,6 +24,7 @@ from billing._async.reconcile_run import AsyncReconciler
 from billing._async.service_context import AsyncContext
 from billing._async.unit_of_work import AsyncUnitOfWork
 from billing._async.webhooks import AsyncWebhooks
+from billing.domain import inputs
 from billing.domain.periods import utc
 from billing.plans.collections import DEFAULT_SCHEDULE
 from billing.plans.events import DEFAULT_RETENTION
@@ -130,19 +131,26 @@ class AsyncBilling:
         """The pymongo database (timezone-aware), for tools and tests."""
         return self._uow.db
 
-    async def setup(self) -> SchemaReport:
+    async def setup(self, *, shard: bool = False) -> SchemaReport:
         """Bring the database to this version's data contract: create the collections,
         validators and indexes that are missing, update validators that differ, then apply
         pending migrations in order (each recorded in `schema_migrations`, each safe to rerun
         and to interrupt). Idempotent; returns what it changed (`report.current` is True:
-        the database is now at this code's version).
+        the database is now at this code's version). With `shard=True`, on a mongos, it then
+        shards the tenant collections (`shard()`); anywhere else it refuses before writing.
 
         Raises ConfigurationError if an index of the same name exists with other keys or options
         (drop it, then run setup again), the database is at a newer schema version than this
-        code, or the server has no transactions.
+        code, the server has no transactions, or `shard` is asked of a server not a mongos.
         """
+        shard = inputs.flag(shard, name="shard")
         await self._uow.check_server()
-        return await schema_setup.apply(self._uow.db, now=self._ctx.now())
+        if shard:
+            await schema_setup.require_mongos(self._uow.client)
+        report = await schema_setup.apply(self._uow.db, now=self._ctx.now())
+        if shard:
+            report.changes += await schema_setup.shard(self._uow.client, self._uow.db)
+        return report
 
     async def shard(self) -> list[str]:
         """On a mongos: shard the tenant collections by `org_id` (docs/scaling.md), once;

@@ -25,6 +25,7 @@ from billing._sync.reconcile_run import Reconciler
 from billing._sync.service_context import Context
 from billing._sync.unit_of_work import UnitOfWork
 from billing._sync.webhooks import Webhooks
+from billing.domain import inputs
 from billing.domain.periods import utc
 from billing.plans.collections import DEFAULT_SCHEDULE
 from billing.plans.events import DEFAULT_RETENTION
@@ -131,19 +132,26 @@ class Billing:
         """The pymongo database (timezone-aware), for tools and tests."""
         return self._uow.db
 
-    def setup(self) -> SchemaReport:
+    def setup(self, *, shard: bool = False) -> SchemaReport:
         """Bring the database to this version's data contract: create the collections,
         validators and indexes that are missing, update validators that differ, then apply
         pending migrations in order (each recorded in `schema_migrations`, each safe to rerun
         and to interrupt). Idempotent; returns what it changed (`report.current` is True:
-        the database is now at this code's version).
+        the database is now at this code's version). With `shard=True`, on a mongos, it then
+        shards the tenant collections (`shard()`); anywhere else it refuses before writing.
 
         Raises ConfigurationError if an index of the same name exists with other keys or options
         (drop it, then run setup again), the database is at a newer schema version than this
-        code, or the server has no transactions.
+        code, the server has no transactions, or `shard` is asked of a server not a mongos.
         """
+        shard = inputs.flag(shard, name="shard")
         self._uow.check_server()
-        return schema_setup.apply(self._uow.db, now=self._ctx.now())
+        if shard:
+            schema_setup.require_mongos(self._uow.client)
+        report = schema_setup.apply(self._uow.db, now=self._ctx.now())
+        if shard:
+            report.changes += schema_setup.shard(self._uow.client, self._uow.db)
+        return report
 
     def shard(self) -> list[str]:
         """On a mongos: shard the tenant collections by `org_id` (docs/scaling.md), once;

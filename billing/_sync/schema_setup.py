@@ -199,16 +199,24 @@ def require_current(db: Any) -> None:
         f"billing's {VERSION}: upgrade billing")
 
 
+def require_mongos(client: Any) -> None:
+    """ConfigurationError unless the client talks to a mongos (sharding needs one)."""
+    try:
+        hello = client.admin.command("hello")
+    except PyMongoError as exc:
+        raise translate(exc) from exc
+    if hello.get("msg") != "isdbgrid":
+        raise ConfigurationError(
+            "sharding needs a sharded cluster: connect to a mongos (this server is not one; "
+            "see docker-compose.sharded.yml); nothing was written")
+
+
 def shard(client: Any, db: Any) -> list[str]:
     """On a mongos: shard each tenant collection by its key in `schema.SHARD_KEYS`, once
     (a collection already sharded on that key is left alone; on another key,
     ConfigurationError). Run `apply` first: the shard keys need the collections' indexes."""
+    require_mongos(client)
     try:
-        hello = client.admin.command("hello")
-        if hello.get("msg") != "isdbgrid":
-            raise ConfigurationError(
-                "sharding needs a sharded cluster: connect to a mongos (this server is not one; "
-                "see docker-compose.sharded.yml)")
         done: list[str] = []
         for name, key in schema.SHARD_KEYS.items():
             namespace = f"{db.name}.{name}"

@@ -43,9 +43,7 @@ def main(args: argparse.Namespace) -> int:
     database = connect.database_option(args.database, DEFAULT_DATABASE)
     with connect.billing_for(args.uri, database, notices=sys.stderr,
                              require_schema=False) as billing:
-        report = billing.schema_drift() if args.check else billing.setup()
-        if args.shard and not args.check:
-            report.changes += billing.shard()
+        report = billing.schema_drift() if args.check else billing.setup(shard=args.shard)
     return show(report, database, check=args.check, as_json=args.json)
 
 

@@ -20,10 +20,16 @@ find_python() {
 
 ensure_venv() {
     local extra=$1 python want stamp
-    if [ ! -x .venv/bin/python ]; then
+    # A .venv left without pip (venv interrupted, or made without the distribution's venv
+    # package) is made again rather than failing the same way on every run.
+    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
         python=$(find_python) || return 1
         echo "creating .venv with $python" >&2
-        "$python" -m venv .venv || return 1
+        "$python" -m venv --clear .venv || {
+            echo "could not create .venv with $python (on Debian/Ubuntu install its venv" \
+                "package, e.g. python3.11-venv); then run this again" >&2
+            return 1
+        }
     fi
     stamp=.venv/.billing-stamp-$extra
     want=$(.venv/bin/python -c \
