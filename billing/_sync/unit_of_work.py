@@ -383,6 +383,13 @@ class UnitOfWork:
             except _Unreachable as exc:
                 raise DatabaseUnavailable(exc.message) from exc.__cause__
             except PyMongoError as exc:
+                if exc.has_error_label("UnknownTransactionCommitResult"):
+                    raise TransientDatabaseError(
+                        f"the database did not confirm the commit ({type(exc).__name__}) until "
+                        "the retry time ran out: whether it took effect is unknown. Calls "
+                        "that are idempotent (invoice runs, record with an external_id, calls "
+                        "with a request_id) are safe to repeat; check before repeating any "
+                        "other") from exc
                 raise translate(exc) from exc
 
 

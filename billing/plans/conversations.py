@@ -42,7 +42,10 @@ def batch_plan(
     the batch) return that document; the rest are inserted. The same external_id with other
     times raises StateConflict naming the item's index, and nothing is written."""
     require_org(org_doc, org_id)
-    known = {doc["external_id"]: doc for doc in existing}
+    for held in existing:  # found by external_id: one string each, or the contract is broken
+        if not isinstance(held.get("external_id"), str):
+            raise _broken(held, held.get("external_id"), prefix="")
+    known = {held["external_id"]: held for held in existing}
     out: list[Doc] = []
     writes: list[Write] = []
     for index, item in enumerate(items):
@@ -70,10 +73,14 @@ def _same_times(found: Doc, external_id: str | None, span: tuple[datetime, datet
     """Whether the conversation recorded under `external_id` has these times; StateConflict
     when the host wrote it breaking the data contract (billing could neither compare nor
     return it)."""
-    if not queries.conforms(found):
-        raise StateConflict(
-            f"{prefix}external_id {external_id!r} is held by conversation {found.get('_id')}, "
-            "which breaks the data contract (a missing or non-date time, an org_id or "
-            "line_item_id of the wrong type): fix or delete that document, then repeat; "
-            "nothing was written")
+    if not queries.conforms(found) or not isinstance(found.get("external_id"), str):
+        raise _broken(found, external_id, prefix=prefix)
     return (found["started_at"], found["ended_at"]) == span
+
+
+def _broken(found: Doc, external_id: object, *, prefix: str) -> StateConflict:
+    return StateConflict(
+        f"{prefix}external_id {external_id!r} is held by conversation {found.get('_id')}, "
+        "which breaks the data contract (a missing or non-date time, an org_id or line_item_id "
+        "of the wrong type, an external_id that is not one string): fix or delete that "
+        "document, then repeat; nothing was written")

@@ -22,7 +22,8 @@ ensure_venv() {
     local extra=$1 python want stamp
     # A .venv left without pip (venv interrupted, or made without the distribution's venv
     # package) is made again rather than failing the same way on every run.
-    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+    # (pip imported, not run: a bad pip.conf or PIP_* variable must not wipe a working .venv)
+    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pip' >/dev/null 2>&1; then
         python=$(find_python) || return 1
         echo "creating .venv with $python" >&2
         "$python" -m venv --clear .venv || {

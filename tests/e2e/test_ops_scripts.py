@@ -277,3 +277,41 @@ def test_scripts_repair_usage_lists_every_check_kind() -> None:
     words = set(re.findall(r"[a-z_]+", header))
     missing = [c.value for c in Check if c.value not in words]
     assert missing == [], f"scripts/repair's KIND list lacks {missing}"
+
+
+def _stamped_venv(tmp_path: Path) -> tuple[Path, Path]:
+    (tmp_path / "scripts" / "lib").mkdir(parents=True)
+    for name in ("pyproject.toml", "constraints.txt", "scripts/lib/venv.sh"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    base = Path(os.path.realpath(sys.executable))
+    # A working venv with pip, its packages installed and stamped (as scripts/test leaves it).
+    subprocess.run([str(base), "-m", "venv", str(tmp_path / ".venv")], check=True)
+    py = tmp_path / ".venv" / "bin" / "python"
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    marker = Path(site) / "installed_marker.py"  # stands for billing's installed dependencies
+    marker.write_text("X = 1\n")
+    want = subprocess.run(
+        [str(py), "-c", 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb")'
+         '.read() + open("constraints.txt", "rb").read()).hexdigest())'],
+        cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / ".venv" / ".billing-stamp-test").write_text(want + "\n")
+    return base, marker
+
+
+def test_a_pip_config_error_does_not_wipe_a_working_venv(tmp_path: Path) -> None:
+    base, marker = _stamped_venv(tmp_path)
+    bad = tmp_path / "pip.conf"
+    bad.write_text("[global\nindex-url = https://pypi.org/simple\n")  # a typo in pip.conf
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PYTHON=str(base), PIP_CONFIG_FILE=str(bad),
+               PIP_INDEX_URL="http://127.0.0.1:9/simple", PIP_RETRIES="0", PIP_TIMEOUT="2")
+
+    result = subprocess.run(["bash", "-c", ". scripts/lib/venv.sh && ensure_venv test"],
+                            cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
+                            check=False)
+
+    # The venv was working and stamped: nothing to do.
+    assert marker.exists(), f"working .venv wiped by venv --clear: {result.stderr}"
+    assert result.returncode == 0, result.stderr

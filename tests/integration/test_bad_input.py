@@ -784,7 +784,8 @@ END = datetime(2026, 10, 5, 9, 3, tzinfo=UTC)
 @pytest.mark.parametrize("host_doc", [
     {"ended_at": END}, {"started_at": START}, {"started_at": [START], "ended_at": END},
     {"started_at": START, "ended_at": END, "line_item_id": [None]},
-], ids=["no-start", "no-end", "array-start", "array-link"])
+    {"started_at": START, "ended_at": END, "external_id": ["call-1", "call-2"]},
+], ids=["no-start", "no-end", "array-start", "array-link", "array-external-id"])
 @pytest.mark.parametrize("call", ["record", "record_many"])
 def test_recording_over_a_host_document_that_breaks_the_contract_is_a_typed_error(
         billing: Billing, host_doc: dict[str, Any], call: str) -> None:

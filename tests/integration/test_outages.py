@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import MongoClient
+from pymongo.errors import WTimeoutError
+from pymongo.synchronous.client_session import ClientSession
 
 from billing import Billing, DatabaseUnavailable, Period, TransientDatabaseError
 from tests.support.billing_data import OCT, seed_conversations
 from tests.support.crash import ServerProcess
+from tests.support.drivers import Clock
 from tests.support.invariants import check_totals_and_links
 
 pytestmark = pytest.mark.integration
@@ -115,3 +119,45 @@ def test_a_run_over_many_orgs_stops_at_the_first_unreachable_org_and_bills_it_la
     summary = b.invoices.run_period(Period(*OCT))
     assert summary.ok and summary.counts["invoiced"] == 19
     assert summary.counts["already_invoiced"] == 1
+
+
+UNKNOWN_AT = OCT[0] + timedelta(days=3)
+
+
+def test_a_commit_whose_outcome_stays_unknown_is_not_reported_as_rolled_back(
+        mongo_uri: str, db_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit lands, but the majority acknowledgement never comes (its outcome stays
+    unknown past transaction_retry_seconds): billing must not say nothing was written, since
+    repeating a call without an idempotency key would record (and bill) it twice."""
+    client: MongoClient[Any] = MongoClient(mongo_uri, timeoutMS=20_000)
+    try:
+        b = Billing(client, database=db_name, clock=Clock(datetime(2026, 11, 20, tzinfo=UTC)),
+                    transaction_retry_seconds=1)
+        b.setup()
+        org = b.orgs.create(name="W", currency="usd", per_conversation=50, per_started_minute=10)
+        real = ClientSession.commit_transaction
+        calls = {"n": 0}
+
+        def commit(self: ClientSession) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                real(self)  # the commit lands on the primary ...
+            time.sleep(0.05)
+            # ... but majority acknowledgement times out: pymongo labels it (driver spec)
+            exc = WTimeoutError("waiting for replication timed out", 64,
+                                {"ok": 0, "code": 64, "errmsg": "waiting for replication "
+                                 "timed out", "errInfo": {"wtimeout": True}})
+            exc._add_error_label("UnknownTransactionCommitResult")
+            raise exc
+
+        monkeypatch.setattr(ClientSession, "commit_transaction", commit)
+        with pytest.raises(TransientDatabaseError) as err:
+            b.conversations.record(org.id, started_at=UNKNOWN_AT,
+                                   ended_at=UNKNOWN_AT + timedelta(seconds=30))
+        monkeypatch.setattr(ClientSession, "commit_transaction", real)
+        assert b.database.conversations.count_documents({}) == 1  # it was written
+        # The error must not claim that nothing was written (retrying would record it twice)
+        assert "nothing was written" not in err.value.message, err.value.message
+        assert "whether it took effect is unknown" in err.value.message
+    finally:
+        client.close()
