@@ -96,9 +96,9 @@ class AsyncCollections:
         """Close the audit record of the run whose expired lease this one took over: it died
         without closing it (SIGKILL, power cut), or it is too stuck to renew (if it wakes, it
         loses the lease at its next renewal and records `failed` itself)."""
-        if lease.taken_from is None or not ObjectId.is_valid(lease.taken_from):
+        if lease.taken_from is None:
             return
-        await abandon_collection_run(self._ctx.uow.direct, ObjectId(lease.taken_from), {
+        await abandon_collection_run(self._ctx.uow.direct, lease.taken_from, {
             "status": "abandoned", "finished_at": self._ctx.now(),
             "error": f"abandoned: the run's lease expired without it closing this record "
                      f"(killed, or its host lost); run {report.run_id} took over. Its charges "

@@ -44,7 +44,9 @@ class AsyncRunLease:
         self._seconds = seconds
         self._what = what
         self._held = False
-        self.taken_from: str | None = None  # the holder of the expired lease this run took over
+        # The run whose expired lease this one took over (holders are run ids), to close its
+        # audit record; None when the lease was free or its holder is no run id.
+        self.taken_from: ObjectId | None = None
 
     async def acquire(self) -> None:
         now = self._ctx.now()
@@ -62,8 +64,9 @@ class AsyncRunLease:
                 f"another {self._what} ({held.get('holder')} on {held.get('host')}, "
                 f"pid {held.get('pid')}) holds the lease {self._key} until "
                 f"{held.get('expires_at')}; let it finish, or retry after that") from None
-        if before is not None and before.get("holder") != self._holder:
-            self.taken_from = str(before.get("holder"))
+        holder = before.get("holder") if before is not None else None
+        if holder != self._holder and isinstance(holder, str) and ObjectId.is_valid(holder):
+            self.taken_from = ObjectId(holder)
 
     async def renew(self) -> None:
         now = self._ctx.now()

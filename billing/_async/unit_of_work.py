@@ -45,6 +45,10 @@ CLIENT_BULK_WRITE_WIRE_VERSION = 25  # MongoDB 8.0
 SECANTUS_CONCURRENT_TRANSACTIONS = 1
 _DECIDING = threading.Lock()  # held without awaiting: one gate per instance, in both builds
 _MAX_TIME_MS_EXPIRED = 50
+# What a caller is told when a commit may or may not have taken effect.
+COMMIT_UNKNOWN = ("whether it took effect is unknown: calls that are idempotent (invoice runs, "
+                  "record with an external_id, calls with a request_id) are safe to repeat; "
+                  "check before repeating any other")
 AGGREGATE_BATCH = 100_001  # above max_docs_per_transaction + 1; a batch stays under 16 MB
 
 
@@ -386,10 +390,7 @@ class AsyncUnitOfWork:
                 if exc.has_error_label("UnknownTransactionCommitResult"):
                     raise TransientDatabaseError(
                         f"the database did not confirm the commit ({type(exc).__name__}) until "
-                        "the retry time ran out: whether it took effect is unknown. Calls "
-                        "that are idempotent (invoice runs, record with an external_id, calls "
-                        "with a request_id) are safe to repeat; check before repeating any "
-                        "other") from exc
+                        f"the retry time ran out: {COMMIT_UNKNOWN}") from exc
                 raise translate(exc) from exc
 
 
@@ -397,10 +398,9 @@ class _Unreachable(Exception):
     """Server selection timed out: not a PyMongoError, so `with_transaction` does not retry it."""
 
     def __init__(self, *, committing: bool) -> None:
-        outcome = ("whether the last commit took effect is unknown (idempotent calls, such as "
-                   "invoice runs, are safe to repeat)" if committing
-                   else "the transaction was rolled back")
-        self.message = (f"MongoDB is unreachable (server selection timed out): {outcome}. Check "
+        outcome = f" during the commit: {COMMIT_UNKNOWN}" if committing \
+            else ": the transaction was rolled back"
+        self.message = (f"MongoDB is unreachable (server selection timed out){outcome}. Check "
                         "the URI, the network and that the replica set has a primary, then retry")
         super().__init__(self.message)
 

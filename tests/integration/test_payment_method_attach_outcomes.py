@@ -19,21 +19,11 @@ from billing import WebhookOutcome, faults
 from billing.adapters.stripe_webhooks import sign
 from billing.errors import PaymentError, PaymentMethodNotFound, PaymentProviderUnavailable
 from billing.faults import InjectedFault
+from tests.integration.test_method_reconciliation_races import new_org, org_doc
 from tests.support.drivers import Driver
 
 pytestmark = pytest.mark.integration
 VISA = "4242424242424242"
-
-
-def new_org(d: Driver, name: str = "A") -> Any:
-    return d("orgs.create", name=name, currency="usd", per_conversation=50,
-             per_started_minute=10)
-
-
-def org_doc(d: Driver, org_id: str) -> dict[str, Any]:
-    doc = d.db.orgs.find_one({"_id": ObjectId(org_id)})
-    assert doc is not None
-    return doc
 
 
 def events(d: Driver, org_id: str, kind: str) -> list[dict[str, Any]]:
