@@ -22,7 +22,7 @@ from billing import Billing
 from billing.cli import connect, exit_codes, main
 from billing.domain.periods import last_closed_month
 from billing.gateways import FakeGateway, StripeGateway
-from tests.support.billing_data import dump, seed_conversations
+from tests.support.billing_data import closed_month_invoice, dump, seed_conversations
 from tests.support.stripe import TEST_KEY, card
 
 pytestmark = pytest.mark.integration
@@ -101,11 +101,7 @@ def test_collect_names_the_org_it_could_not_read_in_text_as_in_json(
         monkeypatch.delenv(name, raising=False)
     b = Billing(client, database=db_name)
     b.setup()
-    org = b.orgs.create(name="Broken Co", currency="usd", per_conversation=50,
-                        per_started_minute=10)
-    period = last_closed_month()
-    seed_conversations(b.database, org.id, 2, start=period.start)
-    inv = b.invoices.create_for_period(org.id, period.start, period.end)
+    org, inv = closed_month_invoice(b, name="Broken Co")
     # A document the validator accepts but billing cannot read.
     b.database.invoices.update_one({"_id": ObjectId(inv.id)}, {"$unset": {"created_at": ""}})
     base = ["--uri", mongo_uri, "--database", db_name, "collect"]
@@ -130,11 +126,7 @@ def test_the_exit_code_table_says_what_collect_exits_with(
     fake = FakeGateway()
     b = Billing(client, database=db_name, gateway=fake)
     b.setup()
-    org = b.orgs.create(name="Acme", currency="usd", per_conversation=50, per_started_minute=10)
-    period = last_closed_month()
-    seed_conversations(b.database, org.id, 2, start=period.start)
-    inv = b.invoices.create_for_period(org.id, period.start, period.end)
-    b.payment_methods.attach(org.id, "pm_card_visa", request_id="r-1")
+    org, inv = closed_month_invoice(b, token="pm_card_visa")
     monkeypatch.setattr(connect, "stripe_gateway", lambda: contextlib.nullcontext(fake))
     base = ["--uri", mongo_uri, "--database", db_name, "collect"]
     # The table cron reads (billing --help) has collect's 0, 1 and 4.

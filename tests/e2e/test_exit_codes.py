@@ -23,10 +23,9 @@ from pymongo import MongoClient
 
 from billing import Billing, PaymentRequiresAction
 from billing.cli import connect, main
-from billing.domain.periods import last_closed_month
 from billing.gateways import FakeGateway
 from tests.e2e.test_cli import PERIOD, cli, cli_env, one_error_line
-from tests.support.billing_data import seed_conversations
+from tests.support.billing_data import closed_month_invoice
 
 pytestmark = pytest.mark.integration
 
@@ -99,14 +98,8 @@ def collect_env(mongo_uri: str, db_name: str, client: MongoClient[dict[str, Any]
 
 
 def invoice(b: Billing, token: str | None) -> tuple[Any, Any]:
-    org = b.orgs.create(name=f"Org {ObjectId()}", currency="usd", per_conversation=50,
-                        per_started_minute=10)
-    period = last_closed_month()
-    seed_conversations(b.database, org.id, 2, start=period.start)
-    inv = b.invoices.create_for_period(org.id, period.start, period.end)
-    if token is not None:
-        b.payment_methods.attach(org.id, token, request_id=f"r-{ObjectId()}")
-    return org, inv
+    return closed_month_invoice(b, name=f"Org {ObjectId()}", token=token,
+                                request_id=f"r-{ObjectId()}")
 
 
 def test_collect_a_dry_run_with_nothing_due_exits_0_even_if_an_attempt_waits(

@@ -20,9 +20,8 @@ import pytest
 from pymongo import MongoClient
 
 from billing import Billing
-from billing.domain.periods import last_closed_month
 from billing.gateways import FakeGateway
-from tests.support.billing_data import seed_conversations
+from tests.support.billing_data import closed_month_invoice
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,11 +76,7 @@ def due_for_collection(client: MongoClient[dict[str, Any]], db_name: str) -> Bil
     it."""
     b = Billing(client, database=db_name, gateway=FakeGateway())
     b.setup()
-    org = b.orgs.create(name="Acme", currency="usd", per_conversation=50, per_started_minute=10)
-    period = last_closed_month()
-    seed_conversations(b.database, org.id, 3, start=period.start)
-    b.invoices.create_for_period(org.id, period.start, period.end)
-    b.payment_methods.attach(org.id, "pm_card_visa", request_id="r-1")
+    closed_month_invoice(b, conversations=3, token="pm_card_visa")
     return b
 
 

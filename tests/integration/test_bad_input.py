@@ -43,7 +43,7 @@ from billing.errors import (
 from billing.gateways import AsyncFakeGateway, FakeGateway
 from billing.plans.webhooks import WebhookOutcome
 from tests.support import figures
-from tests.support.billing_data import OCT, OPEN, dump, seed_conversations
+from tests.support.billing_data import OCT, OPEN, closed_month_invoice, dump, seed_conversations
 from tests.support.isolation_world import WEBHOOK_SECRET, World, two_orgs, unknown_id
 from tests.support.rejected_webhooks import rejected_deliveries
 
@@ -455,11 +455,8 @@ def _due_world(client: Any, db_name: str) -> tuple[Billing, FakeGateway, str, st
     fake = FakeGateway()
     b = Billing(client, database=db_name, gateway=fake)
     b.setup()
-    org = b.orgs.create(name="A", currency="usd", per_conversation=50, per_started_minute=10)
+    org, inv = closed_month_invoice(b, name="A", conversations=3, token="pm_card_visa")
     month = last_closed_month()
-    seed_conversations(b.database, org.id, 3, start=month.start)
-    inv = b.invoices.create_for_period(org.id, month.start, month.end)
-    b.payment_methods.attach(org.id, "pm_card_visa", request_id="r-1")
     seed_conversations(b.database, org.id, 2, start=month.start - timedelta(days=40))
     return b, fake, org.id, inv.id
 

@@ -40,6 +40,20 @@ def seed_conversations(
     return docs
 
 
+def closed_month_invoice(b: Any, *, name: str = "Acme", conversations: int = 2,
+                         token: str | None = None, request_id: str = "r-1") -> tuple[Any, Any]:
+    """A new org (50 per conversation, 10 per started minute) with `conversations` in the last
+    closed month, invoiced (open), and with `token` attached as its default card when given:
+    an invoice a collection run is due to charge. `b` is a sync Billing."""
+    org = b.orgs.create(name=name, currency="usd", per_conversation=50, per_started_minute=10)
+    period = last_closed_month()
+    seed_conversations(b.database, org.id, conversations, start=period.start)
+    inv = b.invoices.create_for_period(org.id, period.start, period.end)
+    if token is not None:
+        b.payment_methods.attach(org.id, token, request_id=request_id)
+    return org, inv
+
+
 def expected_total(docs: list[dict[str, Any]], per_conversation: int, per_minute: int) -> int:
     minutes = sum(started_minutes(d["started_at"], d["ended_at"]) for d in docs)
     return per_conversation * len(docs) + per_minute * minutes
