@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from billing.domain.models import RefundStatus
 from billing.domain.payments import (
+    CUSTOMER_GENERATION,
     MINIMUM_CHARGE,
     CardMethod,
     Intent,
@@ -210,7 +211,7 @@ class AsyncFakeGateway:
                 return await self._done("create_customer", self._customer_keys[idempotency_key])
             customer_id = self._new_id("cus")
             self.customers[customer_id] = {"org_id": org_id, "name": name,
-                                           "billing_generation": str(generation)}
+                                           CUSTOMER_GENERATION: str(generation)}
             self._created[customer_id] = int(time.time())
             self._customer_keys[idempotency_key] = customer_id
             return await self._done("create_customer", customer_id)
@@ -222,9 +223,7 @@ class AsyncFakeGateway:
             self._enter("find_customers", None)
             # Metadata read as the Stripe gateway reads it: a customer another system made
             # (an org_id, no generation of ours) is listed with generation None.
-            found = [StripeCustomer(id=cid, org_id=meta.get("org_id"),
-                                    generation=_generation(meta.get("billing_generation")),
-                                    created=self._created[cid])
+            found = [StripeCustomer.of(cid, meta, self._created[cid])
                      for cid, meta in self.customers.items()
                      if meta.get("org_id") == org_id and created_since <= self._created[cid]
                      and (created_until is None or self._created[cid] <= created_until)]
@@ -416,10 +415,6 @@ class AsyncFakeGateway:
         if intent_id not in self.intents:
             raise NotFound(f"Stripe has no such payment intent {intent_id}: check the stored id")
         return self.intents[intent_id]
-
-
-def _generation(value: object) -> int | None:
-    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _declined(decline_code: str | None = None) -> CardDeclined:

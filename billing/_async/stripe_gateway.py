@@ -7,6 +7,7 @@ import stripe
 from billing.adapters.stripe_errors import translate, translating
 from billing.domain.models import RefundStatus
 from billing.domain.payments import (
+    CUSTOMER_GENERATION,
     CardMethod,
     Intent,
     IntentStatus,
@@ -16,7 +17,7 @@ from billing.domain.payments import (
 from billing.errors import NotFound
 
 _END_OF_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z
-GENERATION = "billing_generation"  # customer metadata: the org's claim that created it
+GENERATION = CUSTOMER_GENERATION
 # An intent in one of these states was confirmed before: a retried confirm returns it.
 _CONFIRMED = frozenset({IntentStatus.SUCCEEDED, IntentStatus.PROCESSING,
                         IntentStatus.REQUIRES_CAPTURE, IntentStatus.REQUIRES_ACTION})
@@ -217,11 +218,7 @@ def _card(method: stripe.PaymentMethod) -> CardMethod:
 
 def _customer(customer: stripe.Customer) -> StripeCustomer:
     meta = customer.metadata.to_dict() if customer.metadata else {}
-    generation = meta.get(GENERATION)
-    return StripeCustomer(
-        id=customer.id, org_id=meta.get("org_id"),
-        generation=int(generation) if isinstance(generation, str) and generation.isdigit()
-        else None, created=int(customer.created))
+    return StripeCustomer.of(customer.id, meta, int(customer.created))
 
 
 def _intent(intent: stripe.PaymentIntent) -> Intent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from billing.domain.models import RefundStatus
 
@@ -20,6 +21,9 @@ class CardMethod:
     exp_year: int | None = None
 
 
+CUSTOMER_GENERATION = "billing_generation"  # customer metadata: the org's claim that made it
+
+
 @dataclass(frozen=True, slots=True)
 class StripeCustomer:
     """A Stripe customer we created: our metadata says for which org and claim generation."""
@@ -28,6 +32,15 @@ class StripeCustomer:
     org_id: str | None
     generation: int | None
     created: int  # Unix seconds, Stripe's clock
+
+    @classmethod
+    def of(cls, customer_id: str, metadata: dict[str, Any], created: int) -> StripeCustomer:
+        """Read from its metadata: a customer another system made (an org_id, but no
+        generation of ours) has generation None."""
+        generation = metadata.get(CUSTOMER_GENERATION)
+        return cls(id=customer_id, org_id=metadata.get("org_id"), created=created,
+                   generation=int(generation) if isinstance(generation, str)
+                   and generation.isdigit() else None)
 
 
 class IntentStatus(StrEnum):
